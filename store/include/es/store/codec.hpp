@@ -1,0 +1,347 @@
+// JSON codecs for plain structs that list their fields.
+//
+// A struct becomes encodable by declaring a `fields` function, found by
+// argument-dependent lookup, that names each member:
+//
+//   struct item_added {
+//     std::string sku;
+//     int32_t quantity = 0;
+//   };
+//   template <class F>
+//   bool fields(F& f, item_added& x) {
+//     return f("sku", x.sku) && f("quantity", x.quantity);
+//   }
+//
+// Supported members: bool, integers, double, std::string, es::uuid,
+// es::timestamp (ISO 8601 UTC text), std::optional (omitted when empty;
+// missing or null on decode), std::vector, std::map with string keys, and
+// structs that have `fields` themselves. Decoding is strict: a missing
+// required field or a wrong type is an error naming the field's path;
+// unknown fields are ignored, so newer writers stay readable.
+#pragma once
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "es/store/errors.hpp"
+#include "es/store/event.hpp"
+#include "es/store/json.hpp"
+#include "es/store/uuid.hpp"
+
+namespace es {
+
+/// Formats `t` as "YYYY-MM-DDTHH:MM:SS.ffffffZ".
+std::string format_timestamp(timestamp t);
+
+/// Parses the form `format_timestamp` writes (fraction optional, 'Z' or
+/// "+00:00" suffix). Returns `invalid_argument` otherwise.
+caf::expected<timestamp> parse_timestamp(std::string_view text);
+
+namespace detail {
+
+struct field_encoder;
+struct field_decoder;
+
+} // namespace detail
+
+/// A type with a `fields` function, see the top of this header.
+template <class T>
+concept has_fields = requires(detail::field_encoder& f, T& x) {
+  { fields(f, x) } -> std::convertible_to<bool>;
+};
+
+namespace detail {
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+
+template <class T>
+struct is_string_map : std::false_type {};
+template <class T, class C, class A>
+struct is_string_map<std::map<std::string, T, C, A>> : std::true_type {};
+
+template <class T>
+void encode_value(json::writer& out, const T& x);
+
+/// Passed to `fields` when encoding: writes each member as a JSON member.
+struct field_encoder {
+  json::writer& out;
+
+  template <class T>
+  bool operator()(std::string_view name, T& x) {
+    if constexpr (is_optional<T>::value) {
+      if (!x)
+        return true;
+    }
+    out.key(name);
+    encode_value(out, x);
+    return true;
+  }
+};
+
+template <class T>
+void encode_value(json::writer& out, const T& x) {
+  if constexpr (std::is_same_v<T, bool>) {
+    out.boolean(x);
+  } else if constexpr (std::is_enum_v<T>) {
+    encode_value(out, static_cast<std::underlying_type_t<T>>(x));
+  } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    out.integer(static_cast<int64_t>(x));
+  } else if constexpr (std::is_integral_v<T>) {
+    out.unsigned_integer(static_cast<uint64_t>(x));
+  } else if constexpr (std::is_floating_point_v<T>) {
+    out.number(static_cast<double>(x));
+  } else if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    out.string(std::string_view{x});
+  } else if constexpr (std::is_same_v<T, uuid>) {
+    out.string(x.to_string());
+  } else if constexpr (std::is_same_v<T, timestamp>) {
+    out.string(format_timestamp(x));
+  } else if constexpr (is_optional<T>::value) {
+    if (x)
+      encode_value(out, *x);
+    else
+      out.null();
+  } else if constexpr (is_vector<T>::value) {
+    out.begin_array();
+    for (const auto& item : x)
+      encode_value(out, item);
+    out.end_array();
+  } else if constexpr (is_string_map<T>::value) {
+    out.begin_object();
+    for (const auto& [k, v] : x) {
+      out.key(k);
+      encode_value(out, v);
+    }
+    out.end_object();
+  } else if constexpr (has_fields<T>) {
+    out.begin_object();
+    field_encoder enc{out};
+    // Encoding does not modify `x`; `fields` takes a mutable reference so one
+    // function serves both directions.
+    fields(enc, const_cast<T&>(x));
+    out.end_object();
+  } else {
+    static_assert(sizeof(T) == 0, "type has no JSON codec: add fields()");
+  }
+}
+
+/// Collects the first decoding error together with the field path.
+struct decode_state {
+  std::string path;
+  std::string error;
+
+  bool fail(std::string_view what) {
+    if (error.empty()) {
+      error = path.empty() ? std::string{"payload"} : path;
+      error += ": ";
+      error += what;
+    }
+    return false;
+  }
+};
+
+std::string type_mismatch(std::string_view expected, json::kind got);
+
+template <class T>
+bool decode_value(decode_state& st, const json::value& in, T& x);
+
+/// Passed to `fields` when decoding: reads each member from a JSON object.
+struct field_decoder {
+  decode_state& st;
+  const json::value& obj;
+
+  template <class T>
+  bool operator()(std::string_view name, T& x) {
+    auto old_len = st.path.size();
+    if (!st.path.empty())
+      st.path += '.';
+    st.path += name;
+    bool ok = true;
+    auto member = obj.find(name);
+    if (!member || member->type() == json::kind::null) {
+      if constexpr (is_optional<T>::value)
+        x.reset();
+      else
+        ok = st.fail("missing required field");
+    } else {
+      ok = decode_value(st, *member, x);
+    }
+    if (ok)
+      st.path.resize(old_len);
+    return ok;
+  }
+};
+
+template <class T>
+bool decode_value(decode_state& st, const json::value& in, T& x) {
+  if constexpr (std::is_same_v<T, bool>) {
+    auto v = in.as_bool();
+    if (!v)
+      return st.fail(type_mismatch("boolean", in.type()));
+    x = *v;
+    return true;
+  } else if constexpr (std::is_enum_v<T>) {
+    std::underlying_type_t<T> tmp{};
+    if (!decode_value(st, in, tmp))
+      return false;
+    x = static_cast<T>(tmp);
+    return true;
+  } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    auto v = in.as_int64();
+    if (!v)
+      return st.fail(type_mismatch("integer", in.type()));
+    if (*v < std::numeric_limits<T>::min()
+        || *v > std::numeric_limits<T>::max())
+      return st.fail("integer out of range");
+    x = static_cast<T>(*v);
+    return true;
+  } else if constexpr (std::is_integral_v<T>) {
+    auto v = in.as_uint64();
+    if (!v)
+      return st.fail(type_mismatch("unsigned integer", in.type()));
+    if (*v > std::numeric_limits<T>::max())
+      return st.fail("integer out of range");
+    x = static_cast<T>(*v);
+    return true;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    auto v = in.as_double();
+    if (!v)
+      return st.fail(type_mismatch("number", in.type()));
+    x = static_cast<T>(*v);
+    return true;
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    auto v = in.as_string();
+    if (!v)
+      return st.fail(type_mismatch("string", in.type()));
+    x.assign(v->data(), v->size());
+    return true;
+  } else if constexpr (std::is_same_v<T, uuid>) {
+    auto v = in.as_string();
+    if (!v)
+      return st.fail(type_mismatch("UUID string", in.type()));
+    auto parsed = uuid::parse(*v);
+    if (!parsed)
+      return st.fail("not a UUID");
+    x = *parsed;
+    return true;
+  } else if constexpr (std::is_same_v<T, timestamp>) {
+    auto v = in.as_string();
+    if (!v)
+      return st.fail(type_mismatch("timestamp string", in.type()));
+    auto parsed = parse_timestamp(*v);
+    if (!parsed)
+      return st.fail("not an ISO 8601 UTC timestamp");
+    x = *parsed;
+    return true;
+  } else if constexpr (is_optional<T>::value) {
+    if (in.type() == json::kind::null) {
+      x.reset();
+      return true;
+    }
+    typename T::value_type tmp{};
+    if (!decode_value(st, in, tmp))
+      return false;
+    x = std::move(tmp);
+    return true;
+  } else if constexpr (is_vector<T>::value) {
+    if (in.type() != json::kind::array)
+      return st.fail(type_mismatch("array", in.type()));
+    x.clear();
+    x.reserve(in.size());
+    auto old_len = st.path.size();
+    for (size_t i = 0; i < in.size(); ++i) {
+      st.path += '[';
+      st.path += std::to_string(i);
+      st.path += ']';
+      typename T::value_type item{};
+      if (!decode_value(st, in.at(i), item))
+        return false;
+      x.push_back(std::move(item));
+      st.path.resize(old_len);
+    }
+    return true;
+  } else if constexpr (is_string_map<T>::value) {
+    if (in.type() != json::kind::object)
+      return st.fail(type_mismatch("object", in.type()));
+    x.clear();
+    auto old_len = st.path.size();
+    for (size_t i = 0; i < in.size(); ++i) {
+      std::string key{in.member_name(i)};
+      st.path += '.';
+      st.path += key;
+      typename T::mapped_type item{};
+      if (!decode_value(st, in.member_value(i), item))
+        return false;
+      x.insert_or_assign(std::move(key), std::move(item));
+      st.path.resize(old_len);
+    }
+    return true;
+  } else if constexpr (has_fields<T>) {
+    if (in.type() != json::kind::object)
+      return st.fail(type_mismatch("object", in.type()));
+    field_decoder dec{st, in};
+    return fields(dec, x);
+  } else {
+    static_assert(sizeof(T) == 0, "type has no JSON codec: add fields()");
+  }
+}
+
+} // namespace detail
+
+/// Encodes `x` as JSON text. Fails with `malformed_payload` only for values
+/// JSON cannot express (NaN or infinite numbers).
+template <class T>
+caf::expected<std::string> to_json(const T& x) {
+  json::writer out;
+  detail::encode_value(out, x);
+  if (!out.ok())
+    return make_store_error(store_errc::malformed_payload,
+                            "value cannot be written as JSON (NaN or "
+                            "infinite number)");
+  return out.str();
+}
+
+/// Decodes `x` from an already parsed JSON value. On failure returns
+/// `malformed_payload` naming the field path and the problem.
+template <class T>
+caf::error from_json(const json::value& in, T& x) {
+  detail::decode_state st;
+  if (!detail::decode_value(st, in, x))
+    return make_store_error(store_errc::malformed_payload,
+                            std::move(st.error));
+  return caf::none;
+}
+
+/// Parses and decodes `x` from JSON text.
+template <class T>
+caf::expected<T> from_json(std::string_view text,
+                           const json::parse_limits& limits = {}) {
+  auto doc = json::document::parse(text, limits);
+  if (!doc)
+    return std::move(doc.error());
+  T result{};
+  if (auto err = from_json(doc->root(), result))
+    return err;
+  return result;
+}
+
+} // namespace es

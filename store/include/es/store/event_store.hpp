@@ -1,0 +1,268 @@
+// The event store port: what every store adapter implements.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "es/store/event.hpp"
+#include "es/store/expected_version.hpp"
+
+namespace es {
+
+/// The outcome of a successful append.
+struct append_result {
+  stream_id stream;
+  /// Version of the first and last appended event; `last_version` is the
+  /// stream's version after the append.
+  int64_t first_version = 0;
+  int64_t last_version = 0;
+  /// Global positions of the first and last appended event.
+  int64_t first_position = 0;
+  int64_t last_position = 0;
+  /// True when the store recognised a re-sent batch (same event ids, same
+  /// stream) and returned the original result without writing.
+  bool deduplicated = false;
+
+  friend bool operator==(const append_result&, const append_result&)
+    = default;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 append_result& x) {
+    return f(caf::meta::type_name("es.append_result"), x.stream,
+             x.first_version, x.last_version, x.first_position,
+             x.last_position, x.deduplicated);
+  }
+};
+
+/// One append: the events of one stream under one version condition.
+struct append_request {
+  stream_id stream;
+  expected_version expected;
+  event_batch events;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 append_request& x) {
+    return f(caf::meta::type_name("es.append_request"), x.stream, x.expected,
+             x.events);
+  }
+};
+
+enum class read_direction : uint8_t { forwards, backwards };
+
+/// Which part of a stream `read_stream` returns.
+struct read_stream_options {
+  /// First version to return (inclusive). Forwards, 0 or 1 start at the
+  /// beginning; backwards, 0 starts at the stream's last event.
+  int64_t from_version = 0;
+  /// Last version to return (inclusive) when reading forwards; the lowest
+  /// version when reading backwards. 0 means no bound.
+  int64_t to_version = 0;
+  read_direction direction = read_direction::forwards;
+  /// Maximum events in one page; capped by the store's `max_page_size`.
+  size_t max_count = 1000;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 read_stream_options& x) {
+    return f(caf::meta::type_name("es.read_stream_options"), x.from_version,
+             x.to_version, x.direction, x.max_count);
+  }
+};
+
+/// One page of a stream.
+struct stream_slice {
+  recorded_events events;
+  /// Where the next page starts (pass as `from_version`); meaningless once
+  /// `end_of_stream` holds.
+  int64_t next_version = 0;
+  /// True when no event lies beyond this page in the read direction.
+  bool end_of_stream = true;
+  /// The stream's version when the page was read.
+  int64_t stream_version = 0;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 stream_slice& x) {
+    return f(caf::meta::type_name("es.stream_slice"), x.events,
+             x.next_version, x.end_of_stream, x.stream_version);
+  }
+};
+
+/// Selects events of the global feed. Empty lists match everything.
+struct event_filter {
+  std::vector<std::string> event_types;
+  std::vector<std::string> aggregate_types;
+  /// When set, only this tenant's events match.
+  std::optional<uuid> tenant_id;
+
+  bool empty() const noexcept {
+    return event_types.empty() && aggregate_types.empty() && !tenant_id;
+  }
+
+  /// Returns whether `ev` passes the filter.
+  bool matches(const event_data& ev) const;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 event_filter& x) {
+    return f(caf::meta::type_name("es.event_filter"), x.event_types,
+             x.aggregate_types, x.tenant_id);
+  }
+};
+
+/// Which part of the global feed `read_all` returns.
+struct read_all_options {
+  /// Return events with a global position strictly greater than this (a
+  /// checkpoint). 0 starts at the beginning.
+  int64_t after_position = 0;
+  /// Maximum events in one page; capped by the store's `max_page_size`.
+  size_t max_count = 1000;
+  event_filter filter;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 read_all_options& x) {
+    return f(caf::meta::type_name("es.read_all_options"), x.after_position,
+             x.max_count, x.filter);
+  }
+};
+
+/// One page of the global feed.
+struct all_slice {
+  recorded_events events;
+  /// The checkpoint to continue from: the position of the last event
+  /// examined. With a filter this can lie beyond the last returned event, so
+  /// a filtered reader does not scan the same non-matching events again.
+  int64_t next_position = 0;
+  /// True when the page reached the head of the feed as of this read.
+  bool end_of_feed = true;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, all_slice& x) {
+    return f(caf::meta::type_name("es.all_slice"), x.events, x.next_position,
+             x.end_of_feed);
+  }
+};
+
+/// Limits every adapter enforces on appends.
+struct store_limits {
+  /// Largest payload in bytes.
+  size_t max_payload_bytes = 1024 * 1024;
+  /// Largest metadata text in bytes.
+  size_t max_metadata_bytes = 64 * 1024;
+  /// Most events in one append.
+  size_t max_events_per_append = 10'000;
+  /// Largest page a read returns, whatever the caller asks.
+  size_t max_page_size = 10'000;
+};
+
+/// The event store port. Adapters are reached through `make_*` factories.
+///
+/// Thread-safety: every member function may be called from any thread at
+/// any time. Calls may block (disk, network): actors call them from detached
+/// actors or other threads, never from the cooperative scheduler.
+///
+/// Errors are `store_errc` codes (see errors.hpp); codes for which
+/// `is_retryable` holds may succeed when retried.
+class event_store {
+public:
+  virtual ~event_store();
+
+  /// Returns the adapter's name, for example "sqlite" or "memory".
+  virtual std::string name() const = 0;
+
+  /// Appends `events` to `stream` atomically if `expected` matches the
+  /// stream's version. Events with `aggregate_version` 0 get the next
+  /// versions; other versions must be the next ones. Events may leave
+  /// `aggregate_id` nil and `aggregate_type` empty: the stream's are used.
+  ///
+  /// Re-sending a batch whose event ids are all already stored in `stream`,
+  /// in the same order, returns the original result with `deduplicated` set
+  /// and writes nothing, whatever `expected` says.
+  ///
+  /// Errors: `wrong_expected_version` (with the actual version, see
+  /// `get_version_conflict`), `duplicate_event_id`, `idempotency_conflict`,
+  /// `invalid_argument`, `invalid_uuid`, `malformed_payload`,
+  /// `payload_too_large`, `unknown_event_type` (when the store validates
+  /// against a registry), and retryable storage errors. On error nothing is
+  /// written.
+  [[nodiscard]] virtual caf::expected<append_result>
+  append(const stream_id& stream, expected_version expected,
+         event_batch events)
+    = 0;
+
+  /// Appends several independent requests: the group-commit entry point.
+  /// Each request keeps its own version check and gets its own result; one
+  /// failing request does not fail the others. Adapters that can, commit all
+  /// of them in one transaction. The default runs `append` for each.
+  [[nodiscard]] virtual std::vector<caf::expected<append_result>>
+  append_many(std::vector<append_request> requests);
+
+  /// Reads one page of a stream. An unknown stream yields an empty page with
+  /// `stream_version` 0.
+  [[nodiscard]] virtual caf::expected<stream_slice>
+  read_stream(const stream_id& stream, const read_stream_options& options)
+    = 0;
+
+  /// Reads one page of the global feed in position order. Every committed
+  /// event has a position; a reader that continues from `next_position`
+  /// sees every event exactly once.
+  [[nodiscard]] virtual caf::expected<all_slice>
+  read_all(const read_all_options& options)
+    = 0;
+
+  /// Returns the stream's current version (0 when it has no events).
+  [[nodiscard]] virtual caf::expected<int64_t>
+  stream_version(const stream_id& stream)
+    = 0;
+
+  /// Returns the event with id `event_id`, or `std::nullopt`.
+  [[nodiscard]] virtual caf::expected<std::optional<recorded_event>>
+  find_event(const uuid& event_id)
+    = 0;
+
+  /// Returns whether an event with id `event_id` is stored.
+  [[nodiscard]] virtual caf::expected<bool> event_exists(const uuid& event_id);
+
+  /// Returns the highest global position (0 for an empty store).
+  [[nodiscard]] virtual caf::expected<int64_t> head_position() = 0;
+
+  /// Returns the limits the store enforces.
+  virtual const store_limits& limits() const = 0;
+};
+
+using event_store_ptr = std::shared_ptr<event_store>;
+
+/// Builds the `wrong_expected_version` error adapters return: a description
+/// followed by the stream, the expected and the actual version.
+caf::error make_version_conflict(const stream_id& stream,
+                                 expected_version expected, int64_t actual);
+
+/// Calls `fn` for every event of `stream` in the read direction, one page of
+/// `options.max_count` events at a time, so memory stays bounded by one
+/// page. Stops at the first error of the store or of `fn`.
+[[nodiscard]] caf::error
+for_each_in_stream(event_store& store, const stream_id& stream,
+                   read_stream_options options,
+                   const std::function<caf::error(recorded_event&)>& fn);
+
+/// Calls `fn` for every event of the feed after `options.after_position`
+/// up to the head as of the last page, page by page. Returns the position to
+/// continue from.
+[[nodiscard]] caf::expected<int64_t>
+for_each_in_feed(event_store& store, read_all_options options,
+                 const std::function<caf::error(recorded_event&)>& fn);
+
+} // namespace es

@@ -1,0 +1,123 @@
+// A small JSON facade over RapidJSON, so public headers stay free of it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <caf/expected.hpp>
+
+namespace es::json {
+
+/// Limits applied when parsing untrusted JSON.
+struct parse_limits {
+  /// Longest accepted text in bytes.
+  size_t max_bytes = 16 * 1024 * 1024;
+  /// Deepest accepted nesting of arrays and objects.
+  size_t max_depth = 64;
+};
+
+/// Checks that `text` is one well-formed JSON value of valid UTF-8 within
+/// `limits`. With `require_object`, the value must be an object. Returns
+/// `malformed_payload` or `payload_too_large` with a description.
+caf::error validate(std::string_view text, const parse_limits& limits = {},
+                    bool require_object = true);
+
+/// Streams JSON text into a string. Not thread-safe; one per text.
+class writer {
+public:
+  writer();
+  ~writer();
+  writer(const writer&) = delete;
+  writer& operator=(const writer&) = delete;
+
+  void begin_object();
+  void end_object();
+  void begin_array();
+  void end_array();
+  void key(std::string_view name);
+  void null();
+  void boolean(bool x);
+  void integer(int64_t x);
+  void unsigned_integer(uint64_t x);
+  /// Writes a finite number; NaN and infinities make `ok` return false.
+  void number(double x);
+  void string(std::string_view x);
+
+  /// Returns false if a value could not be written (non-finite number or
+  /// unbalanced nesting).
+  bool ok() const noexcept;
+
+  /// Returns the text written so far.
+  std::string str() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+enum class kind : uint8_t { null, boolean, number, string, array, object };
+
+/// Returns "null", "boolean", "number", "string", "array" or "object".
+const char* to_string(kind x);
+
+/// A read-only view of a value inside a `document`; valid while the
+/// document lives. Cheap to copy.
+class value {
+public:
+  kind type() const noexcept;
+
+  std::optional<bool> as_bool() const noexcept;
+  /// The number if it is an integer that fits.
+  std::optional<int64_t> as_int64() const noexcept;
+  std::optional<uint64_t> as_uint64() const noexcept;
+  /// Any number, as double.
+  std::optional<double> as_double() const noexcept;
+  std::optional<std::string_view> as_string() const noexcept;
+
+  /// Returns the member named `name` of an object.
+  std::optional<value> find(std::string_view name) const noexcept;
+
+  /// Number of elements of an array or members of an object, else 0.
+  size_t size() const noexcept;
+  /// The i-th element of an array. @pre `i < size()` and an array.
+  value at(size_t i) const noexcept;
+  /// The i-th member name and value of an object. @pre `i < size()`.
+  std::string_view member_name(size_t i) const noexcept;
+  value member_value(size_t i) const noexcept;
+
+  /// Writes this value (and all it contains) to `out`.
+  void write_to(writer& out) const;
+
+private:
+  friend class document;
+  explicit value(const void* ptr) noexcept : ptr_(ptr) {
+    // nop
+  }
+  const void* ptr_;
+};
+
+/// A parsed JSON text. Movable, not copyable.
+class document {
+public:
+  /// Parses `text` under `limits`. Errors: `malformed_payload` with the
+  /// offset and reason, `payload_too_large`.
+  static caf::expected<document> parse(std::string_view text,
+                                       const parse_limits& limits = {});
+
+  document(document&&) noexcept;
+  document& operator=(document&&) noexcept;
+  ~document();
+
+  value root() const noexcept;
+
+private:
+  document();
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace es::json

@@ -1,0 +1,62 @@
+// The embedded SQLite event store: the default backend.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+
+namespace es {
+
+/// How SQLite waits for the disk on commit (PRAGMA synchronous).
+enum class sqlite_sync : uint8_t {
+  /// fsync on every commit: an acknowledged append survives power loss.
+  full,
+  /// WAL without fsync on commit: survives a process crash, may lose the last
+  /// commits on power loss.
+  normal,
+  /// No fsync at all: for tests and throwaway data.
+  off,
+};
+
+/// Configuration of `make_sqlite_event_store`.
+struct sqlite_config {
+  /// Database file; created with its directory missing parents not included.
+  std::string path;
+  sqlite_sync synchronous = sqlite_sync::full;
+  store_limits limits;
+  /// Most append requests committed together in one transaction.
+  size_t max_group_size = 256;
+  /// How long a write waits for another process's lock before failing with
+  /// the retryable `storage_busy`.
+  std::chrono::milliseconds busy_timeout{5000};
+  /// Connections kept open for concurrent reads (WAL readers).
+  size_t read_connections = 4;
+  /// Pages of the SQLite page cache per connection (PRAGMA cache_size).
+  int cache_pages = 4000;
+  /// When set, appends are validated against the registry (see
+  /// `memory_store_config::registry`).
+  std::shared_ptr<const event_registry> registry;
+};
+
+/// Returns the schema version this library creates and understands.
+int sqlite_schema_version();
+
+/// Opens (creating if needed) the database at `config.path`, applies pending
+/// schema migrations in their own transactions, and returns the store.
+///
+/// Concurrent appends from many threads are group-committed: one caller
+/// commits the requests queued behind it in one transaction, each request
+/// with its own savepoint, version check and result.
+///
+/// Errors: `connection_failed` (cannot open), `corrupt_database` (not a
+/// database), `schema_too_new` (written by a newer library),
+/// `migration_failed`.
+caf::expected<event_store_ptr> make_sqlite_event_store(sqlite_config config);
+
+} // namespace es

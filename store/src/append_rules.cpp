@@ -1,0 +1,208 @@
+#include "append_rules.hpp"
+
+#include <unordered_set>
+
+#include "es/store/errors.hpp"
+#include "es/store/json.hpp"
+
+namespace es::detail {
+
+namespace {
+
+bool name_char(char c, bool first) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_')
+    return true;
+  if (first)
+    return false;
+  return (c >= '0' && c <= '9') || c == '.' || c == ':' || c == '/'
+         || c == '-';
+}
+
+caf::error invalid(std::string text) {
+  return make_store_error(store_errc::invalid_argument, std::move(text));
+}
+
+std::string event_label(size_t index, const event_data& ev) {
+  return "event #" + std::to_string(index) + " (" + ev.event_id.to_string()
+         + ")";
+}
+
+} // namespace
+
+caf::error check_type_name(std::string_view what, std::string_view name) {
+  if (name.empty())
+    return invalid(std::string{what} + " must not be empty");
+  if (name.size() > 200)
+    return invalid(std::string{what} + " is longer than 200 characters");
+  for (size_t i = 0; i < name.size(); ++i)
+    if (!name_char(name[i], i == 0)) {
+      std::string msg{what};
+      msg += " may contain only letters, digits and _.:/- and must start "
+             "with a letter or _; character ";
+      msg += std::to_string(i);
+      msg += " is not allowed";
+      return invalid(std::move(msg));
+    }
+  return caf::none;
+}
+
+caf::error normalize_append(const stream_id& stream, expected_version expected,
+                            event_batch& events, const store_limits& limits,
+                            const event_registry* registry) {
+  if (auto err = check_type_name("aggregate_type", stream.aggregate_type))
+    return err;
+  if (stream.aggregate_id.is_nil())
+    return invalid("aggregate_id must not be the nil UUID");
+  if (expected.type() == expected_version::kind::exact && expected.value() < 0)
+    return invalid("expected version must not be negative");
+  if (events.empty())
+    return invalid("an append needs at least one event");
+  if (events.size() > limits.max_events_per_append)
+    return invalid("an append may carry at most "
+                   + std::to_string(limits.max_events_per_append)
+                   + " events, got " + std::to_string(events.size()));
+  json::parse_limits payload_limits{limits.max_payload_bytes, 64};
+  json::parse_limits metadata_limits{limits.max_metadata_bytes, 64};
+  std::unordered_set<uuid> ids;
+  ids.reserve(events.size());
+  const auto& tenant = events.front().tenant_id;
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto& ev = events[i];
+    if (ev.event_id.is_nil())
+      return invalid(event_label(i, ev) + ": event_id must not be nil");
+    if (!ids.insert(ev.event_id).second)
+      return invalid(event_label(i, ev) + ": event_id repeats in the batch");
+    if (auto err = check_type_name("event_type", ev.event_type))
+      return invalid(event_label(i, ev) + ": " + error_description(err));
+    if (ev.event_version < 1)
+      return invalid(event_label(i, ev) + ": event_version must be >= 1");
+    if (ev.aggregate_id.is_nil())
+      ev.aggregate_id = stream.aggregate_id;
+    else if (ev.aggregate_id != stream.aggregate_id)
+      return invalid(event_label(i, ev)
+                     + ": aggregate_id differs from the stream's");
+    if (ev.aggregate_type.empty())
+      ev.aggregate_type = stream.aggregate_type;
+    else if (ev.aggregate_type != stream.aggregate_type)
+      return invalid(event_label(i, ev)
+                     + ": aggregate_type differs from the stream's");
+    if (ev.aggregate_version < 0)
+      return invalid(event_label(i, ev)
+                     + ": aggregate_version must not be negative");
+    if (ev.tenant_id != tenant)
+      return make_store_error(store_errc::tenant_mismatch,
+                              event_label(i, ev)
+                                + ": all events of an append must belong to "
+                                  "the same tenant");
+    if (ev.tenant_id && ev.tenant_id->is_nil())
+      return invalid(event_label(i, ev) + ": tenant_id must not be nil");
+    if (ev.payload.size() > limits.max_payload_bytes)
+      return make_store_error(store_errc::payload_too_large,
+                              event_label(i, ev) + ": payload of "
+                                + std::to_string(ev.payload.size())
+                                + " bytes exceeds the limit of "
+                                + std::to_string(limits.max_payload_bytes));
+    if (ev.metadata.size() > limits.max_metadata_bytes)
+      return make_store_error(store_errc::payload_too_large,
+                              event_label(i, ev) + ": metadata of "
+                                + std::to_string(ev.metadata.size())
+                                + " bytes exceeds the limit of "
+                                + std::to_string(limits.max_metadata_bytes));
+    if (auto err = json::validate(ev.payload, payload_limits, true))
+      return make_store_error(static_cast<store_errc>(err.code()),
+                              event_label(i, ev) + ": payload: "
+                                + error_description(err));
+    if (!ev.metadata.empty())
+      if (auto err = json::validate(ev.metadata, metadata_limits, true))
+        return make_store_error(static_cast<store_errc>(err.code()),
+                                event_label(i, ev) + ": metadata: "
+                                  + error_description(err));
+    if (registry != nullptr)
+      if (auto err = registry->validate(ev))
+        return make_store_error(static_cast<store_errc>(err.code()),
+                                event_label(i, ev) + ": "
+                                  + error_description(err));
+  }
+  return caf::none;
+}
+
+caf::error check_and_assign_versions(const stream_id& stream,
+                                     expected_version expected,
+                                     const stream_head& head,
+                                     event_batch& events) {
+  if (!expected.matches(head.version))
+    return make_version_conflict(stream, expected, head.version);
+  if (head.version > 0 && head.tenant_id != events.front().tenant_id)
+    return make_store_error(store_errc::tenant_mismatch,
+                            "stream " + to_string(stream)
+                              + " belongs to another tenant");
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto next = head.version + 1 + static_cast<int64_t>(i);
+    auto& ev = events[i];
+    if (ev.aggregate_version == 0) {
+      ev.aggregate_version = next;
+    } else if (ev.aggregate_version != next) {
+      // An explicit version states what the writer expected the stream to
+      // be: a mismatch is a concurrency conflict.
+      auto implied = ev.aggregate_version - 1 - static_cast<int64_t>(i);
+      return make_version_conflict(stream,
+                                   implied >= 0
+                                     ? expected_version::exact(implied)
+                                     : expected,
+                                   head.version);
+    }
+  }
+  return caf::none;
+}
+
+caf::expected<std::optional<append_result>>
+check_replay(const stream_id& stream, const event_batch& events,
+             const location_lookup& lookup, bool check_all) {
+  std::vector<std::optional<stored_location>> found;
+  found.reserve(events.size());
+  auto first = lookup(events.front().event_id);
+  if (!first)
+    return std::move(first.error());
+  if (!*first && !check_all)
+    return std::nullopt;
+  found.push_back(std::move(*first));
+  for (size_t i = 1; i < events.size(); ++i) {
+    auto loc = lookup(events[i].event_id);
+    if (!loc)
+      return std::move(loc.error());
+    found.push_back(std::move(*loc));
+  }
+  size_t stored = 0;
+  for (size_t i = 0; i < found.size(); ++i) {
+    if (!found[i])
+      continue;
+    ++stored;
+    if (found[i]->stream != stream)
+      return make_store_error(store_errc::duplicate_event_id,
+                              "event " + events[i].event_id.to_string()
+                                + " is already stored in stream "
+                                + to_string(found[i]->stream));
+  }
+  if (stored == 0)
+    return std::nullopt;
+  bool exact_replay = stored == found.size();
+  for (size_t i = 1; exact_replay && i < found.size(); ++i)
+    exact_replay = found[i]->version == found[i - 1]->version + 1;
+  if (!exact_replay)
+    return make_store_error(store_errc::idempotency_conflict,
+                            "stream " + to_string(stream) + ": "
+                              + std::to_string(stored) + " of "
+                              + std::to_string(found.size())
+                              + " event ids are already stored, not as "
+                                "this batch");
+  append_result result;
+  result.stream = stream;
+  result.first_version = found.front()->version;
+  result.last_version = found.back()->version;
+  result.first_position = found.front()->position;
+  result.last_position = found.back()->position;
+  result.deduplicated = true;
+  return std::optional<append_result>{std::move(result)};
+}
+
+} // namespace es::detail

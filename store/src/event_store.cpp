@@ -1,0 +1,100 @@
+#include "es/store/event_store.hpp"
+
+#include <algorithm>
+
+#include "es/store/errors.hpp"
+
+namespace es {
+
+std::string to_string(const stream_id& x) {
+  std::string result = x.aggregate_type;
+  result += '/';
+  result += x.aggregate_id.to_string();
+  return result;
+}
+
+std::string to_string(expected_version x) {
+  switch (x.type()) {
+    case expected_version::kind::any: return "any";
+    case expected_version::kind::no_stream: return "no_stream";
+    case expected_version::kind::stream_exists: return "stream_exists";
+    case expected_version::kind::exact: return std::to_string(x.value());
+  }
+  return "?";
+}
+
+caf::error make_version_conflict(const stream_id& stream,
+                                 expected_version expected, int64_t actual) {
+  auto desc = "stream " + to_string(stream) + ": expected version "
+              + to_string(expected) + ", actual version "
+              + std::to_string(actual);
+  return caf::make_error(store_errc::wrong_expected_version, std::move(desc),
+                         to_string(stream), to_string(expected), actual);
+}
+
+bool event_filter::matches(const event_data& ev) const {
+  if (tenant_id && ev.tenant_id != tenant_id)
+    return false;
+  auto contains = [](const std::vector<std::string>& xs,
+                     const std::string& x) {
+    return xs.empty() || std::find(xs.begin(), xs.end(), x) != xs.end();
+  };
+  return contains(event_types, ev.event_type)
+         && contains(aggregate_types, ev.aggregate_type);
+}
+
+event_store::~event_store() {
+  // nop
+}
+
+std::vector<caf::expected<append_result>>
+event_store::append_many(std::vector<append_request> requests) {
+  std::vector<caf::expected<append_result>> results;
+  results.reserve(requests.size());
+  for (auto& req : requests)
+    results.emplace_back(append(req.stream, req.expected,
+                                std::move(req.events)));
+  return results;
+}
+
+caf::expected<bool> event_store::event_exists(const uuid& event_id) {
+  auto res = find_event(event_id);
+  if (!res)
+    return std::move(res.error());
+  return res->has_value();
+}
+
+caf::error
+for_each_in_stream(event_store& store, const stream_id& stream,
+                   read_stream_options options,
+                   const std::function<caf::error(recorded_event&)>& fn) {
+  for (;;) {
+    auto page = store.read_stream(stream, options);
+    if (!page)
+      return std::move(page.error());
+    for (auto& ev : page->events)
+      if (auto err = fn(ev))
+        return err;
+    if (page->end_of_stream || page->events.empty())
+      return caf::none;
+    options.from_version = page->next_version;
+  }
+}
+
+caf::expected<int64_t>
+for_each_in_feed(event_store& store, read_all_options options,
+                 const std::function<caf::error(recorded_event&)>& fn) {
+  for (;;) {
+    auto page = store.read_all(options);
+    if (!page)
+      return std::move(page.error());
+    for (auto& ev : page->events)
+      if (auto err = fn(ev))
+        return err;
+    options.after_position = page->next_position;
+    if (page->end_of_feed)
+      return options.after_position;
+  }
+}
+
+} // namespace es

@@ -1,0 +1,216 @@
+#include "es/store/memory_event_store.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "es/store/errors.hpp"
+
+#include "append_rules.hpp"
+
+namespace es {
+
+namespace {
+
+struct stream_hash {
+  size_t operator()(const stream_id& x) const noexcept {
+    return std::hash<std::string>{}(x.aggregate_type) * 31
+           + std::hash<uuid>{}(x.aggregate_id);
+  }
+};
+
+class memory_event_store final : public event_store {
+public:
+  explicit memory_event_store(memory_store_config cfg)
+    : cfg_(std::move(cfg)) {
+    // nop
+  }
+
+  std::string name() const override {
+    return "memory";
+  }
+
+  const store_limits& limits() const override {
+    return cfg_.limits;
+  }
+
+  caf::expected<append_result> append(const stream_id& stream,
+                                      expected_version expected,
+                                      event_batch events) override {
+    if (auto err = detail::normalize_append(stream, expected, events,
+                                            cfg_.limits, cfg_.registry.get()))
+      return err;
+    std::unique_lock guard{mtx_};
+    return append_locked(stream, expected, std::move(events));
+  }
+
+  std::vector<caf::expected<append_result>>
+  append_many(std::vector<append_request> requests) override {
+    std::vector<caf::error> invalid(requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto& req = requests[i];
+      invalid[i] = detail::normalize_append(req.stream, req.expected,
+                                            req.events, cfg_.limits,
+                                            cfg_.registry.get());
+    }
+    std::vector<caf::expected<append_result>> results;
+    results.reserve(requests.size());
+    std::unique_lock guard{mtx_};
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto& req = requests[i];
+      if (invalid[i])
+        results.emplace_back(std::move(invalid[i]));
+      else
+        results.emplace_back(append_locked(req.stream, req.expected,
+                                           std::move(req.events)));
+    }
+    return results;
+  }
+
+  caf::expected<stream_slice>
+  read_stream(const stream_id& stream,
+              const read_stream_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    auto count = std::min(opts.max_count, cfg_.limits.max_page_size);
+    std::shared_lock guard{mtx_};
+    stream_slice result;
+    auto i = streams_.find(stream);
+    if (i == streams_.end())
+      return result;
+    const auto& idx = i->second;
+    auto version = static_cast<int64_t>(idx.size());
+    result.stream_version = version;
+    if (opts.direction == read_direction::forwards) {
+      auto from = std::max<int64_t>(opts.from_version, 1);
+      auto to = opts.to_version > 0 ? std::min(opts.to_version, version)
+                                    : version;
+      auto v = from;
+      for (; v <= to && result.events.size() < count; ++v)
+        result.events.push_back(log_[idx[v - 1]]);
+      result.next_version = v;
+      result.end_of_stream = v > to;
+    } else {
+      auto from = opts.from_version > 0 ? std::min(opts.from_version, version)
+                                        : version;
+      auto lowest = std::max<int64_t>(opts.to_version, 1);
+      auto v = from;
+      for (; v >= lowest && result.events.size() < count; --v)
+        result.events.push_back(log_[idx[v - 1]]);
+      result.next_version = v;
+      result.end_of_stream = v < lowest;
+    }
+    return result;
+  }
+
+  caf::expected<all_slice> read_all(const read_all_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    if (opts.after_position < 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "after_position must not be negative");
+    auto count = std::min(opts.max_count, cfg_.limits.max_page_size);
+    std::shared_lock guard{mtx_};
+    all_slice result;
+    auto head = static_cast<int64_t>(log_.size());
+    auto pos = opts.after_position;
+    while (pos < head && result.events.size() < count) {
+      const auto& ev = log_[static_cast<size_t>(pos)];
+      ++pos;
+      if (opts.filter.matches(ev))
+        result.events.push_back(ev);
+    }
+    result.next_position = std::max(pos, opts.after_position);
+    result.end_of_feed = pos >= head;
+    return result;
+  }
+
+  caf::expected<int64_t> stream_version(const stream_id& stream) override {
+    std::shared_lock guard{mtx_};
+    auto i = streams_.find(stream);
+    return i == streams_.end() ? int64_t{0}
+                               : static_cast<int64_t>(i->second.size());
+  }
+
+  caf::expected<std::optional<recorded_event>>
+  find_event(const uuid& event_id) override {
+    std::shared_lock guard{mtx_};
+    auto i = by_id_.find(event_id);
+    if (i == by_id_.end())
+      return std::optional<recorded_event>{};
+    return std::optional<recorded_event>{log_[i->second]};
+  }
+
+  caf::expected<int64_t> head_position() override {
+    std::shared_lock guard{mtx_};
+    return static_cast<int64_t>(log_.size());
+  }
+
+private:
+  caf::expected<append_result> append_locked(const stream_id& stream,
+                                             expected_version expected,
+                                             event_batch events) {
+    auto lookup = [this](const uuid& id)
+      -> caf::expected<std::optional<detail::stored_location>> {
+      auto i = by_id_.find(id);
+      if (i == by_id_.end())
+        return std::optional<detail::stored_location>{};
+      const auto& ev = log_[i->second];
+      return std::optional<detail::stored_location>{
+        detail::stored_location{ev.stream(), ev.aggregate_version,
+                                ev.global_position}};
+    };
+    auto replay = detail::check_replay(stream, events, lookup, true);
+    if (!replay)
+      return std::move(replay.error());
+    if (*replay)
+      return std::move(**replay);
+    detail::stream_head head;
+    auto& idx = streams_[stream];
+    if (!idx.empty()) {
+      head.version = static_cast<int64_t>(idx.size());
+      head.tenant_id = log_[idx.back()].tenant_id;
+    }
+    if (auto err = detail::check_and_assign_versions(stream, expected, head,
+                                                     events)) {
+      if (idx.empty())
+        streams_.erase(stream);
+      return err;
+    }
+    append_result result;
+    result.stream = stream;
+    result.first_version = events.front().aggregate_version;
+    result.last_version = events.back().aggregate_version;
+    result.first_position = static_cast<int64_t>(log_.size()) + 1;
+    log_.reserve(log_.size() + events.size());
+    for (auto& ev : events) {
+      recorded_event rec;
+      static_cast<event_data&>(rec) = std::move(ev);
+      rec.global_position = static_cast<int64_t>(log_.size()) + 1;
+      by_id_.emplace(rec.event_id, log_.size());
+      idx.push_back(log_.size());
+      log_.push_back(std::move(rec));
+    }
+    result.last_position = static_cast<int64_t>(log_.size());
+    return result;
+  }
+
+  memory_store_config cfg_;
+  mutable std::shared_mutex mtx_;
+  /// The global feed; element i has position i + 1.
+  std::vector<recorded_event> log_;
+  /// Indexes into `log_` per stream, in version order.
+  std::unordered_map<stream_id, std::vector<size_t>, stream_hash> streams_;
+  std::unordered_map<uuid, size_t> by_id_;
+};
+
+} // namespace
+
+event_store_ptr make_memory_event_store(memory_store_config config) {
+  return std::make_shared<memory_event_store>(std::move(config));
+}
+
+} // namespace es

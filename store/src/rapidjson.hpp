@@ -1,0 +1,34 @@
+// Includes RapidJSON with the project's settings. Every source that uses
+// RapidJSON includes this header instead of RapidJSON's, so the settings are
+// the same everywhere (one definition rule).
+#pragma once
+
+#include <stdexcept>
+
+// RapidJSON asserts on misuse (reading a string as a number, ...). The
+// project checks types before reading, so a failed assertion is a bug: throw
+// instead of aborting, and let the adapter edge turn it into `internal`.
+#ifndef RAPIDJSON_ASSERT
+#  define RAPIDJSON_ASSERT(x)                                                  \
+    do {                                                                       \
+      if (!(x))                                                                \
+        throw std::logic_error("RapidJSON assertion failed: " #x);             \
+    } while (false)
+#endif
+#define RAPIDJSON_HAS_STDSTRING 1
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace es::detail {
+
+/// Parse flags for untrusted input: no recursion (deep nesting cannot
+/// overflow the stack), UTF-8 validated, full-precision numbers.
+constexpr unsigned untrusted_parse_flags = rapidjson::kParseIterativeFlag
+                                           | rapidjson::kParseValidateEncodingFlag
+                                           | rapidjson::kParseFullPrecisionFlag;
+
+} // namespace es::detail
