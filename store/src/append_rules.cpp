@@ -205,4 +205,27 @@ check_replay(const stream_id& stream, const event_batch& events,
   return std::optional<append_result>{std::move(result)};
 }
 
+void metrics_counter::count(const caf::expected<append_result>& res) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  if (!res) {
+    if (has_code(res.error(), store_errc::wrong_expected_version))
+      conflicts_.fetch_add(1, std::memory_order_relaxed);
+  } else if (res->deduplicated) {
+    deduplicated_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    auto n = res->last_version - res->first_version + 1;
+    events_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+  }
+}
+
+store_metrics metrics_counter::snapshot() const {
+  store_metrics result;
+  result.append_requests = requests_.load(std::memory_order_relaxed);
+  result.events_appended = events_.load(std::memory_order_relaxed);
+  result.transactions = transactions_.load(std::memory_order_relaxed);
+  result.version_conflicts = conflicts_.load(std::memory_order_relaxed);
+  result.deduplicated = deduplicated_.load(std::memory_order_relaxed);
+  return result;
+}
+
 } // namespace es::detail

@@ -1,6 +1,7 @@
 // Rules every adapter applies to an append, shared so they agree exactly.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -62,5 +63,25 @@ using location_lookup
 caf::expected<std::optional<append_result>>
 check_replay(const stream_id& stream, const event_batch& events,
              const location_lookup& lookup, bool check_all);
+
+/// Thread-safe counters behind `event_store::metrics`.
+class metrics_counter {
+public:
+  /// Counts the outcome of one append request.
+  void count(const caf::expected<append_result>& res);
+
+  void count_transaction() {
+    transactions_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  store_metrics snapshot() const;
+
+private:
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> events_{0};
+  std::atomic<uint64_t> transactions_{0};
+  std::atomic<uint64_t> conflicts_{0};
+  std::atomic<uint64_t> deduplicated_{0};
+};
 
 } // namespace es::detail

@@ -112,6 +112,12 @@ caf::error check_size(std::string_view text, const parse_limits& limits) {
                             "JSON text of " + std::to_string(text.size())
                               + " bytes exceeds the limit of "
                               + std::to_string(limits.max_bytes));
+  // RapidJSON stops at a NUL byte as if the text ended there; JSON text
+  // never contains one (inside strings it must be escaped).
+  if (auto nul = text.find('\0'); nul != std::string_view::npos)
+    return make_store_error(store_errc::malformed_payload,
+                            "invalid JSON at offset " + std::to_string(nul)
+                              + ": NUL byte");
   return caf::none;
 }
 

@@ -39,10 +39,17 @@ public:
                                       expected_version expected,
                                       event_batch events) override {
     if (auto err = detail::normalize_append(stream, expected, events,
-                                            cfg_.limits, cfg_.registry.get()))
+                                            cfg_.limits,
+                                            cfg_.registry.get())) {
+      metrics_.count(err);
       return err;
+    }
     std::unique_lock guard{mtx_};
-    return append_locked(stream, expected, std::move(events));
+    auto res = append_locked(stream, expected, std::move(events));
+    metrics_.count(res);
+    if (res && !res->deduplicated)
+      metrics_.count_transaction();
+    return res;
   }
 
   std::vector<caf::expected<append_result>>
@@ -64,7 +71,9 @@ public:
       else
         results.emplace_back(append_locked(req.stream, req.expected,
                                            std::move(req.events)));
+      metrics_.count(results.back());
     }
+    metrics_.count_transaction();
     return results;
   }
 
@@ -149,6 +158,10 @@ public:
     return static_cast<int64_t>(log_.size());
   }
 
+  store_metrics metrics() const override {
+    return metrics_.snapshot();
+  }
+
 private:
   caf::expected<append_result> append_locked(const stream_id& stream,
                                              expected_version expected,
@@ -199,6 +212,7 @@ private:
   }
 
   memory_store_config cfg_;
+  detail::metrics_counter metrics_;
   mutable std::shared_mutex mtx_;
   /// The global feed; element i has position i + 1.
   std::vector<recorded_event> log_;

@@ -102,6 +102,8 @@ public:
     job.requests = &requests;
     job.rejected = &rejected;
     write(job);
+    for (const auto& res : job.results)
+      metrics_.count(res);
     return std::move(job.results);
   }
 
@@ -279,6 +281,10 @@ public:
       **conn, "SELECT MAX(global_position) FROM events", 0);
   }
 
+  store_metrics metrics() const override {
+    return metrics_.snapshot();
+  }
+
 private:
   // -- reads ------------------------------------------------------------------
 
@@ -447,6 +453,8 @@ private:
         }
       }
       auto err = writer_->exec(wrote ? "COMMIT" : "ROLLBACK");
+      if (!err && wrote)
+        metrics_.count_transaction();
       if (err) {
         static_cast<void>(writer_->exec("ROLLBACK"));
         for (auto* j : group)
@@ -596,6 +604,7 @@ private:
 
   sqlite_config cfg_;
   std::unique_ptr<connection> writer_;
+  detail::metrics_counter metrics_;
 
   std::mutex queue_mtx_;
   std::deque<write_job*> queue_;

@@ -168,6 +168,28 @@ struct store_limits {
   size_t max_page_size = 10'000;
 };
 
+/// Counters an adapter keeps since it was created. Monotonic.
+struct store_metrics {
+  /// Append requests handled (each request of `append_many` counts).
+  uint64_t append_requests = 0;
+  /// Events written (replays and failed requests excluded).
+  uint64_t events_appended = 0;
+  /// Write transactions committed; with group commit fewer than requests.
+  uint64_t transactions = 0;
+  /// Requests refused with `wrong_expected_version`.
+  uint64_t version_conflicts = 0;
+  /// Requests answered as idempotent replays.
+  uint64_t deduplicated = 0;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 store_metrics& x) {
+    return f(caf::meta::type_name("es.store_metrics"), x.append_requests,
+             x.events_appended, x.transactions, x.version_conflicts,
+             x.deduplicated);
+  }
+};
+
 /// The event store port. Adapters are reached through `make_*` factories.
 ///
 /// Thread-safety: every member function may be called from any thread at
@@ -238,6 +260,9 @@ public:
 
   /// Returns the highest global position (0 for an empty store).
   [[nodiscard]] virtual caf::expected<int64_t> head_position() = 0;
+
+  /// Returns the adapter's counters.
+  virtual store_metrics metrics() const = 0;
 
   /// Returns the limits the store enforces.
   virtual const store_limits& limits() const = 0;

@@ -1,0 +1,143 @@
+// Bad input: clear errors, no crash, nothing written. Runs on every adapter.
+#include <catch2/catch.hpp>
+
+#include "es/store/errors.hpp"
+
+#include "store_fixtures.hpp"
+#include "test_events.hpp"
+
+using namespace es;
+using namespace es::test;
+
+namespace {
+
+/// Appends `batch` and checks it fails with `code` and leaves the store
+/// untouched.
+void refuse(event_store& store, const stream_id& s, event_batch batch,
+            store_errc code) {
+  auto before = store.head_position();
+  REQUIRE(before);
+  auto res = store.append(s, expected_version::any(), batch);
+  REQUIRE_FALSE(res);
+  INFO(describe(res.error()));
+  CHECK(has_code(res.error(), code));
+  CHECK_FALSE(error_description(res.error()).empty());
+  CHECK(*store.head_position() == *before);
+  for (const auto& ev : batch)
+    CHECK_FALSE(*store.event_exists(ev.event_id));
+}
+
+event_batch with_payload(const stream_id& s, std::string payload) {
+  auto batch = make_batch(s, 2);
+  batch[1].payload = std::move(payload);
+  return batch;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("malformed and hostile JSON payloads are refused",
+                   "[bad-input]", memory_fixture, sqlite_fixture) {
+  TestType fx;
+  auto store = fx.open();
+  auto s = new_stream();
+  for (std::string payload :
+       {std::string{""}, std::string{"{"}, std::string{R"({"sku":"x")"},
+        std::string{R"({"sku":"x"}garbage)"}, std::string{"null"},
+        std::string{"42"}, std::string{R"("a string")"},
+        std::string{"[1,2,3]"}, std::string{R"({'single':'quotes'})"},
+        std::string{R"({"a":01})"}, std::string{"{\"a\":\"\xFF\xFE\"}"},
+        std::string{"{\"a\":\"\\uD800\"}"},
+        std::string{"{\"a\":1}\0{\"b\":2}", 15},
+        "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}"}) {
+    INFO("payload: " << payload.substr(0, 40));
+    refuse(*store, s, with_payload(s, payload), store_errc::malformed_payload);
+  }
+}
+
+TEMPLATE_TEST_CASE("metadata must be a JSON object", "[bad-input]",
+                   memory_fixture, sqlite_fixture) {
+  TestType fx;
+  auto store = fx.open();
+  auto s = new_stream();
+  auto batch = make_batch(s, 1);
+  batch[0].metadata = "[\"not\", \"an object\"]";
+  refuse(*store, s, batch, store_errc::malformed_payload);
+  batch[0].metadata = "{\"trace\": ";
+  refuse(*store, s, batch, store_errc::malformed_payload);
+}
+
+TEMPLATE_TEST_CASE("oversized payloads hit the configured limit",
+                   "[bad-input]", memory_fixture, sqlite_fixture) {
+  TestType fx;
+  store_limits limits;
+  limits.max_payload_bytes = 1024;
+  limits.max_metadata_bytes = 128;
+  limits.max_events_per_append = 10;
+  auto store = fx.open(nullptr, limits);
+  auto s = new_stream();
+  auto big = R"({"blob":")" + std::string(1024, 'x') + R"("})";
+  refuse(*store, s, with_payload(s, big), store_errc::payload_too_large);
+  auto batch = make_batch(s, 1);
+  batch[0].metadata = R"({"m":")" + std::string(200, 'y') + R"("})";
+  refuse(*store, s, batch, store_errc::payload_too_large);
+  refuse(*store, s, make_batch(s, 11), store_errc::invalid_argument);
+  // Just under the limits is fine.
+  auto fits = R"({"blob":")" + std::string(1000, 'x') + R"("})";
+  REQUIRE(store->append(s, expected_version::any(), with_payload(s, fits)));
+  REQUIRE(store->append(s, expected_version::any(), make_batch(s, 10)));
+}
+
+TEMPLATE_TEST_CASE("type names with SQL-meaningful characters are refused",
+                   "[bad-input]", memory_fixture, sqlite_fixture) {
+  TestType fx;
+  auto store = fx.open();
+  for (std::string name :
+       {std::string{"Order'; DROP TABLE events;--"}, std::string{"a b"},
+        std::string{"x\"y"}, std::string{"1Order"}, std::string{""},
+        std::string{"Ordér"}, std::string{"semi;colon"},
+        std::string{"per%cent"}, std::string{"nul\0byte", 8},
+        std::string(201, 'a')}) {
+    INFO("name: " << name);
+    auto s = new_stream();
+    auto batch = make_batch(s, 1);
+    batch[0].event_type = name;
+    refuse(*store, s, batch, store_errc::invalid_argument);
+    stream_id bad_stream{name, uuid::random()};
+    auto res = store->append(bad_stream, expected_version::any(),
+                             make_batch(bad_stream, 1));
+    REQUIRE_FALSE(res);
+    CHECK(has_code(res.error(), store_errc::invalid_argument));
+  }
+  // Reads with hostile filter strings match nothing and break nothing.
+  read_all_options opts;
+  opts.filter.event_types = {"x' OR '1'='1", "\"]", "\\"};
+  auto page = store->read_all(opts);
+  REQUIRE(page);
+  CHECK(page->events.empty());
+  auto s = new_stream("Ok.Name:v1/x-y_z");
+  REQUIRE(store->append(s, expected_version::any(), make_batch(s, 1)));
+}
+
+TEMPLATE_TEST_CASE("with a registry, unknown types and wrong field types "
+                   "are refused",
+                   "[bad-input]", memory_fixture, sqlite_fixture) {
+  TestType fx;
+  auto store = fx.open(make_test_registry());
+  auto s = new_stream();
+  auto unknown = make_batch(s, 1);
+  unknown[0].event_type = "NotRegistered";
+  refuse(*store, s, unknown, store_errc::unknown_event_type);
+  auto future = make_batch(s, 1);
+  future[0].event_version = 2;
+  refuse(*store, s, future, store_errc::unknown_event_type);
+  refuse(*store, s,
+         with_payload(s, R"({"sku":"x","quantity":"three","price_cents":1})"),
+         store_errc::malformed_payload);
+  refuse(*store, s, with_payload(s, R"({"sku":"x","price_cents":1})"),
+         store_errc::malformed_payload);
+  refuse(*store, s,
+         with_payload(s, R"({"sku":"x","quantity":99999999999,)"
+                         R"("price_cents":1})"),
+         store_errc::malformed_payload);
+  REQUIRE(store->append(s, expected_version::any(), make_batch(s, 3)));
+}

@@ -1,0 +1,217 @@
+// JSON facade and struct codecs.
+#include <cmath>
+#include <limits>
+
+#include <catch2/catch.hpp>
+
+#include "es/store/codec.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/json.hpp"
+
+using namespace es;
+
+namespace {
+
+enum class color : int8_t { red = 1, green = 2 };
+
+struct line {
+  std::string sku;
+  uint32_t qty = 0;
+  friend bool operator==(const line&, const line&) = default;
+};
+
+template <class F>
+bool fields(F& f, line& x) {
+  return f("sku", x.sku) && f("qty", x.qty);
+}
+
+struct everything {
+  bool flag = false;
+  int8_t small = 0;
+  int64_t big = 0;
+  uint64_t ubig = 0;
+  double ratio = 0;
+  std::string text;
+  uuid id;
+  timestamp at;
+  std::optional<std::string> maybe;
+  std::optional<int32_t> absent;
+  std::vector<line> lines;
+  std::map<std::string, int64_t> counts;
+  color shade = color::red;
+  friend bool operator==(const everything&, const everything&) = default;
+};
+
+template <class F>
+bool fields(F& f, everything& x) {
+  return f("flag", x.flag) && f("small", x.small) && f("big", x.big)
+         && f("ubig", x.ubig) && f("ratio", x.ratio) && f("text", x.text)
+         && f("id", x.id) && f("at", x.at) && f("maybe", x.maybe)
+         && f("absent", x.absent) && f("lines", x.lines)
+         && f("counts", x.counts) && f("shade", x.shade);
+}
+
+std::string error_text(const caf::error& err) {
+  return error_description(err);
+}
+
+} // namespace
+
+TEST_CASE("struct codecs round-trip every supported member type", "[json]") {
+  everything x;
+  x.flag = true;
+  x.small = -128;
+  x.big = std::numeric_limits<int64_t>::min();
+  x.ubig = std::numeric_limits<uint64_t>::max();
+  x.ratio = 0.1;
+  x.text = "quote \" backslash \\ newline \n tab \t unicode ✓ nul-free";
+  x.id = uuid::random();
+  x.at = now_utc();
+  x.maybe = "here";
+  x.lines = {{"A", 1}, {"B", 4000000000u}};
+  x.counts = {{"a", 1}, {"b", -2}};
+  x.shade = color::green;
+  auto text = to_json(x);
+  REQUIRE(text);
+  CHECK(text->find("absent") == std::string::npos);
+  auto back = from_json<everything>(*text);
+  REQUIRE(back);
+  CHECK(*back == x);
+}
+
+TEST_CASE("decoding names the failing field", "[json]") {
+  auto check = [](std::string_view text, std::string_view fragment) {
+    auto res = from_json<everything>(text);
+    REQUIRE_FALSE(res);
+    CHECK(has_code(res.error(), store_errc::malformed_payload));
+    INFO(error_text(res.error()));
+    CHECK(error_text(res.error()).find(fragment) != std::string::npos);
+  };
+  std::string good = *to_json(everything{});
+  check(R"({"flag":"yes"})", "flag: expected boolean, got string");
+  check(R"({"flag":true})", "small: missing required field");
+  auto bad_line = good;
+  bad_line.replace(bad_line.find(R"("lines":[])"), 10,
+                   R"("lines":[{"sku":"A","qty":1},{"sku":7,"qty":1}])");
+  check(bad_line, "lines[1].sku: expected string, got number");
+  auto overflow = good;
+  overflow.replace(overflow.find(R"("small":0)"), 9, R"("small":300)");
+  check(overflow, "small: integer out of range");
+  auto negative = good;
+  negative.replace(negative.find(R"("ubig":0)"), 8, R"("ubig":-1)");
+  check(negative, "ubig: expected unsigned integer");
+  auto bad_id = good;
+  bad_id.replace(bad_id.find(R"("id":")"), 6, R"("id":"nope","x":")");
+  check(bad_id, "id: not a UUID");
+  auto bad_time = good;
+  bad_time.replace(bad_time.find(R"("at":")"), 6, R"("at":"yesterday","y":")");
+  check(bad_time, "at: not an ISO 8601");
+  check("[1,2]", "payload: expected object, got array");
+}
+
+TEST_CASE("unknown fields are ignored and null optionals are empty",
+          "[json]") {
+  auto res = from_json<line>(R"({"sku":"X","qty":2,"added_later":[1,{}]})");
+  REQUIRE(res);
+  CHECK(res->sku == "X");
+  auto good = *to_json(everything{});
+  good.insert(1, R"("maybe":null,)");
+  auto x = from_json<everything>(good);
+  REQUIRE(x);
+  CHECK_FALSE(x->maybe.has_value());
+}
+
+TEST_CASE("non-finite numbers cannot be encoded", "[json]") {
+  everything x;
+  x.ratio = std::numeric_limits<double>::quiet_NaN();
+  auto res = to_json(x);
+  REQUIRE_FALSE(res);
+  CHECK(has_code(res.error(), store_errc::malformed_payload));
+  x.ratio = std::numeric_limits<double>::infinity();
+  CHECK_FALSE(to_json(x));
+}
+
+TEST_CASE("validation refuses hostile JSON without crashing", "[json]") {
+  json::parse_limits limits;
+  limits.max_bytes = 4096;
+  limits.max_depth = 32;
+  auto code = [&](std::string_view text, bool object = true) {
+    auto err = json::validate(text, limits, object);
+    return err ? static_cast<store_errc>(err.code()) : store_errc{};
+  };
+  CHECK(code(R"({"a":1})") == store_errc{});
+  CHECK(code(R"({"a":1)") == store_errc::malformed_payload);
+  CHECK(code(R"({"a":1}})") == store_errc::malformed_payload);
+  CHECK(code(R"({"a":1} {"b":2})") == store_errc::malformed_payload);
+  CHECK(code("") == store_errc::malformed_payload);
+  CHECK(code("   ") == store_errc::malformed_payload);
+  CHECK(code("null") == store_errc::malformed_payload);
+  CHECK(code("[]") == store_errc::malformed_payload);
+  CHECK(code("[]", false) == store_errc{});
+  CHECK(code(R"({"a":NaN})") == store_errc::malformed_payload);
+  CHECK(code("{\"a\":\"\xC3\x28\"}") == store_errc::malformed_payload);
+  CHECK(code("{\"a\":\"\xF0\x9F\x98\x80\"}") == store_errc{});
+  CHECK(code(std::string(5000, ' ')) == store_errc::payload_too_large);
+  // Deep nesting is refused by the limit (and parsed without recursion).
+  std::string deep(31, '[');
+  deep.insert(0, "{\"a\":");
+  deep += std::string(31, ']') + "}";
+  CHECK(code(deep) == store_errc{});
+  std::string deeper = "{\"a\":" + std::string(40, '[')
+                       + std::string(40, ']') + "}";
+  CHECK(code(deeper) == store_errc::malformed_payload);
+  json::parse_limits huge;
+  huge.max_depth = 1'000'000;
+  std::string very_deep = std::string(200'000, '[') + std::string(200'000, ']');
+  CHECK_FALSE(json::validate(very_deep, huge, false));
+  auto doc = json::document::parse(very_deep, huge);
+  CHECK(doc);
+}
+
+TEST_CASE("documents expose values and write them back", "[json]") {
+  auto doc = json::document::parse(
+    R"({"n":-5,"u":18446744073709551615,"d":1.5,"s":"x","b":false,)"
+    R"("a":[1,"two",null],"o":{"k":true}})");
+  REQUIRE(doc);
+  auto root = doc->root();
+  CHECK(root.type() == json::kind::object);
+  CHECK(root.size() == 7);
+  CHECK(root.find("n")->as_int64() == -5);
+  CHECK_FALSE(root.find("u")->as_int64());
+  CHECK(root.find("u")->as_uint64() == std::numeric_limits<uint64_t>::max());
+  CHECK(root.find("d")->as_double() == 1.5);
+  CHECK_FALSE(root.find("d")->as_int64());
+  CHECK(root.find("s")->as_string() == "x");
+  CHECK(root.find("b")->as_bool() == false);
+  CHECK(root.find("a")->at(1).as_string() == "two");
+  CHECK(root.find("a")->at(2).type() == json::kind::null);
+  CHECK_FALSE(root.find("missing"));
+  CHECK(root.member_name(6) == "o");
+  json::writer out;
+  root.write_to(out);
+  auto again = json::document::parse(out.str());
+  REQUIRE(again);
+  CHECK(again->root().find("o")->find("k")->as_bool() == true);
+}
+
+TEST_CASE("timestamps format and parse as ISO 8601 UTC", "[json]") {
+  auto t = parse_timestamp("2026-11-23T14:34:05.123456Z");
+  REQUIRE(t);
+  CHECK(format_timestamp(*t) == "2026-11-23T14:34:05.123456Z");
+  CHECK(t->time_since_epoch().count() % 1000000 == 123456);
+  auto short_frac = parse_timestamp("2026-11-23T14:34:05.1+00:00");
+  REQUIRE(short_frac);
+  CHECK(format_timestamp(*short_frac) == "2026-11-23T14:34:05.100000Z");
+  auto no_frac = parse_timestamp("1970-01-01T00:00:00Z");
+  REQUIRE(no_frac);
+  CHECK(no_frac->time_since_epoch().count() == 0);
+  for (const char* bad : {"2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
+                          "2026-11-23", "2026-11-23T14:34:05",
+                          "2026-11-23T14:34:05+02:00", "2026-11-23T25:00:00Z",
+                          "2026-11-23T14:34:05.Z"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_timestamp(bad));
+  }
+  auto now = now_utc();
+  CHECK(*parse_timestamp(format_timestamp(now)) == now);
+}

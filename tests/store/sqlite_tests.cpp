@@ -1,0 +1,217 @@
+// What only the SQLite adapter has: files, schema, durability settings.
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <sqlite3.h>
+
+#include <catch2/catch.hpp>
+
+#include "es/store/errors.hpp"
+#include "es/store/sqlite_event_store.hpp"
+
+#include "temp_dir.hpp"
+#include "test_events.hpp"
+
+using namespace es;
+using namespace es::test;
+
+namespace {
+
+int64_t raw_int(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr)
+          == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK);
+  int64_t result = -1;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    result = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return result;
+}
+
+void raw_exec(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* msg = nullptr;
+  auto rc = sqlite3_exec(db, sql, nullptr, nullptr, &msg);
+  INFO((msg ? msg : ""));
+  sqlite3_free(msg);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+} // namespace
+
+TEST_CASE("events survive closing and reopening the file", "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  auto s = new_stream();
+  auto batch = make_batch(s, 10);
+  {
+    auto store = make_sqlite_event_store(cfg);
+    REQUIRE(store);
+    REQUIRE((*store)->append(s, expected_version::no_stream(), batch));
+  }
+  auto store = make_sqlite_event_store(cfg);
+  REQUIRE(store);
+  CHECK(*(*store)->stream_version(s) == 10);
+  auto page = (*store)->read_stream(s, {});
+  REQUIRE(page);
+  REQUIRE(page->events.size() == 10);
+  CHECK(page->events[9].event_id == batch[9].event_id);
+  CHECK(raw_int(cfg.path, "SELECT MAX(version) FROM schema_migrations")
+        == sqlite_schema_version());
+}
+
+TEST_CASE("the schema has the five tables of the design", "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  REQUIRE(make_sqlite_event_store(cfg));
+  for (const char* table : {"events", "event_outbox", "projection_checkpoints",
+                            "dead_letter_queue", "snapshots",
+                            "schema_migrations"}) {
+    INFO(table);
+    auto sql = std::string{"SELECT COUNT(*) FROM sqlite_master WHERE "
+                           "type = 'table' AND name = '"}
+               + table + "'";
+    CHECK(raw_int(cfg.path, sql.c_str()) == 1);
+  }
+}
+
+TEST_CASE("migrations run once and refuse newer schemas", "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  REQUIRE(make_sqlite_event_store(cfg));
+  REQUIRE(make_sqlite_event_store(cfg));
+  CHECK(raw_int(cfg.path, "SELECT COUNT(*) FROM schema_migrations")
+        == sqlite_schema_version());
+  raw_exec(cfg.path, "INSERT INTO schema_migrations VALUES (999, 'future', 0)");
+  auto res = make_sqlite_event_store(cfg);
+  REQUIRE_FALSE(res);
+  CHECK(has_code(res.error(), store_errc::schema_too_new));
+}
+
+TEST_CASE("two stores opening one new file concurrently", "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&] {
+      if (make_sqlite_event_store(cfg))
+        ++ok;
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(ok == 4);
+  CHECK(raw_int(cfg.path, "SELECT COUNT(*) FROM schema_migrations")
+        == sqlite_schema_version());
+}
+
+TEST_CASE("files that are not event stores are refused", "[sqlite]") {
+  temp_dir dir;
+  SECTION("garbage") {
+    auto path = dir.file("garbage.db");
+    std::ofstream(path) << std::string(8192, 'x');
+    sqlite_config cfg;
+    cfg.path = path;
+    auto res = make_sqlite_event_store(cfg);
+    REQUIRE_FALSE(res);
+    INFO(describe(res.error()));
+    CHECK(has_code(res.error(), store_errc::corrupt_database));
+  }
+  SECTION("a directory that does not exist") {
+    sqlite_config cfg;
+    cfg.path = dir.file("missing/dir/events.db");
+    auto res = make_sqlite_event_store(cfg);
+    REQUIRE_FALSE(res);
+    INFO(describe(res.error()));
+    CHECK(has_code(res.error(), store_errc::connection_failed));
+  }
+  SECTION("an empty path") {
+    auto res = make_sqlite_event_store(sqlite_config{});
+    REQUIRE_FALSE(res);
+    CHECK(has_code(res.error(), store_errc::invalid_argument));
+  }
+}
+
+TEST_CASE("every synchronous mode stores the same events", "[sqlite]") {
+  temp_dir dir;
+  for (auto mode : {sqlite_sync::full, sqlite_sync::normal, sqlite_sync::off}) {
+    sqlite_config cfg;
+    cfg.path = dir.file("events-" + std::to_string(static_cast<int>(mode))
+                        + ".db");
+    cfg.synchronous = mode;
+    auto store = make_sqlite_event_store(cfg);
+    REQUIRE(store);
+    auto s = new_stream();
+    REQUIRE((*store)->append(s, expected_version::any(), make_batch(s, 3)));
+    CHECK(*(*store)->head_position() == 3);
+  }
+}
+
+TEST_CASE("a writer locked out by another process gets storage_busy",
+          "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  cfg.busy_timeout = std::chrono::milliseconds{50};
+  auto store = make_sqlite_event_store(cfg);
+  REQUIRE(store);
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(cfg.path.c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr)
+          == SQLITE_OK);
+  auto s = new_stream();
+  auto res = (*store)->append(s, expected_version::any(), make_batch(s, 1));
+  REQUIRE_FALSE(res);
+  CHECK(has_code(res.error(), store_errc::storage_busy));
+  CHECK(is_retryable(res.error()));
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  // Retrying succeeds and nothing of the failed attempt remains.
+  auto again = (*store)->append(s, expected_version::no_stream(),
+                                make_batch(s, 1));
+  REQUIRE(again);
+  CHECK(again->first_position == 1);
+}
+
+TEST_CASE("group commit writes concurrent appends in shared transactions",
+          "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  cfg.synchronous = sqlite_sync::full;
+  auto store = make_sqlite_event_store(cfg);
+  REQUIRE(store);
+  constexpr int threads = 16;
+  constexpr int per_thread = 25;
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&] {
+      auto s = new_stream();
+      for (int i = 0; i < per_thread; ++i)
+        if (!(*store)->append(s, expected_version::exact(i), make_batch(s, 1)))
+          ++failures;
+    });
+  for (auto& t : ts)
+    t.join();
+  CHECK(failures == 0);
+  CHECK(*(*store)->head_position() == threads * per_thread);
+  auto m = (*store)->metrics();
+  CHECK(m.append_requests == threads * per_thread);
+  CHECK(m.events_appended == threads * per_thread);
+  // With fsync on every commit, writers queue behind the leader and share
+  // its next transaction.
+  INFO("transactions: " << m.transactions);
+  CHECK(m.transactions < m.append_requests);
+  CHECK(m.transactions >= m.append_requests / cfg.max_group_size);
+}
