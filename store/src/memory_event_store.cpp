@@ -198,7 +198,6 @@ private:
     result.first_version = events.front().aggregate_version;
     result.last_version = events.back().aggregate_version;
     result.first_position = static_cast<int64_t>(log_.size()) + 1;
-    log_.reserve(log_.size() + events.size());
     for (auto& ev : events) {
       recorded_event rec;
       static_cast<event_data&>(rec) = std::move(ev);

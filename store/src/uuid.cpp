@@ -1,7 +1,13 @@
 #include "es/store/uuid.hpp"
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <mutex>
 
+#include <pthread.h>
+#include <sys/random.h>
 #include <uuid/uuid.h>
 
 #include "es/store/errors.hpp"
@@ -14,11 +20,65 @@ uuid uuid::random() {
   return result;
 }
 
+namespace {
+
+// Random bits for time-ordered ids. libuuid 2.38 has no version 7, and its
+// random generator makes five system calls per id (about 7 us here), which
+// matters on the path that stamps every new event. Version 7 ids therefore
+// take their 74 random bits from the kernel's CSPRNG (getrandom), drawn 4 KiB
+// at a time into a per-thread buffer. A child process after fork() discards
+// the inherited buffer, so parent and child never hand out the same bits.
+
+std::atomic<uint64_t> fork_generation{0};
+
+void on_fork_child() {
+  fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+struct random_pool {
+  uint8_t buf[4096];
+  size_t pos = sizeof(buf);
+  uint64_t generation = ~uint64_t{0};
+
+  void take(uint8_t* out, size_t n) {
+    auto gen = fork_generation.load(std::memory_order_relaxed);
+    if (gen != generation || pos + n > sizeof(buf))
+      refill(gen);
+    std::memcpy(out, buf + pos, n);
+    std::memset(buf + pos, 0, n);
+    pos += n;
+  }
+
+  void refill(uint64_t gen) {
+    static std::once_flag registered;
+    std::call_once(registered,
+                   [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+    size_t filled = 0;
+    while (filled < sizeof(buf)) {
+      auto n = getrandom(buf + filled, sizeof(buf) - filled, 0);
+      if (n > 0) {
+        filled += static_cast<size_t>(n);
+      } else if (n < 0 && errno != EINTR) {
+        // No getrandom (very old kernel): fall back to libuuid's generator.
+        for (; filled + 16 <= sizeof(buf); filled += 16)
+          uuid_generate_random(buf + filled);
+        break;
+      }
+    }
+    pos = 0;
+    generation = gen;
+  }
+};
+
+thread_local random_pool pool;
+
+} // namespace
+
 uuid uuid::time_ordered() {
-  // RFC 9562 version 7: 48-bit big-endian Unix milliseconds, then the
-  // version nibble, 12 random bits, the variant and 62 random bits. The
-  // random bits come from libuuid.
-  uuid result = random();
+  // RFC 9562 version 7: 48-bit big-endian Unix milliseconds, the version
+  // nibble, 12 random bits, the variant and 62 random bits.
+  uuid result;
+  pool.take(result.bytes_.data() + 6, 10);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::system_clock::now().time_since_epoch())
               .count();

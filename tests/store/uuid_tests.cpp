@@ -1,6 +1,10 @@
 // UUID parsing, formatting, generation and ordering.
+#include <cstring>
 #include <set>
 #include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 #include <unordered_set>
 
 #include <catch2/catch.hpp>
@@ -92,4 +96,30 @@ TEST_CASE("UUID hashing and ordering agree with equality", "[uuid]") {
   CHECK(a.hash() != b.hash());
   std::set<uuid> ordered{a, b};
   CHECK(ordered.size() == 2);
+}
+
+TEST_CASE("a forked child does not repeat its parent's time-ordered ids",
+          "[uuid]") {
+  // Draw once so the parent's per-thread random buffer is filled.
+  static_cast<void>(uuid::time_ordered());
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  auto pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto child = uuid::time_ordered();
+    auto written = write(fds[1], child.bytes().data(), 16);
+    _exit(written == 16 ? 0 : 1);
+  }
+  auto parent = uuid::time_ordered();
+  uuid child;
+  REQUIRE(read(fds[0], child.bytes().data(), 16) == 16);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(WIFEXITED(status));
+  // Same millisecond is likely; the random tails must differ.
+  CHECK(std::memcmp(parent.bytes().data() + 6, child.bytes().data() + 6, 10)
+        != 0);
 }

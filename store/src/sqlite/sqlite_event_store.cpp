@@ -426,11 +426,11 @@ private:
           j->results.emplace_back((*j->rejected)[i] ? (*j->rejected)[i] : err);
       }
     };
-    bool any_valid = false;
+    size_t valid = 0;
     for (auto* j : group)
       for (auto& r : *j->rejected)
-        any_valid |= !r;
-    if (!any_valid) {
+        valid += r ? 0 : 1;
+    if (valid == 0) {
       fail_all(caf::error{});
       return;
     }
@@ -447,7 +447,9 @@ private:
             continue;
           }
           auto& req = (*j->requests)[i];
-          auto res = append_one(req);
+          // A lone request needs no savepoint: if it fails, the whole
+          // transaction rolls back.
+          auto res = append_one(req, valid > 1);
           wrote |= res && !res->deduplicated;
           j->results.emplace_back(std::move(res));
         }
@@ -512,9 +514,10 @@ private:
     return head;
   }
 
-  /// Runs one request inside the group's transaction. A request of several
-  /// events runs under a savepoint so a failure leaves nothing behind.
-  caf::expected<append_result> append_one(append_request& req) {
+  /// Runs one request inside the group's transaction. With `shared`, other
+  /// requests share the transaction, and a request of several events runs
+  /// under a savepoint so its failure leaves nothing behind.
+  caf::expected<append_result> append_one(append_request& req, bool shared) {
     auto lookup = [this](const uuid& id) { return locate(id); };
     auto replay = detail::check_replay(req.stream, req.events, lookup, false);
     if (!replay)
@@ -527,7 +530,7 @@ private:
     if (auto err = detail::check_and_assign_versions(req.stream, req.expected,
                                                      *head, req.events))
       return err;
-    bool savepoint = req.events.size() > 1;
+    bool savepoint = shared && req.events.size() > 1;
     if (savepoint)
       if (auto err = writer_->exec("SAVEPOINT es_append"))
         return err;

@@ -1,0 +1,97 @@
+// esbench: measures the framework beside raw baselines run in the same
+// process, so the ratio is the figure. Prints a table and one JSON object
+// per measured run on its own line.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exec_main.hpp>
+
+#include "es/store/type_ids.hpp"
+
+#include "store_scenarios.hpp"
+
+namespace {
+
+struct esbench_config : caf::actor_system_config {
+  std::string backend = "sqlite";
+  std::string scenario = "append";
+  int64_t events = 10000;
+  int writers = 16;
+  int batch = 0;
+  std::string dir = "./data/bench";
+  std::string sync = "full";
+  int repeat = 1;
+
+  esbench_config() {
+    opt_group{custom_options_, "global"}
+      .add(backend, "backend", "store under test: memory or sqlite")
+      .add(scenario, "scenario",
+           "what to measure: append (1 event per call) or append-batch "
+           "(--batch events per call)")
+      .add(events, "events", "total events to write")
+      .add(writers, "writers", "concurrent writer threads")
+      .add(batch, "batch",
+           "events per call (default 1 for append, 100 for append-batch)")
+      .add(dir, "dir", "directory for database files (recreated per run)")
+      .add(sync, "sync", "SQLite synchronous mode: full, normal or off")
+      .add(repeat, "repeat",
+           "measure store and raw baseline alternately this many times and "
+           "report the median run of each");
+    set("scheduler.max-threads", 2);
+  }
+};
+
+void caf_main(caf::actor_system&, const esbench_config& cfg) {
+  es::bench::bench_params p;
+  p.backend = cfg.backend;
+  p.scenario = cfg.scenario;
+  p.events = cfg.events;
+  p.writers = std::max(1, cfg.writers);
+  p.dir = cfg.dir;
+  if (cfg.sync == "full")
+    p.sync = es::sqlite_sync::full;
+  else if (cfg.sync == "normal")
+    p.sync = es::sqlite_sync::normal;
+  else if (cfg.sync == "off")
+    p.sync = es::sqlite_sync::off;
+  else {
+    std::cerr << "esbench: --sync must be full, normal or off\n";
+    std::exit(2);
+  }
+  if (p.scenario == "append")
+    p.batch = cfg.batch > 0 ? cfg.batch : 1;
+  else if (p.scenario == "append-batch")
+    p.batch = cfg.batch > 0 ? cfg.batch : 100;
+  else {
+    std::cerr << "esbench: unknown --scenario " << p.scenario
+              << " (append, append-batch)\n";
+    std::exit(2);
+  }
+  if (p.backend != "memory" && p.backend != "sqlite") {
+    std::cerr << "esbench: unknown --backend " << p.backend
+              << " (memory, sqlite)\n";
+    std::exit(2);
+  }
+  // Alternate store and raw runs so drift on a shared machine hits both,
+  // then keep the median run of each.
+  std::vector<es::bench::run_result> store_runs;
+  std::vector<es::bench::run_result> raw_runs;
+  for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
+    store_runs.push_back(es::bench::run_store_append(p));
+    raw_runs.push_back(p.backend == "sqlite"
+                         ? es::bench::run_raw_sqlite_append(p)
+                         : es::bench::run_raw_memory_append(p));
+  }
+  std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
+                                          es::bench::median_run(raw_runs)};
+  for (const auto& r : rows)
+    es::bench::print_json(r);
+  es::bench::print_table(rows);
+}
+
+} // namespace
+
+CAF_MAIN(caf::id_block::es_store)

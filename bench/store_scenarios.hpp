@@ -1,0 +1,36 @@
+// Store scenarios of esbench and their raw baselines.
+#pragma once
+
+#include <string>
+
+#include "es/store/sqlite_event_store.hpp"
+
+#include "bench_util.hpp"
+
+namespace es::bench {
+
+/// What one invocation measures.
+struct bench_params {
+  std::string backend = "sqlite";
+  std::string scenario = "append";
+  int64_t events = 10000;
+  int writers = 16;
+  int batch = 1;
+  std::string dir = "./data/bench";
+  sqlite_sync sync = sqlite_sync::full;
+};
+
+/// Runs `append` or `append-batch` against the store named by
+/// `params.backend`: each writer thread appends `batch` events per call to
+/// its own stream with exact expected versions.
+run_result run_store_append(const bench_params& params);
+
+/// The same rows inserted with plain sqlite3 calls: one connection per
+/// writer, `batch` rows per transaction, same schema and synchronous mode.
+run_result run_raw_sqlite_append(const bench_params& params);
+
+/// The same rows pushed into a vector under a mutex: the floor for the
+/// in-memory store.
+run_result run_raw_memory_append(const bench_params& params);
+
+} // namespace es::bench
