@@ -42,6 +42,12 @@ struct decoded_event {
   int32_t event_version = 0;
   /// Holds the registered struct of (`event_type`, `event_version`).
   std::any value;
+
+  /// Returns the payload as `T`, or nullptr if it holds another type.
+  template <class T>
+  const T* as() const noexcept {
+    return std::any_cast<T>(&value);
+  }
 };
 
 /// Turns an older payload's JSON text into the JSON text of the next

@@ -28,6 +28,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(es_store, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(es_store, (es::event_filter))
   CAF_ADD_TYPE_ID(es_store, (es::read_all_options))
   CAF_ADD_TYPE_ID(es_store, (es::all_slice))
+  CAF_ADD_TYPE_ID(es_store, (es::store_metrics))
   CAF_ADD_TYPE_ID(es_store, (std::vector<es::event_data>))
   CAF_ADD_TYPE_ID(es_store, (std::vector<es::recorded_event>))
 

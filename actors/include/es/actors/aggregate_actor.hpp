@@ -1,0 +1,215 @@
+// The aggregate actor: one aggregate instance whose mailbox serialises its
+// commands.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include <caf/behavior.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "es/actors/aggregate.hpp"
+#include "es/actors/command.hpp"
+#include "es/actors/errors.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/actors/type_ids.hpp"
+
+namespace es {
+
+/// Lists the command types an aggregate handles: `using commands =
+/// es::command_list<create_order, add_item>;`. For each, the aggregate has
+/// `caf::error handle(const Cmd&)`. Commands are plain structs with an
+/// `inspect` overload and a CAF type id, so they can cross the network.
+template <class... Cmds>
+struct command_list {};
+
+/// What aggregate actors need from their environment.
+struct aggregate_options {
+  store_actor store;
+  std::shared_ptr<const event_registry> registry;
+  /// When set, emitted events carry this tenant and loading another
+  /// tenant's stream fails with `store_errc::tenant_mismatch`.
+  std::optional<uuid> tenant_id;
+  /// How often a command runs again after `wrong_expected_version` (another
+  /// writer appended first) before the conflict goes to the caller.
+  uint32_t max_conflict_retries = 3;
+  /// How long to wait for the store actor.
+  caf::timespan store_timeout = std::chrono::seconds(30);
+  /// Events per page when loading.
+  size_t page_size = 1000;
+};
+
+template <class A>
+struct aggregate_actor_state {
+  static inline const char* name = "es.aggregate";
+  std::unique_ptr<A> agg;
+  bool recovered = false;
+};
+
+template <class A>
+using aggregate_actor_type = caf::stateful_actor<aggregate_actor_state<A>>;
+
+namespace detail {
+
+using done_fn = std::function<void()>;
+using fail_fn = std::function<void(caf::error)>;
+
+/// Loads the aggregate's events from `from_version` on, page by page; the
+/// actor handles no other message meanwhile (`await`).
+template <class A>
+void recover(aggregate_actor_type<A>* self,
+             std::shared_ptr<const aggregate_options> opts,
+             int64_t from_version, done_fn done, fail_fn fail) {
+  auto& agg = *self->state.agg;
+  read_stream_options ro;
+  ro.from_version = from_version;
+  ro.max_count = opts->page_size;
+  self
+    ->request(opts->store, opts->store_timeout, read_stream_atom_v,
+              agg.stream(), ro)
+    .await(
+      [self, opts, done, fail](stream_slice& page) {
+        auto& agg = *self->state.agg;
+        if (auto err = agg.load_from_history(page.events)) {
+          fail(std::move(err));
+          return;
+        }
+        if (page.end_of_stream || page.events.empty()) {
+          self->state.recovered = true;
+          done();
+          return;
+        }
+        recover<A>(self, opts, page.next_version, done, fail);
+      },
+      [fail](caf::error& err) { fail(std::move(err)); });
+}
+
+/// Runs `cmd` against the aggregate, appends what it emitted with the
+/// version the aggregate had, and answers `rp`. On a version conflict it
+/// catches up with the stream and runs the command again.
+template <class A, class Cmd>
+void run_command(aggregate_actor_type<A>* self,
+                 std::shared_ptr<const aggregate_options> opts,
+                 command_envelope env, Cmd cmd,
+                 caf::typed_response_promise<command_result> rp,
+                 uint32_t attempt) {
+  auto& agg = *self->state.agg;
+  agg.set_context(command_context{env.command_id, env.correlation_id,
+                                  env.actor_id});
+  agg.begin_change();
+  caf::error err;
+  try {
+    err = agg.handle(cmd);
+  } catch (const std::exception& ex) {
+    err = caf::make_error(actors_errc::handler_failed,
+                          std::string{"command handler threw: "} + ex.what());
+  } catch (...) {
+    err = caf::make_error(actors_errc::handler_failed,
+                          std::string{"command handler threw"});
+  }
+  if (err) {
+    agg.rollback();
+    rp.deliver(err);
+    // After a throw the aggregate may be half-changed: start afresh.
+    if (has_code(err, actors_errc::handler_failed))
+      self->quit(err);
+    return;
+  }
+  if (!agg.has_uncommitted()) {
+    rp.deliver(command_result{agg.id(), agg.version(), 0, 0, attempt});
+    return;
+  }
+  auto expected = expected_version::exact(agg.committed_version());
+  auto count = static_cast<uint32_t>(agg.uncommitted_events().size());
+  append_request req{agg.stream(), expected, agg.take_uncommitted()};
+  self
+    ->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
+    .await(
+      [self, rp, count, attempt](append_result& res) mutable {
+        auto& agg = *self->state.agg;
+        agg.mark_committed();
+        rp.deliver(command_result{agg.id(), res.last_version, count,
+                                  res.last_position, attempt});
+      },
+      [self, opts, env, cmd, rp, attempt](caf::error& err) mutable {
+        auto& agg = *self->state.agg;
+        agg.rollback();
+        if (has_code(err, store_errc::wrong_expected_version)
+            && attempt <= opts->max_conflict_retries) {
+          recover<A>(
+            self, opts, agg.version() + 1,
+            [self, opts, env, cmd, rp, attempt]() mutable {
+              run_command<A, Cmd>(self, opts, env, cmd, rp, attempt + 1);
+            },
+            [self, rp](caf::error e) mutable {
+              rp.deliver(e);
+              self->quit(e);
+            });
+          return;
+        }
+        rp.deliver(std::move(err));
+      });
+}
+
+template <class A, class Cmd>
+auto command_handler(aggregate_actor_type<A>* self,
+                     std::shared_ptr<const aggregate_options> opts) {
+  return [self, opts](const command_envelope& env,
+                      const Cmd& cmd) -> caf::result<command_result> {
+    auto rp = self->template make_response_promise<command_result>();
+    if (self->state.recovered) {
+      run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
+    } else {
+      recover<A>(
+        self, opts, 1,
+        [self, opts, env, cmd, rp]() mutable {
+          run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
+        },
+        [self, rp](caf::error err) mutable {
+          auto wrapped = has_code(err, store_errc::tenant_mismatch)
+                           ? err
+                           : caf::make_error(actors_errc::recovery_failed,
+                                             "cannot load aggregate: "
+                                               + describe(err));
+          rp.deliver(wrapped);
+          self->quit(wrapped);
+        });
+    }
+    return rp;
+  };
+}
+
+template <class A, class... Cmds>
+caf::behavior aggregate_behavior(aggregate_actor_type<A>* self,
+                                 std::shared_ptr<const aggregate_options> opts,
+                                 command_list<Cmds...>) {
+  return {
+    command_handler<A, Cmds>(self, opts)...,
+    [self](passivate_atom) { self->quit(); },
+    [self](version_atom) -> int64_t { return self->state.agg->version(); },
+  };
+}
+
+} // namespace detail
+
+/// The aggregate actor for aggregate class `A` and instance `id`. It loads
+/// its stream on the first command, then runs commands one at a time:
+/// handler, append with the expected version, apply, reply. A command that
+/// fails a business rule is answered with that error and changes nothing. A
+/// handler that throws is answered with `handler_failed` and ends the actor.
+/// `(passivate_atom)` ends it after the commands before it.
+template <class A>
+caf::behavior aggregate_actor(aggregate_actor_type<A>* self, uuid id,
+                              std::shared_ptr<const aggregate_options> opts) {
+  self->state.agg = std::make_unique<A>(id, opts->registry);
+  self->state.agg->set_tenant(opts->tenant_id);
+  return detail::aggregate_behavior<A>(self, opts, typename A::commands{});
+}
+
+} // namespace es

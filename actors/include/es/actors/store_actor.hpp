@@ -1,0 +1,53 @@
+// The store actor: an event store adapter behind actor messages.
+#pragma once
+
+#include <cstddef>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "es/actors/type_ids.hpp"
+#include "es/store/event_store.hpp"
+
+namespace es {
+
+/// The store actor's interface. Errors come back as `caf::error` with the
+/// store's codes. `find_event_atom` answers with zero or one event.
+using store_actor = caf::typed_actor<
+  caf::replies_to<append_atom, append_request>::with<append_result>,
+  caf::replies_to<read_stream_atom, stream_id,
+                  read_stream_options>::with<stream_slice>,
+  caf::replies_to<read_all_atom, read_all_options>::with<all_slice>,
+  caf::replies_to<stream_version_atom, stream_id>::with<int64_t>,
+  caf::replies_to<find_event_atom, uuid>::with<recorded_events>,
+  caf::replies_to<head_position_atom>::with<int64_t>,
+  caf::replies_to<metrics_atom>::with<store_metrics>>;
+
+/// Options of `spawn_store_actor`.
+struct store_actor_config {
+  /// Actors serving reads next to the one writer.
+  size_t readers = 2;
+  /// Run on own threads (`caf::detached`). Must be set for adapters whose
+  /// calls block (SQLite, PostgreSQL); the in-memory store does not need it.
+  /// `std::nullopt` decides from the adapter's name: everything but
+  /// "memory" is treated as blocking.
+  std::optional<bool> detached;
+  /// When set, committed events are published to this bus actor (see
+  /// `spawn_in_process_bus`) in commit order, after the commit. The writer
+  /// keeps at most `max_pending_publishes` publishes unanswered and stops
+  /// taking appends beyond that (backpressure from slow subscribers).
+  caf::actor bus;
+  size_t max_pending_publishes = 4;
+};
+
+/// Spawns the store actor in front of `store`: one writer that turns the
+/// appends waiting in its mailbox into one `append_many` call (one
+/// transaction on adapters that group-commit), and `readers` actors for the
+/// reads, all behind one handle. Every append keeps its own version check
+/// and gets its own result.
+store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
+                              store_actor_config cfg = {});
+
+} // namespace es

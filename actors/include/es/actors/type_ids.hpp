@@ -1,0 +1,64 @@
+// CAF type ids and atoms of the actors module, chained after the bus's.
+#pragma once
+
+#include <caf/type_id.hpp>
+
+#include "es/actors/command.hpp"
+#include "es/bus/type_ids.hpp"
+
+namespace caf {
+class actor_system_config;
+} // namespace caf
+
+namespace es {
+
+/// Counters of an aggregate region.
+struct region_stats {
+  /// Aggregate actors alive now.
+  uint64_t live = 0;
+  uint64_t spawned = 0;
+  uint64_t passivated = 0;
+  uint64_t commands_routed = 0;
+  /// Commands held while their aggregate was passivating.
+  uint64_t commands_stashed = 0;
+  /// Aggregate actors that ended with an error.
+  uint64_t crashed = 0;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 region_stats& x) {
+    return f(caf::meta::type_name("es.region_stats"), x.live, x.spawned,
+             x.passivated, x.commands_routed, x.commands_stashed, x.crashed);
+  }
+};
+
+} // namespace es
+
+CAF_BEGIN_TYPE_ID_BLOCK(es_actors, caf::id_block::es_bus::end)
+
+  CAF_ADD_TYPE_ID(es_actors, (es::command_envelope))
+  CAF_ADD_TYPE_ID(es_actors, (es::command_result))
+  CAF_ADD_TYPE_ID(es_actors, (es::region_stats))
+
+  CAF_ADD_ATOM(es_actors, es, append_atom, "append")
+  CAF_ADD_ATOM(es_actors, es, read_stream_atom, "readstream")
+  CAF_ADD_ATOM(es_actors, es, read_all_atom, "readall")
+  CAF_ADD_ATOM(es_actors, es, stream_version_atom, "streamver")
+  CAF_ADD_ATOM(es_actors, es, find_event_atom, "findevent")
+  CAF_ADD_ATOM(es_actors, es, head_position_atom, "head")
+  CAF_ADD_ATOM(es_actors, es, metrics_atom, "metrics")
+  CAF_ADD_ATOM(es_actors, es, flush_atom, "flush")
+  CAF_ADD_ATOM(es_actors, es, passivate_atom, "passivate")
+  CAF_ADD_ATOM(es_actors, es, tick_atom, "tick")
+  CAF_ADD_ATOM(es_actors, es, region_stats_atom, "regionstat")
+  CAF_ADD_ATOM(es_actors, es, version_atom, "version")
+
+CAF_END_TYPE_ID_BLOCK(es_actors)
+
+namespace es {
+
+/// Registers the actors module's types and error category, and those of the
+/// modules below it. Call once on the config before starting the system.
+void add_actors_module(caf::actor_system_config& cfg);
+
+} // namespace es

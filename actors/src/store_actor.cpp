@@ -1,0 +1,229 @@
+#include "es/actors/store_actor.hpp"
+
+#include <atomic>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_pool.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "es/store/log.hpp"
+
+namespace es {
+
+namespace {
+
+// -- the writer ---------------------------------------------------------------
+
+struct pending_append {
+  append_request request;
+  /// A copy of the events for publishing, when a bus is attached.
+  event_batch events;
+  caf::typed_response_promise<append_result> rp;
+};
+
+struct writer_state {
+  static inline const char* name = "es.store_writer";
+
+  event_store_ptr store;
+  caf::actor bus;
+  size_t max_pending_publishes = 4;
+  size_t pending_publishes = 0;
+  std::vector<pending_append> pending;
+  bool flush_scheduled = false;
+};
+
+using writer_actor = caf::stateful_actor<writer_state>;
+
+recorded_events to_recorded(const append_request& req, event_batch events,
+                            const append_result& res) {
+  recorded_events result;
+  result.reserve(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    recorded_event rec;
+    static_cast<event_data&>(rec) = std::move(events[i]);
+    rec.aggregate_id = req.stream.aggregate_id;
+    rec.aggregate_type = req.stream.aggregate_type;
+    rec.aggregate_version = res.first_version + static_cast<int64_t>(i);
+    rec.global_position = res.first_position + static_cast<int64_t>(i);
+    result.push_back(std::move(rec));
+  }
+  return result;
+}
+
+void publish(writer_actor* self, recorded_events events) {
+  auto& st = self->state;
+  ++st.pending_publishes;
+  auto on_done = [self] { --self->state.pending_publishes; };
+  auto on_error = [self](caf::error& err) {
+    --self->state.pending_publishes;
+    log(log_level::warning, "publishing committed events failed: "
+                              + describe(err));
+  };
+  auto handle = self->request(st.bus, caf::infinite, publish_atom_v,
+                              std::move(events));
+  // Beyond the limit, stop taking messages until the bus accepted this
+  // publish: appends wait in the mailbox, so a slow subscriber slows the
+  // writers instead of letting queues grow.
+  if (st.pending_publishes > st.max_pending_publishes)
+    handle.await(on_done, on_error);
+  else
+    handle.then(on_done, on_error);
+}
+
+/// Commits everything that queued up since the last flush in one
+/// `append_many` call (one transaction on group-committing adapters).
+void flush(writer_actor* self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  auto batch = std::move(st.pending);
+  st.pending.clear();
+  std::vector<append_request> requests;
+  requests.reserve(batch.size());
+  for (auto& p : batch)
+    requests.push_back(std::move(p.request));
+  // Keep the stream ids; append_many consumes the requests.
+  std::vector<append_request> heads;
+  if (st.bus) {
+    heads.reserve(requests.size());
+    for (const auto& r : requests)
+      heads.push_back(append_request{r.stream, r.expected, {}});
+  }
+  auto results = st.store->append_many(std::move(requests));
+  recorded_events committed;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto& res = results[i];
+    if (res && st.bus && !res->deduplicated) {
+      auto recs = to_recorded(heads[i], std::move(batch[i].events), *res);
+      committed.insert(committed.end(), std::make_move_iterator(recs.begin()),
+                       std::make_move_iterator(recs.end()));
+    }
+    if (res)
+      batch[i].rp.deliver(std::move(*res));
+    else
+      batch[i].rp.deliver(std::move(res.error()));
+  }
+  if (!committed.empty())
+    publish(self, std::move(committed));
+}
+
+caf::behavior store_writer(writer_actor* self, event_store_ptr store,
+                           caf::actor bus, size_t max_pending_publishes) {
+  self->state.store = std::move(store);
+  self->state.bus = std::move(bus);
+  self->state.max_pending_publishes = max_pending_publishes;
+  return {
+    [self](append_atom, append_request& req) -> caf::result<append_result> {
+      auto& st = self->state;
+      pending_append p;
+      if (st.bus)
+        p.events = req.events;
+      p.request = std::move(req);
+      p.rp = self->make_response_promise<append_result>();
+      auto rp = p.rp;
+      st.pending.push_back(std::move(p));
+      // The flush message queues behind every append already waiting in the
+      // mailbox, so they all end up in the same group.
+      if (!st.flush_scheduled) {
+        st.flush_scheduled = true;
+        self->send(self, flush_atom_v);
+      }
+      return rp;
+    },
+    [self](flush_atom) { flush(self); },
+  };
+}
+
+// -- readers ------------------------------------------------------------------
+
+template <class T>
+caf::result<T> lift(caf::expected<T>&& x) {
+  if (x)
+    return std::move(*x);
+  return std::move(x.error());
+}
+
+caf::behavior store_reader(caf::event_based_actor*, event_store_ptr store) {
+  return {
+    [store](read_stream_atom, const stream_id& stream,
+            const read_stream_options& opts) -> caf::result<stream_slice> {
+      return lift(store->read_stream(stream, opts));
+    },
+    [store](read_all_atom,
+            const read_all_options& opts) -> caf::result<all_slice> {
+      return lift(store->read_all(opts));
+    },
+    [store](stream_version_atom,
+            const stream_id& stream) -> caf::result<int64_t> {
+      return lift(store->stream_version(stream));
+    },
+    [store](find_event_atom, const uuid& id) -> caf::result<recorded_events> {
+      auto res = store->find_event(id);
+      if (!res)
+        return std::move(res.error());
+      recorded_events result;
+      if (*res)
+        result.push_back(std::move(**res));
+      return result;
+    },
+    [store](head_position_atom) -> caf::result<int64_t> {
+      return lift(store->head_position());
+    },
+    [store](metrics_atom) -> store_metrics { return store->metrics(); },
+  };
+}
+
+/// Sends appends to the writer (worker 0) and spreads everything else over
+/// the readers, without an extra hop: the pool dispatches inside `enqueue`.
+struct split_policy {
+  split_policy() = default;
+  split_policy(const split_policy&) : next(0) {
+    // nop
+  }
+
+  void operator()(caf::actor_system&, caf::actor_pool::uplock& guard,
+                  const caf::actor_pool::actor_vec& workers,
+                  caf::mailbox_element_ptr& ptr, caf::execution_unit* host) {
+    const auto& content = ptr->content();
+    bool to_writer = workers.size() == 1
+                     || (!content.empty()
+                         && content.match_element<caf::atom_value>(0)
+                         && content.get_as<caf::atom_value>(0)
+                              == append_atom::value);
+    size_t idx = to_writer ? 0 : 1 + next++ % (workers.size() - 1);
+    caf::actor selected = workers[idx];
+    guard.unlock();
+    selected->enqueue(std::move(ptr), host);
+  }
+
+  std::atomic<size_t> next{0};
+};
+
+} // namespace
+
+store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
+                              store_actor_config cfg) {
+  bool detached = cfg.detached.value_or(store->name() != "memory");
+  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(),
+                                    split_policy{});
+  auto add = [&](caf::actor worker) {
+    caf::anon_send(pool, caf::sys_atom::value, caf::put_atom::value, worker);
+  };
+  if (detached) {
+    add(sys.spawn<caf::detached>(store_writer, store, cfg.bus,
+                                 cfg.max_pending_publishes));
+    for (size_t i = 0; i < cfg.readers; ++i)
+      add(sys.spawn<caf::detached>(store_reader, store));
+  } else {
+    add(sys.spawn(store_writer, store, cfg.bus, cfg.max_pending_publishes));
+    for (size_t i = 0; i < cfg.readers; ++i)
+      add(sys.spawn(store_reader, store));
+  }
+  return caf::actor_cast<store_actor>(pool);
+}
+
+} // namespace es

@@ -1,0 +1,383 @@
+#include "es/bus/in_process_bus.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <exception>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "es/bus/errors.hpp"
+#include "es/bus/type_ids.hpp"
+#include "es/store/log.hpp"
+
+namespace es {
+
+event_subscriber::~event_subscriber() {
+  // nop
+}
+
+event_bus::~event_bus() {
+  // nop
+}
+
+namespace {
+
+// -- delivery actors ----------------------------------------------------------
+
+/// Runs a handler for each event of a delivery, isolating its failures.
+caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
+                                std::string label) {
+  return {
+    [fn, label](deliver_atom, const recorded_events& events)
+      -> caf::result<uint64_t, uint64_t> {
+      uint64_t errors = 0;
+      for (const auto& ev : events) {
+        caf::error err;
+        try {
+          err = fn(ev);
+        } catch (const std::exception& ex) {
+          err = caf::make_error(bus_errc::handler_failed,
+                                std::string{"handler threw: "} + ex.what());
+        } catch (...) {
+          err = caf::make_error(bus_errc::handler_failed,
+                                std::string{"handler threw"});
+        }
+        if (err) {
+          ++errors;
+          log(log_level::warning,
+              "bus subscriber " + label + " failed on event "
+                + ev.event_id.to_string() + " (" + ev.event_type
+                + "): " + describe(err));
+        }
+      }
+      return {static_cast<uint64_t>(events.size()), errors};
+    },
+  };
+}
+
+/// Forwards deliveries to a user actor and waits for its (empty) reply.
+caf::behavior actor_delivery(caf::event_based_actor* self,
+                             caf::actor target) {
+  return {
+    [self, target](deliver_atom, const recorded_events& events)
+      -> caf::result<uint64_t, uint64_t> {
+      auto rp = self->make_response_promise<uint64_t, uint64_t>();
+      auto n = static_cast<uint64_t>(events.size());
+      self->request(target, caf::infinite, deliver_atom_v, events)
+        .then([rp, n]() mutable { rp.deliver(n, uint64_t{0}); },
+              [rp, n](caf::error& err) mutable {
+                log(log_level::warning,
+                    "bus subscriber actor failed: " + describe(err));
+                rp.deliver(n, n);
+              });
+      return rp;
+    },
+  };
+}
+
+// -- the bus actor ------------------------------------------------------------
+
+struct subscriber_entry {
+  subscription_id id = 0;
+  caf::actor delivery;
+  std::vector<std::string> types;
+  size_t max_queued = 0;
+  size_t queued = 0;
+
+  bool wants(const recorded_event& ev) const {
+    return types.empty()
+           || std::find(types.begin(), types.end(), ev.event_type)
+                != types.end();
+  }
+};
+
+struct waiting_publish {
+  recorded_events events;
+  caf::response_promise rp;
+};
+
+struct bus_state {
+  static inline const char* name = "es.in_process_bus";
+
+  std::vector<subscriber_entry> subs;
+  subscription_id next_id = 1;
+  std::deque<waiting_publish> waiting;
+  std::vector<caf::response_promise> drainers;
+  bus_stats stats;
+
+  ~bus_state() {
+    for (auto& s : subs)
+      caf::anon_send_exit(s.delivery, caf::exit_reason::user_shutdown);
+  }
+
+  subscriber_entry* find(subscription_id id) {
+    auto i = std::find_if(subs.begin(), subs.end(),
+                          [id](const auto& s) { return s.id == id; });
+    return i == subs.end() ? nullptr : &*i;
+  }
+
+  bool idle() const {
+    return waiting.empty() && stats.deliveries_in_flight == 0;
+  }
+};
+
+using bus_actor = caf::stateful_actor<bus_state>;
+
+void delivery_done(bus_actor* self, subscription_id id, size_t count,
+                   uint64_t invoked, uint64_t errors);
+
+/// Hands `events` to every interested subscriber if all of them have room;
+/// returns false (and does nothing) otherwise. A subscriber with an empty
+/// queue always has room, so a batch larger than a limit cannot wait
+/// forever.
+bool try_dispatch(bus_actor* self, recorded_events& events) {
+  auto& st = self->state;
+  std::vector<std::pair<size_t, size_t>> plan; // (subscriber index, count)
+  for (size_t i = 0; i < st.subs.size(); ++i) {
+    auto& s = st.subs[i];
+    size_t n = 0;
+    for (const auto& ev : events)
+      n += s.wants(ev) ? 1 : 0;
+    if (n == 0)
+      continue;
+    if (s.queued > 0 && s.queued + n > s.max_queued)
+      return false;
+    plan.emplace_back(i, n);
+  }
+  st.stats.events_published += events.size();
+  // Subscribers that want every event share one message (no copies).
+  caf::message all;
+  for (auto [i, n] : plan) {
+    auto& s = st.subs[i];
+    caf::message msg;
+    if (n == events.size()) {
+      if (all.empty())
+        all = caf::make_message(deliver_atom_v, events);
+      msg = all;
+    } else {
+      recorded_events part;
+      part.reserve(n);
+      for (const auto& ev : events)
+        if (s.wants(ev))
+          part.push_back(ev);
+      msg = caf::make_message(deliver_atom_v, std::move(part));
+    }
+    s.queued += n;
+    ++st.stats.deliveries_in_flight;
+    auto id = s.id;
+    self->request(s.delivery, caf::infinite, std::move(msg))
+      .then(
+        [self, id, n](uint64_t invoked, uint64_t errors) {
+          delivery_done(self, id, n, invoked, errors);
+        },
+        [self, id, n](caf::error& err) {
+          log(log_level::warning, "bus delivery failed: " + describe(err));
+          delivery_done(self, id, n, 0, n);
+        });
+  }
+  return true;
+}
+
+void flush_waiting(bus_actor* self) {
+  auto& st = self->state;
+  while (!st.waiting.empty()) {
+    auto& front = st.waiting.front();
+    if (!try_dispatch(self, front.events))
+      break;
+    front.rp.deliver(caf::unit);
+    st.waiting.pop_front();
+  }
+  st.stats.publishes_waiting = st.waiting.size();
+  if (st.idle()) {
+    for (auto& rp : st.drainers)
+      rp.deliver(caf::unit);
+    st.drainers.clear();
+  }
+}
+
+void delivery_done(bus_actor* self, subscription_id id, size_t count,
+                   uint64_t invoked, uint64_t errors) {
+  auto& st = self->state;
+  --st.stats.deliveries_in_flight;
+  ++st.stats.deliveries_completed;
+  st.stats.handlers_invoked += invoked;
+  st.stats.handler_errors += errors;
+  if (auto* s = st.find(id))
+    s->queued -= std::min(s->queued, count);
+  flush_waiting(self);
+}
+
+caf::behavior bus_impl(bus_actor* self) {
+  return {
+    [self](publish_atom, recorded_events& events) -> caf::result<void> {
+      auto& st = self->state;
+      if (st.waiting.empty() && try_dispatch(self, events))
+        return caf::unit;
+      auto rp = self->make_response_promise();
+      st.waiting.push_back(waiting_publish{std::move(events), rp});
+      st.stats.publishes_waiting = st.waiting.size();
+      return rp;
+    },
+    [self](subscribe_atom, caf::actor delivery, std::vector<std::string>& types,
+           uint64_t max_queued) -> subscription_id {
+      auto& st = self->state;
+      subscriber_entry entry;
+      entry.id = st.next_id++;
+      entry.delivery = std::move(delivery);
+      entry.types = std::move(types);
+      entry.max_queued = std::max<uint64_t>(1, max_queued);
+      st.subs.push_back(std::move(entry));
+      st.stats.subscribers = st.subs.size();
+      return st.subs.back().id;
+    },
+    [self](unsubscribe_atom, subscription_id id) -> bool {
+      auto& st = self->state;
+      auto i = std::find_if(st.subs.begin(), st.subs.end(),
+                            [id](const auto& s) { return s.id == id; });
+      if (i == st.subs.end())
+        return false;
+      self->send_exit(i->delivery, caf::exit_reason::user_shutdown);
+      st.subs.erase(i);
+      st.stats.subscribers = st.subs.size();
+      // Its queued events no longer hold anyone back.
+      flush_waiting(self);
+      return true;
+    },
+    [self](stats_atom) -> bus_stats { return self->state.stats; },
+    [self](drain_atom) -> caf::result<void> {
+      if (self->state.idle())
+        return caf::unit;
+      auto rp = self->make_response_promise();
+      self->state.drainers.push_back(rp);
+      return rp;
+    },
+  };
+}
+
+// -- the blocking facade -------------------------------------------------------
+
+class in_process_event_bus final : public event_bus {
+public:
+  in_process_event_bus(caf::actor_system& sys, caf::actor bus)
+    : sys_(sys), bus_(std::move(bus)) {
+    // nop
+  }
+
+  ~in_process_event_bus() override {
+    caf::anon_send_exit(bus_, caf::exit_reason::user_shutdown);
+  }
+
+  caf::actor handle() const override {
+    return bus_;
+  }
+
+  caf::error publish(recorded_events events) override {
+    caf::scoped_actor self{sys_};
+    caf::error result;
+    self->request(bus_, caf::infinite, publish_atom_v, std::move(events))
+      .receive([] {}, [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  subscription_id subscribe(std::string event_type, event_handler_fn fn,
+                            subscribe_options opts) override {
+    auto label = event_type;
+    return add(spawn_function(std::move(fn), std::move(label), opts),
+               {std::move(event_type)}, opts);
+  }
+
+  subscription_id subscribe_all(std::shared_ptr<event_subscriber> sub,
+                                subscribe_options opts) override {
+    auto types = sub->subscribed_to();
+    auto fn = [sub](const recorded_event& ev) { return sub->handle(ev); };
+    return add(spawn_function(std::move(fn), "subscriber", opts),
+               std::move(types), opts);
+  }
+
+  subscription_id subscribe_to_all_events(event_handler_fn fn,
+                                          subscribe_options opts) override {
+    return add(spawn_function(std::move(fn), "all-events", opts), {}, opts);
+  }
+
+  subscription_id subscribe_actor(caf::actor target,
+                                  std::vector<std::string> event_types,
+                                  subscribe_options opts) override {
+    return add(sys_.spawn(actor_delivery, std::move(target)),
+               std::move(event_types), opts);
+  }
+
+  bool unsubscribe(subscription_id id) override {
+    caf::scoped_actor self{sys_};
+    bool result = false;
+    self->request(bus_, caf::infinite, unsubscribe_atom_v, id)
+      .receive([&](bool found) { result = found; }, [](caf::error&) {});
+    return result;
+  }
+
+  bus_stats stats() override {
+    caf::scoped_actor self{sys_};
+    bus_stats result;
+    self->request(bus_, caf::infinite, stats_atom_v)
+      .receive([&](bus_stats& x) { result = x; }, [](caf::error&) {});
+    return result;
+  }
+
+  caf::error drain(std::chrono::milliseconds timeout) override {
+    caf::scoped_actor self{sys_};
+    caf::error result;
+    self->request(bus_, caf::timespan{timeout}, drain_atom_v)
+      .receive([] {}, [&](caf::error& err) {
+        result = has_code(err, caf::sec::request_timeout)
+                   ? caf::make_error(bus_errc::publish_timeout,
+                                     std::string{"bus did not drain in time"})
+                   : std::move(err);
+      });
+    return result;
+  }
+
+private:
+  static bool has_code(const caf::error& err, caf::sec code) {
+    return err && err == code;
+  }
+
+  caf::actor spawn_function(event_handler_fn fn, std::string label,
+                            const subscribe_options& opts) {
+    if (opts.blocking)
+      return sys_.spawn<caf::detached>(function_delivery, std::move(fn),
+                                       std::move(label));
+    return sys_.spawn(function_delivery, std::move(fn), std::move(label));
+  }
+
+  subscription_id add(caf::actor delivery, std::vector<std::string> types,
+                      const subscribe_options& opts) {
+    caf::scoped_actor self{sys_};
+    subscription_id result = 0;
+    self
+      ->request(bus_, caf::infinite, subscribe_atom_v, delivery,
+                std::move(types), static_cast<uint64_t>(opts.max_queued_events))
+      .receive([&](subscription_id id) { result = id; },
+               [&](caf::error&) {
+                 caf::anon_send_exit(delivery, caf::exit_reason::user_shutdown);
+               });
+    return result;
+  }
+
+  caf::actor_system& sys_;
+  caf::actor bus_;
+};
+
+} // namespace
+
+caf::actor spawn_in_process_bus(caf::actor_system& sys) {
+  return sys.spawn(bus_impl);
+}
+
+event_bus_ptr make_in_process_bus(caf::actor_system& sys) {
+  return std::make_shared<in_process_event_bus>(sys, spawn_in_process_bus(sys));
+}
+
+} // namespace es
