@@ -122,6 +122,7 @@ caf::behavior stalled_delivery(caf::event_based_actor* self,
 // -- the fixture --------------------------------------------------------------
 
 struct deterministic_fixture {
+  log_capture logged;
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::scheduler::test_coordinator& sched;
@@ -269,7 +270,8 @@ TEST_CASE_METHOD(deterministic_fixture,
       release(slow, 1);
     CHECK(slog->outstanding <= 10);
   }
-  release(slow, 1000);
+  while (!slog->held.empty())
+    release(slow, 1);
   request_drain();
   CHECK(log->drained == 1);
   CHECK(log->published.size() == 60);
@@ -340,4 +342,26 @@ TEST_CASE_METHOD(deterministic_fixture,
   sched.run();
   CHECK(log->unsubscribed == std::vector<bool>{true, false});
   no_errors();
+}
+
+// -- known bugs ---------------------------------------------------------------
+// These state the documented contract and fail against the current bus;
+// Catch's [!shouldfail] keeps the suite green until the bus is fixed. Remove
+// the tag together with the fix.
+
+TEST_CASE_METHOD(deterministic_fixture,
+                 "unsubscribe forgets the subscriber's deliveries in flight",
+                 "[bus][unsub][known-bug][!shouldfail]") {
+  caf::actor slow;
+  auto slog = add_stalled({}, 10, &slow);
+  publish(1, 3);
+  CHECK(stats().deliveries_in_flight == 1);
+  caf::anon_send(client, unsubscribe_atom_v, log->subscribed.front());
+  sched.run();
+  REQUIRE(log->unsubscribed == std::vector<bool>{true});
+  // The bus stopped the delivery actor: its answer can never come. Fails
+  // today: the bus still counts the delivery and drain never answers.
+  CHECK(stats().deliveries_in_flight == 0);
+  request_drain();
+  CHECK(log->drained == 1);
 }

@@ -1,12 +1,15 @@
 // Fixtures, event builders and recorders shared by the bus tests.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -18,6 +21,7 @@
 #include "es/bus/in_process_bus.hpp"
 #include "es/bus/type_ids.hpp"
 #include "es/store/errors.hpp"
+#include "es/store/log.hpp"
 
 #include "test_events.hpp"
 
@@ -36,8 +40,8 @@ inline recorded_events make_recorded(int64_t first_position, int count,
   for (int i = 0; i < count; ++i) {
     auto pos = first_position + i;
     recorded_event ev;
-    static_cast<event_data&>(ev) = make_test_event(stream, static_cast<int>(pos),
-                                                   type);
+    static_cast<event_data&>(ev)
+      = make_test_event(stream, static_cast<int>(pos), type);
     ev.aggregate_version = i + 1;
     ev.global_position = pos;
     result.push_back(std::move(ev));
@@ -139,8 +143,35 @@ private:
   std::shared_ptr<gate> gate_;
 };
 
+/// Counts the library's log lines instead of printing them (handler
+/// failures are logged), and restores a stderr sink when done.
+class log_capture {
+public:
+  log_capture() : lines_(std::make_shared<std::atomic<size_t>>(0)) {
+    set_log_sink([lines = lines_](log_level, std::string_view) { ++*lines; });
+  }
+
+  log_capture(const log_capture&) = delete;
+  log_capture& operator=(const log_capture&) = delete;
+
+  ~log_capture() {
+    set_log_sink([](log_level level, std::string_view text) {
+      std::cerr << "[eventsource " << to_string(level) << "] " << text << '\n';
+    });
+  }
+
+  size_t lines() const {
+    return *lines_;
+  }
+
+private:
+  std::shared_ptr<std::atomic<size_t>> lines_;
+};
+
 /// An actor system on CAF's threaded scheduler with the blocking facade.
 struct bus_fixture {
+  /// First member: outlives the actor system, whose threads may log.
+  log_capture logged;
   caf::actor_system_config cfg;
   caf::actor_system sys;
   event_bus_ptr bus;

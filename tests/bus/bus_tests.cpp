@@ -181,6 +181,8 @@ TEST_CASE_METHOD(bus_fixture, "failing handlers do not disturb others",
   CHECK(st.handler_errors == expected_errors);
   CHECK(st.deliveries_in_flight == 0);
   CHECK(st.subscribers == 3);
+  // Failures are reported through the log hook.
+  CHECK(logged.lines() > 0);
 }
 
 // -- routing ------------------------------------------------------------------
@@ -406,8 +408,8 @@ TEST_CASE_METHOD(bus_fixture, "drain waits until every event is handled",
   INFO("error: " << describe(err));
   CHECK(has_code(err, bus_errc::publish_timeout));
   auto before = bus->stats();
-  CHECK(before.deliveries_in_flight > 0);
-  CHECK(before.deliveries_in_flight + before.deliveries_completed == 5);
+  CHECK(before.deliveries_in_flight == 5);
+  CHECK(before.deliveries_completed == 0);
   CHECK(seen->size() == 0);
   g->open();
   require_ok(bus->drain(drain_timeout));
@@ -416,4 +418,56 @@ TEST_CASE_METHOD(bus_fixture, "drain waits until every event is handled",
   CHECK(after.deliveries_in_flight == 0);
   CHECK(after.deliveries_completed == 5);
   CHECK(after.handlers_invoked == 20);
+}
+
+// -- known bugs ---------------------------------------------------------------
+// These state the documented contract and fail against the current bus;
+// Catch's [!shouldfail] keeps the suite green until the bus is fixed. Remove
+// the tag together with the fix.
+
+TEST_CASE_METHOD(bus_fixture, "an actor subscriber may reply with anything",
+                 "[bus][actor][known-bug][!shouldfail]") {
+  // event_bus::subscribe_actor: "must reply (with anything) when done".
+  auto counter = sys.spawn([](caf::event_based_actor*) {
+    return caf::behavior{
+      [](deliver_atom, const recorded_events& evs) -> int32_t {
+        return static_cast<int32_t>(evs.size());
+      },
+    };
+  });
+  bus->subscribe_actor(counter, {});
+  require_ok(bus->publish(make_recorded(1, 3)));
+  require_ok(bus->drain(drain_timeout));
+  auto st = bus->stats();
+  CHECK(st.handlers_invoked == 3);
+  // Fails today: the bus's actor_delivery takes a non-empty reply for an
+  // error (system.unexpected_response) and counts 3 handler errors.
+  CHECK(st.handler_errors == 0);
+}
+
+TEST_CASE_METHOD(bus_fixture, "unsubscribe drops events still queued",
+                 "[bus][unsub][known-bug][!shouldfail]") {
+  // event_bus::unsubscribe: "events still queued for it are dropped".
+  auto g = std::make_shared<gate>();
+  gate_guard opens_on_exit{g};
+  auto seen = std::make_shared<recorder>();
+  subscribe_options opts;
+  opts.blocking = true;
+  auto id = bus->subscribe_to_all_events(
+    [g, seen](const recorded_event& ev) -> caf::error {
+      g->wait();
+      seen->add(ev);
+      return caf::none;
+    },
+    opts);
+  // The first delivery blocks in the handler (or has not started); the
+  // other two wait in the subscriber's mailbox.
+  for (int64_t first = 1; first <= 12; first += 4)
+    require_ok(bus->publish(make_recorded(first, 4)));
+  REQUIRE(bus->unsubscribe(id));
+  g->open();
+  require_ok(bus->drain(drain_timeout));
+  // Fails today: the exit message queues behind the deliveries, so the
+  // handler still runs for all 12 events after unsubscribe returned.
+  CHECK(seen->size() <= 4);
 }
