@@ -9,6 +9,7 @@
 #include <caf/response_promise.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
 
 #include "es/bus/errors.hpp"
 #include "es/bus/type_ids.hpp"
@@ -70,6 +71,11 @@ caf::behavior actor_delivery(caf::event_based_actor* self,
       self->request(target, caf::infinite, deliver_atom_v, events)
         .then([rp, n]() mutable { rp.deliver(n, uint64_t{0}); },
               [rp, n](caf::error& err) mutable {
+                // A reply of another shape than void still means "done".
+                if (err == caf::sec::unexpected_response) {
+                  rp.deliver(n, uint64_t{0});
+                  return;
+                }
                 log(log_level::warning,
                     "bus subscriber actor failed: " + describe(err));
                 rp.deliver(n, n);
@@ -87,6 +93,8 @@ struct subscriber_entry {
   std::vector<std::string> types;
   size_t max_queued = 0;
   size_t queued = 0;
+  /// Deliveries sent and not answered yet.
+  uint64_t in_flight = 0;
 
   bool wants(const recorded_event& ev) const {
     return types.empty()
@@ -112,6 +120,13 @@ struct bus_state {
   ~bus_state() {
     for (auto& s : subs)
       caf::anon_send_exit(s.delivery, caf::exit_reason::user_shutdown);
+    // Nobody may wait forever on a bus that is gone.
+    auto closed = caf::make_error(bus_errc::bus_closed,
+                                  std::string{"the bus stopped"});
+    for (auto& w : waiting)
+      w.rp.deliver(closed);
+    for (auto& rp : drainers)
+      rp.deliver(closed);
   }
 
   subscriber_entry* find(subscription_id id) {
@@ -167,6 +182,7 @@ bool try_dispatch(bus_actor* self, recorded_events& events) {
       msg = caf::make_message(deliver_atom_v, std::move(part));
     }
     s.queued += n;
+    ++s.in_flight;
     ++st.stats.deliveries_in_flight;
     auto id = s.id;
     self->request(s.delivery, caf::infinite, std::move(msg))
@@ -202,12 +218,16 @@ void flush_waiting(bus_actor* self) {
 void delivery_done(bus_actor* self, subscription_id id, size_t count,
                    uint64_t invoked, uint64_t errors) {
   auto& st = self->state;
+  auto* s = st.find(id);
+  // A late answer for an ended subscription was already written off.
+  if (s == nullptr)
+    return;
+  s->queued -= std::min(s->queued, count);
+  --s->in_flight;
   --st.stats.deliveries_in_flight;
   ++st.stats.deliveries_completed;
   st.stats.handlers_invoked += invoked;
   st.stats.handler_errors += errors;
-  if (auto* s = st.find(id))
-    s->queued -= std::min(s->queued, count);
   flush_waiting(self);
 }
 
@@ -240,7 +260,12 @@ caf::behavior bus_impl(bus_actor* self) {
                             [id](const auto& s) { return s.id == id; });
       if (i == st.subs.end())
         return false;
-      self->send_exit(i->delivery, caf::exit_reason::user_shutdown);
+      // Stop the delivery actor before it handles what is still queued for
+      // it: the exit jumps the queue.
+      self->send<caf::message_priority::high>(
+        i->delivery,
+        caf::exit_msg{self->address(), caf::exit_reason::user_shutdown});
+      st.stats.deliveries_in_flight -= i->in_flight;
       st.subs.erase(i);
       st.stats.subscribers = st.subs.size();
       // Its queued events no longer hold anyone back.

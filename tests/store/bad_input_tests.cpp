@@ -4,6 +4,15 @@
 #include "es/store/errors.hpp"
 
 #include "store_fixtures.hpp"
+
+// The adapters under test; other test binaries compile this file with their
+// own list (for example the store actor behind the blocking facade).
+#ifdef ES_CONTRACT_FIXTURES_HEADER
+#  include ES_CONTRACT_FIXTURES_HEADER
+#endif
+#ifndef ES_CONTRACT_FIXTURES
+#  define ES_CONTRACT_FIXTURES memory_fixture, sqlite_fixture
+#endif
 #include "test_events.hpp"
 
 using namespace es;
@@ -36,7 +45,7 @@ event_batch with_payload(const stream_id& s, std::string payload) {
 } // namespace
 
 TEMPLATE_TEST_CASE("malformed and hostile JSON payloads are refused",
-                   "[bad-input]", memory_fixture, sqlite_fixture) {
+                   "[bad-input]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -55,7 +64,7 @@ TEMPLATE_TEST_CASE("malformed and hostile JSON payloads are refused",
 }
 
 TEMPLATE_TEST_CASE("metadata must be a JSON object", "[bad-input]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -67,7 +76,7 @@ TEMPLATE_TEST_CASE("metadata must be a JSON object", "[bad-input]",
 }
 
 TEMPLATE_TEST_CASE("oversized payloads hit the configured limit",
-                   "[bad-input]", memory_fixture, sqlite_fixture) {
+                   "[bad-input]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   store_limits limits;
   limits.max_payload_bytes = 1024;
@@ -88,7 +97,7 @@ TEMPLATE_TEST_CASE("oversized payloads hit the configured limit",
 }
 
 TEMPLATE_TEST_CASE("type names with SQL-meaningful characters are refused",
-                   "[bad-input]", memory_fixture, sqlite_fixture) {
+                   "[bad-input]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   for (std::string name :
@@ -120,7 +129,7 @@ TEMPLATE_TEST_CASE("type names with SQL-meaningful characters are refused",
 
 TEMPLATE_TEST_CASE("with a registry, unknown types and wrong field types "
                    "are refused",
-                   "[bad-input]", memory_fixture, sqlite_fixture) {
+                   "[bad-input]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open(make_test_registry());
   auto s = new_stream();

@@ -10,6 +10,15 @@
 #include "es/store/errors.hpp"
 
 #include "store_fixtures.hpp"
+
+// The adapters under test; other test binaries compile this file with their
+// own list (for example the store actor behind the blocking facade).
+#ifdef ES_CONTRACT_FIXTURES_HEADER
+#  include ES_CONTRACT_FIXTURES_HEADER
+#endif
+#ifndef ES_CONTRACT_FIXTURES
+#  define ES_CONTRACT_FIXTURES memory_fixture, sqlite_fixture
+#endif
 #include "test_events.hpp"
 
 using namespace es;
@@ -59,7 +68,7 @@ recorded_events read_feed(event_store& store, read_all_options opts = {}) {
 } // namespace
 
 TEMPLATE_TEST_CASE("an empty store has no events", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -78,7 +87,7 @@ TEMPLATE_TEST_CASE("an empty store has no events", "[contract]",
 }
 
 TEMPLATE_TEST_CASE("appended events read back unchanged", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -114,7 +123,7 @@ TEMPLATE_TEST_CASE("appended events read back unchanged", "[contract]",
 }
 
 TEMPLATE_TEST_CASE("events may leave stream fields to the store", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -128,8 +137,7 @@ TEMPLATE_TEST_CASE("events may leave stream fields to the store", "[contract]",
   CHECK(events[0].aggregate_type == s.aggregate_type);
 }
 
-TEMPLATE_TEST_CASE("expected version semantics", "[contract]", memory_fixture,
-                   sqlite_fixture) {
+TEMPLATE_TEST_CASE("expected version semantics", "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -206,7 +214,7 @@ TEMPLATE_TEST_CASE("expected version semantics", "[contract]", memory_fixture,
 }
 
 TEMPLATE_TEST_CASE("appends are idempotent by event id", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -271,7 +279,7 @@ TEMPLATE_TEST_CASE("appends are idempotent by event id", "[contract]",
 }
 
 TEMPLATE_TEST_CASE("a failing batch writes nothing", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -287,7 +295,7 @@ TEMPLATE_TEST_CASE("a failing batch writes nothing", "[contract]",
 }
 
 TEMPLATE_TEST_CASE("read_stream pages forwards and backwards", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -367,7 +375,7 @@ TEMPLATE_TEST_CASE("read_stream pages forwards and backwards", "[contract]",
 }
 
 TEMPLATE_TEST_CASE("read_stream of a long stream stays in pages",
-                   "[contract]", memory_fixture, sqlite_fixture) {
+                   "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   store_limits limits;
   limits.max_page_size = 64;
@@ -394,7 +402,7 @@ TEMPLATE_TEST_CASE("read_stream of a long stream stays in pages",
 }
 
 TEMPLATE_TEST_CASE("the global feed orders all streams", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   std::vector<stream_id> streams;
@@ -445,7 +453,7 @@ TEMPLATE_TEST_CASE("the global feed orders all streams", "[contract]",
 }
 
 TEMPLATE_TEST_CASE("read_all filters by type, aggregate type and tenant",
-                   "[contract]", memory_fixture, sqlite_fixture) {
+                   "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto tenant_a = uuid::random();
@@ -501,7 +509,7 @@ TEMPLATE_TEST_CASE("read_all filters by type, aggregate type and tenant",
 }
 
 TEMPLATE_TEST_CASE("tenants cannot share a stream", "[contract]",
-                   memory_fixture, sqlite_fixture) {
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
@@ -524,8 +532,7 @@ TEMPLATE_TEST_CASE("tenants cannot share a stream", "[contract]",
   CHECK(require(store->head_position()) == 1);
 }
 
-TEMPLATE_TEST_CASE("UUID edge cases", "[contract]", memory_fixture,
-                   sqlite_fixture) {
+TEMPLATE_TEST_CASE("UUID edge cases", "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   uuid::bytes_type ff;
@@ -570,7 +577,7 @@ TEMPLATE_TEST_CASE("UUID edge cases", "[contract]", memory_fixture,
 }
 
 TEMPLATE_TEST_CASE("append_many gives each request its own result",
-                   "[contract]", memory_fixture, sqlite_fixture) {
+                   "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto a = new_stream();
@@ -601,8 +608,7 @@ TEMPLATE_TEST_CASE("append_many gives each request its own result",
   CHECK(results[4]->last_position == 6);
 }
 
-TEMPLATE_TEST_CASE("concurrent appenders", "[contract]", memory_fixture,
-                   sqlite_fixture) {
+TEMPLATE_TEST_CASE("concurrent appenders", "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   constexpr int writers = 8;

@@ -112,8 +112,9 @@ public:
                                           subscribe_options opts = {})
     = 0;
 
-  /// Ends a subscription; events still queued for it are dropped. Returns
-  /// false for an unknown id.
+  /// Ends a subscription: its handler is stopped before it handles events
+  /// still queued for it (the one it is handling finishes). Returns false
+  /// for an unknown id.
   virtual bool unsubscribe(subscription_id id) = 0;
 
   /// Returns the counters.
