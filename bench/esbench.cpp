@@ -9,7 +9,10 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/exec_main.hpp>
 
-#include "es/store/type_ids.hpp"
+#include "es/actors/type_ids.hpp"
+
+#include "command_scenarios.hpp"
+#include "counter.hpp"
 
 #include "store_scenarios.hpp"
 
@@ -24,27 +27,36 @@ struct esbench_config : caf::actor_system_config {
   std::string dir = "./data/bench";
   std::string sync = "full";
   int repeat = 1;
+  int aggregates = 1000;
+  int idle_aggregates = 100000;
 
   esbench_config() {
     opt_group{custom_options_, "global"}
       .add(backend, "backend", "store under test: memory or sqlite")
       .add(scenario, "scenario",
-           "what to measure: append (1 event per call) or append-batch "
-           "(--batch events per call)")
+           "what to measure: append (1 event per call), append-batch "
+           "(--batch events per call), commands (through a region and "
+           "aggregate actors) or idle-memory (bytes per live idle aggregate)")
       .add(events, "events", "total events to write")
       .add(writers, "writers", "concurrent writer threads")
       .add(batch, "batch",
            "events per call (default 1 for append, 100 for append-batch)")
       .add(dir, "dir", "directory for database files (recreated per run)")
       .add(sync, "sync", "SQLite synchronous mode: full, normal or off")
+      .add(aggregates, "aggregates",
+           "commands scenario: distinct aggregates the commands go to")
+      .add(idle_aggregates, "idle-aggregates",
+           "idle-memory scenario: aggregates kept alive for the measurement")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
     set("scheduler.max-threads", 2);
+    es::add_actors_module(*this);
+    add_message_types<caf::id_block::esbench>();
   }
 };
 
-void caf_main(caf::actor_system&, const esbench_config& cfg) {
+void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   es::bench::bench_params p;
   p.backend = cfg.backend;
   p.scenario = cfg.scenario;
@@ -61,13 +73,41 @@ void caf_main(caf::actor_system&, const esbench_config& cfg) {
     std::cerr << "esbench: --sync must be full, normal or off\n";
     std::exit(2);
   }
+  if (p.scenario == "idle-memory") {
+    auto bytes = es::bench::measure_idle_aggregate_bytes(
+      sys, std::max(1000, cfg.idle_aggregates));
+    std::cout << R"({"backend":"memory","scenario":"idle-memory",)"
+              << R"("aggregates":)" << cfg.idle_aggregates
+              << R"(,"bytes_per_aggregate":)" << bytes << "}" << std::endl;
+    std::printf("\nidle aggregate actors: %d, resident memory added per "
+                "aggregate: %.0f bytes (state: %zu bytes)\n\n",
+                cfg.idle_aggregates, bytes,
+                sizeof(es::bench::counter_bench::counter_state));
+    return;
+  }
+  if (p.scenario == "commands") {
+    p.batch = 1;
+    std::vector<es::bench::run_result> store_runs;
+    std::vector<es::bench::run_result> raw_runs;
+    for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
+      store_runs.push_back(
+        es::bench::run_commands(sys, p, std::max(1, cfg.aggregates)));
+      raw_runs.push_back(es::bench::run_raw_caf(sys, p));
+    }
+    std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
+                                            es::bench::median_run(raw_runs)};
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+  }
   if (p.scenario == "append")
     p.batch = cfg.batch > 0 ? cfg.batch : 1;
   else if (p.scenario == "append-batch")
     p.batch = cfg.batch > 0 ? cfg.batch : 100;
   else {
     std::cerr << "esbench: unknown --scenario " << p.scenario
-              << " (append, append-batch)\n";
+              << " (append, append-batch, commands, idle-memory)\n";
     std::exit(2);
   }
   if (p.backend != "memory" && p.backend != "sqlite") {
@@ -94,4 +134,4 @@ void caf_main(caf::actor_system&, const esbench_config& cfg) {
 
 } // namespace
 
-CAF_MAIN(caf::id_block::es_store)
+CAF_MAIN()

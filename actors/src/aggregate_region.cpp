@@ -1,8 +1,8 @@
 #include "es/actors/aggregate_region.hpp"
 
-#include <deque>
 #include <list>
 #include <unordered_map>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/message_view.hpp>
@@ -28,7 +28,10 @@ struct child_entry {
   caf::actor_clock::time_point last_used;
   std::list<uuid>::iterator lru_pos;
   bool passivating = false;
-  std::deque<stashed_command> stash;
+  /// Commands that arrived during a passivation, oldest first. A vector, not
+  /// a deque: an empty deque allocates, and there is one entry per live
+  /// aggregate.
+  std::vector<stashed_command> stash;
 };
 
 struct region_state {
@@ -40,6 +43,8 @@ struct region_state {
   std::unordered_map<caf::actor_addr, uuid> by_addr;
   /// Least recently used first.
   std::list<uuid> lru;
+  /// Children not being passivated.
+  size_t active = 0;
   region_stats stats;
 
   ~region_state() {
@@ -61,6 +66,7 @@ void passivate(region_actor* self, child_entry& entry) {
   if (entry.passivating)
     return;
   entry.passivating = true;
+  --self->state.active;
   // Commands already sent to the child run first; then it ends and the
   // down handler either forgets it or starts its successor.
   self->send(entry.actor, passivate_atom_v);
@@ -68,17 +74,12 @@ void passivate(region_actor* self, child_entry& entry) {
 
 child_entry& spawn_child(region_actor* self, const uuid& id) {
   auto& st = self->state;
-  // Make room: passivate the least recently used live aggregates.
-  size_t live = 0;
-  for (auto& kv : st.children)
-    live += kv.second.passivating ? 0 : 1;
-  for (auto i = st.lru.begin(); live >= st.opts.max_live && i != st.lru.end();
-       ++i) {
+  // Make room: passivate the least recently used active aggregates.
+  for (auto i = st.lru.begin();
+       st.active >= st.opts.max_live && i != st.lru.end(); ++i) {
     auto& victim = st.children[*i];
-    if (!victim.passivating) {
+    if (!victim.passivating)
       passivate(self, victim);
-      --live;
-    }
   }
   auto child = st.spawner(self, id);
   self->monitor(child);
@@ -88,6 +89,7 @@ child_entry& spawn_child(region_actor* self, const uuid& id) {
   entry.passivating = false;
   entry.last_used = self->clock().now();
   entry.lru_pos = st.lru.insert(st.lru.end(), id);
+  ++st.active;
   ++st.stats.spawned;
   st.stats.live = st.children.size();
   return entry;
@@ -133,6 +135,8 @@ void on_down(region_actor* self, caf::down_msg& dm) {
   else if (entry.passivating)
     ++st.stats.passivated;
   auto stash = std::move(entry.stash);
+  if (!entry.passivating)
+    --st.active;
   st.lru.erase(entry.lru_pos);
   st.children.erase(i);
   if (!stash.empty()) {

@@ -126,15 +126,23 @@ caf::behavior store_writer(writer_actor* self, event_store_ptr store,
       p.rp = self->make_response_promise<append_result>();
       auto rp = p.rp;
       st.pending.push_back(std::move(p));
-      // The flush message queues behind every append already waiting in the
-      // mailbox, so they all end up in the same group.
+      // With nothing else waiting, commit at once. Otherwise queue a flush
+      // message behind everything already in the mailbox, so the appends
+      // waiting there end up in the same group.
       if (!st.flush_scheduled) {
-        st.flush_scheduled = true;
-        self->send(self, flush_atom_v);
+        if (self->mailbox().empty()) {
+          flush(self);
+        } else {
+          st.flush_scheduled = true;
+          self->send(self, flush_atom_v);
+        }
       }
       return rp;
     },
-    [self](flush_atom) { flush(self); },
+    [self](flush_atom) {
+      if (self->state.flush_scheduled)
+        flush(self);
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 #include "es/store/memory_event_store.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -214,7 +215,7 @@ private:
   detail::metrics_counter metrics_;
   mutable std::shared_mutex mtx_;
   /// The global feed; element i has position i + 1.
-  std::vector<recorded_event> log_;
+  std::deque<recorded_event> log_;
   /// Indexes into `log_` per stream, in version order.
   std::unordered_map<stream_id, std::vector<size_t>, stream_hash> streams_;
   std::unordered_map<uuid, size_t> by_id_;

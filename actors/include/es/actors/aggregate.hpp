@@ -1,6 +1,7 @@
 // The base of user aggregates: state, version, uncommitted events, handlers.
 #pragma once
 
+#include <algorithm>
 #include <any>
 #include <cstdint>
 #include <functional>
@@ -10,7 +11,7 @@
 #include <string_view>
 #include <type_traits>
 #include <typeindex>
-#include <unordered_map>
+#include <vector>
 #include <utility>
 
 #include <caf/error.hpp>
@@ -201,22 +202,35 @@ protected:
   template <typed_event E, class F>
   void on(F fn) {
     handler h;
-    h.typed = [fn](State& s, const void* payload) {
-      fn(s, *static_cast<const E*>(payload));
-    };
-    h.stored = [fn](State& s, const event_registry& reg,
-                    const event_data& ev) -> caf::error {
-      auto x = reg.decode_as<E>(ev);
-      if (!x)
-        return std::move(x.error());
-      fn(s, *x);
+    h.event_type = E::event_type;
+    h.type = std::type_index(typeid(E));
+    h.fn = [fn](State& s, const handler_input& in) -> caf::error {
+      switch (in.kind) {
+        case handler_input::typed:
+          fn(s, *static_cast<const E*>(in.ptr));
+          return caf::none;
+        case handler_input::boxed:
+          fn(s, std::any_cast<const E&>(*static_cast<const std::any*>(in.ptr)));
+          return caf::none;
+        case handler_input::stored: {
+          auto x = in.registry->template decode_as<E>(
+            *static_cast<const event_data*>(in.ptr));
+          if (!x)
+            return std::move(x.error());
+          fn(s, *x);
+          return caf::none;
+        }
+      }
       return caf::none;
     };
-    h.from_any = [fn](State& s, const std::any& value) {
-      fn(s, std::any_cast<const E&>(value));
-    };
-    h.type = std::type_index(typeid(E));
-    handlers_.insert_or_assign(std::string{E::event_type}, std::move(h));
+    auto i = std::find_if(handlers_.begin(), handlers_.end(),
+                          [&](const handler& x) {
+                            return x.event_type == h.event_type;
+                          });
+    if (i != handlers_.end())
+      *i = std::move(h);
+    else
+      handlers_.push_back(std::move(h));
   }
 
   /// The explicit style: receives each event without a registered handler,
@@ -245,9 +259,10 @@ protected:
                          : std::optional<uuid>{context_.command_id};
     ev->correlation_id = context_.correlation_id;
     ev->actor_id = context_.actor_id;
-    auto i = handlers_.find(ev->event_type);
-    if (i != handlers_.end() && i->second.type == std::type_index(typeid(E))) {
-      i->second.typed(state_, &payload);
+    auto* h = find_handler(ev->event_type);
+    if (h != nullptr && h->type == std::type_index(typeid(E))) {
+      static_cast<void>(
+        h->fn(state_, handler_input{handler_input::typed, &payload, nullptr}));
     } else {
       decoded_event decoded{ev->event_type, ev->event_version,
                             std::any{payload}};
@@ -261,23 +276,37 @@ protected:
   }
 
 private:
-  struct handler {
-    std::function<void(State&, const void*)> typed;
-    std::function<caf::error(State&, const event_registry&,
-                             const event_data&)>
-      stored;
-    std::function<void(State&, const std::any&)> from_any;
-    std::type_index type = std::type_index(typeid(void));
+  /// What a handler gets: a typed payload, a payload in a std::any, or a
+  /// stored event to decode with the registry.
+  struct handler_input {
+    enum kind_type : uint8_t { typed, boxed, stored } kind;
+    const void* ptr;
+    const event_registry* registry;
   };
 
+  /// One entry of the handler table: kept small, there is a table per
+  /// aggregate instance.
+  struct handler {
+    std::string_view event_type;
+    std::type_index type = std::type_index(typeid(void));
+    std::function<caf::error(State&, const handler_input&)> fn;
+  };
+
+  const handler* find_handler(std::string_view event_type) const {
+    for (const auto& h : handlers_)
+      if (h.event_type == event_type)
+        return &h;
+    return nullptr;
+  }
+
   caf::error dispatch_stored(const event_data& ev) {
-    auto i = handlers_.find(ev.event_type);
-    if (i != handlers_.end()) {
+    if (const auto* h = find_handler(ev.event_type)) {
       if (!registry_)
         return make_store_error(store_errc::unknown_event_type,
                                 "aggregate has no registry to decode "
                                   + ev.event_type);
-      return i->second.stored(state_, *registry_, ev);
+      return h->fn(state_,
+                   handler_input{handler_input::stored, &ev, registry_.get()});
     }
     if (!registry_)
       return unhandled(ev.event_type);
@@ -289,12 +318,10 @@ private:
       return std::move(decoded.error());
     }
     // The chain may end at a type that has a declarative handler.
-    auto j = handlers_.find(decoded->event_type);
-    if (j != handlers_.end() && j->second.type
-                                  == std::type_index(decoded->value.type())) {
-      j->second.from_any(state_, decoded->value);
-      return caf::none;
-    }
+    const auto* h = find_handler(decoded->event_type);
+    if (h != nullptr && h->type == std::type_index(decoded->value.type()))
+      return h->fn(state_, handler_input{handler_input::boxed,
+                                         &decoded->value, nullptr});
     if (apply_event(state_, *decoded))
       return caf::none;
     return unhandled(ev.event_type);
@@ -325,7 +352,7 @@ private:
   std::optional<uuid> tenant_;
   command_context context_;
   unhandled_event_policy policy_ = unhandled_event_policy::error;
-  std::unordered_map<std::string, handler> handlers_;
+  std::vector<handler> handlers_;
 };
 
 } // namespace es

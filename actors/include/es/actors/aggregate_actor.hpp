@@ -10,6 +10,7 @@
 #include <optional>
 
 #include <caf/behavior.hpp>
+#include <caf/duration.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -39,8 +40,11 @@ struct aggregate_options {
   /// How often a command runs again after `wrong_expected_version` (another
   /// writer appended first) before the conflict goes to the caller.
   uint32_t max_conflict_retries = 3;
-  /// How long to wait for the store actor.
-  caf::timespan store_timeout = std::chrono::seconds(30);
+  /// How long to wait for the store actor. Infinite by default: the store
+  /// actor answers every request (with an error if it must), and adapters
+  /// bound their own waits (SQLite's busy timeout, PostgreSQL's statement
+  /// timeout). A finite value costs a timer per request.
+  caf::duration store_timeout = caf::infinite;
   /// Events per page when loading.
   size_t page_size = 1000;
 };
