@@ -33,6 +33,9 @@ const char* to_string(store_errc x) {
     case store_errc::tenant_mismatch: return "tenant_mismatch";
     case store_errc::closed: return "closed";
     case store_errc::internal: return "internal";
+    case store_errc::authentication_failed: return "authentication_failed";
+    case store_errc::unknown_database: return "unknown_database";
+    case store_errc::permission_denied: return "permission_denied";
   }
   return "unknown";
 }

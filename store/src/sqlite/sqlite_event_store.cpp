@@ -9,6 +9,7 @@
 #include "es/store/errors.hpp"
 
 #include "append_rules.hpp"
+#include "group_commit.hpp"
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
 
@@ -54,19 +55,15 @@ const char* sync_pragma(sqlite_sync x) {
   return "PRAGMA synchronous = FULL";
 }
 
-/// Keeps every result of a group in one place while the leader writes.
-struct write_job {
-  std::vector<append_request>* requests;
-  std::vector<caf::error>* rejected;
-  std::vector<caf::expected<append_result>> results;
-  bool done = false;
-  std::condition_variable cv;
-};
-
 class sqlite_event_store final : public event_store {
 public:
   sqlite_event_store(sqlite_config cfg, std::unique_ptr<connection> writer)
-    : cfg_(std::move(cfg)), writer_(std::move(writer)) {
+    : cfg_(std::move(cfg)),
+      writer_(std::move(writer)),
+      queue_(cfg_.max_group_size,
+             [this](const std::vector<detail::write_job*>& group) {
+               commit_group(group);
+             }) {
     // nop
   }
 
@@ -98,10 +95,10 @@ public:
                                              req.events, cfg_.limits,
                                              cfg_.registry.get());
     }
-    write_job job;
+    detail::write_job job;
     job.requests = &requests;
     job.rejected = &rejected;
-    write(job);
+    queue_.submit(job);
     for (const auto& res : job.results)
       metrics_.count(res);
     return std::move(job.results);
@@ -387,44 +384,9 @@ private:
 
   // -- group commit -----------------------------------------------------------
 
-  /// Queues `job` and either waits for a leader to commit it or becomes the
-  /// leader: the caller at the front of the queue writes its own job and
-  /// the jobs queued behind it in one transaction.
-  void write(write_job& job) {
-    std::unique_lock guard{queue_mtx_};
-    queue_.push_back(&job);
-    while (!job.done && queue_.front() != &job)
-      job.cv.wait(guard);
-    if (job.done)
-      return;
-    std::vector<write_job*> group;
-    size_t requests = 0;
-    for (auto* j : queue_) {
-      if (!group.empty() && requests + j->requests->size() > cfg_.max_group_size)
-        break;
-      group.push_back(j);
-      requests += j->requests->size();
-    }
-    guard.unlock();
-    commit_group(group);
-    guard.lock();
-    for (auto* j : group) {
-      queue_.pop_front();
-      j->done = true;
-      if (j != &job)
-        j->cv.notify_one();
-    }
-    if (!queue_.empty())
-      queue_.front()->cv.notify_one();
-  }
-
-  void commit_group(const std::vector<write_job*>& group) {
+  void commit_group(const std::vector<detail::write_job*>& group) {
     auto fail_all = [&](const caf::error& err) {
-      for (auto* j : group) {
-        j->results.clear();
-        for (size_t i = 0; i < j->requests->size(); ++i)
-          j->results.emplace_back((*j->rejected)[i] ? (*j->rejected)[i] : err);
-      }
+      detail::fail_group(group, err);
     };
     size_t valid = 0;
     for (auto* j : group)
@@ -609,8 +571,7 @@ private:
   std::unique_ptr<connection> writer_;
   detail::metrics_counter metrics_;
 
-  std::mutex queue_mtx_;
-  std::deque<write_job*> queue_;
+  detail::group_commit_queue queue_;
 
   std::mutex pool_mtx_;
   std::vector<std::unique_ptr<connection>> pool_;

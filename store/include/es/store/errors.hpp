@@ -61,6 +61,12 @@ enum class store_errc : uint8_t {
   closed,
   /// A bug: an invariant of the library does not hold.
   internal,
+  /// The database refused the credentials.
+  authentication_failed,
+  /// The database named in the connection settings does not exist.
+  unknown_database,
+  /// The database role lacks a privilege the operation needs.
+  permission_denied,
 };
 
 /// Returns the name of `x`, for example "wrong_expected_version".

@@ -1,0 +1,69 @@
+// The PostgreSQL event store: the production backend.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+
+namespace es {
+
+/// Configuration of the PostgreSQL adapters.
+struct postgres_config {
+  /// A libpq connection string or URI, for example
+  /// "host=db.internal dbname=app user=app sslmode=verify-full". Settings it
+  /// leaves out come from the usual libpq environment variables (PGHOST,
+  /// PGSSLMODE, PGSSLROOTCERT, ...), so TLS is configured the libpq way.
+  std::string dsn;
+  /// Connections for reads (opened on demand, kept while idle).
+  size_t read_connections = 4;
+  /// Most append requests committed together in one transaction.
+  size_t max_group_size = 256;
+  /// Server-side limit per statement (SET statement_timeout); 0 keeps the
+  /// server's setting. Exceeding it fails the call with `timeout`.
+  std::chrono::milliseconds statement_timeout{30'000};
+  /// How long connecting may take (libpq connect_timeout) unless the DSN
+  /// sets it.
+  std::chrono::seconds connect_timeout{10};
+  /// After a connection failed, wait at least this long before trying to
+  /// connect again (doubling up to `max_reconnect_backoff`); calls in
+  /// between fail fast with `connection_failed`.
+  std::chrono::milliseconds reconnect_backoff{50};
+  std::chrono::milliseconds max_reconnect_backoff{2'000};
+  store_limits limits;
+  /// When set, appends are validated against the registry.
+  std::shared_ptr<const event_registry> registry;
+  /// Write an `event_outbox` row for each appended event, in the append's
+  /// transaction (see `postgres_outbox`).
+  bool outbox = false;
+  /// Apply pending schema migrations when a store opens.
+  bool migrate = true;
+};
+
+/// Returns the schema version this library creates and understands.
+int postgres_schema_version();
+
+/// Applies pending migrations to the database behind `cfg.dsn`. Each runs in
+/// its own transaction under an advisory lock, so concurrent callers apply
+/// each step once; running it again is harmless.
+caf::error postgres_migrate(const postgres_config& cfg);
+
+/// Opens the PostgreSQL event store (migrating first if `cfg.migrate`).
+///
+/// Appends from concurrent callers are group-committed: the caller at the
+/// head of the queue sends the queued requests as one pipeline (one round
+/// trip, one transaction), each request a call of the `es_append` function
+/// with its own version check and result. Global positions are allocated
+/// under a row lock held until commit, so they are dense and become visible
+/// in order: the feed never skips an event.
+///
+/// Errors: `connection_failed` (retryable), `authentication_failed`,
+/// `unknown_database`, `schema_too_new`, `migration_failed`.
+caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg);
+
+} // namespace es

@@ -1,0 +1,237 @@
+#include "postgres/connection.hpp"
+
+#include <cstring>
+
+#include <endian.h>
+
+#include "es/store/errors.hpp"
+
+namespace es::detail::pg {
+
+std::string sqlstate(const PGresult* res) {
+  if (res == nullptr)
+    return {};
+  const char* code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  return code != nullptr ? code : "";
+}
+
+namespace {
+
+std::string trim(std::string x) {
+  while (!x.empty() && (x.back() == '\n' || x.back() == ' '))
+    x.pop_back();
+  return x;
+}
+
+caf::error from_state(const std::string& state, std::string msg) {
+  auto starts = [&](const char* prefix) {
+    return state.rfind(prefix, 0) == 0;
+  };
+  if (state == "40001" || state == "40P01")
+    return make_store_error(store_errc::serialization_failure, std::move(msg));
+  if (state == "57014")
+    return make_store_error(store_errc::timeout, std::move(msg));
+  if (starts("08") || state == "57P01" || state == "57P02"
+      || state == "57P03" || state == "53300")
+    return make_store_error(store_errc::connection_failed, std::move(msg));
+  if (starts("28"))
+    return make_store_error(store_errc::authentication_failed,
+                            std::move(msg));
+  if (state == "3D000")
+    return make_store_error(store_errc::unknown_database, std::move(msg));
+  if (state == "42501")
+    return make_store_error(store_errc::permission_denied, std::move(msg));
+  if (starts("22"))
+    return make_store_error(store_errc::invalid_argument, std::move(msg));
+  if (starts("53") || state == "55P03")
+    return make_store_error(store_errc::storage_busy, std::move(msg));
+  return make_store_error(store_errc::internal, std::move(msg));
+}
+
+} // namespace
+
+caf::error translate(const PGresult* res, PGconn* conn, std::string_view what) {
+  std::string msg{what};
+  msg += ": ";
+  if (res != nullptr && PQresultErrorMessage(res)[0] != '\0')
+    msg += trim(PQresultErrorMessage(res));
+  else if (conn != nullptr)
+    msg += trim(PQerrorMessage(conn));
+  auto state = sqlstate(res);
+  if (!state.empty())
+    return from_state(state, std::move(msg) + " [" + state + "]");
+  if (conn == nullptr || PQstatus(conn) != CONNECTION_OK)
+    return make_store_error(store_errc::connection_failed, std::move(msg));
+  return make_store_error(store_errc::internal, std::move(msg));
+}
+
+// -- result -------------------------------------------------------------------
+
+int64_t result::int8(int row, int col) const {
+  uint64_t x = 0;
+  std::memcpy(&x, PQgetvalue(r_, row, col), 8);
+  return static_cast<int64_t>(be64toh(x));
+}
+
+int32_t result::int4(int row, int col) const {
+  uint32_t x = 0;
+  std::memcpy(&x, PQgetvalue(r_, row, col), 4);
+  return static_cast<int32_t>(be32toh(x));
+}
+
+int16_t result::int2(int row, int col) const {
+  uint16_t x = 0;
+  std::memcpy(&x, PQgetvalue(r_, row, col), 2);
+  return static_cast<int16_t>(be16toh(x));
+}
+
+bool result::boolean(int row, int col) const {
+  return PQgetvalue(r_, row, col)[0] != 0;
+}
+
+uuid result::uuid_at(int row, int col) const {
+  uuid x;
+  if (PQgetlength(r_, row, col) == 16)
+    std::memcpy(x.bytes().data(), PQgetvalue(r_, row, col), 16);
+  return x;
+}
+
+std::optional<uuid> result::opt_uuid(int row, int col) const {
+  if (is_null(row, col))
+    return std::nullopt;
+  return uuid_at(row, col);
+}
+
+timestamp result::time_at(int row, int col) const {
+  // Binary timestamptz: microseconds since 2000-01-01 00:00:00 UTC.
+  constexpr int64_t pg_epoch_offset_us = 946'684'800'000'000;
+  return timestamp{std::chrono::microseconds{int8(row, col)
+                                             + pg_epoch_offset_us}};
+}
+
+std::string result::text(int row, int col) const {
+  return std::string(PQgetvalue(r_, row, col),
+                     static_cast<size_t>(PQgetlength(r_, row, col)));
+}
+
+std::string_view result::view(int row, int col) const {
+  return std::string_view(PQgetvalue(r_, row, col),
+                          static_cast<size_t>(PQgetlength(r_, row, col)));
+}
+
+// -- params -------------------------------------------------------------------
+
+void params::add_array(const std::vector<std::optional<std::string_view>>& xs) {
+  std::string lit;
+  size_t bytes = 2;
+  for (const auto& x : xs)
+    bytes += (x ? x->size() + 3 : 5);
+  lit.reserve(bytes + bytes / 16);
+  lit += '{';
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (i > 0)
+      lit += ',';
+    if (!xs[i]) {
+      lit += "NULL";
+      continue;
+    }
+    lit += '"';
+    for (char c : *xs[i]) {
+      if (c == '"' || c == '\\')
+        lit += '\\';
+      lit += c;
+    }
+    lit += '"';
+  }
+  lit += '}';
+  add(std::move(lit));
+}
+
+std::vector<const char*> params::pointers() const {
+  std::vector<const char*> result;
+  result.reserve(values_.size());
+  for (size_t i = 0; i < values_.size(); ++i)
+    result.push_back(nulls_[i] ? nullptr : values_[i].c_str());
+  return result;
+}
+
+// -- connection ---------------------------------------------------------------
+
+caf::expected<std::unique_ptr<connection>>
+connection::open(const postgres_config& cfg) {
+  // Keyword/value arrays let the DSN (string or URI) win over our defaults
+  // and leave everything else to libpq's environment variables.
+  std::string timeout = std::to_string(cfg.connect_timeout.count());
+  const char* keys[] = {"connect_timeout", "application_name", "dbname",
+                        nullptr};
+  const char* vals[] = {timeout.c_str(), "eventsource", cfg.dsn.c_str(),
+                        nullptr};
+  PGconn* conn = PQconnectdbParams(keys, vals, 1);
+  if (conn == nullptr)
+    return make_store_error(store_errc::connection_failed,
+                            "libpq could not allocate a connection");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string msg = trim(PQerrorMessage(conn));
+    PQfinish(conn);
+    if (msg.find("password authentication failed") != std::string::npos
+        || msg.find("no pg_hba.conf entry") != std::string::npos
+        || msg.find("authentication failed") != std::string::npos)
+      return make_store_error(store_errc::authentication_failed,
+                              "cannot connect to PostgreSQL: " + msg);
+    if (msg.find("database") != std::string::npos
+        && msg.find("does not exist") != std::string::npos)
+      return make_store_error(store_errc::unknown_database,
+                              "cannot connect to PostgreSQL: " + msg);
+    return make_store_error(store_errc::connection_failed,
+                            "cannot connect to PostgreSQL: " + msg);
+  }
+  std::unique_ptr<connection> result{new connection(conn)};
+  std::string setup = "SET client_min_messages = warning;";
+  if (cfg.statement_timeout.count() > 0)
+    setup += " SET statement_timeout = "
+             + std::to_string(cfg.statement_timeout.count()) + ";";
+  auto res = result->exec(setup);
+  if (!res)
+    return std::move(res.error());
+  return result;
+}
+
+connection::~connection() {
+  PQfinish(conn_);
+}
+
+caf::expected<result> connection::exec(const std::string& sql) {
+  result res{PQexec(conn_, sql.c_str())};
+  auto status = PQresultStatus(res.get());
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+    return res;
+  return translate(res.get(), conn_, "query failed");
+}
+
+caf::error connection::ensure_prepared(const char* name, const std::string& sql,
+                                       int nparams) {
+  if (prepared_.count(name) > 0)
+    return caf::none;
+  result res{PQprepare(conn_, name, sql.c_str(), nparams, nullptr)};
+  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK)
+    return translate(res.get(), conn_,
+                     std::string{"cannot prepare "} + name);
+  prepared_.insert(name);
+  return caf::none;
+}
+
+caf::expected<result> connection::run(const char* name, const std::string& sql,
+                                      const params& ps, bool binary_result) {
+  if (auto err = ensure_prepared(name, sql, static_cast<int>(ps.size())))
+    return err;
+  auto ptrs = ps.pointers();
+  result res{PQexecPrepared(conn_, name, static_cast<int>(ps.size()),
+                            ptrs.data(), nullptr, nullptr,
+                            binary_result ? 1 : 0)};
+  auto status = PQresultStatus(res.get());
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+    return res;
+  return translate(res.get(), conn_, std::string{"statement "} + name);
+}
+
+} // namespace es::detail::pg

@@ -1,0 +1,168 @@
+// A thin RAII layer over libpq connections and results.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include <libpq-fe.h>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "es/store/event.hpp"
+#include "es/store/postgres_event_store.hpp"
+#include "es/store/uuid.hpp"
+
+namespace es::detail::pg {
+
+/// Translates a failed result (by SQLSTATE) or a broken connection into a
+/// store error: 40001/40P01 -> serialization_failure, 57014 -> timeout,
+/// class 08 and shutdown codes -> connection_failed (all retryable),
+/// 28xxx -> authentication_failed, 3D000 -> unknown_database, 42501 ->
+/// permission_denied, 22xxx -> invalid_argument, others -> internal.
+caf::error translate(const PGresult* res, PGconn* conn, std::string_view what);
+
+/// Returns the SQLSTATE of a failed result, or an empty string.
+std::string sqlstate(const PGresult* res);
+
+/// Owns a PGresult. Accessors for binary-format results.
+class result {
+public:
+  result() = default;
+  explicit result(PGresult* r) : r_(r) {
+    // nop
+  }
+  result(result&& other) noexcept : r_(other.r_) {
+    other.r_ = nullptr;
+  }
+  result& operator=(result&& other) noexcept {
+    std::swap(r_, other.r_);
+    return *this;
+  }
+  ~result() {
+    if (r_ != nullptr)
+      PQclear(r_);
+  }
+
+  PGresult* get() const noexcept {
+    return r_;
+  }
+
+  int rows() const {
+    return PQntuples(r_);
+  }
+
+  bool is_null(int row, int col) const {
+    return PQgetisnull(r_, row, col) != 0;
+  }
+
+  int64_t int8(int row, int col) const;
+  int32_t int4(int row, int col) const;
+  int16_t int2(int row, int col) const;
+  bool boolean(int row, int col) const;
+  uuid uuid_at(int row, int col) const;
+  std::optional<uuid> opt_uuid(int row, int col) const;
+  /// A timestamptz in binary format.
+  timestamp time_at(int row, int col) const;
+  std::string text(int row, int col) const;
+  std::string_view view(int row, int col) const;
+
+private:
+  PGresult* r_ = nullptr;
+};
+
+/// Builds the text parameters of one statement.
+class params {
+public:
+  void add(std::string value) {
+    values_.push_back(std::move(value));
+    nulls_.push_back(false);
+  }
+  void add(int64_t x) {
+    add(std::to_string(x));
+  }
+  void add(const uuid& x) {
+    add(x.to_string());
+  }
+  void add(const std::optional<uuid>& x) {
+    if (x)
+      add(*x);
+    else
+      add_null();
+  }
+  void add(bool x) {
+    add(std::string{x ? "t" : "f"});
+  }
+  void add_null() {
+    values_.emplace_back();
+    nulls_.push_back(true);
+  }
+
+  /// Adds an array literal from already formatted elements; `nullopt`
+  /// elements become NULL. Elements are quoted and escaped.
+  void add_array(const std::vector<std::optional<std::string_view>>& xs);
+
+  size_t size() const {
+    return values_.size();
+  }
+
+  /// Pointers for libpq; valid until the next `add`.
+  std::vector<const char*> pointers() const;
+
+private:
+  std::vector<std::string> values_;
+  std::vector<bool> nulls_;
+};
+
+/// One libpq connection with its prepared statements. Not thread-safe.
+class connection {
+public:
+  /// Connects and applies session settings. Errors: `connection_failed`,
+  /// `authentication_failed`, `unknown_database`.
+  static caf::expected<std::unique_ptr<connection>>
+  open(const postgres_config& cfg);
+
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  PGconn* handle() const noexcept {
+    return conn_;
+  }
+
+  /// Whether the connection is still usable.
+  bool ok() const {
+    return PQstatus(conn_) == CONNECTION_OK;
+  }
+
+  /// Runs a simple query (may hold several statements).
+  caf::expected<result> exec(const std::string& sql);
+
+  /// Runs a named statement, preparing it on first use on this connection.
+  caf::expected<result> run(const char* name, const std::string& sql,
+                            const params& ps, bool binary_result);
+
+  /// Prepares (once) and returns whether `name` is ready.
+  caf::error ensure_prepared(const char* name, const std::string& sql,
+                             int nparams);
+
+  /// The server's backend process id (for tests that terminate it).
+  int backend_pid() const {
+    return PQbackendPID(conn_);
+  }
+
+private:
+  explicit connection(PGconn* c) : conn_(c) {
+    // nop
+  }
+
+  PGconn* conn_;
+  std::unordered_set<std::string> prepared_;
+};
+
+} // namespace es::detail::pg

@@ -1,0 +1,25 @@
+// The PostgreSQL schema and its migrations.
+#pragma once
+
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "postgres/connection.hpp"
+
+namespace es::detail::pg {
+
+struct migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+/// The migrations in version order.
+const std::vector<migration>& migrations();
+
+/// Applies pending migrations on `conn`, each in its own transaction under
+/// a transaction-scoped advisory lock.
+caf::error migrate(connection& conn);
+
+} // namespace es::detail::pg

@@ -1,0 +1,119 @@
+// A PostgreSQL store fixture: each store gets a fresh schema in the test
+// database, dropped afterwards. The server comes from ES_TEST_PG_DSN or the
+// one scripts/pg starts.
+#pragma once
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <libpq-fe.h>
+
+#include <catch2/catch.hpp>
+
+#include "es/store/errors.hpp"
+#include "es/store/postgres_event_store.hpp"
+
+namespace es::test {
+
+inline std::string pg_test_dsn() {
+  if (const char* dsn = std::getenv("ES_TEST_PG_DSN"); dsn && *dsn)
+    return dsn;
+  return "host=127.0.0.1 port=55432 user=postgres dbname=es_test";
+}
+
+/// Fails the test with instructions when the server is not reachable.
+inline void require_pg_server(PGconn* conn) {
+  if (PQstatus(conn) != CONNECTION_OK)
+    FAIL("cannot reach the PostgreSQL test server at '"
+         << pg_test_dsn() << "': " << PQerrorMessage(conn)
+         << "start it with `scripts/pg start` (or set ES_TEST_PG_DSN)");
+}
+
+/// An admin connection to the test database.
+class pg_admin {
+public:
+  pg_admin() : conn_(PQconnectdb(pg_test_dsn().c_str())) {
+    require_pg_server(conn_);
+    exec("SET client_min_messages = warning");
+  }
+  ~pg_admin() {
+    PQfinish(conn_);
+  }
+  pg_admin(const pg_admin&) = delete;
+  pg_admin& operator=(const pg_admin&) = delete;
+
+  /// Runs `sql`; FAILs on error.
+  void exec(const std::string& sql) {
+    auto* res = PQexec(conn_, sql.c_str());
+    auto status = PQresultStatus(res);
+    std::string msg = PQresultErrorMessage(res);
+    PQclear(res);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+      FAIL("SQL failed: " << sql << ": " << msg);
+  }
+
+  /// Runs `sql` and returns the first column of the first row as text.
+  std::string value(const std::string& sql) {
+    auto* res = PQexec(conn_, sql.c_str());
+    std::string result;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+      result = PQgetvalue(res, 0, 0);
+    std::string msg = PQresultErrorMessage(res);
+    auto status = PQresultStatus(res);
+    PQclear(res);
+    if (status != PGRES_TUPLES_OK)
+      FAIL("SQL failed: " << sql << ": " << msg);
+    return result;
+  }
+
+  PGconn* handle() {
+    return conn_;
+  }
+
+private:
+  PGconn* conn_;
+};
+
+/// Returns a DSN whose search_path is `schema`.
+inline std::string pg_dsn_for(const std::string& schema) {
+  return pg_test_dsn() + " options='-c search_path=" + schema + "'";
+}
+
+struct postgres_fixture {
+  static constexpr const char* name = "postgres";
+
+  pg_admin admin;
+  std::vector<std::string> schemas;
+
+  ~postgres_fixture() {
+    for (const auto& s : schemas)
+      admin.exec("DROP SCHEMA IF EXISTS " + s + " CASCADE");
+  }
+
+  /// Creates a fresh schema and returns a config for it.
+  postgres_config fresh_config() {
+    auto schema = "es_t_" + uuid::random().to_string().substr(0, 8);
+    admin.exec("CREATE SCHEMA " + schema);
+    schemas.push_back(schema);
+    postgres_config cfg;
+    cfg.dsn = pg_dsn_for(schema);
+    return cfg;
+  }
+
+  event_store_ptr open(std::shared_ptr<const event_registry> registry = {},
+                       store_limits limits = {}) {
+    auto cfg = fresh_config();
+    cfg.registry = std::move(registry);
+    cfg.limits = limits;
+    auto store = make_postgres_event_store(cfg);
+    if (!store)
+      FAIL("cannot open the PostgreSQL store: " << describe(store.error())
+                                                << " (start the server with "
+                                                   "`scripts/pg start`)");
+    return *store;
+  }
+};
+
+} // namespace es::test
