@@ -12,6 +12,7 @@
 #include "es/actors/type_ids.hpp"
 
 #include "command_scenarios.hpp"
+#include "postgres_scenarios.hpp"
 #include "counter.hpp"
 
 #include "store_scenarios.hpp"
@@ -26,13 +27,14 @@ struct esbench_config : caf::actor_system_config {
   int batch = 0;
   std::string dir = "./data/bench";
   std::string sync = "full";
+  std::string dsn = "host=127.0.0.1 port=55432 user=postgres dbname=es_test";
   int repeat = 1;
   int aggregates = 1000;
   int idle_aggregates = 100000;
 
   esbench_config() {
     opt_group{custom_options_, "global"}
-      .add(backend, "backend", "store under test: memory or sqlite")
+      .add(backend, "backend", "store under test: memory, sqlite or postgres")
       .add(scenario, "scenario",
            "what to measure: append (1 event per call), append-batch "
            "(--batch events per call), commands (through a region and "
@@ -43,6 +45,9 @@ struct esbench_config : caf::actor_system_config {
            "events per call (default 1 for append, 100 for append-batch)")
       .add(dir, "dir", "directory for database files (recreated per run)")
       .add(sync, "sync", "SQLite synchronous mode: full, normal or off")
+      .add(dsn, "dsn",
+           "PostgreSQL connection string for --backend=postgres (each run "
+           "uses a fresh schema, dropped afterwards)")
       .add(aggregates, "aggregates",
            "commands scenario: distinct aggregates the commands go to")
       .add(idle_aggregates, "idle-aggregates",
@@ -63,6 +68,7 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   p.events = cfg.events;
   p.writers = std::max(1, cfg.writers);
   p.dir = cfg.dir;
+  p.dsn = cfg.dsn;
   if (cfg.sync == "full")
     p.sync = es::sqlite_sync::full;
   else if (cfg.sync == "normal")
@@ -101,18 +107,37 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     es::bench::print_table(rows);
     return;
   }
+  if (p.scenario == "read-all") {
+    if (p.backend != "postgres" && p.backend != "sqlite") {
+      std::cerr << "esbench: read-all needs --backend=postgres or sqlite\n";
+      std::exit(2);
+    }
+    std::vector<es::bench::run_result> store_runs;
+    std::vector<es::bench::run_result> raw_runs;
+    for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
+      store_runs.push_back(es::bench::run_read_all(p));
+      raw_runs.push_back(es::bench::run_raw_read_all(p));
+    }
+    std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
+                                            es::bench::median_run(raw_runs)};
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+  }
   if (p.scenario == "append")
     p.batch = cfg.batch > 0 ? cfg.batch : 1;
   else if (p.scenario == "append-batch")
     p.batch = cfg.batch > 0 ? cfg.batch : 100;
   else {
     std::cerr << "esbench: unknown --scenario " << p.scenario
-              << " (append, append-batch, commands, idle-memory)\n";
+              << " (append, append-batch, commands, idle-memory, read-all)\n";
     std::exit(2);
   }
-  if (p.backend != "memory" && p.backend != "sqlite") {
+  if (p.backend != "memory" && p.backend != "sqlite"
+      && p.backend != "postgres") {
     std::cerr << "esbench: unknown --backend " << p.backend
-              << " (memory, sqlite)\n";
+              << " (memory, sqlite, postgres)\n";
     std::exit(2);
   }
   // Alternate store and raw runs so drift on a shared machine hits both,
@@ -123,6 +148,8 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     store_runs.push_back(es::bench::run_store_append(p));
     raw_runs.push_back(p.backend == "sqlite"
                          ? es::bench::run_raw_sqlite_append(p)
+                       : p.backend == "postgres"
+                         ? es::bench::run_raw_postgres_append(p)
                          : es::bench::run_raw_memory_append(p));
   }
   std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),

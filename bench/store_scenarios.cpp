@@ -12,15 +12,9 @@
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 
+#include "postgres_scenarios.hpp"
+
 namespace es::bench {
-
-namespace {
-
-/// The rows of one writer, built before the clock starts.
-struct writer_rows {
-  stream_id stream;
-  std::vector<event_batch> calls;
-};
 
 std::vector<writer_rows> make_rows(const bench_params& p) {
   std::vector<writer_rows> result(static_cast<size_t>(p.writers));
@@ -47,6 +41,8 @@ std::vector<writer_rows> make_rows(const bench_params& p) {
   return result;
 }
 
+namespace {
+
 std::string fresh_file(const bench_params& p, const std::string& name) {
   std::filesystem::create_directories(p.dir);
   auto path = (std::filesystem::path{p.dir} / name).string();
@@ -55,10 +51,9 @@ std::string fresh_file(const bench_params& p, const std::string& name) {
   return path;
 }
 
-/// Runs `body(writer_index)` on `writers` threads started together and
-/// returns the wall time in seconds.
-template <class F>
-double run_threads(int writers, F body) {
+} // namespace
+
+double run_threads(int writers, const std::function<void(int)>& body) {
   std::vector<std::thread> threads;
   std::mutex mtx;
   std::condition_variable cv;
@@ -87,11 +82,12 @@ void fail(const std::string& what) {
   std::exit(1);
 }
 
-} // namespace
-
 run_result run_store_append(const bench_params& p) {
   event_store_ptr store;
-  if (p.backend == "memory") {
+  std::shared_ptr<void> keep;
+  if (p.backend == "postgres") {
+    store = open_postgres_store(p, keep);
+  } else if (p.backend == "memory") {
     store = make_memory_event_store();
   } else if (p.backend == "sqlite") {
     sqlite_config cfg;

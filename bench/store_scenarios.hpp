@@ -1,7 +1,9 @@
 // Store scenarios of esbench and their raw baselines.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "es/store/sqlite_event_store.hpp"
 
@@ -18,7 +20,26 @@ struct bench_params {
   int batch = 1;
   std::string dir = "./data/bench";
   sqlite_sync sync = sqlite_sync::full;
+  /// libpq connection string of the PostgreSQL server (postgres backend).
+  std::string dsn = "host=127.0.0.1 port=55432 user=postgres dbname=es_test";
 };
+
+/// The rows of one writer, built before the clock starts.
+struct writer_rows {
+  stream_id stream;
+  std::vector<event_batch> calls;
+};
+
+/// Builds `params.events` rows split over the writers in calls of
+/// `params.batch` events.
+std::vector<writer_rows> make_rows(const bench_params& params);
+
+/// Runs `body(writer_index)` on `writers` threads started together and
+/// returns the wall time in seconds.
+double run_threads(int writers, const std::function<void(int)>& body);
+
+/// Prints `what` and exits.
+[[noreturn]] void fail(const std::string& what);
 
 /// Runs `append` or `append-batch` against the store named by
 /// `params.backend`: each writer thread appends `batch` events per call to

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
+#include <unordered_map>
 
 #include "es/store/errors.hpp"
 
@@ -46,124 +48,88 @@ recorded_event read_event(const result& r, int row, int c) {
   return ev;
 }
 
-const std::string append_sql
-  = "SELECT code, first_version, last_version, first_position, last_position,"
-    " actual, implied FROM es_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-    " $11, $12, $13, $14, $15, $16)";
-
-params append_params(const append_request& req, bool outbox) {
+/// One statement of a pipeline.
+struct call {
+  const char* name;
+  const std::string* sql;
   params ps;
-  ps.add(req.stream.aggregate_type);
-  ps.add(req.stream.aggregate_id);
-  int64_t kind = 0;
-  switch (req.expected.type()) {
-    case expected_version::kind::any: kind = 0; break;
-    case expected_version::kind::no_stream: kind = 1; break;
-    case expected_version::kind::stream_exists: kind = 2; break;
-    case expected_version::kind::exact: kind = 3; break;
-  }
-  ps.add(kind);
-  ps.add(req.expected.value());
-  const auto& evs = req.events;
-  std::vector<std::string> ids;
-  std::vector<std::string> versions;
-  std::vector<std::string> agg_versions;
-  std::vector<std::string> times;
-  std::vector<std::string> corr;
-  std::vector<std::string> caus;
-  ids.reserve(evs.size());
-  for (const auto& ev : evs) {
-    ids.push_back(ev.event_id.to_string());
-    versions.push_back(std::to_string(ev.event_version));
-    agg_versions.push_back(std::to_string(ev.aggregate_version));
-    times.push_back(std::to_string(ev.occurred_at.time_since_epoch().count()));
+  bool binary = true;
+};
+
+const std::string begin_sql = "BEGIN";
+const std::string lock_sql
+  = "SELECT position FROM es_position WHERE id = 1 FOR UPDATE";
+const std::string heads_sql
+  = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id"
+    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
+const std::string ids_sql
+  = "SELECT event_id, aggregate_type, aggregate_id, aggregate_version,"
+    " global_position FROM events WHERE event_id = ANY ($1::uuid[])";
+const std::string insert_sql
+  = "INSERT INTO events (global_position, event_id, event_type,"
+    " event_version, aggregate_type, aggregate_id, aggregate_version,"
+    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
+    " metadata, payload)"
+    " SELECT t.pos, t.id, t.etype, t.ever, t.atype, t.aid, t.aver, t.tenant,"
+    " 'epoch'::timestamptz + t.occ * interval '1 microsecond', t.corr,"
+    " t.caus, t.actor, t.meta, t.payload::json"
+    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::integer[],"
+    " $5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::bigint[],"
+    " $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[])"
+    " AS t(pos, id, etype, ever, atype, aid, aver, tenant, occ, corr, caus,"
+    " actor, meta, payload)";
+const std::string outbox_sql
+  = "INSERT INTO event_outbox (event_id, global_position, event_type,"
+    " aggregate_type, aggregate_id, tenant_id)"
+    " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],"
+    " $5::uuid[], $6::uuid[])";
+const std::string bump_sql
+  = "UPDATE es_position SET position = $1 WHERE id = 1";
+const std::string commit_sql = "COMMIT";
+const std::string rollback_sql = "ROLLBACK";
+
+/// Collects array columns of the rows one group inserts.
+struct insert_columns {
+  std::vector<std::string> pos, id, etype, ever, atype, aid, aver, tenant, occ,
+    corr, caus, actor, meta, payload;
+
+  void add(const event_data& ev, int64_t position) {
+    pos.push_back(std::to_string(position));
+    id.push_back(ev.event_id.to_string());
+    etype.push_back(ev.event_type);
+    ever.push_back(std::to_string(ev.event_version));
+    atype.push_back(ev.aggregate_type);
+    aid.push_back(ev.aggregate_id.to_string());
+    aver.push_back(std::to_string(ev.aggregate_version));
+    tenant.push_back(ev.tenant_id ? ev.tenant_id->to_string() : "");
+    occ.push_back(std::to_string(ev.occurred_at.time_since_epoch().count()));
     corr.push_back(ev.correlation_id ? ev.correlation_id->to_string() : "");
     caus.push_back(ev.causation_id ? ev.causation_id->to_string() : "");
+    actor.push_back(ev.actor_id);
+    meta.push_back(ev.metadata);
+    payload.push_back(ev.payload);
   }
-  auto column = [&](auto get) {
-    std::vector<std::optional<std::string_view>> xs;
-    xs.reserve(evs.size());
-    for (size_t i = 0; i < evs.size(); ++i)
-      xs.push_back(get(i));
-    ps.add_array(xs);
-  };
-  column([&](size_t i) { return std::optional<std::string_view>{ids[i]}; });
-  column([&](size_t i) {
-    return std::optional<std::string_view>{evs[i].event_type};
-  });
-  column(
-    [&](size_t i) { return std::optional<std::string_view>{versions[i]}; });
-  column([&](size_t i) {
-    return std::optional<std::string_view>{agg_versions[i]};
-  });
-  ps.add(evs.front().tenant_id);
-  column([&](size_t i) { return std::optional<std::string_view>{times[i]}; });
-  column([&](size_t i) {
-    return corr[i].empty() ? std::nullopt
-                           : std::optional<std::string_view>{corr[i]};
-  });
-  column([&](size_t i) {
-    return caus[i].empty() ? std::nullopt
-                           : std::optional<std::string_view>{caus[i]};
-  });
-  column([&](size_t i) {
-    return std::optional<std::string_view>{evs[i].actor_id};
-  });
-  column([&](size_t i) {
-    return std::optional<std::string_view>{evs[i].metadata};
-  });
-  column([&](size_t i) {
-    return std::optional<std::string_view>{evs[i].payload};
-  });
-  ps.add(outbox);
-  return ps;
-}
 
-caf::expected<append_result> append_outcome(const append_request& req,
-                                            const result& r) {
-  if (r.rows() != 1)
-    return make_store_error(store_errc::internal,
-                            "es_append returned no row");
-  auto code = r.int2(0, 0);
-  append_result res;
-  res.stream = req.stream;
-  res.first_version = r.int8(0, 1);
-  res.last_version = r.int8(0, 2);
-  res.first_position = r.int8(0, 3);
-  res.last_position = r.int8(0, 4);
-  auto actual = r.int8(0, 5);
-  auto implied = r.int8(0, 6);
-  switch (code) {
-    case 0: return res;
-    case 5: res.deduplicated = true; return res;
-    case 1:
-      return make_version_conflict(req.stream,
-                                   implied >= 0
-                                     ? expected_version::exact(implied)
-                                     : req.expected,
-                                   actual);
-    case 2:
-      return make_store_error(store_errc::duplicate_event_id,
-                              "an event id of the batch is already stored in "
-                              "another stream than "
-                                + to_string(req.stream));
-    case 3:
-      return make_store_error(store_errc::idempotency_conflict,
-                              "stream " + to_string(req.stream) + ": "
-                                + std::to_string(actual) + " of "
-                                + std::to_string(req.events.size())
-                                + " event ids are already stored, not as "
-                                  "this batch");
-    case 4:
-      return make_store_error(store_errc::tenant_mismatch,
-                              "stream " + to_string(req.stream)
-                                + " belongs to another tenant");
-    default:
-      return make_store_error(store_errc::internal,
-                              "es_append returned code "
-                                + std::to_string(code));
+  bool empty() const {
+    return id.empty();
   }
-}
+
+  /// Adds `xs` as an array parameter; with `nullable`, empty strings are
+  /// NULL.
+  static void put(params& ps, const std::vector<std::string>& xs,
+                  bool nullable = false) {
+    std::vector<std::optional<std::string_view>> items;
+    items.reserve(xs.size());
+    for (const auto& x : xs)
+      items.push_back(nullable && x.empty()
+                        ? std::nullopt
+                        : std::optional<std::string_view>{x});
+    ps.add_array(items);
+  }
+};
 
 class postgres_event_store final : public event_store {
 public:
@@ -404,8 +370,12 @@ public:
   }
 
 private:
-  /// Sends the group's appends as one pipeline: every `es_append` call and
-  /// one sync, so they run in one implicit transaction and one round trip.
+  /// Commits a group in one transaction and two round trips. The first
+  /// takes the position lock and fetches, for every stream and event id of
+  /// the group, what the store holds; the rules of `append_rules.hpp` then
+  /// decide each request in order, exactly as on the other adapters; the
+  /// second round trip inserts the accepted events with one statement,
+  /// moves the position counter and commits.
   void commit_group(const std::vector<detail::write_job*>& group) {
     struct slot {
       detail::write_job* job;
@@ -425,92 +395,226 @@ private:
     }
     if (slots.empty())
       return;
+    auto fail = [&](const caf::error& err) {
+      for (auto& s : slots)
+        s.job->results[s.index] = err;
+    };
     auto conn = writers_.take();
     if (!conn) {
-      for (auto& s : slots)
-        s.job->results[s.index] = conn.error();
+      fail(conn.error());
       return;
     }
-    auto err = run_pipeline(**conn, slots.size(), [&](size_t k) {
-      const auto& req = (*slots[k].job->requests)[slots[k].index];
-      return append_params(req, cfg_.outbox);
-    }, [&](size_t k, const result& r) {
-      auto& s = slots[k];
-      s.job->results[s.index] = append_outcome((*s.job->requests)[s.index], r);
-    });
-    if (err) {
-      // The transaction did not commit: nothing of the group was written.
-      for (auto& s : slots) {
-        auto& res = s.job->results[s.index];
-        if (!res || !res->deduplicated)
-          res = err;
+    // Round trip 1: lock, then read heads and stored ids (fresh snapshots
+    // after the lock, so nothing committed before it is missed).
+    std::vector<std::string> types;
+    std::vector<std::string> ids;
+    std::vector<std::string> event_ids;
+    for (auto& s : slots) {
+      const auto& req = (*s.job->requests)[s.index];
+      types.push_back(req.stream.aggregate_type);
+      ids.push_back(req.stream.aggregate_id.to_string());
+      for (const auto& ev : req.events)
+        event_ids.push_back(ev.event_id.to_string());
+    }
+    std::vector<call> first;
+    first.push_back({"es_begin", &begin_sql, {}, false});
+    first.push_back({"es_lock", &lock_sql, {}, true});
+    {
+      params ps;
+      insert_columns::put(ps, types);
+      insert_columns::put(ps, ids);
+      first.push_back({"es_heads", &heads_sql, std::move(ps), true});
+    }
+    {
+      params ps;
+      insert_columns::put(ps, event_ids);
+      first.push_back({"es_ids", &ids_sql, std::move(ps), true});
+    }
+    auto got = run_pipeline(**conn, first);
+    if (!got) {
+      abandon(**conn);
+      fail(got.error());
+      return;
+    }
+    auto& rs = *got;
+    int64_t position = rs[1].int8(0, 0);
+    std::map<stream_id, detail::stream_head> heads;
+    for (int row = 0; row < rs[2].rows(); ++row) {
+      stream_id sid{rs[2].text(row, 0), rs[2].uuid_at(row, 1)};
+      heads[sid] = detail::stream_head{rs[2].int8(row, 2),
+                                       rs[2].opt_uuid(row, 3)};
+    }
+    std::unordered_map<uuid, detail::stored_location> stored;
+    for (int row = 0; row < rs[3].rows(); ++row)
+      stored[rs[3].uuid_at(row, 0)] = detail::stored_location{
+        stream_id{rs[3].text(row, 1), rs[3].uuid_at(row, 2)},
+        rs[3].int8(row, 3), rs[3].int8(row, 4)};
+    // Decide every request in order; accepted ones become visible to the
+    // later requests of the same group.
+    insert_columns rows;
+    auto lookup = [&](const uuid& id)
+      -> caf::expected<std::optional<detail::stored_location>> {
+      auto i = stored.find(id);
+      if (i == stored.end())
+        return std::optional<detail::stored_location>{};
+      return std::optional<detail::stored_location>{i->second};
+    };
+    std::vector<size_t> accepted;
+    for (size_t k = 0; k < slots.size(); ++k) {
+      auto& req = (*slots[k].job->requests)[slots[k].index];
+      auto& out = slots[k].job->results[slots[k].index];
+      auto replay = detail::check_replay(req.stream, req.events, lookup, true);
+      if (!replay) {
+        out = std::move(replay.error());
+        continue;
       }
+      if (*replay) {
+        out = std::move(**replay);
+        continue;
+      }
+      auto& head = heads[req.stream];
+      if (auto err = detail::check_and_assign_versions(req.stream,
+                                                       req.expected, head,
+                                                       req.events)) {
+        out = std::move(err);
+        continue;
+      }
+      append_result res;
+      res.stream = req.stream;
+      res.first_version = req.events.front().aggregate_version;
+      res.last_version = req.events.back().aggregate_version;
+      res.first_position = position + 1;
+      for (const auto& ev : req.events) {
+        rows.add(ev, ++position);
+        stored[ev.event_id] = detail::stored_location{req.stream,
+                                                      ev.aggregate_version,
+                                                      position};
+      }
+      res.last_position = position;
+      head.version = res.last_version;
+      head.tenant_id = req.events.front().tenant_id;
+      out = std::move(res);
+      accepted.push_back(k);
+    }
+    // Round trip 2: write and commit, or just end the transaction.
+    std::vector<call> second;
+    if (!rows.empty()) {
+      params ins;
+      insert_columns::put(ins, rows.pos);
+      insert_columns::put(ins, rows.id);
+      insert_columns::put(ins, rows.etype);
+      insert_columns::put(ins, rows.ever);
+      insert_columns::put(ins, rows.atype);
+      insert_columns::put(ins, rows.aid);
+      insert_columns::put(ins, rows.aver);
+      insert_columns::put(ins, rows.tenant, true);
+      insert_columns::put(ins, rows.occ);
+      insert_columns::put(ins, rows.corr, true);
+      insert_columns::put(ins, rows.caus, true);
+      insert_columns::put(ins, rows.actor);
+      insert_columns::put(ins, rows.meta);
+      insert_columns::put(ins, rows.payload);
+      second.push_back({"es_insert", &insert_sql, std::move(ins), false});
+      if (cfg_.outbox) {
+        params ob;
+        insert_columns::put(ob, rows.id);
+        insert_columns::put(ob, rows.pos);
+        insert_columns::put(ob, rows.etype);
+        insert_columns::put(ob, rows.atype);
+        insert_columns::put(ob, rows.aid);
+        insert_columns::put(ob, rows.tenant, true);
+        second.push_back({"es_outbox", &outbox_sql, std::move(ob), false});
+      }
+      params bump;
+      bump.add(position);
+      second.push_back({"es_bump", &bump_sql, std::move(bump), false});
+      second.push_back({"es_commit", &commit_sql, {}, false});
+    } else {
+      second.push_back({"es_rollback", &rollback_sql, {}, false});
+    }
+    auto done = run_pipeline(**conn, second);
+    if (!done) {
+      // Nothing of the group was committed.
+      abandon(**conn);
+      for (auto k : accepted)
+        slots[k].job->results[slots[k].index] = done.error();
       return;
     }
-    metrics_.count_transaction();
+    if (!rows.empty())
+      metrics_.count_transaction();
   }
 
-  template <class MakeParams, class OnResult>
-  caf::error run_pipeline(connection& conn, size_t n, MakeParams make,
-                          OnResult on_result) {
+  /// Leaves a failed transaction so the connection can be reused.
+  static void abandon(connection& conn) {
+    if (conn.ok() && PQtransactionStatus(conn.handle()) != PQTRANS_IDLE)
+      static_cast<void>(conn.exec("ROLLBACK"));
+  }
+
+  /// Sends all calls and one sync; returns their results, or the first
+  /// error (after which the server skipped the rest).
+  static caf::expected<std::vector<result>>
+  run_pipeline(connection& conn, std::vector<call>& calls) {
     auto* pg = conn.handle();
-    if (auto err = conn.ensure_prepared("es_append", append_sql, 16))
-      return err;
+    for (auto& c : calls)
+      if (auto err = conn.ensure_prepared(c.name, *c.sql,
+                                          static_cast<int>(c.ps.size())))
+        return err;
     if (PQenterPipelineMode(pg) != 1)
       return detail::pg::translate(nullptr, pg, "cannot enter pipeline mode");
     caf::error failure;
     size_t sent = 0;
-    for (size_t k = 0; k < n; ++k) {
-      auto ps = make(k);
-      auto ptrs = ps.pointers();
-      if (PQsendQueryPrepared(pg, "es_append", static_cast<int>(ps.size()),
-                              ptrs.data(), nullptr, nullptr, 1)
+    for (auto& c : calls) {
+      auto ptrs = c.ps.pointers();
+      if (PQsendQueryPrepared(pg, c.name, static_cast<int>(c.ps.size()),
+                              ptrs.data(), nullptr, nullptr,
+                              c.binary ? 1 : 0)
           != 1) {
-        failure = detail::pg::translate(nullptr, pg, "cannot send append");
+        failure = detail::pg::translate(nullptr, pg, "cannot send statement");
         break;
       }
       ++sent;
     }
-    if (PQpipelineSync(pg) != 1 && !failure)
+    bool synced = PQpipelineSync(pg) == 1;
+    if (!synced && !failure)
       failure = detail::pg::translate(nullptr, pg, "cannot sync pipeline");
-    // Read one result (plus its terminating null) per sent query, then the
-    // sync result.
+    std::vector<result> results;
+    results.reserve(sent);
     for (size_t k = 0; k < sent; ++k) {
       result r{PQgetResult(pg)};
       if (r.get() == nullptr) {
         if (!failure)
-          failure = detail::pg::translate(nullptr, pg, "append lost");
+          failure = detail::pg::translate(nullptr, pg, "result lost");
         break;
       }
       auto status = PQresultStatus(r.get());
-      if (status == PGRES_TUPLES_OK) {
-        if (!failure)
-          on_result(k, r);
-      } else if (!failure) {
-        failure = detail::pg::translate(r.get(), pg, "append failed");
-      }
+      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK
+          && !failure)
+        failure = detail::pg::translate(r.get(), pg, calls[k].name);
+      results.push_back(std::move(r));
       result terminator{PQgetResult(pg)};
       static_cast<void>(terminator);
     }
-    for (;;) {
+    // Drain up to the sync point (two nulls in a row: nothing more comes).
+    for (int nulls = 0; synced && nulls < 2 && PQstatus(pg) == CONNECTION_OK;) {
       result r{PQgetResult(pg)};
       if (r.get() == nullptr) {
-        if (PQstatus(pg) != CONNECTION_OK) {
-          if (!failure)
-            failure = detail::pg::translate(nullptr, pg, "commit lost");
-          break;
-        }
+        ++nulls;
         continue;
       }
+      nulls = 0;
       auto status = PQresultStatus(r.get());
       if (status == PGRES_PIPELINE_SYNC)
         break;
       if (status == PGRES_FATAL_ERROR && !failure)
-        failure = detail::pg::translate(r.get(), pg, "commit failed");
+        failure = detail::pg::translate(r.get(), pg, "pipeline failed");
     }
     if (PQstatus(pg) == CONNECTION_OK)
       PQexitPipelineMode(pg);
-    return failure;
+    else if (!failure)
+      failure = detail::pg::translate(nullptr, pg, "connection lost");
+    if (failure)
+      return failure;
+    return results;
   }
 
   postgres_config cfg_;

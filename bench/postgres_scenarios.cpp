@@ -1,0 +1,372 @@
+#include "postgres_scenarios.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+
+#include <endian.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include "es/store/errors.hpp"
+#include "es/store/event_registry.hpp"
+#include "es/store/postgres_event_store.hpp"
+#include "es/store/sqlite_event_store.hpp"
+
+namespace es::bench {
+
+namespace {
+
+/// A schema of its own for one run, dropped at the end.
+struct pg_schema {
+  std::string base_dsn;
+  std::string name;
+
+  explicit pg_schema(std::string dsn) : base_dsn(std::move(dsn)) {
+    name = "esbench_" + uuid::random().to_string().substr(0, 8);
+    exec("CREATE SCHEMA " + name);
+  }
+
+  ~pg_schema() {
+    exec("DROP SCHEMA IF EXISTS " + name + " CASCADE");
+  }
+
+  std::string dsn() const {
+    return base_dsn + " options='-c search_path=" + name + "'";
+  }
+
+  void exec(const std::string& sql) const {
+    PGconn* conn = PQconnectdb(base_dsn.c_str());
+    if (PQstatus(conn) != CONNECTION_OK)
+      fail(std::string{"cannot reach PostgreSQL ("} + PQerrorMessage(conn)
+           + "); start it with scripts/pg start or pass --dsn");
+    PGresult* res = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
+    auto ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    std::string msg = PQresultErrorMessage(res);
+    PQclear(res);
+    PQfinish(conn);
+    if (!ok)
+      fail("SQL failed: " + msg);
+  }
+};
+
+PGconn* connect(const std::string& dsn) {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  if (PQstatus(conn) != CONNECTION_OK)
+    fail(std::string{"cannot connect: "} + PQerrorMessage(conn));
+  return conn;
+}
+
+void check(PGresult* res, PGconn* conn, const char* what) {
+  auto status = PQresultStatus(res);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+    fail(std::string{what} + ": " + PQerrorMessage(conn));
+}
+
+// The decoded form of sample_payload().
+struct shipping_info {
+  std::string method;
+  std::string country;
+};
+
+template <class F>
+bool fields(F& f, shipping_info& x) {
+  return f("method", x.method) && f("country", x.country);
+}
+
+struct bench_item {
+  static constexpr std::string_view event_type = "ItemAdded";
+  static constexpr int32_t event_version = 1;
+  std::string order_id;
+  std::string customer;
+  std::string sku;
+  int32_t quantity = 0;
+  int64_t unit_price_cents = 0;
+  std::string currency;
+  std::string note;
+  std::vector<std::string> tags;
+  shipping_info shipping;
+};
+
+template <class F>
+bool fields(F& f, bench_item& x) {
+  return f("order_id", x.order_id) && f("customer", x.customer)
+         && f("sku", x.sku) && f("quantity", x.quantity)
+         && f("unit_price_cents", x.unit_price_cents)
+         && f("currency", x.currency) && f("note", x.note)
+         && f("tags", x.tags) && f("shipping", x.shipping);
+}
+
+/// Stores of the read-all runs, kept between the framework and the raw run
+/// so both read the same rows.
+struct read_fixture {
+  std::shared_ptr<void> keep;
+  event_store_ptr store;
+  std::string sqlite_path;
+  std::string pg_dsn;
+};
+
+read_fixture& shared_read_fixture(const bench_params& p) {
+  static read_fixture fx;
+  if (fx.store)
+    return fx;
+  if (p.backend == "postgres") {
+    auto schema = std::make_shared<pg_schema>(p.dsn);
+    fx.pg_dsn = schema->dsn();
+    postgres_config cfg;
+    cfg.dsn = fx.pg_dsn;
+    auto res = make_postgres_event_store(cfg);
+    if (!res)
+      fail(describe(res.error()));
+    fx.store = *res;
+    fx.keep = schema;
+  } else {
+    std::filesystem::create_directories(p.dir);
+    fx.sqlite_path = (std::filesystem::path{p.dir} / "esbench-read.db").string();
+    for (const char* suffix : {"", "-wal", "-shm"})
+      std::filesystem::remove(fx.sqlite_path + suffix);
+    sqlite_config cfg;
+    cfg.path = fx.sqlite_path;
+    cfg.synchronous = sqlite_sync::off;
+    auto res = make_sqlite_event_store(cfg);
+    if (!res)
+      fail(describe(res.error()));
+    fx.store = *res;
+  }
+  // Fill: 100 events per append over many streams.
+  bench_params fill = p;
+  fill.batch = 100;
+  fill.writers = 4;
+  auto rows = make_rows(fill);
+  for (auto& w : rows) {
+    int64_t v = 0;
+    for (auto& batch : w.calls) {
+      auto res = fx.store->append(w.stream, expected_version::exact(v),
+                                  std::move(batch));
+      if (!res)
+        fail(describe(res.error()));
+      v = res->last_version;
+    }
+  }
+  return fx;
+}
+
+} // namespace
+
+event_store_ptr open_postgres_store(const bench_params& p,
+                                    std::shared_ptr<void>& keep) {
+  auto schema = std::make_shared<pg_schema>(p.dsn);
+  postgres_config cfg;
+  cfg.dsn = schema->dsn();
+  auto res = make_postgres_event_store(cfg);
+  if (!res)
+    fail(describe(res.error()));
+  keep = schema;
+  return *res;
+}
+
+run_result run_raw_postgres_append(const bench_params& p) {
+  pg_schema schema{p.dsn};
+  {
+    // The store's own schema, so the table and its indexes are the same.
+    postgres_config cfg;
+    cfg.dsn = schema.dsn();
+    if (auto err = postgres_migrate(cfg))
+      fail(describe(err));
+    schema.exec("CREATE SEQUENCE " + schema.name + ".raw_positions CACHE 1000");
+  }
+  auto rows = make_rows(p);
+  std::vector<std::vector<double>> lat(rows.size());
+  std::atomic<int64_t> written{0};
+  // One multi-row INSERT with `batch` tuples of nine parameters each.
+  std::string sql = "INSERT INTO events (global_position, event_id,"
+                    " event_type, event_version, aggregate_type, aggregate_id,"
+                    " aggregate_version, occurred_at, correlation_id, payload)"
+                    " VALUES ";
+  for (int b = 0; b < p.batch; ++b) {
+    int k = b * 9;
+    if (b > 0)
+      sql += ", ";
+    sql += "(nextval('raw_positions'), $" + std::to_string(k + 1) + "::uuid, $"
+           + std::to_string(k + 2) + ", $" + std::to_string(k + 3)
+           + "::integer, $" + std::to_string(k + 4) + ", $"
+           + std::to_string(k + 5) + "::uuid, $" + std::to_string(k + 6)
+           + "::bigint, 'epoch'::timestamptz + $" + std::to_string(k + 7)
+           + "::bigint * interval '1 microsecond', $" + std::to_string(k + 8)
+           + "::uuid, $" + std::to_string(k + 9) + "::json)";
+  }
+  auto dsn = schema.dsn();
+  auto seconds = run_threads(p.writers, [&](int w) {
+    PGconn* conn = connect(dsn);
+    PGresult* prep = PQprepare(conn, "raw_insert", sql.c_str(), 0, nullptr);
+    check(prep, conn, "prepare");
+    PQclear(prep);
+    auto& mine = rows[static_cast<size_t>(w)];
+    auto& out = lat[static_cast<size_t>(w)];
+    int64_t version = 0;
+    std::vector<std::string> values;
+    std::vector<const char*> ptrs;
+    for (auto& batch : mine.calls) {
+      values.clear();
+      for (auto& ev : batch) {
+        values.push_back(ev.event_id.to_string());
+        values.push_back(ev.event_type);
+        values.push_back(std::to_string(ev.event_version));
+        values.push_back(ev.aggregate_type);
+        values.push_back(ev.aggregate_id.to_string());
+        values.push_back(std::to_string(++version));
+        values.push_back(
+          std::to_string(ev.occurred_at.time_since_epoch().count()));
+        values.push_back(ev.correlation_id->to_string());
+        values.push_back(ev.payload);
+      }
+      ptrs.clear();
+      for (auto& v : values)
+        ptrs.push_back(v.c_str());
+      auto start = clock::now();
+      PGresult* res = PQexecPrepared(conn, "raw_insert",
+                                     static_cast<int>(ptrs.size()), ptrs.data(),
+                                     nullptr, nullptr, 0);
+      check(res, conn, "raw insert");
+      PQclear(res);
+      out.push_back(micros_since(start));
+      written += static_cast<int64_t>(batch.size());
+    }
+    PQfinish(conn);
+  });
+  run_result r;
+  r.backend = "raw-postgres";
+  r.scenario = p.scenario;
+  r.events = written.load();
+  r.writers = p.writers;
+  r.batch = p.batch;
+  r.seconds = seconds;
+  for (auto& l : lat)
+    r.latencies_us.insert(r.latencies_us.end(), l.begin(), l.end());
+  r.note = "  (" + std::to_string(r.latencies_us.size()) + " transactions)";
+  return r;
+}
+
+run_result run_read_all(const bench_params& p) {
+  auto& fx = shared_read_fixture(p);
+  event_registry registry;
+  static_cast<void>(registry.add<bench_item>());
+  read_all_options opts;
+  opts.max_count = 1000;
+  int64_t decoded = 0;
+  int64_t pages = 0;
+  std::vector<double> lat;
+  auto start = clock::now();
+  for (;;) {
+    auto page_start = clock::now();
+    auto page = fx.store->read_all(opts);
+    if (!page)
+      fail(describe(page.error()));
+    for (auto& ev : page->events) {
+      auto item = registry.decode_as<bench_item>(ev);
+      if (!item)
+        fail(describe(item.error()));
+      decoded += item->quantity > 0 ? 1 : 0;
+    }
+    lat.push_back(micros_since(page_start));
+    ++pages;
+    opts.after_position = page->next_position;
+    if (page->end_of_feed)
+      break;
+  }
+  run_result r;
+  r.backend = p.backend;
+  r.scenario = "read-all";
+  r.seconds = micros_since(start) / 1e6;
+  r.events = decoded;
+  r.writers = 1;
+  r.batch = 1000;
+  r.latencies_us = std::move(lat);
+  r.note = "  (pages of 1000, decoded into structs; latency per page)";
+  return r;
+}
+
+run_result run_raw_read_all(const bench_params& p) {
+  auto& fx = shared_read_fixture(p);
+  int64_t rows = 0;
+  std::vector<double> lat;
+  auto start = clock::now();
+  if (p.backend == "postgres") {
+    PGconn* conn = connect(fx.pg_dsn);
+    const char* sql
+      = "SELECT global_position, event_id, event_type, event_version,"
+        " aggregate_type, aggregate_id, aggregate_version, tenant_id,"
+        " occurred_at, correlation_id, causation_id, actor_id, metadata,"
+        " payload FROM events WHERE global_position > $1"
+        " ORDER BY global_position LIMIT 1000";
+    PGresult* prep = PQprepare(conn, "raw_read", sql, 1, nullptr);
+    check(prep, conn, "prepare");
+    PQclear(prep);
+    int64_t after = 0;
+    for (;;) {
+      auto page_start = clock::now();
+      auto text = std::to_string(after);
+      const char* param = text.c_str();
+      PGresult* res = PQexecPrepared(conn, "raw_read", 1, &param, nullptr,
+                                     nullptr, 1);
+      check(res, conn, "raw read");
+      int n = PQntuples(res);
+      for (int i = 0; i < n; ++i) {
+        // Touch the payload like a reader would.
+        rows += PQgetlength(res, i, 13) > 0 ? 1 : 0;
+      }
+      if (n > 0) {
+        uint64_t pos = 0;
+        std::memcpy(&pos, PQgetvalue(res, n - 1, 0), 8);
+        after = static_cast<int64_t>(be64toh(pos));
+      }
+      PQclear(res);
+      lat.push_back(micros_since(page_start));
+      if (n < 1000)
+        break;
+    }
+    PQfinish(conn);
+  } else {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(fx.sqlite_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db,
+                       "SELECT global_position, event_id, event_type,"
+                       " event_version, aggregate_type, aggregate_id,"
+                       " aggregate_version, tenant_id, occurred_at,"
+                       " correlation_id, causation_id, actor_id, metadata,"
+                       " payload FROM events WHERE global_position > ?1"
+                       " ORDER BY global_position LIMIT 1000",
+                       -1, &st, nullptr);
+    int64_t after = 0;
+    for (;;) {
+      auto page_start = clock::now();
+      sqlite3_bind_int64(st, 1, after);
+      int n = 0;
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        ++n;
+        after = sqlite3_column_int64(st, 0);
+        rows += sqlite3_column_bytes(st, 13) > 0 ? 1 : 0;
+      }
+      sqlite3_reset(st);
+      lat.push_back(micros_since(page_start));
+      if (n < 1000)
+        break;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  run_result r;
+  r.backend = "raw-" + p.backend;
+  r.scenario = "read-all";
+  r.seconds = micros_since(start) / 1e6;
+  r.events = rows;
+  r.writers = 1;
+  r.batch = 1000;
+  r.latencies_us = std::move(lat);
+  r.note = "  (pages of 1000, keyset, no decoding)";
+  return r;
+}
+
+} // namespace es::bench

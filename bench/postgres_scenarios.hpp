@@ -1,0 +1,32 @@
+// PostgreSQL scenarios of esbench and their raw libpq baselines, plus the
+// read-all scenario.
+#pragma once
+
+#include <memory>
+
+#include "es/store/event_store.hpp"
+
+#include "store_scenarios.hpp"
+
+namespace es::bench {
+
+/// Opens a PostgreSQL event store in a fresh schema of `params.dsn`; the
+/// schema is dropped when `keep` is released.
+event_store_ptr open_postgres_store(const bench_params& params,
+                                    std::shared_ptr<void>& keep);
+
+/// The same rows inserted with plain libpq: one connection per writer; for
+/// batch 1 one INSERT per transaction, otherwise one multi-row INSERT of
+/// `batch` rows per transaction, into a table of the store's schema.
+run_result run_raw_postgres_append(const bench_params& params);
+
+/// Fills a store with `params.events` events, then reads the whole feed in
+/// pages of 1,000 and decodes every payload into a struct: catch-up
+/// throughput in events per second. Backend sqlite or postgres.
+run_result run_read_all(const bench_params& params);
+
+/// The same rows read with the plain driver in pages of 1,000 (keyset), no
+/// decoding: backend raw-postgres or raw-sqlite.
+run_result run_raw_read_all(const bench_params& params);
+
+} // namespace es::bench
