@@ -59,17 +59,19 @@ struct call {
 const std::string begin_sql = "BEGIN";
 const std::string lock_sql
   = "SELECT position FROM es_position WHERE id = 1 FOR UPDATE";
-const std::string heads_sql
-  = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id"
-    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+// Heads of the group's streams (rows with a NULL event id) and the stored
+// events with the group's event ids, in one statement.
+const std::string lookup_sql
+  = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
+    " NULL::bigint FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
     " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
     " WHERE aggregate_type = s.t AND aggregate_id = s.i"
-    " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
-const std::string ids_sql
-  = "SELECT event_id, aggregate_type, aggregate_id, aggregate_version,"
-    " global_position FROM events WHERE event_id = ANY ($1::uuid[])";
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true"
+    " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
+    " aggregate_version, NULL::uuid, global_position FROM events"
+    " WHERE event_id = ANY ($3::uuid[])";
 const std::string insert_sql
-  = "INSERT INTO events (global_position, event_id, event_type,"
+  = "WITH ins AS (INSERT INTO events (global_position, event_id, event_type,"
     " event_version, aggregate_type, aggregate_id, aggregate_version,"
     " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
     " metadata, payload)"
@@ -80,14 +82,13 @@ const std::string insert_sql
     " $5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::bigint[],"
     " $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[])"
     " AS t(pos, id, etype, ever, atype, aid, aver, tenant, occ, corr, caus,"
-    " actor, meta, payload)";
+    " actor, meta, payload) RETURNING 1)"
+    " UPDATE es_position SET position = $15 WHERE id = 1";
 const std::string outbox_sql
   = "INSERT INTO event_outbox (event_id, global_position, event_type,"
     " aggregate_type, aggregate_id, tenant_id)"
     " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],"
     " $5::uuid[], $6::uuid[])";
-const std::string bump_sql
-  = "UPDATE es_position SET position = $1 WHERE id = 1";
 const std::string commit_sql = "COMMIT";
 const std::string rollback_sql = "ROLLBACK";
 
@@ -423,12 +424,8 @@ private:
       params ps;
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
-      first.push_back({"es_heads", &heads_sql, std::move(ps), true});
-    }
-    {
-      params ps;
       insert_columns::put(ps, event_ids);
-      first.push_back({"es_ids", &ids_sql, std::move(ps), true});
+      first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
     }
     auto got = run_pipeline(**conn, first);
     if (!got) {
@@ -439,16 +436,18 @@ private:
     auto& rs = *got;
     int64_t position = rs[1].int8(0, 0);
     std::map<stream_id, detail::stream_head> heads;
-    for (int row = 0; row < rs[2].rows(); ++row) {
-      stream_id sid{rs[2].text(row, 0), rs[2].uuid_at(row, 1)};
-      heads[sid] = detail::stream_head{rs[2].int8(row, 2),
-                                       rs[2].opt_uuid(row, 3)};
-    }
     std::unordered_map<uuid, detail::stored_location> stored;
-    for (int row = 0; row < rs[3].rows(); ++row)
-      stored[rs[3].uuid_at(row, 0)] = detail::stored_location{
-        stream_id{rs[3].text(row, 1), rs[3].uuid_at(row, 2)},
-        rs[3].int8(row, 3), rs[3].int8(row, 4)};
+    const auto& found = rs[2];
+    for (int row = 0; row < found.rows(); ++row) {
+      stream_id sid{found.text(row, 1), found.uuid_at(row, 2)};
+      if (found.is_null(row, 0))
+        heads[sid] = detail::stream_head{found.int8(row, 3),
+                                         found.opt_uuid(row, 4)};
+      else
+        stored[found.uuid_at(row, 0)]
+          = detail::stored_location{sid, found.int8(row, 3),
+                                    found.int8(row, 5)};
+    }
     // Decide every request in order; accepted ones become visible to the
     // later requests of the same group.
     insert_columns rows;
@@ -514,6 +513,7 @@ private:
       insert_columns::put(ins, rows.actor);
       insert_columns::put(ins, rows.meta);
       insert_columns::put(ins, rows.payload);
+      ins.add(position);
       second.push_back({"es_insert", &insert_sql, std::move(ins), false});
       if (cfg_.outbox) {
         params ob;
@@ -525,9 +525,6 @@ private:
         insert_columns::put(ob, rows.tenant, true);
         second.push_back({"es_outbox", &outbox_sql, std::move(ob), false});
       }
-      params bump;
-      bump.add(position);
-      second.push_back({"es_bump", &bump_sql, std::move(bump), false});
       second.push_back({"es_commit", &commit_sql, {}, false});
     } else {
       second.push_back({"es_rollback", &rollback_sql, {}, false});
