@@ -1,0 +1,275 @@
+// Ports for the state around the event log: snapshots, projection
+// checkpoints and dead letters. Each has an in-memory, a SQLite and a
+// PostgreSQL adapter with the same contract (tests/store/state_tests.cpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "es/store/event.hpp"
+
+namespace es {
+
+// -- snapshots ----------------------------------------------------------------
+
+/// The state of one aggregate at one version.
+struct snapshot {
+  stream_id stream;
+  /// The aggregate's version the state includes.
+  int64_t version = 0;
+  /// Version of the state's schema: a snapshot whose schema version differs
+  /// from the aggregate's current one is not used.
+  int32_t schema_version = 1;
+  /// The state, as JSON text.
+  std::string state;
+  timestamp created_at;
+
+  friend bool operator==(const snapshot&, const snapshot&) = default;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, snapshot& x) {
+    return f(caf::meta::type_name("es.snapshot"), x.stream, x.version,
+             x.schema_version, x.state, x.created_at);
+  }
+};
+
+/// Keeps the latest snapshot of each aggregate. Thread-safe.
+class snapshot_store {
+public:
+  virtual ~snapshot_store();
+
+  /// Stores `snap` unless a snapshot of a higher version is already stored
+  /// (a late writer never replaces a newer snapshot). Returns whether it was
+  /// stored.
+  [[nodiscard]] virtual caf::expected<bool> save(const snapshot& snap) = 0;
+
+  /// Returns the stored snapshot of `stream`, if any.
+  [[nodiscard]] virtual caf::expected<std::optional<snapshot>>
+  load(const stream_id& stream)
+    = 0;
+
+  /// Deletes the snapshot of `stream`; returns whether there was one.
+  [[nodiscard]] virtual caf::expected<bool> remove(const stream_id& stream)
+    = 0;
+};
+
+using snapshot_store_ptr = std::shared_ptr<snapshot_store>;
+
+// -- checkpoints --------------------------------------------------------------
+
+/// How far a projection got in the global feed.
+struct checkpoint {
+  std::string projection;
+  int64_t position = 0;
+  /// The last event handled (nil/empty after a reset).
+  uuid event_id;
+  std::string event_type;
+  /// Events the projection handled in total.
+  int64_t events_processed = 0;
+  timestamp updated_at;
+
+  friend bool operator==(const checkpoint&, const checkpoint&) = default;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, checkpoint& x) {
+    return f(caf::meta::type_name("es.checkpoint"), x.projection, x.position,
+             x.event_id, x.event_type, x.events_processed, x.updated_at);
+  }
+};
+
+/// Keeps one checkpoint per projection. Thread-safe.
+class checkpoint_store {
+public:
+  virtual ~checkpoint_store();
+
+  /// Stores `cp` unless the stored checkpoint of the projection is further
+  /// (checkpoints never move backwards). Returns the checkpoint now stored.
+  [[nodiscard]] virtual caf::expected<checkpoint> save(const checkpoint& cp)
+    = 0;
+
+  /// Returns the projection's checkpoint, if any.
+  [[nodiscard]] virtual caf::expected<std::optional<checkpoint>>
+  load(const std::string& projection)
+    = 0;
+
+  /// Deletes the projection's checkpoint (for a rebuild); returns whether
+  /// there was one.
+  [[nodiscard]] virtual caf::expected<bool> reset(const std::string& projection)
+    = 0;
+
+  /// Returns every checkpoint, ordered by projection name.
+  [[nodiscard]] virtual caf::expected<std::vector<checkpoint>> list() = 0;
+};
+
+using checkpoint_store_ptr = std::shared_ptr<checkpoint_store>;
+
+// -- dead letters -------------------------------------------------------------
+
+enum class dead_letter_status : uint8_t { failed, retrying, resolved };
+
+/// Returns "failed", "retrying" or "resolved".
+const char* to_string(dead_letter_status x);
+
+/// Parses what `to_string` writes.
+std::optional<dead_letter_status> parse_dead_letter_status(std::string_view x);
+
+/// An event a projection could not handle.
+struct dead_letter {
+  int64_t id = 0;
+  std::string projection;
+  uuid event_id;
+  int64_t global_position = 0;
+  std::string event_type;
+  /// The whole event, as written by `encode_recorded_event`, so it can be
+  /// replayed.
+  std::string event_data;
+  std::string error_message;
+  /// Error stack, classification or other context (free text).
+  std::string error_context;
+  int32_t retry_count = 0;
+  dead_letter_status status = dead_letter_status::failed;
+  timestamp first_failed_at;
+  timestamp last_failed_at;
+  std::optional<timestamp> resolved_at;
+  std::string resolved_by;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 dead_letter& x) {
+    int64_t resolved = x.resolved_at ? x.resolved_at->time_since_epoch().count()
+                                     : -1;
+    auto result = f(caf::meta::type_name("es.dead_letter"), x.id,
+                    x.projection, x.event_id, x.global_position, x.event_type,
+                    x.event_data, x.error_message, x.error_context,
+                    x.retry_count, x.status, x.first_failed_at,
+                    x.last_failed_at, resolved, x.resolved_by);
+    if constexpr (!Inspector::reads_state) {
+      if (resolved >= 0)
+        x.resolved_at = timestamp{std::chrono::microseconds{resolved}};
+      else
+        x.resolved_at.reset();
+    }
+    return result;
+  }
+};
+
+/// Selects dead letters for `list`.
+struct dead_letter_query {
+  std::optional<std::string> projection;
+  std::optional<dead_letter_status> status;
+  size_t limit = 100;
+  size_t offset = 0;
+};
+
+/// Counts of a dead-letter store.
+struct dead_letter_stats {
+  int64_t total = 0;
+  int64_t failed = 0;
+  int64_t retrying = 0;
+  int64_t resolved = 0;
+  /// Unresolved entries per projection.
+  std::map<std::string, int64_t> by_projection;
+  std::optional<timestamp> oldest_unresolved;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 dead_letter_stats& x) {
+    int64_t oldest = x.oldest_unresolved
+                       ? x.oldest_unresolved->time_since_epoch().count()
+                       : -1;
+    auto result = f(caf::meta::type_name("es.dead_letter_stats"), x.total,
+                    x.failed, x.retrying, x.resolved, x.by_projection,
+                    oldest);
+    if constexpr (!Inspector::reads_state) {
+      if (oldest >= 0)
+        x.oldest_unresolved = timestamp{std::chrono::microseconds{oldest}};
+      else
+        x.oldest_unresolved.reset();
+    }
+    return result;
+  }
+};
+
+/// Keeps the events projections failed on. Thread-safe.
+class dead_letter_store {
+public:
+  virtual ~dead_letter_store();
+
+  /// Records a failure. A repeated failure of the same event in the same
+  /// projection updates its entry (retry count, last failure time, message,
+  /// status back to failed) instead of adding another. Returns the entry's
+  /// id.
+  [[nodiscard]] virtual caf::expected<int64_t> add(const dead_letter& entry)
+    = 0;
+
+  [[nodiscard]] virtual caf::expected<std::optional<dead_letter>>
+  get(int64_t id)
+    = 0;
+
+  /// Entries matching `q`, oldest first.
+  [[nodiscard]] virtual caf::expected<std::vector<dead_letter>>
+  list(const dead_letter_query& q)
+    = 0;
+
+  /// Marks an entry as being retried. Returns false for an unknown id.
+  [[nodiscard]] virtual caf::expected<bool> mark_retrying(int64_t id) = 0;
+
+  /// Marks an entry resolved by `by` (a user or "replay"). Returns false for
+  /// an unknown id.
+  [[nodiscard]] virtual caf::expected<bool>
+  mark_resolved(int64_t id, const std::string& by)
+    = 0;
+
+  [[nodiscard]] virtual caf::expected<dead_letter_stats> stats() = 0;
+
+  /// Deletes resolved entries resolved more than `age` ago; returns how
+  /// many.
+  [[nodiscard]] virtual caf::expected<int64_t>
+  purge_resolved(std::chrono::seconds age)
+    = 0;
+};
+
+using dead_letter_store_ptr = std::shared_ptr<dead_letter_store>;
+
+/// Serialises a recorded event (envelope and payload) as one JSON object,
+/// for dead letters and other places that keep whole events.
+std::string encode_recorded_event(const recorded_event& ev);
+
+/// Parses what `encode_recorded_event` writes.
+caf::expected<recorded_event> decode_recorded_event(std::string_view text);
+
+// -- factories ----------------------------------------------------------------
+
+snapshot_store_ptr make_memory_snapshot_store();
+checkpoint_store_ptr make_memory_checkpoint_store();
+dead_letter_store_ptr make_memory_dead_letter_store();
+
+/// SQLite adapters on the event store's database file (the tables are part
+/// of its schema; the file is created and migrated if needed).
+caf::expected<snapshot_store_ptr>
+make_sqlite_snapshot_store(const std::string& path);
+caf::expected<checkpoint_store_ptr>
+make_sqlite_checkpoint_store(const std::string& path);
+caf::expected<dead_letter_store_ptr>
+make_sqlite_dead_letter_store(const std::string& path);
+
+struct postgres_config;
+
+/// PostgreSQL adapters (migrating first if `cfg.migrate`).
+caf::expected<snapshot_store_ptr>
+make_postgres_snapshot_store(const postgres_config& cfg);
+caf::expected<checkpoint_store_ptr>
+make_postgres_checkpoint_store(const postgres_config& cfg);
+caf::expected<dead_letter_store_ptr>
+make_postgres_dead_letter_store(const postgres_config& cfg);
+
+} // namespace es

@@ -1,0 +1,421 @@
+// The PostgreSQL state stores: snapshots, checkpoints, dead letters.
+#include "es/store/errors.hpp"
+#include "es/store/postgres_event_store.hpp"
+#include "es/store/state_stores.hpp"
+
+#include "postgres/connection.hpp"
+#include "postgres/pool.hpp"
+#include "postgres/schema.hpp"
+
+namespace es {
+
+namespace {
+
+using detail::pg::params;
+using detail::pg::pool;
+using detail::pg::result;
+
+constexpr const char* from_micros_sql
+  = "'epoch'::timestamptz + %s::bigint * interval '1 microsecond'";
+
+std::string at(int n) {
+  std::string result = from_micros_sql;
+  return result.replace(result.find("%s"), 2, "$" + std::to_string(n));
+}
+
+std::string micros(timestamp t) {
+  return std::to_string(t.time_since_epoch().count());
+}
+
+class pg_state_base {
+public:
+  explicit pg_state_base(const postgres_config& cfg) : pool_(cfg, 2) {
+    // nop
+  }
+
+protected:
+  caf::expected<result> run(const char* name, const std::string& sql,
+                            const params& ps) {
+    auto conn = pool_.take();
+    if (!conn)
+      return std::move(conn.error());
+    return (*conn)->run(name, sql, ps, true);
+  }
+
+  pool pool_;
+};
+
+class pg_snapshot_store final : public snapshot_store, pg_state_base {
+public:
+  using pg_state_base::pg_state_base;
+
+  caf::expected<bool> save(const snapshot& snap) override {
+    params ps;
+    ps.add(snap.stream.aggregate_type);
+    ps.add(snap.stream.aggregate_id);
+    ps.add(snap.version);
+    ps.add(int64_t{snap.schema_version});
+    ps.add(snap.state);
+    ps.add(micros(snap.created_at));
+    auto r = run("es_snap_save",
+                 "INSERT INTO snapshots (aggregate_type, aggregate_id,"
+                 " aggregate_version, schema_version, state, created_at)"
+                 " VALUES ($1, $2::uuid, $3, $4, $5, "
+                   + at(6)
+                   + ") ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE"
+                     " SET aggregate_version = excluded.aggregate_version,"
+                     " schema_version = excluded.schema_version,"
+                     " state = excluded.state,"
+                     " created_at = excluded.created_at"
+                     " WHERE excluded.aggregate_version >="
+                     " snapshots.aggregate_version RETURNING 1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->rows() > 0;
+  }
+
+  caf::expected<std::optional<snapshot>>
+  load(const stream_id& stream) override {
+    params ps;
+    ps.add(stream.aggregate_type);
+    ps.add(stream.aggregate_id);
+    auto r = run("es_snap_load",
+                 "SELECT aggregate_version, schema_version, state, created_at"
+                 " FROM snapshots WHERE aggregate_type = $1"
+                 " AND aggregate_id = $2::uuid",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    if (r->rows() == 0)
+      return std::optional<snapshot>{};
+    snapshot s;
+    s.stream = stream;
+    s.version = r->int8(0, 0);
+    s.schema_version = r->int4(0, 1);
+    s.state = r->text(0, 2);
+    s.created_at = r->time_at(0, 3);
+    return std::optional<snapshot>{std::move(s)};
+  }
+
+  caf::expected<bool> remove(const stream_id& stream) override {
+    params ps;
+    ps.add(stream.aggregate_type);
+    ps.add(stream.aggregate_id);
+    auto r = run("es_snap_remove",
+                 "DELETE FROM snapshots WHERE aggregate_type = $1"
+                 " AND aggregate_id = $2::uuid RETURNING 1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->rows() > 0;
+  }
+};
+
+constexpr const char* checkpoint_columns
+  = "projection_name, global_position, event_id, event_type,"
+    " events_processed, updated_at";
+
+checkpoint read_checkpoint(const result& r, int row) {
+  checkpoint cp;
+  cp.projection = r.text(row, 0);
+  cp.position = r.int8(row, 1);
+  cp.event_id = r.is_null(row, 2) ? uuid{} : r.uuid_at(row, 2);
+  cp.event_type = r.is_null(row, 3) ? std::string{} : r.text(row, 3);
+  cp.events_processed = r.int8(row, 4);
+  cp.updated_at = r.time_at(row, 5);
+  return cp;
+}
+
+class pg_checkpoint_store final : public checkpoint_store, pg_state_base {
+public:
+  using pg_state_base::pg_state_base;
+
+  caf::expected<checkpoint> save(const checkpoint& cp) override {
+    params ps;
+    ps.add(cp.projection);
+    ps.add(cp.position);
+    if (cp.event_id.is_nil())
+      ps.add_null();
+    else
+      ps.add(cp.event_id);
+    ps.add(cp.event_type);
+    ps.add(cp.events_processed);
+    ps.add(micros(cp.updated_at));
+    // The upsert changes nothing when the stored checkpoint is further;
+    // the second statement part returns what is stored either way.
+    auto r = run("es_cp_save",
+                 std::string{"WITH up AS (INSERT INTO projection_checkpoints"
+                             " (projection_name, global_position, event_id,"
+                             " event_type, events_processed, updated_at)"
+                             " VALUES ($1, $2, $3::uuid, $4, $5, "}
+                   + at(6)
+                   + ") ON CONFLICT (projection_name) DO UPDATE SET"
+                     " global_position = excluded.global_position,"
+                     " event_id = excluded.event_id,"
+                     " event_type = excluded.event_type,"
+                     " events_processed = excluded.events_processed,"
+                     " updated_at = excluded.updated_at"
+                     " WHERE excluded.global_position >="
+                     " projection_checkpoints.global_position RETURNING "
+                   + checkpoint_columns + ") SELECT " + checkpoint_columns
+                   + " FROM up UNION ALL SELECT " + checkpoint_columns
+                   + " FROM projection_checkpoints WHERE projection_name = $1"
+                     " AND NOT EXISTS (SELECT 1 FROM up)",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    if (r->rows() == 0)
+      return make_store_error(store_errc::internal, "checkpoint vanished");
+    return read_checkpoint(*r, 0);
+  }
+
+  caf::expected<std::optional<checkpoint>>
+  load(const std::string& projection) override {
+    params ps;
+    ps.add(projection);
+    auto r = run("es_cp_load",
+                 std::string{"SELECT "} + checkpoint_columns
+                   + " FROM projection_checkpoints WHERE projection_name = $1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    if (r->rows() == 0)
+      return std::optional<checkpoint>{};
+    return std::optional<checkpoint>{read_checkpoint(*r, 0)};
+  }
+
+  caf::expected<bool> reset(const std::string& projection) override {
+    params ps;
+    ps.add(projection);
+    auto r = run("es_cp_reset",
+                 "DELETE FROM projection_checkpoints WHERE projection_name = $1"
+                 " RETURNING 1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->rows() > 0;
+  }
+
+  caf::expected<std::vector<checkpoint>> list() override {
+    auto r = run("es_cp_list",
+                 std::string{"SELECT "} + checkpoint_columns
+                   + " FROM projection_checkpoints ORDER BY projection_name",
+                 params{});
+    if (!r)
+      return std::move(r.error());
+    std::vector<checkpoint> result;
+    for (int row = 0; row < r->rows(); ++row)
+      result.push_back(read_checkpoint(*r, row));
+    return result;
+  }
+};
+
+constexpr const char* dead_letter_columns
+  = "id, projection_name, event_id, global_position, event_type, event_data,"
+    " error_message, error_context, retry_count, status, first_failed_at,"
+    " last_failed_at, resolved_at, resolved_by";
+
+dead_letter read_dead_letter(const result& r, int row) {
+  dead_letter d;
+  d.id = r.int8(row, 0);
+  d.projection = r.text(row, 1);
+  d.event_id = r.uuid_at(row, 2);
+  d.global_position = r.int8(row, 3);
+  d.event_type = r.text(row, 4);
+  d.event_data = r.text(row, 5);
+  d.error_message = r.text(row, 6);
+  d.error_context = r.text(row, 7);
+  d.retry_count = r.int4(row, 8);
+  d.status = parse_dead_letter_status(r.view(row, 9))
+               .value_or(dead_letter_status::failed);
+  d.first_failed_at = r.time_at(row, 10);
+  d.last_failed_at = r.time_at(row, 11);
+  if (!r.is_null(row, 12))
+    d.resolved_at = r.time_at(row, 12);
+  if (!r.is_null(row, 13))
+    d.resolved_by = r.text(row, 13);
+  return d;
+}
+
+class pg_dead_letter_store final : public dead_letter_store, pg_state_base {
+public:
+  using pg_state_base::pg_state_base;
+
+  caf::expected<int64_t> add(const dead_letter& e) override {
+    params ps;
+    ps.add(e.projection);
+    ps.add(e.event_id);
+    ps.add(e.global_position);
+    ps.add(e.event_type);
+    ps.add(e.event_data);
+    ps.add(e.error_message);
+    ps.add(e.error_context);
+    ps.add(int64_t{e.retry_count});
+    ps.add(micros(e.first_failed_at));
+    ps.add(micros(e.last_failed_at));
+    auto r = run("es_dlq_add",
+                 "INSERT INTO dead_letter_queue (projection_name, event_id,"
+                 " global_position, event_type, event_data, error_message,"
+                 " error_context, retry_count, status, first_failed_at,"
+                 " last_failed_at) VALUES ($1, $2::uuid, $3, $4, $5, $6, $7,"
+                 " $8, 'failed', "
+                   + at(9) + ", " + at(10)
+                   + ") ON CONFLICT (projection_name, event_id) DO UPDATE SET"
+                     " retry_count = dead_letter_queue.retry_count + 1,"
+                     " last_failed_at = excluded.last_failed_at,"
+                     " error_message = excluded.error_message,"
+                     " error_context = excluded.error_context,"
+                     " status = 'failed', resolved_at = NULL,"
+                     " resolved_by = NULL RETURNING id",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->int8(0, 0);
+  }
+
+  caf::expected<std::optional<dead_letter>> get(int64_t id) override {
+    params ps;
+    ps.add(id);
+    auto r = run("es_dlq_get",
+                 std::string{"SELECT "} + dead_letter_columns
+                   + " FROM dead_letter_queue WHERE id = $1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    if (r->rows() == 0)
+      return std::optional<dead_letter>{};
+    return std::optional<dead_letter>{read_dead_letter(*r, 0)};
+  }
+
+  caf::expected<std::vector<dead_letter>>
+  list(const dead_letter_query& q) override {
+    params ps;
+    if (q.projection)
+      ps.add(*q.projection);
+    else
+      ps.add_null();
+    if (q.status)
+      ps.add(std::string{to_string(*q.status)});
+    else
+      ps.add_null();
+    ps.add(static_cast<int64_t>(q.limit));
+    ps.add(static_cast<int64_t>(q.offset));
+    auto r = run("es_dlq_list",
+                 std::string{"SELECT "} + dead_letter_columns
+                   + " FROM dead_letter_queue WHERE ($1::text IS NULL OR"
+                     " projection_name = $1) AND ($2::text IS NULL OR"
+                     " status = $2) ORDER BY id LIMIT $3 OFFSET $4",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    std::vector<dead_letter> result;
+    for (int row = 0; row < r->rows(); ++row)
+      result.push_back(read_dead_letter(*r, row));
+    return result;
+  }
+
+  caf::expected<bool> mark_retrying(int64_t id) override {
+    params ps;
+    ps.add(id);
+    auto r = run("es_dlq_retrying",
+                 "UPDATE dead_letter_queue SET status = 'retrying'"
+                 " WHERE id = $1 RETURNING 1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->rows() > 0;
+  }
+
+  caf::expected<bool> mark_resolved(int64_t id,
+                                    const std::string& by) override {
+    params ps;
+    ps.add(id);
+    ps.add(by);
+    auto r = run("es_dlq_resolved",
+                 "UPDATE dead_letter_queue SET status = 'resolved',"
+                 " resolved_at = now(), resolved_by = $2 WHERE id = $1"
+                 " RETURNING 1",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->rows() > 0;
+  }
+
+  caf::expected<dead_letter_stats> stats() override {
+    auto r = run("es_dlq_stats",
+                 "SELECT status, projection_name, COUNT(*)::bigint,"
+                 " MIN(first_failed_at) FROM dead_letter_queue"
+                 " GROUP BY status, projection_name",
+                 params{});
+    if (!r)
+      return std::move(r.error());
+    dead_letter_stats result;
+    for (int row = 0; row < r->rows(); ++row) {
+      auto status = parse_dead_letter_status(r->view(row, 0))
+                      .value_or(dead_letter_status::failed);
+      auto n = r->int8(row, 2);
+      result.total += n;
+      switch (status) {
+        case dead_letter_status::failed: result.failed += n; break;
+        case dead_letter_status::retrying: result.retrying += n; break;
+        case dead_letter_status::resolved: result.resolved += n; break;
+      }
+      if (status != dead_letter_status::resolved) {
+        result.by_projection[r->text(row, 1)] += n;
+        auto oldest = r->time_at(row, 3);
+        if (!result.oldest_unresolved || oldest < *result.oldest_unresolved)
+          result.oldest_unresolved = oldest;
+      }
+    }
+    return result;
+  }
+
+  caf::expected<int64_t> purge_resolved(std::chrono::seconds age) override {
+    params ps;
+    ps.add(static_cast<int64_t>(age.count()));
+    auto r = run("es_dlq_purge",
+                 "WITH gone AS (DELETE FROM dead_letter_queue"
+                 " WHERE status = 'resolved'"
+                 " AND resolved_at < now() - $1::bigint * interval '1 second'"
+                 " RETURNING 1) SELECT COUNT(*)::bigint FROM gone",
+                 ps);
+    if (!r)
+      return std::move(r.error());
+    return r->int8(0, 0);
+  }
+};
+
+caf::error prepare_database(const postgres_config& cfg) {
+  if (cfg.migrate)
+    return postgres_migrate(cfg);
+  auto conn = detail::pg::connection::open(cfg);
+  if (!conn)
+    return std::move(conn.error());
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<snapshot_store_ptr>
+make_postgres_snapshot_store(const postgres_config& cfg) {
+  if (auto err = prepare_database(cfg))
+    return err;
+  return snapshot_store_ptr{std::make_shared<pg_snapshot_store>(cfg)};
+}
+
+caf::expected<checkpoint_store_ptr>
+make_postgres_checkpoint_store(const postgres_config& cfg) {
+  if (auto err = prepare_database(cfg))
+    return err;
+  return checkpoint_store_ptr{std::make_shared<pg_checkpoint_store>(cfg)};
+}
+
+caf::expected<dead_letter_store_ptr>
+make_postgres_dead_letter_store(const postgres_config& cfg) {
+  if (auto err = prepare_database(cfg))
+    return err;
+  return dead_letter_store_ptr{std::make_shared<pg_dead_letter_store>(cfg)};
+}
+
+} // namespace es
