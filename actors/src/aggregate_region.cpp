@@ -187,6 +187,12 @@ caf::behavior region_impl(region_actor* self, region_options opts,
       passivate(self, i->second);
       return true;
     },
+    [self](snapshot_atom, const uuid& id) -> caf::result<caf::message> {
+      auto i = self->state.children.find(id);
+      if (i == self->state.children.end() || i->second.passivating)
+        return caf::make_message(false);
+      return self->delegate(i->second.actor, snapshot_atom_v);
+    },
     [self](region_stats_atom) -> region_stats {
       auto result = self->state.stats;
       result.live = self->state.children.size();

@@ -1,5 +1,6 @@
 #include "es/actors/store_actor.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <vector>
 
@@ -155,8 +156,26 @@ caf::result<T> lift(caf::expected<T>&& x) {
   return std::move(x.error());
 }
 
-caf::behavior store_reader(caf::event_based_actor*, event_store_ptr store) {
+caf::behavior store_reader(caf::event_based_actor*, event_store_ptr store,
+                           snapshot_store_ptr snapshots) {
   return {
+    [snapshots](snapshot_save_atom, const snapshot& snap) -> caf::result<bool> {
+      if (!snapshots)
+        return false;
+      return lift(snapshots->save(snap));
+    },
+    [snapshots](snapshot_load_atom,
+                const stream_id& stream) -> caf::result<std::vector<snapshot>> {
+      std::vector<snapshot> result;
+      if (!snapshots)
+        return result;
+      auto res = snapshots->load(stream);
+      if (!res)
+        return std::move(res.error());
+      if (*res)
+        result.push_back(std::move(**res));
+      return result;
+    },
     [store](read_stream_atom, const stream_id& stream,
             const read_stream_options& opts) -> caf::result<stream_slice> {
       return lift(store->read_stream(stream, opts));
@@ -216,6 +235,8 @@ struct split_policy {
 store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
                               store_actor_config cfg) {
   bool detached = cfg.detached.value_or(store->name() != "memory");
+  // Reads and snapshots need at least one reader.
+  cfg.readers = std::max<size_t>(cfg.readers, 1);
   auto pool = caf::actor_pool::make(sys.dummy_execution_unit(),
                                     split_policy{});
   auto add = [&](caf::actor worker) {
@@ -225,11 +246,11 @@ store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
     add(sys.spawn<caf::detached>(store_writer, store, cfg.bus,
                                  cfg.max_pending_publishes));
     for (size_t i = 0; i < cfg.readers; ++i)
-      add(sys.spawn<caf::detached>(store_reader, store));
+      add(sys.spawn<caf::detached>(store_reader, store, cfg.snapshots));
   } else {
     add(sys.spawn(store_writer, store, cfg.bus, cfg.max_pending_publishes));
     for (size_t i = 0; i < cfg.readers; ++i)
-      add(sys.spawn(store_reader, store));
+      add(sys.spawn(store_reader, store, cfg.snapshots));
   }
   return caf::actor_cast<store_actor>(pool);
 }

@@ -114,9 +114,16 @@ struct account_state {
   int64_t deposits = 0;
 };
 
+template <class F>
+bool fields(F& f, account_state& x) {
+  return f("open", x.open) && f("owner", x.owner) && f("balance", x.balance)
+         && f("deposits", x.deposits);
+}
+
 class account : public aggregate<account_state> {
 public:
   static constexpr std::string_view aggregate_type = "Account";
+  static constexpr int32_t snapshot_schema_version = 2;
   using commands = command_list<open_account, deposit, withdraw, explode, noop>;
 
   account(uuid id, std::shared_ptr<const event_registry> registry)

@@ -34,6 +34,7 @@ struct actor_fixture {
   caf::scoped_actor self{sys};
   std::shared_ptr<event_registry> registry = make_account_registry();
   event_store_ptr store = make_memory_event_store();
+  snapshot_store_ptr snapshots = make_memory_snapshot_store();
   store_actor store_handle;
   caf::actor region;
 
@@ -41,6 +42,7 @@ struct actor_fixture {
     store_actor_config sc;
     sc.detached = false;
     sc.readers = 1;
+    sc.snapshots = snapshots;
     store_handle = spawn_store_actor(sys, store, sc);
   }
 
@@ -89,6 +91,26 @@ struct actor_fixture {
     auto h = send(id, std::move(cmd));
     sched.run();
     return await(h);
+  }
+
+  /// Passivates one aggregate and runs until it is gone.
+  bool passivate(const uuid& id) {
+    auto h = self->request(region, caf::infinite, passivate_atom_v, id);
+    sched.run();
+    bool result = false;
+    h.receive([&](bool found) { result = found; },
+              [&](caf::error& err) { FAIL(describe(err)); });
+    return result;
+  }
+
+  /// Asks a live aggregate for a snapshot.
+  bool snapshot_now(const uuid& id) {
+    auto h = self->request(region, caf::infinite, snapshot_atom_v, id);
+    sched.run();
+    bool result = false;
+    h.receive([&](bool stored) { result = stored; },
+              [&](caf::error& err) { FAIL(describe(err)); });
+    return result;
   }
 
   region_stats stats() {

@@ -273,3 +273,94 @@ TEST_CASE_METHOD(actor_fixture, "messages without an envelope are refused",
             });
   CHECK(refused);
 }
+
+// -- snapshots ----------------------------------------------------------------
+
+TEST_CASE_METHOD(actor_fixture,
+                 "snapshots every N events shorten the next recovery",
+                 "[actors][snapshots]") {
+  auto ao = aggregate_opts();
+  ao.snapshots.every_events = 3;
+  region_options ro;
+  ro.idle_timeout = caf::timespan{0};
+  start_region(ro, ao);
+  auto id = uuid::random();
+  REQUIRE(command(id, open_account{"ada"}));
+  for (int i = 1; i <= 6; ++i)
+    REQUIRE(command(id, deposit{i}));
+  // Versions 1..7: snapshots when crossing 3 and 6.
+  CHECK(ao.metrics->snapshots_written == 2);
+  auto snap = snapshots->load({"Account", id});
+  REQUIRE(snap);
+  REQUIRE(snap->has_value());
+  CHECK((*snap)->version == 6);
+  CHECK((*snap)->schema_version == 2);
+  // A fresh actor starts from the snapshot and replays one event.
+  REQUIRE(passivate(id));
+  auto replayed_before = ao.metrics->events_replayed.load();
+  auto res = command(id, withdraw{21});
+  REQUIRE(res);
+  CHECK(res->version == 8);
+  CHECK(ao.metrics->snapshots_loaded == 1);
+  CHECK(ao.metrics->events_replayed - replayed_before == 1);
+  CHECK(load(id).balance == 0);
+}
+
+TEST_CASE_METHOD(actor_fixture,
+                 "unusable snapshots fall back to a full replay",
+                 "[actors][snapshots]") {
+  auto ao = aggregate_opts();
+  start_region({}, ao);
+  auto id = uuid::random();
+  // Events written directly, and a snapshot that must not be used.
+  REQUIRE(store->append({"Account", id}, expected_version::no_stream(),
+                        {*make_event(account_opened{"bo"}),
+                         *make_event(money_deposited{40})}));
+  SECTION("another schema version") {
+    snapshot s{{"Account", id}, 2, 1, R"({"open":true,"owner":"x",)"
+                                      R"("balance":999,"deposits":1})",
+               now_utc()};
+    REQUIRE(*snapshots->save(s));
+  }
+  SECTION("unreadable state") {
+    snapshot s{{"Account", id}, 2, 2, R"({"open":"yes"})", now_utc()};
+    REQUIRE(*snapshots->save(s));
+  }
+  auto res = command(id, withdraw{40});
+  REQUIRE(res);
+  CHECK(res->version == 3);
+  CHECK(ao.metrics->snapshot_misses == 1);
+  CHECK(ao.metrics->snapshots_loaded == 0);
+  CHECK(ao.metrics->events_replayed == 2);
+  CHECK(load(id).balance == 0);
+}
+
+TEST_CASE_METHOD(actor_fixture,
+                 "snapshots on passivation and on demand",
+                 "[actors][snapshots]") {
+  auto ao = aggregate_opts();
+  ao.snapshots.on_passivation = true;
+  region_options ro;
+  ro.idle_timeout = caf::timespan{0};
+  start_region(ro, ao);
+  auto id = uuid::random();
+  REQUIRE(command(id, open_account{"cy"}));
+  REQUIRE(command(id, deposit{5}));
+  REQUIRE(passivate(id));
+  auto snap = *snapshots->load({"Account", id});
+  REQUIRE(snap.has_value());
+  CHECK(snap->version == 2);
+  REQUIRE(command(id, deposit{6}));
+  CHECK(ao.metrics->snapshots_loaded == 1);
+  // On demand: the live aggregate writes version 3 now.
+  CHECK(snapshot_now(id));
+  CHECK((*snapshots->load({"Account", id}))->version == 3);
+  CHECK_FALSE(snapshot_now(uuid::random()));
+  // A snapshot written late never replaces a newer one.
+  snapshot stale{{"Account", id}, 1, 2, R"({"open":true,"owner":"cy",)"
+                                        R"("balance":0,"deposits":0})",
+                 now_utc()};
+  CHECK_FALSE(*snapshots->save(stale));
+  CHECK((*snapshots->load({"Account", id}))->version == 3);
+  CHECK(load(id).balance == 11);
+}

@@ -162,6 +162,15 @@ public:
     version_ = committed_version_;
   }
 
+  /// Restores a snapshot: `state` as of `version`, nothing uncommitted.
+  void restore(State state, int64_t version) {
+    state_ = std::move(state);
+    version_ = version;
+    committed_version_ = version;
+    uncommitted_.clear();
+    saved_.reset();
+  }
+
   /// Applies a stored event during loading. Its version must be the next
   /// one; its tenant must be the aggregate's.
   caf::error apply_stored(const event_data& ev) {

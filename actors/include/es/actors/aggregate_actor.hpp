@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -20,6 +21,8 @@
 #include "es/actors/errors.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/actors/type_ids.hpp"
+#include "es/store/codec.hpp"
+#include "es/store/state_stores.hpp"
 
 namespace es {
 
@@ -29,6 +32,28 @@ namespace es {
 /// `inspect` overload and a CAF type id, so they can cross the network.
 template <class... Cmds>
 struct command_list {};
+
+/// When aggregate actors write snapshots (through the store actor, which
+/// needs `store_actor_config::snapshots`).
+struct snapshot_policy {
+  /// Write a snapshot whenever the version crosses a multiple of this many
+  /// events; 0 disables.
+  uint32_t every_events = 0;
+  /// Write a snapshot when the actor is passivated.
+  bool on_passivation = false;
+  /// Load the latest snapshot before replaying events.
+  bool load = true;
+};
+
+/// Counters shared by the aggregate actors of one region. Thread-safe.
+struct aggregate_metrics {
+  std::atomic<uint64_t> recoveries{0};
+  std::atomic<uint64_t> events_replayed{0};
+  std::atomic<uint64_t> snapshots_loaded{0};
+  /// Snapshots found but not used: other schema version or unreadable.
+  std::atomic<uint64_t> snapshot_misses{0};
+  std::atomic<uint64_t> snapshots_written{0};
+};
 
 /// What aggregate actors need from their environment.
 struct aggregate_options {
@@ -47,6 +72,9 @@ struct aggregate_options {
   caf::duration store_timeout = caf::infinite;
   /// Events per page when loading.
   size_t page_size = 1000;
+  snapshot_policy snapshots;
+  std::shared_ptr<aggregate_metrics> metrics
+    = std::make_shared<aggregate_metrics>();
 };
 
 template <class A>
@@ -60,6 +88,68 @@ template <class A>
 using aggregate_actor_type = caf::stateful_actor<aggregate_actor_state<A>>;
 
 namespace detail {
+
+/// The state schema version of `A`: `A::snapshot_schema_version` or 1.
+template <class A>
+constexpr int32_t state_schema_version() {
+  if constexpr (requires { A::snapshot_schema_version; })
+    return A::snapshot_schema_version;
+  else
+    return 1;
+}
+
+/// A snapshot of the aggregate's committed state, if its state type has a
+/// JSON codec (`fields`).
+template <class A>
+std::optional<snapshot> take_snapshot(const A& agg) {
+  using state_type = typename A::state_type;
+  if constexpr (has_fields<state_type>) {
+    auto text = to_json(agg.state());
+    if (!text)
+      return std::nullopt;
+    return snapshot{agg.stream(), agg.version(), state_schema_version<A>(),
+                    std::move(*text), now_utc()};
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// Restores `snap` into `agg` if its schema version is current and it
+/// decodes. Returns whether it did.
+template <class A>
+bool restore_snapshot(A& agg, const snapshot& snap) {
+  using state_type = typename A::state_type;
+  if constexpr (has_fields<state_type>) {
+    if (snap.schema_version != state_schema_version<A>() || snap.version < 1)
+      return false;
+    auto state = from_json<state_type>(snap.state);
+    if (!state)
+      return false;
+    agg.restore(std::move(*state), snap.version);
+    return true;
+  } else {
+    return false;
+  }
+}
+
+/// Sends a snapshot of the aggregate to the store actor without waiting.
+template <class A>
+void save_snapshot(caf::event_based_actor* self,
+                   const aggregate_options& opts, const A& agg) {
+  auto snap = take_snapshot(agg);
+  if (!snap)
+    return;
+  auto metrics = opts.metrics;
+  self->request(opts.store, caf::infinite, snapshot_save_atom_v, *snap)
+    .then(
+      [metrics](bool stored) {
+        if (stored)
+          ++metrics->snapshots_written;
+      },
+      [](caf::error& err) {
+        log(log_level::warning, "snapshot not saved: " + describe(err));
+      });
+}
 
 using done_fn = std::function<void()>;
 using fail_fn = std::function<void(caf::error)>;
@@ -80,6 +170,7 @@ void recover(aggregate_actor_type<A>* self,
     .await(
       [self, opts, done, fail](stream_slice& page) {
         auto& agg = *self->state.agg;
+        opts->metrics->events_replayed += page.events.size();
         if (auto err = agg.load_from_history(page.events)) {
           fail(std::move(err));
           return;
@@ -92,6 +183,39 @@ void recover(aggregate_actor_type<A>* self,
         recover<A>(self, opts, page.next_version, done, fail);
       },
       [fail](caf::error& err) { fail(std::move(err)); });
+}
+
+/// First recovery: the latest snapshot if usable, then the events after it.
+template <class A>
+void recover_initial(aggregate_actor_type<A>* self,
+                     std::shared_ptr<const aggregate_options> opts,
+                     done_fn done, fail_fn fail) {
+  ++opts->metrics->recoveries;
+  if (!opts->snapshots.load) {
+    recover<A>(self, opts, 1, done, fail);
+    return;
+  }
+  auto& agg = *self->state.agg;
+  self
+    ->request(opts->store, opts->store_timeout, snapshot_load_atom_v,
+              agg.stream())
+    .await(
+      [self, opts, done, fail](std::vector<snapshot>& found) {
+        auto& agg = *self->state.agg;
+        if (!found.empty()) {
+          if (restore_snapshot(agg, found.front()))
+            ++opts->metrics->snapshots_loaded;
+          else
+            ++opts->metrics->snapshot_misses;
+        }
+        recover<A>(self, opts, agg.version() + 1, done, fail);
+      },
+      [self, opts, done, fail](caf::error& err) {
+        // Without a snapshot the events alone still rebuild the state.
+        log(log_level::warning, "snapshot not loaded: " + describe(err));
+        ++opts->metrics->snapshot_misses;
+        recover<A>(self, opts, 1, done, fail);
+      });
 }
 
 /// Runs `cmd` against the aggregate, appends what it emitted with the
@@ -135,11 +259,15 @@ void run_command(aggregate_actor_type<A>* self,
   self
     ->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
     .await(
-      [self, rp, count, attempt](append_result& res) mutable {
+      [self, opts, rp, count, attempt](append_result& res) mutable {
         auto& agg = *self->state.agg;
+        auto before = agg.committed_version();
         agg.mark_committed();
         rp.deliver(command_result{agg.id(), res.last_version, count,
                                   res.last_position, attempt});
+        auto every = static_cast<int64_t>(opts->snapshots.every_events);
+        if (every > 0 && agg.version() / every > before / every)
+          save_snapshot(self, *opts, agg);
       },
       [self, opts, env, cmd, rp, attempt](caf::error& err) mutable {
         auto& agg = *self->state.agg;
@@ -170,8 +298,8 @@ auto command_handler(aggregate_actor_type<A>* self,
     if (self->state.recovered) {
       run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
     } else {
-      recover<A>(
-        self, opts, 1,
+      recover_initial<A>(
+        self, opts,
         [self, opts, env, cmd, rp]() mutable {
           run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
         },
@@ -195,8 +323,39 @@ caf::behavior aggregate_behavior(aggregate_actor_type<A>* self,
                                  command_list<Cmds...>) {
   return {
     command_handler<A, Cmds>(self, opts)...,
-    [self](passivate_atom) { self->quit(); },
+    [self, opts](passivate_atom) {
+      const auto& agg = *self->state.agg;
+      if (opts->snapshots.on_passivation && self->state.recovered
+          && agg.version() > 0) {
+        // Sent, not requested: the answer would reach a finished actor.
+        if (auto snap = take_snapshot(agg)) {
+          self->send(opts->store, snapshot_save_atom_v, std::move(*snap));
+          ++opts->metrics->snapshots_written;
+        }
+      }
+      self->quit();
+    },
     [self](version_atom) -> int64_t { return self->state.agg->version(); },
+    [self, opts](snapshot_atom) -> caf::result<bool> {
+      auto rp = self->template make_response_promise<bool>();
+      const auto& agg = *self->state.agg;
+      auto snap = take_snapshot(agg);
+      if (!self->state.recovered || !snap) {
+        rp.deliver(false);
+        return rp;
+      }
+      auto metrics = opts->metrics;
+      self->request(opts->store, opts->store_timeout, snapshot_save_atom_v,
+                    *snap)
+        .then(
+          [rp, metrics](bool stored) mutable {
+            if (stored)
+              ++metrics->snapshots_written;
+            rp.deliver(stored);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
   };
 }
 

@@ -10,11 +10,15 @@
 
 #include "es/actors/type_ids.hpp"
 #include "es/store/event_store.hpp"
+#include "es/store/state_stores.hpp"
 
 namespace es {
 
 /// The store actor's interface. Errors come back as `caf::error` with the
-/// store's codes. `find_event_atom` answers with zero or one event.
+/// store's codes. `find_event_atom` and `snapshot_load_atom` answer with
+/// zero or one element. Snapshot messages need
+/// `store_actor_config::snapshots`; without it saves answer false and loads
+/// nothing.
 using store_actor = caf::typed_actor<
   caf::replies_to<append_atom, append_request>::with<append_result>,
   caf::replies_to<read_stream_atom, stream_id,
@@ -23,7 +27,9 @@ using store_actor = caf::typed_actor<
   caf::replies_to<stream_version_atom, stream_id>::with<int64_t>,
   caf::replies_to<find_event_atom, uuid>::with<recorded_events>,
   caf::replies_to<head_position_atom>::with<int64_t>,
-  caf::replies_to<metrics_atom>::with<store_metrics>>;
+  caf::replies_to<metrics_atom>::with<store_metrics>,
+  caf::replies_to<snapshot_save_atom, snapshot>::with<bool>,
+  caf::replies_to<snapshot_load_atom, stream_id>::with<std::vector<snapshot>>>;
 
 /// Options of `spawn_store_actor`.
 struct store_actor_config {
@@ -40,6 +46,8 @@ struct store_actor_config {
   /// taking appends beyond that (backpressure from slow subscribers).
   caf::actor bus;
   size_t max_pending_publishes = 4;
+  /// Where snapshots go (served by the reader actors).
+  snapshot_store_ptr snapshots;
 };
 
 /// Spawns the store actor in front of `store`: one writer that turns the

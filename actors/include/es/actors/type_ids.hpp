@@ -52,6 +52,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(es_actors, caf::id_block::es_bus::end)
   CAF_ADD_ATOM(es_actors, es, tick_atom, "tick")
   CAF_ADD_ATOM(es_actors, es, region_stats_atom, "regionstat")
   CAF_ADD_ATOM(es_actors, es, version_atom, "version")
+  CAF_ADD_ATOM(es_actors, es, snapshot_atom, "snapshot")
+  CAF_ADD_ATOM(es_actors, es, snapshot_save_atom, "snapsave")
+  CAF_ADD_ATOM(es_actors, es, snapshot_load_atom, "snapload")
 
 CAF_END_TYPE_ID_BLOCK(es_actors)
 

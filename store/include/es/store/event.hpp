@@ -23,6 +23,32 @@ inline timestamp now_utc() {
     std::chrono::system_clock::now());
 }
 
+namespace detail {
+
+/// Lets CAF inspect an optional timestamp as microseconds, -1 meaning none.
+struct optional_time_ref {
+  std::optional<timestamp>& x;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 optional_time_ref& r) {
+    if constexpr (Inspector::reads_state) {
+      int64_t v = r.x ? r.x->time_since_epoch().count() : -1;
+      return f(v);
+    } else {
+      int64_t v = -1;
+      auto result = f(v);
+      if (v >= 0)
+        r.x = timestamp{std::chrono::microseconds{v}};
+      else
+        r.x.reset();
+      return result;
+    }
+  }
+};
+
+} // namespace detail
+
 /// Identifies one event stream: the events of one aggregate instance.
 struct stream_id {
   std::string aggregate_type;

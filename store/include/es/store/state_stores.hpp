@@ -145,20 +145,11 @@ struct dead_letter {
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  dead_letter& x) {
-    int64_t resolved = x.resolved_at ? x.resolved_at->time_since_epoch().count()
-                                     : -1;
-    auto result = f(caf::meta::type_name("es.dead_letter"), x.id,
-                    x.projection, x.event_id, x.global_position, x.event_type,
-                    x.event_data, x.error_message, x.error_context,
-                    x.retry_count, x.status, x.first_failed_at,
-                    x.last_failed_at, resolved, x.resolved_by);
-    if constexpr (!Inspector::reads_state) {
-      if (resolved >= 0)
-        x.resolved_at = timestamp{std::chrono::microseconds{resolved}};
-      else
-        x.resolved_at.reset();
-    }
-    return result;
+    return f(caf::meta::type_name("es.dead_letter"), x.id, x.projection,
+             x.event_id, x.global_position, x.event_type, x.event_data,
+             x.error_message, x.error_context, x.retry_count, x.status,
+             x.first_failed_at, x.last_failed_at,
+             detail::optional_time_ref{x.resolved_at}, x.resolved_by);
   }
 };
 
@@ -183,19 +174,9 @@ struct dead_letter_stats {
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  dead_letter_stats& x) {
-    int64_t oldest = x.oldest_unresolved
-                       ? x.oldest_unresolved->time_since_epoch().count()
-                       : -1;
-    auto result = f(caf::meta::type_name("es.dead_letter_stats"), x.total,
-                    x.failed, x.retrying, x.resolved, x.by_projection,
-                    oldest);
-    if constexpr (!Inspector::reads_state) {
-      if (oldest >= 0)
-        x.oldest_unresolved = timestamp{std::chrono::microseconds{oldest}};
-      else
-        x.oldest_unresolved.reset();
-    }
-    return result;
+    return f(caf::meta::type_name("es.dead_letter_stats"), x.total, x.failed,
+             x.retrying, x.resolved, x.by_projection,
+             detail::optional_time_ref{x.oldest_unresolved});
   }
 };
 

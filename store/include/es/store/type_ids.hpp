@@ -8,6 +8,7 @@
 #include "es/store/event.hpp"
 #include "es/store/event_store.hpp"
 #include "es/store/expected_version.hpp"
+#include "es/store/state_stores.hpp"
 #include "es/store/uuid.hpp"
 
 namespace caf {
@@ -29,6 +30,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(es_store, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(es_store, (es::read_all_options))
   CAF_ADD_TYPE_ID(es_store, (es::all_slice))
   CAF_ADD_TYPE_ID(es_store, (es::store_metrics))
+  CAF_ADD_TYPE_ID(es_store, (es::snapshot))
+  CAF_ADD_TYPE_ID(es_store, (std::vector<es::snapshot>))
+  CAF_ADD_TYPE_ID(es_store, (es::checkpoint))
+  CAF_ADD_TYPE_ID(es_store, (es::dead_letter))
+  CAF_ADD_TYPE_ID(es_store, (std::vector<es::dead_letter>))
+  CAF_ADD_TYPE_ID(es_store, (es::dead_letter_stats))
   CAF_ADD_TYPE_ID(es_store, (std::vector<es::event_data>))
   CAF_ADD_TYPE_ID(es_store, (std::vector<es::recorded_event>))
 

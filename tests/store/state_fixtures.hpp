@@ -1,0 +1,69 @@
+// One fixture per state store adapter, so the state suite runs for every
+// backend. Each call returns a fresh, empty store.
+#pragma once
+
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "es/store/errors.hpp"
+#include "es/store/state_stores.hpp"
+
+#include "temp_dir.hpp"
+
+namespace es::test {
+
+struct memory_state_fixture {
+  static constexpr const char* name = "memory";
+
+  snapshot_store_ptr snapshots() {
+    return make_memory_snapshot_store();
+  }
+
+  checkpoint_store_ptr checkpoints() {
+    return make_memory_checkpoint_store();
+  }
+
+  dead_letter_store_ptr dead_letters() {
+    return make_memory_dead_letter_store();
+  }
+};
+
+struct sqlite_state_fixture {
+  static constexpr const char* name = "sqlite";
+
+  temp_dir dir;
+  int opened = 0;
+
+  snapshot_store_ptr snapshots() {
+    auto store = make_sqlite_snapshot_store(next_file());
+    if (!store)
+      FAIL("cannot open the SQLite snapshot store: "
+           << describe(store.error()));
+    return *store;
+  }
+
+  checkpoint_store_ptr checkpoints() {
+    auto store = make_sqlite_checkpoint_store(next_file());
+    if (!store)
+      FAIL("cannot open the SQLite checkpoint store: "
+           << describe(store.error()));
+    return *store;
+  }
+
+  dead_letter_store_ptr dead_letters() {
+    auto store = make_sqlite_dead_letter_store(next_file());
+    if (!store)
+      FAIL("cannot open the SQLite dead-letter store: "
+           << describe(store.error()));
+    return *store;
+  }
+
+private:
+  /// A database file no store of this fixture used yet.
+  std::string next_file() {
+    return dir.file("state-" + std::to_string(opened++) + ".db");
+  }
+};
+
+} // namespace es::test
