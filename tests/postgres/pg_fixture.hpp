@@ -46,16 +46,35 @@ public:
 
   /// Runs `sql`; FAILs on error.
   void exec(const std::string& sql) {
-    auto* res = PQexec(conn_, sql.c_str());
-    auto status = PQresultStatus(res);
-    std::string msg = PQresultErrorMessage(res);
-    PQclear(res);
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+    std::string msg;
+    if (!try_exec(sql, msg))
       FAIL("SQL failed: " << sql << ": " << msg);
+  }
+
+  /// Runs `sql`, reconnecting once if the server went away (for example
+  /// after a restart). Returns false with the message on error.
+  bool try_exec(const std::string& sql, std::string& msg) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (PQstatus(conn_) != CONNECTION_OK) {
+        PQreset(conn_);
+        PQclear(PQexec(conn_, "SET client_min_messages = warning"));
+      }
+      auto* res = PQexec(conn_, sql.c_str());
+      auto status = PQresultStatus(res);
+      msg = PQresultErrorMessage(res);
+      PQclear(res);
+      if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+        return true;
+      if (PQstatus(conn_) == CONNECTION_OK)
+        return false;
+    }
+    return false;
   }
 
   /// Runs `sql` and returns the first column of the first row as text.
   std::string value(const std::string& sql) {
+    if (PQstatus(conn_) != CONNECTION_OK)
+      PQreset(conn_);
     auto* res = PQexec(conn_, sql.c_str());
     std::string result;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
@@ -88,8 +107,10 @@ struct postgres_fixture {
   std::vector<std::string> schemas;
 
   ~postgres_fixture() {
+    // No FAIL in a destructor: a schema left behind is only clutter.
+    std::string msg;
     for (const auto& s : schemas)
-      admin.exec("DROP SCHEMA IF EXISTS " + s + " CASCADE");
+      admin.try_exec("DROP SCHEMA IF EXISTS " + s + " CASCADE", msg);
   }
 
   /// Creates a fresh schema and returns a config for it.

@@ -219,12 +219,10 @@ public:
     ps.add(from);
     ps.add(bound);
     ps.add(count);
-    auto conn = readers_.take();
-    if (!conn)
-      return std::move(conn.error());
-    auto r = (*conn)->run(forwards ? "es_read_stream_fwd"
-                                   : "es_read_stream_bwd",
-                          sql, ps, true);
+    auto r = with_reader([&](connection& c) {
+      return c.run(forwards ? "es_read_stream_fwd" : "es_read_stream_bwd",
+                   sql, ps, true);
+    });
     if (!r)
       return std::move(r.error());
     stream_slice slice;
@@ -301,10 +299,8 @@ public:
     sql += where;
     sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
            " ORDER BY e.global_position ASC";
-    auto conn = readers_.take();
-    if (!conn)
-      return std::move(conn.error());
-    auto r = (*conn)->run(name.c_str(), sql, ps, true);
+    auto r = with_reader(
+      [&](connection& c) { return c.run(name.c_str(), sql, ps, true); });
     if (!r)
       return std::move(r.error());
     all_slice slice;
@@ -327,14 +323,13 @@ public:
     params ps;
     ps.add(stream.aggregate_type);
     ps.add(stream.aggregate_id);
-    auto conn = readers_.take();
-    if (!conn)
-      return std::move(conn.error());
-    auto r = (*conn)->run("es_stream_version",
-                          "SELECT COALESCE(MAX(aggregate_version), 0)"
-                          " FROM events WHERE aggregate_type = $1"
-                          " AND aggregate_id = $2::uuid",
-                          ps, true);
+    auto r = with_reader([&](connection& c) {
+      return c.run("es_stream_version",
+                   "SELECT COALESCE(MAX(aggregate_version), 0)"
+                   " FROM events WHERE aggregate_type = $1"
+                   " AND aggregate_id = $2::uuid",
+                   ps, true);
+    });
     if (!r)
       return std::move(r.error());
     return r->int8(0, 0);
@@ -344,13 +339,11 @@ public:
   find_event(const uuid& event_id) override {
     params ps;
     ps.add(event_id);
-    auto conn = readers_.take();
-    if (!conn)
-      return std::move(conn.error());
     std::string sql = "SELECT ";
     sql += event_columns;
     sql += " FROM events e WHERE e.event_id = $1::uuid";
-    auto r = (*conn)->run("es_find_event", sql, ps, true);
+    auto r = with_reader(
+      [&](connection& c) { return c.run("es_find_event", sql, ps, true); });
     if (!r)
       return std::move(r.error());
     if (r->rows() == 0)
@@ -359,18 +352,32 @@ public:
   }
 
   caf::expected<int64_t> head_position() override {
-    auto conn = readers_.take();
-    if (!conn)
-      return std::move(conn.error());
-    auto r = (*conn)->run("es_head",
-                          "SELECT position FROM es_position WHERE id = 1",
-                          params{}, true);
+    auto r = with_reader([&](connection& c) {
+      return c.run("es_head", "SELECT position FROM es_position WHERE id = 1",
+                   params{}, true);
+    });
     if (!r)
       return std::move(r.error());
     return r->int8(0, 0);
   }
 
 private:
+  /// Runs a read on a pooled connection. Reads are idempotent: when the
+  /// connection turns out to be broken (the server restarted or killed it),
+  /// the read runs once more on a fresh connection.
+  template <class F>
+  auto with_reader(F fn) -> decltype(fn(std::declval<connection&>())) {
+    for (int attempt = 0;; ++attempt) {
+      auto conn = readers_.take();
+      if (!conn)
+        return std::move(conn.error());
+      auto res = fn(**conn);
+      if (res || attempt > 0 || (*conn)->ok()
+          || !has_code(res.error(), store_errc::connection_failed))
+        return res;
+    }
+  }
+
   /// Commits a group in one transaction and two round trips. The first
   /// takes the position lock and fetches, for every stream and event id of
   /// the group, what the store holds; the rules of `append_rules.hpp` then

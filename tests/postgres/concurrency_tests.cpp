@@ -1,0 +1,312 @@
+// PostgreSQL under concurrency: writers in two processes, a reader tailing
+// the feed, transactions rolled back on purpose, and an independent check of
+// what was delivered against what was acknowledged.
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "es/store/errors.hpp"
+
+#include "pg_fixture.hpp"
+#include "temp_dir.hpp"
+#include "test_events.hpp"
+
+using namespace es;
+using namespace es::test;
+
+namespace {
+
+constexpr int processes = 2;
+constexpr int writers_per_process = 8;
+constexpr int appends_per_writer = 40;
+constexpr int shared_streams = 12;
+
+/// The streams all writers contend on, the same in every process.
+stream_id shared_stream(int i) {
+  uuid::bytes_type b{};
+  b[0] = 0x5e;
+  b[15] = static_cast<uint8_t>(i + 1);
+  return {"Order", uuid{b}};
+}
+
+/// Inserts two events under the position lock the way an append does, then
+/// rolls the transaction back. Returns the ids it inserted.
+std::vector<uuid> rolled_back_append(PGconn* conn) {
+  std::vector<uuid> ids{uuid::random(), uuid::random()};
+  auto stream = uuid::random();
+  std::string sql
+    = "BEGIN; SELECT position FROM es_position WHERE id = 1 FOR UPDATE;"
+      " INSERT INTO events (global_position, event_id, event_type,"
+      " event_version, aggregate_type, aggregate_id, aggregate_version,"
+      " occurred_at, payload) SELECT position + 1, '"
+      + ids[0].to_string() + "', 'Sabotage', 1, 'Doomed', '"
+      + stream.to_string()
+      + "', 1, now(), '{}' FROM es_position WHERE id = 1;"
+        " INSERT INTO events (global_position, event_id, event_type,"
+        " event_version, aggregate_type, aggregate_id, aggregate_version,"
+        " occurred_at, payload) SELECT position + 2, '"
+      + ids[1].to_string() + "', 'Sabotage', 1, 'Doomed', '"
+      + stream.to_string()
+      + "', 2, now(), '{}' FROM es_position WHERE id = 1;"
+        " UPDATE es_position SET position = position + 2 WHERE id = 1;"
+        " ROLLBACK";
+  PGresult* res = PQexec(conn, sql.c_str());
+  PQclear(res);
+  return ids;
+}
+
+/// Runs in a child process: writers append, a saboteur rolls back.
+int writer_process(const postgres_config& cfg, int index,
+                   const std::string& acked_file,
+                   const std::string& rolled_back_file) {
+  auto store = make_postgres_event_store(cfg);
+  if (!store)
+    return 10;
+  std::mutex mtx;
+  std::vector<uuid> acked;
+  std::vector<uuid> doomed;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers_per_process; ++w)
+    threads.emplace_back([&, w] {
+      std::mt19937 rng(static_cast<unsigned>(index * 100 + w));
+      for (int i = 0; i < appends_per_writer; ++i) {
+        auto s = shared_stream(static_cast<int>(rng() % shared_streams));
+        auto batch = make_batch(s, static_cast<int>(rng() % 4) + 1, i);
+        bool done = false;
+        for (int attempt = 0; attempt < 50 && !done; ++attempt) {
+          auto v = (*store)->stream_version(s);
+          if (!v)
+            continue;
+          auto expected = rng() % 10 == 0 ? expected_version::any()
+                                          : expected_version::exact(*v);
+          auto res = (*store)->append(s, expected, batch);
+          if (res) {
+            done = true;
+          } else if (!has_code(res.error(),
+                               store_errc::wrong_expected_version)
+                     && !is_retryable(res.error())) {
+            break;
+          }
+        }
+        if (!done) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard guard{mtx};
+        for (auto& ev : batch)
+          acked.push_back(ev.event_id);
+      }
+    });
+  threads.emplace_back([&] {
+    PGconn* conn = PQconnectdb(cfg.dsn.c_str());
+    for (int i = 0; i < 10; ++i) {
+      auto ids = rolled_back_append(conn);
+      std::lock_guard guard{mtx};
+      doomed.insert(doomed.end(), ids.begin(), ids.end());
+    }
+    PQfinish(conn);
+  });
+  for (auto& t : threads)
+    t.join();
+  std::ofstream a{acked_file};
+  for (auto& id : acked)
+    a << id.to_string() << '\n';
+  std::ofstream d{rolled_back_file};
+  for (auto& id : doomed)
+    d << id.to_string() << '\n';
+  return failures == 0 ? 0 : 11;
+}
+
+std::vector<uuid> read_ids(const std::string& file) {
+  std::vector<uuid> result;
+  std::ifstream in{file};
+  std::string line;
+  while (std::getline(in, line))
+    if (auto id = uuid::parse(line))
+      result.push_back(*id);
+  return result;
+}
+
+} // namespace
+
+TEST_CASE("concurrent writers in two processes against a tailing reader",
+          "[postgres][concurrency]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  auto reader_store = make_postgres_event_store(cfg);
+  REQUIRE(reader_store);
+  temp_dir dir;
+  // Fork before any thread of this process exists.
+  std::vector<pid_t> children;
+  for (int p = 0; p < processes; ++p) {
+    auto pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0)
+      _exit(writer_process(cfg, p, dir.file("acked-" + std::to_string(p)),
+                           dir.file("doomed-" + std::to_string(p))));
+    children.push_back(pid);
+  }
+  // The reader tails the feed the whole time.
+  std::atomic<bool> writers_done{false};
+  std::vector<recorded_event> delivered;
+  caf::error reader_error;
+  std::thread reader([&] {
+    read_all_options opts;
+    opts.max_count = 97;
+    for (;;) {
+      auto page = (*reader_store)->read_all(opts);
+      if (!page) {
+        reader_error = page.error();
+        return;
+      }
+      for (auto& ev : page->events)
+        delivered.push_back(std::move(ev));
+      opts.after_position = page->next_position;
+      // Stop only on an empty page read after the writers ended.
+      if (page->end_of_feed && writers_done && page->events.empty())
+        return;
+    }
+  });
+  int failed_children = 0;
+  for (auto pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      ++failed_children;
+  }
+  writers_done = true;
+  reader.join();
+  REQUIRE_FALSE(reader_error);
+  CHECK(failed_children == 0);
+  std::vector<uuid> acked;
+  std::vector<uuid> doomed;
+  for (int p = 0; p < processes; ++p) {
+    auto a = read_ids(dir.file("acked-" + std::to_string(p)));
+    auto d = read_ids(dir.file("doomed-" + std::to_string(p)));
+    acked.insert(acked.end(), a.begin(), a.end());
+    doomed.insert(doomed.end(), d.begin(), d.end());
+  }
+  INFO("acknowledged " << acked.size() << ", delivered " << delivered.size()
+                       << ", rolled back " << doomed.size());
+  REQUIRE(acked.size()
+          >= static_cast<size_t>(processes * writers_per_process
+                                 * appends_per_writer));
+  CHECK(doomed.size() == processes * 20);
+  // The independent checker.
+  auto head = (*reader_store)->head_position();
+  REQUIRE(head);
+  CHECK(static_cast<int64_t>(delivered.size()) == *head);
+  std::set<uuid> seen;
+  std::map<stream_id, int64_t> versions;
+  for (size_t i = 0; i < delivered.size(); ++i) {
+    const auto& ev = delivered[i];
+    // Every position once, in order, no gaps.
+    CHECK(ev.global_position == static_cast<int64_t>(i) + 1);
+    // No event id twice.
+    CHECK(seen.insert(ev.event_id).second);
+    // Versions per aggregate contiguous from 1.
+    auto& v = versions[ev.stream()];
+    CHECK(ev.aggregate_version == v + 1);
+    v = ev.aggregate_version;
+  }
+  // Every acknowledged event was delivered (exactly once, by the above).
+  size_t missing = 0;
+  for (auto& id : acked)
+    missing += seen.count(id) == 0 ? 1 : 0;
+  CHECK(missing == 0);
+  CHECK(seen.size() == acked.size());
+  // Nothing rolled back was delivered.
+  size_t leaked = 0;
+  for (auto& id : doomed)
+    leaked += seen.count(id);
+  CHECK(leaked == 0);
+}
+
+TEST_CASE("an open transaction holding positions delays younger appends, "
+          "and the feed skips nothing",
+          "[postgres][concurrency]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  auto store = make_postgres_event_store(cfg);
+  REQUIRE(store);
+  auto s = new_stream();
+  REQUIRE((*store)->append(s, expected_version::no_stream(),
+                           make_batch(s, 1)));
+  // An older transaction takes the lock and the next position (2).
+  pg_admin older_admin;
+  PGconn* older = PQconnectdb(cfg.dsn.c_str());
+  require_pg_server(older);
+  auto exec = [](PGconn* c, const std::string& sql) {
+    PGresult* res = PQexec(c, sql.c_str());
+    auto ok = PQresultStatus(res) == PGRES_COMMAND_OK
+              || PQresultStatus(res) == PGRES_TUPLES_OK;
+    std::string msg = PQresultErrorMessage(res);
+    PQclear(res);
+    if (!ok)
+      FAIL("SQL failed: " << msg);
+  };
+  auto older_id_1 = uuid::random();
+  auto older_id_2 = uuid::random();
+  auto older_stream = uuid::random();
+  auto insert = [&](const uuid& id, int pos, int version) {
+    exec(older, "INSERT INTO events (global_position, event_id, event_type,"
+                " event_version, aggregate_type, aggregate_id,"
+                " aggregate_version, occurred_at, payload) VALUES ("
+                  + std::to_string(pos) + ", '" + id.to_string()
+                  + "', 'ItemAdded', 1, 'Order', '"
+                  + older_stream.to_string() + "', "
+                  + std::to_string(version) + ", now(), '{}')");
+  };
+  exec(older, "BEGIN");
+  exec(older, "SELECT position FROM es_position WHERE id = 1 FOR UPDATE");
+  insert(older_id_1, 2, 1);
+  // A younger append now has to wait for the lock.
+  std::atomic<bool> younger_done{false};
+  caf::expected<append_result> younger_result{caf::error{}};
+  auto younger = make_batch(s, 1);
+  std::thread t([&] {
+    younger_result = (*store)->append(s, expected_version::exact(1), younger);
+    younger_done = true;
+  });
+  // Wait until the younger append blocks on the lock (a condition with a
+  // time limit, not a sleep).
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting; ++i)
+    waiting = older_admin.value(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type"
+                " = 'Lock' AND application_name = 'eventsource'")
+              != "0";
+  REQUIRE(waiting);
+  CHECK_FALSE(younger_done);
+  // The feed shows nothing beyond position 1 while the older one is open.
+  auto page = (*store)->read_all({});
+  REQUIRE(page);
+  CHECK(page->events.size() == 1);
+  CHECK(page->next_position == 1);
+  // The older transaction takes a higher position too, then commits.
+  insert(older_id_2, 3, 2);
+  exec(older, "UPDATE es_position SET position = 3 WHERE id = 1");
+  exec(older, "COMMIT");
+  t.join();
+  PQfinish(older);
+  REQUIRE(younger_result);
+  CHECK(younger_result->first_position == 4);
+  // A reader continuing from position 1 gets 2, 3, 4 in order, once each.
+  read_all_options opts;
+  opts.after_position = 1;
+  auto rest = (*store)->read_all(opts);
+  REQUIRE(rest);
+  REQUIRE(rest->events.size() == 3);
+  CHECK(rest->events[0].event_id == older_id_1);
+  CHECK(rest->events[1].event_id == older_id_2);
+  CHECK(rest->events[2].event_id == younger.front().event_id);
+}
