@@ -123,9 +123,13 @@ struct postgres_fixture {
     return cfg;
   }
 
+  /// Partitions of the events table (0: plain).
+  int partitions = 0;
+
   event_store_ptr open(std::shared_ptr<const event_registry> registry = {},
                        store_limits limits = {}) {
     auto cfg = fresh_config();
+    cfg.events_partitions = partitions;
     cfg.registry = std::move(registry);
     cfg.limits = limits;
     auto store = make_postgres_event_store(cfg);
@@ -134,6 +138,15 @@ struct postgres_fixture {
                                                 << " (start the server with "
                                                    "`scripts/pg start`)");
     return *store;
+  }
+};
+
+/// The same store over an events table hash-partitioned four ways.
+struct postgres_partitioned_fixture : postgres_fixture {
+  static constexpr const char* name = "postgres_partitioned";
+
+  postgres_partitioned_fixture() {
+    partitions = 4;
   }
 };
 

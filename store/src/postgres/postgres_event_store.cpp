@@ -60,7 +60,17 @@ const std::string begin_sql = "BEGIN";
 const std::string lock_sql
   = "SELECT position FROM es_position WHERE id = 1 FOR UPDATE";
 // Heads of the group's streams (rows with a NULL event id) and the stored
-// events with the group's event ids, in one statement.
+// events with the group's event ids, in one statement. The partitioned
+// variant finds event ids in event_ids.
+const std::string lookup_partitioned_sql
+  = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
+    " NULL::bigint FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true"
+    " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
+    " aggregate_version, NULL::uuid, global_position FROM event_ids"
+    " WHERE event_id = ANY ($3::uuid[])";
 const std::string lookup_sql
   = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
     " NULL::bigint FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
@@ -83,6 +93,23 @@ const std::string insert_sql
     " $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[])"
     " AS t(pos, id, etype, ever, atype, aid, aver, tenant, occ, corr, caus,"
     " actor, meta, payload) RETURNING 1)"
+    " UPDATE es_position SET position = $15 WHERE id = 1";
+const std::string insert_partitioned_sql
+  = "WITH ins AS (INSERT INTO events (global_position, event_id, event_type,"
+    " event_version, aggregate_type, aggregate_id, aggregate_version,"
+    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
+    " metadata, payload)"
+    " SELECT t.pos, t.id, t.etype, t.ever, t.atype, t.aid, t.aver, t.tenant,"
+    " 'epoch'::timestamptz + t.occ * interval '1 microsecond', t.corr,"
+    " t.caus, t.actor, t.meta, t.payload::json"
+    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::integer[],"
+    " $5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::bigint[],"
+    " $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[])"
+    " AS t(pos, id, etype, ever, atype, aid, aver, tenant, occ, corr, caus,"
+    " actor, meta, payload)"
+    " RETURNING event_id, aggregate_type, aggregate_id, aggregate_version,"
+    " global_position),"
+    " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
     " UPDATE es_position SET position = $15 WHERE id = 1";
 const std::string outbox_sql
   = "INSERT INTO event_outbox (event_id, global_position, event_type,"
@@ -134,8 +161,9 @@ struct insert_columns {
 
 class postgres_event_store final : public event_store {
 public:
-  explicit postgres_event_store(postgres_config cfg)
+  postgres_event_store(postgres_config cfg, bool partitioned)
     : cfg_(cfg),
+      partitioned_(partitioned),
       readers_(cfg, cfg.read_connections),
       writers_(cfg, 1),
       queue_(cfg.max_group_size,
@@ -341,9 +369,19 @@ public:
     ps.add(event_id);
     std::string sql = "SELECT ";
     sql += event_columns;
-    sql += " FROM events e WHERE e.event_id = $1::uuid";
-    auto r = with_reader(
-      [&](connection& c) { return c.run("es_find_event", sql, ps, true); });
+    // Partitioned: find the stream through event_ids, so only its partition
+    // is searched.
+    sql += partitioned_
+             ? " FROM event_ids i JOIN events e"
+               " ON e.aggregate_type = i.aggregate_type"
+               " AND e.aggregate_id = i.aggregate_id"
+               " AND e.aggregate_version = i.aggregate_version"
+               " WHERE i.event_id = $1::uuid"
+             : " FROM events e WHERE e.event_id = $1::uuid";
+    auto r = with_reader([&](connection& c) {
+      return c.run(partitioned_ ? "es_find_event_p" : "es_find_event", sql,
+                   ps, true);
+    });
     if (!r)
       return std::move(r.error());
     if (r->rows() == 0)
@@ -432,7 +470,11 @@ private:
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
       insert_columns::put(ps, event_ids);
-      first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
+      if (partitioned_)
+        first.push_back({"es_lookup_p", &lookup_partitioned_sql,
+                         std::move(ps), true});
+      else
+        first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
     }
     auto got = run_pipeline(**conn, first);
     if (!got) {
@@ -521,7 +563,11 @@ private:
       insert_columns::put(ins, rows.meta);
       insert_columns::put(ins, rows.payload);
       ins.add(position);
-      second.push_back({"es_insert", &insert_sql, std::move(ins), false});
+      if (partitioned_)
+        second.push_back({"es_insert_p", &insert_partitioned_sql,
+                          std::move(ins), false});
+      else
+        second.push_back({"es_insert", &insert_sql, std::move(ins), false});
       if (cfg_.outbox) {
         params ob;
         insert_columns::put(ob, rows.id);
@@ -622,6 +668,7 @@ private:
   }
 
   postgres_config cfg_;
+  bool partitioned_;
   pool readers_;
   pool writers_;
   detail::metrics_counter metrics_;
@@ -634,22 +681,26 @@ caf::error postgres_migrate(const postgres_config& cfg) {
   auto conn = detail::pg::connection::open(cfg);
   if (!conn)
     return std::move(conn.error());
-  return detail::pg::migrate(**conn);
+  return detail::pg::migrate(**conn, cfg.events_partitions);
 }
 
 caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg) {
   if (cfg.max_group_size == 0)
     cfg.max_group_size = 1;
-  if (cfg.migrate) {
+  if (cfg.migrate)
     if (auto err = postgres_migrate(cfg))
       return err;
-  } else {
-    // Check the connection settings now rather than on the first call.
-    auto conn = detail::pg::connection::open(cfg);
-    if (!conn)
-      return std::move(conn.error());
-  }
-  return std::make_shared<postgres_event_store>(std::move(cfg));
+  // Checks the connection settings now rather than on the first call, and
+  // finds out which schema variant the database has.
+  auto conn = detail::pg::connection::open(cfg);
+  if (!conn)
+    return std::move(conn.error());
+  auto variant = (*conn)->exec("SELECT (to_regclass('event_ids') IS NOT NULL)"
+                               "::text");
+  if (!variant)
+    return std::move(variant.error());
+  bool partitioned = variant->text(0, 0) == "true";
+  return std::make_shared<postgres_event_store>(std::move(cfg), partitioned);
 }
 
 } // namespace es

@@ -22,27 +22,7 @@ CREATE TABLE es_position (
 );
 INSERT INTO es_position VALUES (1, 0);
 
-CREATE TABLE events (
-  global_position   bigint      PRIMARY KEY,
-  event_id          uuid        NOT NULL UNIQUE,
-  event_type        text        NOT NULL,
-  event_version     integer     NOT NULL,
-  aggregate_type    text        NOT NULL,
-  aggregate_id      uuid        NOT NULL,
-  aggregate_version bigint      NOT NULL CHECK (aggregate_version >= 1),
-  tenant_id         uuid,
-  occurred_at       timestamptz NOT NULL,
-  recorded_at       timestamptz NOT NULL DEFAULT now(),
-  correlation_id    uuid,
-  causation_id      uuid,
-  actor_id          text        NOT NULL DEFAULT '',
-  metadata          text        NOT NULL DEFAULT '',
-  payload           json        NOT NULL,
-  UNIQUE (aggregate_type, aggregate_id, aggregate_version)
-);
-CREATE INDEX events_type_position ON events (event_type, global_position);
-CREATE INDEX events_tenant_position ON events (tenant_id, global_position)
-  WHERE tenant_id IS NOT NULL;
+-- events: see events_ddl()
 
 CREATE TABLE event_outbox (
   id              bigserial   PRIMARY KEY,
@@ -103,6 +83,62 @@ CREATE TABLE snapshots (
 
 )sql";
 
+/// The events table, plain or hash-partitioned by aggregate id. A
+/// partitioned table cannot enforce uniqueness without its partition key, so
+/// the partitioned variant keeps (aggregate, version) unique through its
+/// primary key, and event ids unique through the event_ids table written in
+/// the same transaction; global positions stay unique because they are
+/// allocated under the position lock.
+std::string events_ddl(int partitions) {
+  std::string columns = R"sql(
+  global_position   bigint      NOT NULL,
+  event_id          uuid        NOT NULL,
+  event_type        text        NOT NULL,
+  event_version     integer     NOT NULL,
+  aggregate_type    text        NOT NULL,
+  aggregate_id      uuid        NOT NULL,
+  aggregate_version bigint      NOT NULL CHECK (aggregate_version >= 1),
+  tenant_id         uuid,
+  occurred_at       timestamptz NOT NULL,
+  recorded_at       timestamptz NOT NULL DEFAULT now(),
+  correlation_id    uuid,
+  causation_id      uuid,
+  actor_id          text        NOT NULL DEFAULT '',
+  metadata          text        NOT NULL DEFAULT '',
+  payload           json        NOT NULL,)sql";
+  std::string indexes = R"sql(
+CREATE INDEX events_type_position ON events (event_type, global_position);
+CREATE INDEX events_tenant_position ON events (tenant_id, global_position)
+  WHERE tenant_id IS NOT NULL;
+)sql";
+  if (partitions <= 0)
+    return "CREATE TABLE events (" + columns
+           + R"sql(
+  PRIMARY KEY (global_position),
+  UNIQUE (event_id),
+  UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);)sql" + indexes;
+  std::string result = "CREATE TABLE events (" + columns + R"sql(
+  PRIMARY KEY (aggregate_type, aggregate_id, aggregate_version)
+) PARTITION BY HASH (aggregate_id);
+)sql";
+  for (int i = 0; i < partitions; ++i)
+    result += "CREATE TABLE events_p" + std::to_string(i)
+              + " PARTITION OF events FOR VALUES WITH (MODULUS "
+              + std::to_string(partitions) + ", REMAINDER "
+              + std::to_string(i) + ");\n";
+  result += R"sql(CREATE INDEX events_position ON events (global_position);
+CREATE TABLE event_ids (
+  event_id          uuid   PRIMARY KEY,
+  aggregate_type    text   NOT NULL,
+  aggregate_id      uuid   NOT NULL,
+  aggregate_version bigint NOT NULL,
+  global_position   bigint NOT NULL
+);
+)sql";
+  return result + indexes;
+}
+
 } // namespace
 
 const std::vector<migration>& migrations() {
@@ -112,7 +148,7 @@ const std::vector<migration>& migrations() {
   return list;
 }
 
-caf::error migrate(connection& conn) {
+caf::error migrate(connection& conn, int partitions) {
   // One lock for all migrators of this database (an arbitrary constant).
   constexpr const char* lock = "SELECT pg_advisory_xact_lock(7286153409)";
   auto res = conn.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -157,7 +193,10 @@ caf::error migrate(connection& conn) {
       static_cast<void>(conn.exec("COMMIT"));
       continue;
     }
-    auto applied = conn.exec(m.sql);
+    std::string sql = m.sql;
+    if (m.version == 1)
+      sql = events_ddl(partitions) + sql;
+    auto applied = conn.exec(sql);
     if (applied)
       applied = conn.exec("INSERT INTO schema_migrations (version, "
                           "description) VALUES ("

@@ -19,7 +19,8 @@ struct migration {
 const std::vector<migration>& migrations();
 
 /// Applies pending migrations on `conn`, each in its own transaction under
-/// a transaction-scoped advisory lock.
-caf::error migrate(connection& conn);
+/// a transaction-scoped advisory lock. `partitions` > 0 creates the events
+/// table hash-partitioned into that many partitions (first migration only).
+caf::error migrate(connection& conn, int partitions);
 
 } // namespace es::detail::pg

@@ -43,6 +43,11 @@ struct postgres_config {
   bool outbox = false;
   /// Apply pending schema migrations when a store opens.
   bool migrate = true;
+  /// When the schema is first created: 0 for a plain events table, N > 0
+  /// for one hash-partitioned by aggregate id into N partitions (see
+  /// docs/postgres.md for the trade-offs). Ignored for existing schemas;
+  /// the store detects the variant.
+  int events_partitions = 0;
 };
 
 /// Returns the schema version this library creates and understands.
