@@ -44,6 +44,11 @@ struct counter_state {
   int64_t value = 0;
 };
 
+template <class F>
+bool fields(F& f, counter_state& x) {
+  return f("value", x.value);
+}
+
 class counter : public aggregate<counter_state> {
 public:
   static constexpr std::string_view aggregate_type = "Counter";

@@ -107,6 +107,15 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     es::bench::print_table(rows);
     return;
   }
+  if (p.scenario == "recover") {
+    if (cfg.events == 10000 || cfg.events <= 0)
+      p.events = 10000;
+    auto rows = es::bench::run_recover(p);
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+  }
   if (p.scenario == "read-all") {
     if (p.backend != "postgres" && p.backend != "sqlite") {
       std::cerr << "esbench: read-all needs --backend=postgres or sqlite\n";
@@ -131,7 +140,8 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     p.batch = cfg.batch > 0 ? cfg.batch : 100;
   else {
     std::cerr << "esbench: unknown --scenario " << p.scenario
-              << " (append, append-batch, commands, idle-memory, read-all)\n";
+              << " (append, append-batch, commands, idle-memory, read-all,"
+                 " recover)\n";
     std::exit(2);
   }
   if (p.backend != "memory" && p.backend != "sqlite"

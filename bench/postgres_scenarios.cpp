@@ -13,6 +13,9 @@
 #include "es/store/event_registry.hpp"
 #include "es/store/postgres_event_store.hpp"
 #include "es/store/sqlite_event_store.hpp"
+#include "es/store/state_stores.hpp"
+
+#include "counter.hpp"
 
 namespace es::bench {
 
@@ -367,6 +370,132 @@ run_result run_raw_read_all(const bench_params& p) {
   r.latencies_us = std::move(lat);
   r.note = "  (pages of 1000, keyset, no decoding)";
   return r;
+}
+
+std::vector<run_result> run_recover(const bench_params& p) {
+  using counter_bench::counter;
+  using counter_bench::incremented;
+  std::shared_ptr<void> keep;
+  event_store_ptr store;
+  snapshot_store_ptr snapshots;
+  std::string raw_dsn;
+  if (p.backend == "postgres") {
+    auto schema = std::make_shared<pg_schema>(p.dsn);
+    postgres_config cfg;
+    cfg.dsn = schema->dsn();
+    raw_dsn = cfg.dsn;
+    auto res = make_postgres_event_store(cfg);
+    if (!res)
+      fail(describe(res.error()));
+    store = *res;
+    auto snaps = make_postgres_snapshot_store(cfg);
+    if (!snaps)
+      fail(describe(snaps.error()));
+    snapshots = *snaps;
+    keep = schema;
+  } else {
+    fail("recover needs --backend=postgres");
+  }
+  auto registry = counter_bench::make_registry();
+  stream_id s{"Counter", uuid::random()};
+  auto total = p.events > 0 ? p.events : 10000;
+  for (int64_t done = 0; done < total;) {
+    event_batch batch;
+    for (int i = 0; i < 100 && done < total; ++i, ++done)
+      batch.push_back(*make_event(incremented{1}));
+    if (auto res = store->append(s, expected_version::any(), batch); !res)
+      fail(describe(res.error()));
+  }
+  auto load_full = [&] {
+    counter agg{s.aggregate_id, registry};
+    read_stream_options ro;
+    auto err = for_each_in_stream(*store, s, ro, [&](recorded_event& ev) {
+      return agg.apply_stored(ev);
+    });
+    if (err || agg.state().value != total)
+      fail("full replay failed");
+    return agg.version();
+  };
+  // Write the snapshot the aggregate actor would write.
+  {
+    counter agg{s.aggregate_id, registry};
+    read_stream_options ro;
+    static_cast<void>(for_each_in_stream(*store, s, ro,
+                                         [&](recorded_event& ev) {
+                                           return agg.apply_stored(ev);
+                                         }));
+    auto snap = es::detail::take_snapshot(agg);
+    if (!snap || !*snapshots->save(*snap))
+      fail("cannot write the snapshot");
+  }
+  auto load_snapshot = [&] {
+    counter agg{s.aggregate_id, registry};
+    auto snap = snapshots->load(s);
+    if (!snap || !*snap || !es::detail::restore_snapshot(agg, **snap))
+      fail("snapshot not usable");
+    read_stream_options ro;
+    ro.from_version = agg.version() + 1;
+    auto err = for_each_in_stream(*store, s, ro, [&](recorded_event& ev) {
+      return agg.apply_stored(ev);
+    });
+    if (err || agg.state().value != total)
+      fail("snapshot recovery failed");
+    return agg.version();
+  };
+  auto measure = [&](const char* scenario, auto fn) {
+    run_result r;
+    r.backend = p.backend;
+    r.scenario = scenario;
+    r.writers = 1;
+    r.batch = 1;
+    auto start = clock::now();
+    for (int i = 0; i < 5; ++i) {
+      auto one = clock::now();
+      r.events += fn();
+      r.latencies_us.push_back(micros_since(one));
+    }
+    r.seconds = micros_since(start) / 1e6;
+    r.note = "  (5 loads of one aggregate; latency per load)";
+    return r;
+  };
+  std::vector<run_result> rows;
+  rows.push_back(measure("recover", load_full));
+  rows.push_back(measure("recover-snapshot", load_snapshot));
+  // Raw: the same rows read by aggregate id and version, plain libpq.
+  run_result raw;
+  raw.backend = "raw-postgres";
+  raw.scenario = "recover";
+  raw.writers = 1;
+  raw.batch = 1;
+  PGconn* conn = connect(raw_dsn);
+  auto start = clock::now();
+  for (int i = 0; i < 5; ++i) {
+    auto one = clock::now();
+    int64_t after = 0;
+    for (;;) {
+      std::string sql = "SELECT aggregate_version, payload FROM events"
+                        " WHERE aggregate_type = 'Counter' AND aggregate_id = '"
+                        + s.aggregate_id.to_string()
+                        + "' AND aggregate_version > "
+                        + std::to_string(after)
+                        + " ORDER BY aggregate_version LIMIT 1000";
+      PGresult* res = PQexec(conn, sql.c_str());
+      check(res, conn, "raw recover");
+      int n = PQntuples(res);
+      raw.events += n;
+      if (n > 0)
+        after = std::stoll(PQgetvalue(res, n - 1, 0));
+      PQclear(res);
+      if (n < 1000)
+        break;
+    }
+    raw.latencies_us.push_back(micros_since(one));
+  }
+  raw.seconds = micros_since(start) / 1e6;
+  raw.note = "  (5 reads of the stream in pages of 1000, no decoding)";
+  PQfinish(conn);
+  rows.push_back(raw);
+  return rows;
 }
 
 } // namespace es::bench

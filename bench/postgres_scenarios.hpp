@@ -29,4 +29,9 @@ run_result run_read_all(const bench_params& params);
 /// decoding: backend raw-postgres or raw-sqlite.
 run_result run_raw_read_all(const bench_params& params);
 
+/// Times loading one aggregate of `params.events` events (default 10,000):
+/// a full replay, and a snapshot plus the events after it (none). Returns
+/// both runs and the raw read of the same rows with the plain driver.
+std::vector<run_result> run_recover(const bench_params& params);
+
 } // namespace es::bench

@@ -200,7 +200,8 @@ public:
   caf::expected<std::vector<checkpoint>> list() override {
     auto r = run("es_cp_list",
                  std::string{"SELECT "} + checkpoint_columns
-                   + " FROM projection_checkpoints ORDER BY projection_name",
+                   + " FROM projection_checkpoints"
+                     " ORDER BY projection_name COLLATE \"C\"",
                  params{});
     if (!r)
       return std::move(r.error());

@@ -330,16 +330,24 @@ public:
   }
 
   caf::expected<bool> mark_retrying(int64_t id) override {
-    return update("UPDATE dead_letter_queue SET status = 'retrying'"
-                  " WHERE id = ?1",
-                  id, {});
+    return with("UPDATE dead_letter_queue SET status = 'retrying'"
+                " WHERE id = ?1",
+                [&](statement& st) -> caf::expected<bool> {
+                  st.bind(1, id);
+                  return run_update(st);
+                });
   }
 
   caf::expected<bool> mark_resolved(int64_t id,
                                     const std::string& by) override {
-    return update("UPDATE dead_letter_queue SET status = 'resolved',"
-                  " resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
-                  id, by);
+    return with("UPDATE dead_letter_queue SET status = 'resolved',"
+                " resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
+                [&](statement& st) -> caf::expected<bool> {
+                  st.bind(1, id);
+                  st.bind(2, micros(now_utc()));
+                  st.bind(3, std::string_view{by});
+                  return run_update(st);
+                });
   }
 
   caf::expected<dead_letter_stats> stats() override {
@@ -386,20 +394,7 @@ public:
   }
 
 private:
-  caf::expected<bool> update(const char* sql, int64_t id,
-                             const std::string& by) {
-    return with(sql, [&](statement& st) -> caf::expected<bool> {
-      st.bind(1, id);
-      return run_update(st, by);
-    });
-  }
-
-  caf::expected<bool> run_update(statement& st, const std::string& by) {
-    // Statements with resolution details take ?2 and ?3.
-    if (!by.empty()) {
-      st.bind(2, micros(now_utc()));
-      st.bind(3, std::string_view{by});
-    }
+  caf::expected<bool> run_update(statement& st) {
     auto rc = st.step();
     if (rc != SQLITE_DONE)
       return fail(rc, "cannot update dead letter");
