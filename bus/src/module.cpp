@@ -34,7 +34,7 @@ bool classify_bus_errc(uint8_t code) {
 } // namespace detail
 
 void add_bus_module(caf::actor_system_config& cfg) {
-  add_store_module(cfg);
+  add_supervision_module(cfg);
   cfg.add_message_types<caf::id_block::es_bus>();
   cfg.add_error_category(caf::atom("es_bus"),
                          [](uint8_t code, caf::atom_value category,

@@ -4,13 +4,13 @@
 #include <caf/type_id.hpp>
 
 #include "es/bus/event_bus.hpp"
-#include "es/store/type_ids.hpp"
+#include "es/supervision/type_ids.hpp"
 
 namespace caf {
 class actor_system_config;
 } // namespace caf
 
-CAF_BEGIN_TYPE_ID_BLOCK(es_bus, caf::id_block::es_store::end)
+CAF_BEGIN_TYPE_ID_BLOCK(es_bus, caf::id_block::es_supervision::end)
 
   CAF_ADD_TYPE_ID(es_bus, (es::bus_stats))
 
