@@ -25,7 +25,7 @@ GRANT USAGE ON SEQUENCE :"schema".event_outbox_id_seq TO :"role";
 -- Projection state, dead letters and snapshots change as they work.
 GRANT SELECT, INSERT, UPDATE, DELETE
   ON :"schema".projection_checkpoints, :"schema".dead_letter_queue,
-     :"schema".snapshots
+     :"schema".snapshots, :"schema".processed_events
   TO :"role";
 GRANT USAGE ON SEQUENCE :"schema".dead_letter_queue_id_seq TO :"role";
 

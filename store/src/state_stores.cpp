@@ -136,6 +136,10 @@ struct stream_hash {
 
 class memory_snapshot_store final : public snapshot_store {
 public:
+  bool blocking() const override {
+    return false;
+  }
+
   caf::expected<bool> save(const snapshot& snap) override {
     std::lock_guard guard{mtx_};
     auto i = snaps_.find(snap.stream);
@@ -166,6 +170,10 @@ private:
 
 class memory_checkpoint_store final : public checkpoint_store {
 public:
+  bool blocking() const override {
+    return false;
+  }
+
   caf::expected<checkpoint> save(const checkpoint& cp) override {
     std::lock_guard guard{mtx_};
     auto i = cps_.find(cp.projection);
@@ -204,6 +212,10 @@ private:
 
 class memory_dead_letter_store final : public dead_letter_store {
 public:
+  bool blocking() const override {
+    return false;
+  }
+
   caf::expected<int64_t> add(const dead_letter& entry) override {
     std::lock_guard guard{mtx_};
     for (auto& [id, e] : entries_)

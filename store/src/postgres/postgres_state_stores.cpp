@@ -6,11 +6,13 @@
 #include "postgres/connection.hpp"
 #include "postgres/pool.hpp"
 #include "postgres/schema.hpp"
+#include "postgres/state_sql.hpp"
 
 namespace es {
 
 namespace {
 
+using detail::pg::connection;
 using detail::pg::params;
 using detail::pg::pool;
 using detail::pg::result;
@@ -127,47 +129,111 @@ checkpoint read_checkpoint(const result& r, int row) {
   return cp;
 }
 
+} // namespace
+
+namespace detail::pg {
+
+caf::expected<checkpoint> save_checkpoint(connection& conn,
+                                          const checkpoint& cp) {
+  params ps;
+  ps.add(cp.projection);
+  ps.add(cp.position);
+  if (cp.event_id.is_nil())
+    ps.add_null();
+  else
+    ps.add(cp.event_id);
+  ps.add(cp.event_type);
+  ps.add(cp.events_processed);
+  ps.add(micros(cp.updated_at));
+  // The upsert changes nothing when the stored checkpoint is further; the
+  // second part returns what is stored either way.
+  auto r = conn.run("es_cp_save",
+                    std::string{"WITH up AS (INSERT INTO projection_checkpoints"
+                                " (projection_name, global_position, event_id,"
+                                " event_type, events_processed, updated_at)"
+                                " VALUES ($1, $2, $3::uuid, $4, $5, "}
+                      + at(6)
+                      + ") ON CONFLICT (projection_name) DO UPDATE SET"
+                        " global_position = excluded.global_position,"
+                        " event_id = excluded.event_id,"
+                        " event_type = excluded.event_type,"
+                        " events_processed = excluded.events_processed,"
+                        " updated_at = excluded.updated_at"
+                        " WHERE excluded.global_position >="
+                        " projection_checkpoints.global_position RETURNING "
+                      + checkpoint_columns + ") SELECT " + checkpoint_columns
+                      + " FROM up UNION ALL SELECT " + checkpoint_columns
+                      + " FROM projection_checkpoints"
+                        " WHERE projection_name = $1"
+                        " AND NOT EXISTS (SELECT 1 FROM up)",
+                    ps, true);
+  if (!r)
+    return std::move(r.error());
+  if (r->rows() == 0)
+    return make_store_error(store_errc::internal, "checkpoint vanished");
+  return read_checkpoint(*r, 0);
+}
+
+caf::expected<int64_t> add_dead_letter(connection& conn, const dead_letter& e) {
+  params ps;
+  ps.add(e.projection);
+  ps.add(e.event_id);
+  ps.add(e.global_position);
+  ps.add(e.event_type);
+  ps.add(e.event_data);
+  ps.add(e.error_message);
+  ps.add(e.error_context);
+  ps.add(int64_t{e.retry_count});
+  ps.add(micros(e.first_failed_at));
+  ps.add(micros(e.last_failed_at));
+  auto r = conn.run("es_dlq_add",
+                    "INSERT INTO dead_letter_queue (projection_name, event_id,"
+                    " global_position, event_type, event_data, error_message,"
+                    " error_context, retry_count, status, first_failed_at,"
+                    " last_failed_at) VALUES ($1, $2::uuid, $3, $4, $5, $6,"
+                    " $7, $8, 'failed', "
+                      + at(9) + ", " + at(10)
+                      + ") ON CONFLICT (projection_name, event_id) DO UPDATE"
+                        " SET retry_count = dead_letter_queue.retry_count + 1,"
+                        " last_failed_at = excluded.last_failed_at,"
+                        " error_message = excluded.error_message,"
+                        " error_context = excluded.error_context,"
+                        " status = 'failed', resolved_at = NULL,"
+                        " resolved_by = NULL RETURNING id",
+                    ps, true);
+  if (!r)
+    return std::move(r.error());
+  return r->int8(0, 0);
+}
+
+caf::expected<bool> mark_processed(connection& conn,
+                                   const std::string& projection,
+                                   const uuid& event_id) {
+  params ps;
+  ps.add(projection);
+  ps.add(event_id);
+  auto r = conn.run("es_mark_processed",
+                    "INSERT INTO processed_events (projection_name, event_id)"
+                    " VALUES ($1, $2::uuid) ON CONFLICT DO NOTHING RETURNING 1",
+                    ps, true);
+  if (!r)
+    return std::move(r.error());
+  return r->rows() > 0;
+}
+
+} // namespace detail::pg
+
+namespace {
+
 class pg_checkpoint_store final : public checkpoint_store, pg_state_base {
 public:
   using pg_state_base::pg_state_base;
 
   caf::expected<checkpoint> save(const checkpoint& cp) override {
-    params ps;
-    ps.add(cp.projection);
-    ps.add(cp.position);
-    if (cp.event_id.is_nil())
-      ps.add_null();
-    else
-      ps.add(cp.event_id);
-    ps.add(cp.event_type);
-    ps.add(cp.events_processed);
-    ps.add(micros(cp.updated_at));
-    // The upsert changes nothing when the stored checkpoint is further;
-    // the second statement part returns what is stored either way.
-    auto r = run("es_cp_save",
-                 std::string{"WITH up AS (INSERT INTO projection_checkpoints"
-                             " (projection_name, global_position, event_id,"
-                             " event_type, events_processed, updated_at)"
-                             " VALUES ($1, $2, $3::uuid, $4, $5, "}
-                   + at(6)
-                   + ") ON CONFLICT (projection_name) DO UPDATE SET"
-                     " global_position = excluded.global_position,"
-                     " event_id = excluded.event_id,"
-                     " event_type = excluded.event_type,"
-                     " events_processed = excluded.events_processed,"
-                     " updated_at = excluded.updated_at"
-                     " WHERE excluded.global_position >="
-                     " projection_checkpoints.global_position RETURNING "
-                   + checkpoint_columns + ") SELECT " + checkpoint_columns
-                   + " FROM up UNION ALL SELECT " + checkpoint_columns
-                   + " FROM projection_checkpoints WHERE projection_name = $1"
-                     " AND NOT EXISTS (SELECT 1 FROM up)",
-                 ps);
-    if (!r)
-      return std::move(r.error());
-    if (r->rows() == 0)
-      return make_store_error(store_errc::internal, "checkpoint vanished");
-    return read_checkpoint(*r, 0);
+    auto conn = pool_.take();
+    if (!conn)
+      return std::move(conn.error());
+    return detail::pg::save_checkpoint(**conn, cp);
   }
 
   caf::expected<std::optional<checkpoint>>
@@ -244,35 +310,10 @@ public:
   using pg_state_base::pg_state_base;
 
   caf::expected<int64_t> add(const dead_letter& e) override {
-    params ps;
-    ps.add(e.projection);
-    ps.add(e.event_id);
-    ps.add(e.global_position);
-    ps.add(e.event_type);
-    ps.add(e.event_data);
-    ps.add(e.error_message);
-    ps.add(e.error_context);
-    ps.add(int64_t{e.retry_count});
-    ps.add(micros(e.first_failed_at));
-    ps.add(micros(e.last_failed_at));
-    auto r = run("es_dlq_add",
-                 "INSERT INTO dead_letter_queue (projection_name, event_id,"
-                 " global_position, event_type, event_data, error_message,"
-                 " error_context, retry_count, status, first_failed_at,"
-                 " last_failed_at) VALUES ($1, $2::uuid, $3, $4, $5, $6, $7,"
-                 " $8, 'failed', "
-                   + at(9) + ", " + at(10)
-                   + ") ON CONFLICT (projection_name, event_id) DO UPDATE SET"
-                     " retry_count = dead_letter_queue.retry_count + 1,"
-                     " last_failed_at = excluded.last_failed_at,"
-                     " error_message = excluded.error_message,"
-                     " error_context = excluded.error_context,"
-                     " status = 'failed', resolved_at = NULL,"
-                     " resolved_by = NULL RETURNING id",
-                 ps);
-    if (!r)
-      return std::move(r.error());
-    return r->int8(0, 0);
+    auto conn = pool_.take();
+    if (!conn)
+      return std::move(conn.error());
+    return detail::pg::add_dead_letter(**conn, e);
   }
 
   caf::expected<std::optional<dead_letter>> get(int64_t id) override {

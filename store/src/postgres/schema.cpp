@@ -139,11 +139,23 @@ CREATE TABLE event_ids (
   return result + indexes;
 }
 
+// Version 2: event ids each projection has handled (deduplicated side
+// effects).
+constexpr const char* schema_v2 = R"sql(
+CREATE TABLE processed_events (
+  projection_name text        NOT NULL,
+  event_id        uuid        NOT NULL,
+  processed_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (projection_name, event_id)
+);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
   static const std::vector<migration> list{
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
+    {2, "processed events", schema_v2},
   };
   return list;
 }

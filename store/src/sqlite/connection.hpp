@@ -57,6 +57,10 @@ public:
     return db_;
   }
 
+  sqlite3_stmt* raw() const noexcept {
+    return stmt_;
+  }
+
 private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;

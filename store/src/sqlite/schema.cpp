@@ -95,11 +95,23 @@ CREATE TABLE snapshots (
 );
 )sql";
 
+// Version 2: event ids each projection has handled, for side effects that
+// must happen at most once per event (at-least-once delivery, deduplicated).
+constexpr const char* schema_v2 = R"sql(
+CREATE TABLE processed_events (
+  projection_name TEXT    NOT NULL,
+  event_id        BLOB    NOT NULL,
+  processed_at    INTEGER NOT NULL,
+  PRIMARY KEY (projection_name, event_id)
+);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
   static const std::vector<migration> list{
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
+    {2, "processed events", schema_v2},
   };
   return list;
 }

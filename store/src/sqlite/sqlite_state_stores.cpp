@@ -6,6 +6,7 @@
 
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
+#include "sqlite/state_sql.hpp"
 
 namespace es {
 
@@ -134,13 +135,32 @@ checkpoint read_checkpoint(const statement& st) {
   return cp;
 }
 
-class sqlite_checkpoint_store final : public checkpoint_store,
-                                      sqlite_state_base {
-public:
-  using sqlite_state_base::sqlite_state_base;
+} // namespace
 
-  caf::expected<checkpoint> save(const checkpoint& cp) override {
-    auto err = with(
+namespace detail::sqlite {
+
+caf::expected<std::optional<checkpoint>>
+load_checkpoint(connection& conn, const std::string& projection) {
+  auto st = conn.prepare(
+    "SELECT projection_name, global_position, event_id, event_type,"
+    " events_processed, updated_at FROM projection_checkpoints"
+    " WHERE projection_name = ?1");
+  if (!st)
+    return std::move(st.error());
+  reset_guard reset{**st};
+  (*st)->bind(1, std::string_view{projection});
+  auto rc = (*st)->step();
+  if (rc == SQLITE_DONE)
+    return std::optional<checkpoint>{};
+  if (rc != SQLITE_ROW)
+    return translate(rc, conn.handle(), "cannot load checkpoint");
+  return std::optional<checkpoint>{read_checkpoint(**st)};
+}
+
+caf::expected<checkpoint> save_checkpoint(connection& conn,
+                                          const checkpoint& cp) {
+  {
+    auto st = conn.prepare(
       "INSERT INTO projection_checkpoints (projection_name, global_position,"
       " event_id, event_type, events_processed, updated_at)"
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -150,47 +170,102 @@ public:
       " events_processed = excluded.events_processed,"
       " updated_at = excluded.updated_at"
       " WHERE excluded.global_position >= "
-      "projection_checkpoints.global_position",
-      [&](statement& st) -> caf::error {
-        st.bind(1, std::string_view{cp.projection});
-        st.bind(2, cp.position);
-        if (cp.event_id.is_nil())
-          st.bind_null(3);
-        else
-          st.bind(3, cp.event_id);
-        st.bind(4, std::string_view{cp.event_type});
-        st.bind(5, cp.events_processed);
-        st.bind(6, micros(cp.updated_at));
-        auto rc = st.step();
-        if (rc != SQLITE_DONE)
-          return fail(rc, "cannot save checkpoint");
-        return caf::none;
-      });
-    if (err)
-      return err;
-    auto stored = load(cp.projection);
-    if (!stored)
-      return std::move(stored.error());
-    if (!*stored)
-      return make_store_error(store_errc::internal, "checkpoint vanished");
-    return std::move(**stored);
+      "projection_checkpoints.global_position");
+    if (!st)
+      return std::move(st.error());
+    reset_guard reset{**st};
+    (*st)->bind(1, std::string_view{cp.projection});
+    (*st)->bind(2, cp.position);
+    if (cp.event_id.is_nil())
+      (*st)->bind_null(3);
+    else
+      (*st)->bind(3, cp.event_id);
+    (*st)->bind(4, std::string_view{cp.event_type});
+    (*st)->bind(5, cp.events_processed);
+    (*st)->bind(6, micros(cp.updated_at));
+    auto rc = (*st)->step();
+    if (rc != SQLITE_DONE)
+      return translate(rc, conn.handle(), "cannot save checkpoint");
+  }
+  auto stored = load_checkpoint(conn, cp.projection);
+  if (!stored)
+    return std::move(stored.error());
+  if (!*stored)
+    return make_store_error(store_errc::internal, "checkpoint vanished");
+  return std::move(**stored);
+}
+
+caf::expected<int64_t> add_dead_letter(connection& conn, const dead_letter& e) {
+  auto st = conn.prepare(
+    "INSERT INTO dead_letter_queue (projection_name, event_id,"
+    " global_position, event_type, event_data, error_message,"
+    " error_context, retry_count, status, first_failed_at, last_failed_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'failed', ?9, ?10)"
+    " ON CONFLICT (projection_name, event_id) DO UPDATE SET"
+    " retry_count = dead_letter_queue.retry_count + 1,"
+    " last_failed_at = excluded.last_failed_at,"
+    " error_message = excluded.error_message,"
+    " error_context = excluded.error_context, status = 'failed',"
+    " resolved_at = NULL, resolved_by = NULL RETURNING id");
+  if (!st)
+    return std::move(st.error());
+  reset_guard reset{**st};
+  (*st)->bind(1, std::string_view{e.projection});
+  (*st)->bind(2, e.event_id);
+  (*st)->bind(3, e.global_position);
+  (*st)->bind(4, std::string_view{e.event_type});
+  (*st)->bind(5, std::string_view{e.event_data});
+  (*st)->bind(6, std::string_view{e.error_message});
+  (*st)->bind(7, std::string_view{e.error_context});
+  (*st)->bind(8, int64_t{e.retry_count});
+  (*st)->bind(9, micros(e.first_failed_at));
+  (*st)->bind(10, micros(e.last_failed_at));
+  auto rc = (*st)->step();
+  if (rc != SQLITE_ROW)
+    return translate(rc, conn.handle(), "cannot add dead letter");
+  auto id = (*st)->int64_at(0);
+  rc = (*st)->step();
+  if (rc != SQLITE_DONE)
+    return translate(rc, conn.handle(), "cannot add dead letter");
+  return id;
+}
+
+caf::expected<bool> mark_processed(connection& conn,
+                                   const std::string& projection,
+                                   const uuid& event_id) {
+  auto st = conn.prepare("INSERT INTO processed_events (projection_name,"
+                         " event_id, processed_at) VALUES (?1, ?2, ?3)"
+                         " ON CONFLICT DO NOTHING");
+  if (!st)
+    return std::move(st.error());
+  reset_guard reset{**st};
+  (*st)->bind(1, std::string_view{projection});
+  (*st)->bind(2, event_id);
+  (*st)->bind(3, micros(now_utc()));
+  auto rc = (*st)->step();
+  if (rc != SQLITE_DONE)
+    return translate(rc, conn.handle(), "cannot record processed event");
+  return sqlite3_changes(conn.handle()) > 0;
+}
+
+} // namespace detail::sqlite
+
+namespace {
+
+class sqlite_checkpoint_store final : public checkpoint_store,
+                                      sqlite_state_base {
+public:
+  using sqlite_state_base::sqlite_state_base;
+
+  caf::expected<checkpoint> save(const checkpoint& cp) override {
+    std::lock_guard guard{mtx_};
+    return detail::sqlite::save_checkpoint(*conn_, cp);
   }
 
   caf::expected<std::optional<checkpoint>>
   load(const std::string& projection) override {
-    return with(
-      "SELECT projection_name, global_position, event_id, event_type,"
-      " events_processed, updated_at FROM projection_checkpoints"
-      " WHERE projection_name = ?1",
-      [&](statement& st) -> caf::expected<std::optional<checkpoint>> {
-        st.bind(1, std::string_view{projection});
-        auto rc = st.step();
-        if (rc == SQLITE_DONE)
-          return std::optional<checkpoint>{};
-        if (rc != SQLITE_ROW)
-          return fail(rc, "cannot load checkpoint");
-        return std::optional<checkpoint>{read_checkpoint(st)};
-      });
+    std::lock_guard guard{mtx_};
+    return detail::sqlite::load_checkpoint(*conn_, projection);
   }
 
   caf::expected<bool> reset(const std::string& projection) override {
@@ -254,37 +329,8 @@ public:
   using sqlite_state_base::sqlite_state_base;
 
   caf::expected<int64_t> add(const dead_letter& e) override {
-    return with(
-      "INSERT INTO dead_letter_queue (projection_name, event_id,"
-      " global_position, event_type, event_data, error_message,"
-      " error_context, retry_count, status, first_failed_at, last_failed_at)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'failed', ?9, ?10)"
-      " ON CONFLICT (projection_name, event_id) DO UPDATE SET"
-      " retry_count = dead_letter_queue.retry_count + 1,"
-      " last_failed_at = excluded.last_failed_at,"
-      " error_message = excluded.error_message,"
-      " error_context = excluded.error_context, status = 'failed',"
-      " resolved_at = NULL, resolved_by = NULL RETURNING id",
-      [&](statement& st) -> caf::expected<int64_t> {
-        st.bind(1, std::string_view{e.projection});
-        st.bind(2, e.event_id);
-        st.bind(3, e.global_position);
-        st.bind(4, std::string_view{e.event_type});
-        st.bind(5, std::string_view{e.event_data});
-        st.bind(6, std::string_view{e.error_message});
-        st.bind(7, std::string_view{e.error_context});
-        st.bind(8, int64_t{e.retry_count});
-        st.bind(9, micros(e.first_failed_at));
-        st.bind(10, micros(e.last_failed_at));
-        auto rc = st.step();
-        if (rc != SQLITE_ROW)
-          return fail(rc, "cannot add dead letter");
-        auto id = st.int64_at(0);
-        rc = st.step();
-        if (rc != SQLITE_DONE)
-          return fail(rc, "cannot add dead letter");
-        return id;
-      });
+    std::lock_guard guard{mtx_};
+    return detail::sqlite::add_dead_letter(*conn_, e);
   }
 
   caf::expected<std::optional<dead_letter>> get(int64_t id) override {

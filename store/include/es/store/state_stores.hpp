@@ -47,6 +47,12 @@ class snapshot_store {
 public:
   virtual ~snapshot_store();
 
+  /// Whether calls may block on I/O (false only for the in-memory adapter):
+  /// actors calling a blocking store run on their own threads.
+  virtual bool blocking() const {
+    return true;
+  }
+
   /// Stores `snap` unless a snapshot of a higher version is already stored
   /// (a late writer never replaces a newer snapshot). Returns whether it was
   /// stored.
@@ -90,6 +96,12 @@ struct checkpoint {
 class checkpoint_store {
 public:
   virtual ~checkpoint_store();
+
+  /// Whether calls may block on I/O (false only for the in-memory adapter):
+  /// actors calling a blocking store run on their own threads.
+  virtual bool blocking() const {
+    return true;
+  }
 
   /// Stores `cp` unless the stored checkpoint of the projection is further
   /// (checkpoints never move backwards). Returns the checkpoint now stored.
@@ -184,6 +196,12 @@ struct dead_letter_stats {
 class dead_letter_store {
 public:
   virtual ~dead_letter_store();
+
+  /// Whether calls may block on I/O (false only for the in-memory adapter):
+  /// actors calling a blocking store run on their own threads.
+  virtual bool blocking() const {
+    return true;
+  }
 
   /// Records a failure. A repeated failure of the same event in the same
   /// projection updates its entry (retry count, last failure time, message,

@@ -1,0 +1,187 @@
+// The PostgreSQL read-model database.
+#include <mutex>
+
+#include "es/store/errors.hpp"
+#include "es/store/postgres_event_store.hpp"
+#include "es/store/sql.hpp"
+
+#include "postgres/connection.hpp"
+#include "postgres/schema.hpp"
+#include "postgres/state_sql.hpp"
+
+namespace es {
+
+namespace {
+
+using detail::pg::connection;
+using detail::pg::result;
+
+class pg_tx final : public sql_transaction {
+public:
+  explicit pg_tx(connection& conn) : conn_(conn) {
+    // nop
+  }
+
+  std::string dialect() const override {
+    return "postgres";
+  }
+
+  caf::error exec(std::string_view sql,
+                  const std::vector<sql_value>& params) override {
+    auto r = run(sql, params);
+    if (!r)
+      return std::move(r.error());
+    return caf::none;
+  }
+
+  caf::expected<std::vector<sql_row>>
+  query(std::string_view sql, const std::vector<sql_value>& params) override {
+    auto r = run(sql, params);
+    if (!r)
+      return std::move(r.error());
+    std::vector<sql_row> rows;
+    auto* res = r->get();
+    for (int row = 0; row < PQntuples(res); ++row) {
+      sql_row out;
+      for (int c = 0; c < PQnfields(res); ++c) {
+        if (PQgetisnull(res, row, c))
+          out.emplace_back(std::monostate{});
+        else
+          out.emplace_back(r->text(row, c));
+      }
+      rows.push_back(std::move(out));
+    }
+    return rows;
+  }
+
+  connection& conn() {
+    return conn_;
+  }
+
+private:
+  caf::expected<result> run(std::string_view sql,
+                            const std::vector<sql_value>& params) {
+    std::vector<std::string> texts;
+    std::vector<const char*> ptrs;
+    texts.reserve(params.size());
+    for (const auto& p : params)
+      texts.push_back(sql_text(p));
+    for (size_t i = 0; i < params.size(); ++i)
+      ptrs.push_back(std::holds_alternative<std::monostate>(params[i])
+                       ? nullptr
+                       : texts[i].c_str());
+    std::string text{sql};
+    result r{PQexecParams(conn_.handle(), text.c_str(),
+                          static_cast<int>(ptrs.size()), nullptr, ptrs.data(),
+                          nullptr, nullptr, 0)};
+    auto status = PQresultStatus(r.get());
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+      return r;
+    return detail::pg::translate(r.get(), conn_.handle(), "statement failed");
+  }
+
+  connection& conn_;
+};
+
+class pg_read_model_db final : public read_model_db {
+public:
+  pg_read_model_db(postgres_config cfg, std::unique_ptr<connection> conn)
+    : cfg_(std::move(cfg)), conn_(std::move(conn)) {
+    // nop
+  }
+
+  std::string dialect() const override {
+    return "postgres";
+  }
+
+  caf::error
+  transact(const std::function<caf::error(sql_transaction&)>& fn) override {
+    std::lock_guard guard{mtx_};
+    if (!conn_->ok()) {
+      auto fresh = connection::open(cfg_);
+      if (!fresh)
+        return std::move(fresh.error());
+      conn_ = std::move(*fresh);
+    }
+    if (auto begin = conn_->exec("BEGIN"); !begin)
+      return std::move(begin.error());
+    pg_tx tx{*conn_};
+    caf::error err;
+    try {
+      err = fn(tx);
+    } catch (...) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      throw;
+    }
+    if (err) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return err;
+    }
+    if (auto commit = conn_->exec("COMMIT"); !commit) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return std::move(commit.error());
+    }
+    return caf::none;
+  }
+
+  caf::expected<checkpoint> save_checkpoint(sql_transaction& tx,
+                                            const checkpoint& cp) override {
+    return detail::pg::save_checkpoint(own(tx), cp);
+  }
+
+  caf::expected<int64_t> add_dead_letter(sql_transaction& tx,
+                                         const dead_letter& e) override {
+    return detail::pg::add_dead_letter(own(tx), e);
+  }
+
+  caf::expected<bool> mark_processed(sql_transaction& tx,
+                                     const std::string& projection,
+                                     const uuid& event_id) override {
+    return detail::pg::mark_processed(own(tx), projection, event_id);
+  }
+
+  checkpoint_store_ptr checkpoints() override {
+    std::lock_guard guard{mtx_};
+    if (!checkpoints_)
+      if (auto res = make_postgres_checkpoint_store(cfg_))
+        checkpoints_ = *res;
+    return checkpoints_;
+  }
+
+  dead_letter_store_ptr dead_letters() override {
+    std::lock_guard guard{mtx_};
+    if (!dead_letters_)
+      if (auto res = make_postgres_dead_letter_store(cfg_))
+        dead_letters_ = *res;
+    return dead_letters_;
+  }
+
+private:
+  static connection& own(sql_transaction& tx) {
+    return static_cast<pg_tx&>(tx).conn();
+  }
+
+  postgres_config cfg_;
+  std::mutex mtx_;
+  std::unique_ptr<connection> conn_;
+  checkpoint_store_ptr checkpoints_;
+  dead_letter_store_ptr dead_letters_;
+};
+
+} // namespace
+
+caf::expected<read_model_db_ptr>
+make_postgres_read_model_db(const postgres_config& cfg) {
+  if (cfg.migrate)
+    if (auto err = postgres_migrate(cfg))
+      return err;
+  auto conn = connection::open(cfg);
+  if (!conn)
+    return std::move(conn.error());
+  auto store_cfg = cfg;
+  store_cfg.migrate = false;
+  return read_model_db_ptr{
+    std::make_shared<pg_read_model_db>(store_cfg, std::move(*conn))};
+}
+
+} // namespace es

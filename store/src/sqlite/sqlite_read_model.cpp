@@ -1,0 +1,201 @@
+// The SQLite read-model database.
+#include <mutex>
+
+#include "es/store/errors.hpp"
+#include "es/store/sql.hpp"
+
+#include "sqlite/connection.hpp"
+#include "sqlite/schema.hpp"
+#include "sqlite/state_sql.hpp"
+
+namespace es {
+
+namespace {
+
+using detail::sqlite::connection;
+using detail::sqlite::statement;
+
+class sqlite_tx final : public sql_transaction {
+public:
+  explicit sqlite_tx(connection& conn) : conn_(conn) {
+    // nop
+  }
+
+  std::string dialect() const override {
+    return "sqlite";
+  }
+
+  caf::error exec(std::string_view sql,
+                  const std::vector<sql_value>& params) override {
+    auto rows = run(sql, params, false);
+    if (!rows)
+      return std::move(rows.error());
+    return caf::none;
+  }
+
+  caf::expected<std::vector<sql_row>>
+  query(std::string_view sql, const std::vector<sql_value>& params) override {
+    return run(sql, params, true);
+  }
+
+  connection& conn() {
+    return conn_;
+  }
+
+private:
+  caf::expected<std::vector<sql_row>>
+  run(std::string_view sql, const std::vector<sql_value>& params,
+      bool collect) {
+    auto st = conn_.prepare(std::string{sql});
+    if (!st)
+      return std::move(st.error());
+    detail::sqlite::reset_guard reset{**st};
+    auto* raw = raw_stmt(**st);
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto idx = static_cast<int>(i) + 1;
+      const auto& p = params[i];
+      if (std::holds_alternative<std::monostate>(p))
+        sqlite3_bind_null(raw, idx);
+      else if (auto* v = std::get_if<int64_t>(&p))
+        sqlite3_bind_int64(raw, idx, *v);
+      else if (auto* d = std::get_if<double>(&p))
+        sqlite3_bind_double(raw, idx, *d);
+      else {
+        const auto& s = std::get<std::string>(p);
+        sqlite3_bind_text(raw, idx, s.data(), static_cast<int>(s.size()),
+                          SQLITE_TRANSIENT);
+      }
+    }
+    std::vector<sql_row> rows;
+    int rc;
+    while ((rc = (*st)->step()) == SQLITE_ROW) {
+      if (!collect)
+        continue;
+      sql_row row;
+      for (int c = 0; c < sqlite3_column_count(raw); ++c) {
+        switch (sqlite3_column_type(raw, c)) {
+          case SQLITE_NULL: row.emplace_back(std::monostate{}); break;
+          case SQLITE_INTEGER:
+            row.emplace_back(int64_t{sqlite3_column_int64(raw, c)});
+            break;
+          case SQLITE_FLOAT:
+            row.emplace_back(sqlite3_column_double(raw, c));
+            break;
+          default: row.emplace_back((*st)->text_at(c)); break;
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE)
+      return detail::sqlite::translate(rc, conn_.handle(), "statement failed");
+    return rows;
+  }
+
+  static sqlite3_stmt* raw_stmt(statement& st) {
+    return st.raw();
+  }
+
+  connection& conn_;
+};
+
+class sqlite_read_model_db final : public read_model_db {
+public:
+  sqlite_read_model_db(std::string path, std::unique_ptr<connection> conn)
+    : path_(std::move(path)), conn_(std::move(conn)) {
+    // nop
+  }
+
+  std::string dialect() const override {
+    return "sqlite";
+  }
+
+  caf::error
+  transact(const std::function<caf::error(sql_transaction&)>& fn) override {
+    std::lock_guard guard{mtx_};
+    if (auto err = conn_->exec("BEGIN IMMEDIATE"))
+      return err;
+    sqlite_tx tx{*conn_};
+    caf::error err;
+    try {
+      err = fn(tx);
+    } catch (...) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      throw;
+    }
+    if (err) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return err;
+    }
+    if (auto cerr = conn_->exec("COMMIT")) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return cerr;
+    }
+    return caf::none;
+  }
+
+  caf::expected<checkpoint> save_checkpoint(sql_transaction& tx,
+                                            const checkpoint& cp) override {
+    return detail::sqlite::save_checkpoint(own(tx), cp);
+  }
+
+  caf::expected<int64_t> add_dead_letter(sql_transaction& tx,
+                                         const dead_letter& e) override {
+    return detail::sqlite::add_dead_letter(own(tx), e);
+  }
+
+  caf::expected<bool> mark_processed(sql_transaction& tx,
+                                     const std::string& projection,
+                                     const uuid& event_id) override {
+    return detail::sqlite::mark_processed(own(tx), projection, event_id);
+  }
+
+  checkpoint_store_ptr checkpoints() override {
+    std::lock_guard guard{mtx_};
+    if (!checkpoints_) {
+      auto res = make_sqlite_checkpoint_store(path_);
+      if (res)
+        checkpoints_ = *res;
+    }
+    return checkpoints_;
+  }
+
+  dead_letter_store_ptr dead_letters() override {
+    std::lock_guard guard{mtx_};
+    if (!dead_letters_) {
+      auto res = make_sqlite_dead_letter_store(path_);
+      if (res)
+        dead_letters_ = *res;
+    }
+    return dead_letters_;
+  }
+
+private:
+  static connection& own(sql_transaction& tx) {
+    return static_cast<sqlite_tx&>(tx).conn();
+  }
+
+  std::string path_;
+  std::mutex mtx_;
+  std::unique_ptr<connection> conn_;
+  checkpoint_store_ptr checkpoints_;
+  dead_letter_store_ptr dead_letters_;
+};
+
+} // namespace
+
+caf::expected<read_model_db_ptr> make_sqlite_read_model_db(std::string path) {
+  if (path.empty())
+    return make_store_error(store_errc::invalid_argument,
+                            "a read-model database needs a file path");
+  auto conn = connection::open(path, true, 5000, 2000);
+  if (!conn)
+    return std::move(conn.error());
+  if (auto err = (*conn)->exec("PRAGMA journal_mode = WAL"))
+    return err;
+  if (auto err = detail::sqlite::migrate(**conn))
+    return err;
+  return read_model_db_ptr{
+    std::make_shared<sqlite_read_model_db>(std::move(path), std::move(*conn))};
+}
+
+} // namespace es
