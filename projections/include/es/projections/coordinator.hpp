@@ -1,0 +1,101 @@
+// The coordinator: runs many projections under a supervisor.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "es/projections/projection.hpp"
+#include "es/projections/subscription.hpp"
+#include "es/supervision/actors.hpp"
+#include "es/supervision/error_handling.hpp"
+
+namespace es {
+
+/// Progress of a rebuild: events done of total, and the rate so far.
+struct rebuild_progress {
+  int64_t done = 0;
+  int64_t total = 0;
+  double events_per_second = 0;
+};
+
+/// Runs projections as supervised projection actors: a crashed one is
+/// restarted from its checkpoint with backoff, up to the restart policy's
+/// limit. Blocking API for threads (not for actors). Thread-safe.
+class projection_coordinator {
+public:
+  explicit projection_coordinator(caf::actor_system& sys,
+                                  restart_policy restarts = {});
+
+  /// Stops every projection.
+  ~projection_coordinator();
+
+  projection_coordinator(const projection_coordinator&) = delete;
+  projection_coordinator& operator=(const projection_coordinator&) = delete;
+
+  /// Starts `proj` as `cfg` says. Its name must be new.
+  caf::error add(projection_ptr proj, subscription_config cfg);
+
+  /// Starts `count` workers of one projection: worker k gets the aggregates
+  /// whose id hashes to k, its own projection object from `make(k)` and its
+  /// own checkpoint ("name#k/count").
+  caf::error add_partitioned(std::function<projection_ptr(uint32_t)> make,
+                             uint32_t count, subscription_config cfg);
+
+  /// Names of the running projections (partition workers included).
+  std::vector<std::string> names() const;
+
+  /// The status of each projection.
+  std::vector<projection_status> status();
+
+  caf::expected<projection_status> status(const std::string& name);
+
+  caf::error pause(const std::string& name);
+  caf::error resume(const std::string& name);
+
+  /// Waits until the projection has caught up with the head of the feed as
+  /// of the call, or `timeout`.
+  caf::error wait_until_caught_up(const std::string& name,
+                                  std::chrono::milliseconds timeout);
+
+  /// Clears the read model and checkpoint and replays the whole feed,
+  /// calling `progress` about every `every` until it caught up or
+  /// `timeout` passed.
+  caf::error
+  rebuild(const std::string& name,
+          const std::function<void(const rebuild_progress&)>& progress = {},
+          std::chrono::milliseconds timeout = std::chrono::minutes(10),
+          std::chrono::milliseconds every = std::chrono::milliseconds(200));
+
+  /// The projection's actor now (it changes when the supervisor restarts
+  /// it), for dead-letter replays.
+  caf::expected<caf::actor> actor(const std::string& name);
+
+  /// Supervision view: restarts and failures.
+  std::vector<child_status> supervision();
+
+  /// One verdict over all projections: errors if one stopped or failed,
+  /// warnings if one has dead letters, skipped events or lags.
+  health_status health();
+
+  /// Stops every projection (also done by the destructor).
+  void stop();
+
+private:
+  caf::expected<caf::actor> current(const std::string& name);
+
+  caf::actor_system& sys_;
+  caf::actor supervisor_;
+  mutable std::mutex mtx_;
+  std::vector<std::string> names_;
+};
+
+} // namespace es

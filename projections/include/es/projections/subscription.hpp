@@ -1,0 +1,129 @@
+// How a projection actor is fed, and what it reports.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/timespan.hpp>
+
+#include "es/store/event_store.hpp"
+#include "es/store/state_stores.hpp"
+#include "es/supervision/classifier.hpp"
+#include "es/supervision/error_handling.hpp"
+
+namespace es {
+
+/// Where a subscription starts when it first runs.
+enum class start_from : uint8_t {
+  /// From the stored checkpoint (the beginning without one).
+  checkpoint,
+  beginning,
+  /// From the head of the feed: only new events.
+  end,
+  /// After `subscription_config::start_position`.
+  position,
+};
+
+/// When the checkpoint is written (transactional read models always write
+/// it with each batch).
+enum class checkpoint_mode : uint8_t {
+  every_event,
+  /// After each page or delivery (the default).
+  every_batch,
+  /// At most every `checkpoint_interval`, and when stopping.
+  periodic,
+};
+
+/// Only aggregates whose id hashes to `index` modulo `count`.
+struct partition_spec {
+  uint32_t index = 0;
+  uint32_t count = 1;
+
+  /// Returns whether `id` belongs to this partition.
+  bool owns(const uuid& id) const noexcept {
+    return count <= 1 || id.hash() % count == index;
+  }
+};
+
+/// How a projection actor reads, checkpoints and handles errors.
+struct subscription_config {
+  /// The store it catches up from (and follows when there is no bus).
+  event_store_ptr store;
+  /// Live events come from this bus actor (see `spawn_in_process_bus`); the
+  /// actor subscribes itself. Without a bus it polls the store every
+  /// `poll_interval`.
+  caf::actor bus;
+  caf::timespan poll_interval = std::chrono::milliseconds(100);
+  start_from start = start_from::checkpoint;
+  int64_t start_position = 0;
+  /// Applied on top of the projection's `subscribed_to`.
+  event_filter filter;
+  partition_spec partition;
+  /// Where the checkpoint lives; the default is an in-memory store (or the
+  /// projection's own for level-2 and transactional projections).
+  checkpoint_store_ptr checkpoints;
+  /// Where failed events go; defaults like `checkpoints`.
+  dead_letter_store_ptr dead_letters;
+  error_policy errors;
+  std::shared_ptr<const error_classifier> classifier;
+  checkpoint_mode checkpointing = checkpoint_mode::every_batch;
+  caf::timespan checkpoint_interval = std::chrono::seconds(1);
+  /// Events per page while catching up.
+  size_t page_size = 500;
+  /// Live events queued beyond this many make the actor drop them and read
+  /// from the store instead, so a slow projection never holds back writers.
+  size_t max_live_queue = 10'000;
+  /// Run on its own thread; by default when the projection, the store or a
+  /// state store blocks.
+  std::optional<bool> detached;
+  /// The checkpoint's name; by default the projection's name, with
+  /// "#index/count" for partitions.
+  std::string checkpoint_name;
+};
+
+enum class projection_state : uint8_t {
+  starting,
+  catching_up,
+  live,
+  paused,
+  stopped,
+  error,
+};
+
+const char* to_string(projection_state x);
+
+/// What a projection actor reports.
+struct projection_status {
+  std::string name;
+  projection_state state = projection_state::starting;
+  /// The last global position it has accounted for (handled, skipped by its
+  /// filter, or dead-lettered).
+  int64_t position = 0;
+  /// The head of the feed as last seen.
+  int64_t head = 0;
+  int64_t lag_events = 0;
+  /// How old the last handled event is while the projection lags; 0 when
+  /// caught up.
+  double lag_seconds = 0;
+  uint64_t events_processed = 0;
+  /// Microseconds since the Unix epoch of the last handled event's
+  /// processing; -1 if none yet.
+  int64_t last_processed_at_us = -1;
+  error_stats errors;
+  health_status health;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 projection_status& x) {
+    return f(caf::meta::type_name("es.projection_status"), x.name, x.state,
+             x.position, x.head, x.lag_events, x.lag_seconds,
+             x.events_processed, x.last_processed_at_us, x.errors, x.health);
+  }
+};
+
+} // namespace es

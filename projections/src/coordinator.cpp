@@ -1,0 +1,251 @@
+#include "es/projections/coordinator.hpp"
+
+#include <thread>
+
+#include <caf/scoped_actor.hpp>
+
+#include "es/projections/projection_actor.hpp"
+#include "es/projections/type_ids.hpp"
+#include "es/supervision/errors.hpp"
+#include "es/supervision/type_ids.hpp"
+
+namespace es {
+
+projection_coordinator::projection_coordinator(caf::actor_system& sys,
+                                               restart_policy restarts)
+  : sys_(sys), supervisor_(spawn_supervisor(sys, restarts)) {
+  // nop
+}
+
+projection_coordinator::~projection_coordinator() {
+  stop();
+}
+
+void projection_coordinator::stop() {
+  std::lock_guard guard{mtx_};
+  if (!supervisor_)
+    return;
+  caf::scoped_actor self{sys_};
+  for (const auto& name : names_)
+    self->request(supervisor_, caf::infinite, stop_atom_v, name)
+      .receive([](bool) {}, [](caf::error&) {});
+  self->send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  supervisor_ = caf::actor{};
+}
+
+caf::error projection_coordinator::add(projection_ptr proj,
+                                       subscription_config cfg) {
+  if (!proj || !cfg.store)
+    return caf::make_error(supervision_errc::not_found,
+                           std::string{"a projection and a store are needed"});
+  auto name = cfg.checkpoint_name.empty() ? proj->name() : cfg.checkpoint_name;
+  if (cfg.partition.count > 1 && cfg.checkpoint_name.empty())
+    name += "#" + std::to_string(cfg.partition.index) + "/"
+            + std::to_string(cfg.partition.count);
+  cfg.checkpoint_name = name;
+  {
+    std::lock_guard guard{mtx_};
+    for (const auto& n : names_)
+      if (n == name)
+        return caf::make_error(store_errc::invalid_argument,
+                               "a projection named " + name + " runs already");
+    names_.push_back(name);
+  }
+  auto factory = [proj, cfg](caf::actor_system& sys) {
+    return spawn_projection_actor(sys, proj, cfg);
+  };
+  auto res = supervise(sys_, supervisor_, name, factory);
+  if (!res)
+    return std::move(res.error());
+  return caf::none;
+}
+
+caf::error projection_coordinator::add_partitioned(
+  std::function<projection_ptr(uint32_t)> make, uint32_t count,
+  subscription_config cfg) {
+  for (uint32_t k = 0; k < count; ++k) {
+    auto worker = cfg;
+    worker.partition = partition_spec{k, count};
+    if (auto err = add(make(k), worker))
+      return err;
+  }
+  return caf::none;
+}
+
+std::vector<std::string> projection_coordinator::names() const {
+  std::lock_guard guard{mtx_};
+  return names_;
+}
+
+caf::expected<caf::actor>
+projection_coordinator::current(const std::string& name) {
+  caf::scoped_actor self{sys_};
+  caf::expected<caf::actor> result{caf::error{}};
+  self->request(supervisor_, caf::infinite, child_atom_v, name)
+    .receive(
+      [&](caf::actor& a) {
+        if (a)
+          result = std::move(a);
+        else
+          result = caf::make_error(supervision_errc::not_found,
+                                   name + " is restarting or failed");
+      },
+      [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+caf::expected<caf::actor>
+projection_coordinator::actor(const std::string& name) {
+  return current(name);
+}
+
+caf::expected<projection_status>
+projection_coordinator::status(const std::string& name) {
+  auto a = current(name);
+  if (!a) {
+    // A failed or restarting projection still has a status to report.
+    projection_status s;
+    s.name = name;
+    s.state = projection_state::error;
+    s.health.level = health_level::errors;
+    s.health.errors.push_back(describe(a.error()));
+    return s;
+  }
+  caf::scoped_actor self{sys_};
+  caf::expected<projection_status> result{caf::error{}};
+  self->request(*a, std::chrono::seconds(30), status_atom_v)
+    .receive([&](projection_status& s) { result = std::move(s); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+std::vector<projection_status> projection_coordinator::status() {
+  std::vector<projection_status> result;
+  for (const auto& name : names())
+    if (auto s = status(name))
+      result.push_back(std::move(*s));
+  return result;
+}
+
+namespace {
+
+template <class Atom>
+caf::error ask_bool(caf::actor_system& sys, const caf::actor& a, Atom atom) {
+  caf::scoped_actor self{sys};
+  caf::error result;
+  self->request(a, std::chrono::seconds(30), atom)
+    .receive([](bool) {}, [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+} // namespace
+
+caf::error projection_coordinator::pause(const std::string& name) {
+  auto a = current(name);
+  if (!a)
+    return std::move(a.error());
+  return ask_bool(sys_, *a, pause_atom_v);
+}
+
+caf::error projection_coordinator::resume(const std::string& name) {
+  auto a = current(name);
+  if (!a)
+    return std::move(a.error());
+  return ask_bool(sys_, *a, resume_atom_v);
+}
+
+caf::error
+projection_coordinator::wait_until_caught_up(const std::string& name,
+                                             std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int64_t target = -1;
+  for (;;) {
+    auto s = status(name);
+    if (!s)
+      return std::move(s.error());
+    if (target < 0)
+      target = s->head;
+    if (s->state == projection_state::error)
+      return caf::make_error(supervision_errc::too_many_errors,
+                             name + " stopped on errors");
+    if (s->position >= target)
+      return caf::none;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return caf::make_error(store_errc::timeout,
+                             name + " did not catch up in time (at "
+                               + std::to_string(s->position) + " of "
+                               + std::to_string(target) + ")");
+    // Polling a status: the projection reports progress, nothing signals
+    // completion.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+caf::error projection_coordinator::rebuild(
+  const std::string& name,
+  const std::function<void(const rebuild_progress&)>& progress,
+  std::chrono::milliseconds timeout, std::chrono::milliseconds every) {
+  auto a = current(name);
+  if (!a)
+    return std::move(a.error());
+  if (auto err = ask_bool(sys_, *a, reset_atom_v))
+    return err;
+  auto start = std::chrono::steady_clock::now();
+  auto deadline = start + timeout;
+  int64_t total = -1;
+  for (;;) {
+    auto s = status(name);
+    if (!s)
+      return std::move(s.error());
+    if (total < 0)
+      total = s->head;
+    auto secs = std::chrono::duration<double>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+    rebuild_progress p{std::min(s->position, total), total,
+                       secs > 0 ? static_cast<double>(s->position) / secs : 0};
+    if (progress)
+      progress(p);
+    if (s->state == projection_state::error)
+      return caf::make_error(supervision_errc::too_many_errors,
+                             name + " stopped on errors during the rebuild");
+    if (s->position >= total)
+      return caf::none;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return caf::make_error(store_errc::timeout,
+                             "the rebuild of " + name + " did not finish");
+    std::this_thread::sleep_for(every);
+  }
+}
+
+std::vector<child_status> projection_coordinator::supervision() {
+  caf::scoped_actor self{sys_};
+  std::vector<child_status> result;
+  self->request(supervisor_, caf::infinite, children_atom_v)
+    .receive([&](std::vector<child_status>& xs) { result = std::move(xs); },
+             [](caf::error&) {});
+  return result;
+}
+
+health_status projection_coordinator::health() {
+  health_status h;
+  for (const auto& c : supervision())
+    if (c.state == child_state::failed)
+      h.errors.push_back(c.name + " failed after " + std::to_string(c.restarts)
+                         + " restarts: " + c.last_error);
+  for (const auto& s : status()) {
+    for (const auto& e : s.health.errors)
+      h.errors.push_back(s.name + ": " + e);
+    for (const auto& w : s.health.warnings)
+      h.warnings.push_back(s.name + ": " + w);
+    if (s.lag_events > 0 && s.state == projection_state::live)
+      h.warnings.push_back(s.name + " lags " + std::to_string(s.lag_events)
+                           + " events");
+  }
+  h.level = !h.errors.empty()     ? health_level::errors
+            : !h.warnings.empty() ? health_level::warnings
+                                  : health_level::healthy;
+  return h;
+}
+
+} // namespace es

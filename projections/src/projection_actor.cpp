@@ -1,0 +1,650 @@
+#include "es/projections/projection_actor.hpp"
+
+#include <deque>
+#include <random>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "es/projections/type_ids.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/log.hpp"
+#include "es/supervision/errors.hpp"
+
+#include "detail.hpp"
+
+namespace es {
+
+namespace {
+
+using ack_promise = caf::typed_response_promise<uint64_t, uint64_t>;
+
+struct pending_ack {
+  int64_t last_position;
+  uint64_t count;
+  ack_promise rp;
+};
+
+struct projection_actor_state {
+  static inline const char* name = "es.projection";
+
+  projection_ptr proj;
+  transactional_projection* tx_proj = nullptr;
+  subscription_config cfg;
+  std::string checkpoint_name;
+  std::vector<std::string> types;
+  std::unique_ptr<error_tracker> tracker;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  projection_state state = projection_state::starting;
+  bool paused = false;
+  /// Reading from the store until it reports the end of the feed.
+  bool catching_up = true;
+  int64_t position = 0;
+  /// Where the last page read from the store ended.
+  int64_t page_end = 0;
+  int64_t saved_position = -1;
+  int64_t head = 0;
+  uint64_t processed = 0;
+  int64_t processed_since_save = 0;
+  timestamp last_processed_at{};
+  std::optional<timestamp> last_event_time;
+  uuid last_event_id;
+  std::string last_event_type;
+
+  std::deque<recorded_event> queue;
+  std::vector<pending_ack> acks;
+  /// A retry timer runs: nothing else is handled meanwhile.
+  bool retry_pending = false;
+  uint32_t attempt = 0;
+  bool pump_scheduled = false;
+  bool tick_scheduled = false;
+};
+
+using projection_actor = caf::stateful_actor<projection_actor_state>;
+
+void pump(projection_actor* self);
+
+bool matches(const projection_actor_state& st, const recorded_event& ev) {
+  return detail::wants(st.types, ev.event_type) && st.cfg.filter.matches(ev)
+         && st.cfg.partition.owns(ev.aggregate_id);
+}
+
+/// Ends the actor with `err`: a supervisor restarts it from the checkpoint.
+void fail(projection_actor* self, caf::error err) {
+  log(log_level::error, "projection " + self->state.checkpoint_name
+                          + " stops: " + describe(err));
+  self->state.state = projection_state::error;
+  for (auto& a : self->state.acks)
+    a.rp.deliver(a.count, uint64_t{0});
+  self->state.acks.clear();
+  self->quit(std::move(err));
+}
+
+caf::error save_checkpoint(projection_actor* self) {
+  auto& st = self->state;
+  if (st.position <= st.saved_position || st.tx_proj != nullptr)
+    return caf::none;
+  checkpoint cp{st.checkpoint_name,
+                st.position,
+                st.last_event_id,
+                st.last_event_type,
+                static_cast<int64_t>(st.processed),
+                now_utc()};
+  auto res = st.cfg.checkpoints->save(cp);
+  if (!res)
+    return std::move(res.error());
+  st.saved_position = res->position;
+  st.processed_since_save = 0;
+  return caf::none;
+}
+
+/// Answers the bus for deliveries whose events are all accounted for (all of
+/// them once the projection stopped on an error: it will not handle them).
+void release_acks(projection_actor* self) {
+  auto& st = self->state;
+  if (st.state == projection_state::error) {
+    for (auto& a : st.acks)
+      a.rp.deliver(a.count, uint64_t{0});
+    st.acks.clear();
+    return;
+  }
+  auto i = st.acks.begin();
+  while (i != st.acks.end() && i->last_position <= st.position) {
+    i->rp.deliver(i->count, uint64_t{0});
+    ++i;
+  }
+  st.acks.erase(st.acks.begin(), i);
+}
+
+void advance(projection_actor* self, const recorded_event& ev,
+             bool handled) {
+  auto& st = self->state;
+  st.position = ev.global_position;
+  if (handled) {
+    ++st.processed;
+    ++st.processed_since_save;
+    st.last_processed_at = now_utc();
+    st.last_event_time = ev.occurred_at;
+    st.last_event_id = ev.event_id;
+    st.last_event_type = ev.event_type;
+  }
+  st.head = std::max(st.head, st.position);
+}
+
+/// What the policy says after a final failure: record it (dead-letter if
+/// the strategy says so) and whether to go on.
+bool finish_failure(projection_actor* self, const recorded_event& ev,
+                    const caf::error& err, const error_classification& c,
+                    uint32_t attempts, sql_transaction* tx) {
+  auto& st = self->state;
+  auto strategy = st.tracker->policy().strategy;
+  error_info info{ev.event_id, ev.event_type, ev.global_position,
+                  describe(err), c, attempts, false, now_utc()};
+  if (strategy == error_strategy::retry_then_dlq
+      || strategy == error_strategy::dlq_only) {
+    auto dl = detail::make_dead_letter(st.checkpoint_name, ev, err, c,
+                                       attempts);
+    auto added = tx != nullptr ? st.tx_proj->db().add_dead_letter(*tx, dl)
+                               : st.cfg.dead_letters->add(dl);
+    if (!added) {
+      fail(self, std::move(added.error()));
+      return false;
+    }
+    info.sent_to_dlq = true;
+  }
+  st.tracker->record(info);
+  if (strategy == error_strategy::stop || !st.tracker->should_continue()) {
+    st.state = projection_state::error;
+    log(log_level::error, "projection " + st.checkpoint_name
+                            + " stopped after an error at position "
+                            + std::to_string(ev.global_position) + ": "
+                            + describe(err));
+    return false;
+  }
+  return true;
+}
+
+/// Whether to retry after `err` on attempt `attempt` (from 1).
+bool should_retry(const projection_actor_state& st,
+                  const error_classification& c, uint32_t attempt) {
+  const auto& policy = st.tracker->policy();
+  bool retrying = policy.strategy == error_strategy::retry_then_continue
+                  || policy.strategy == error_strategy::retry_then_dlq;
+  return retrying && attempt <= policy.retry.max_retries
+         && (c.retryable || !policy.retry_only_retryable);
+}
+
+void schedule_retry(projection_actor* self) {
+  auto& st = self->state;
+  st.retry_pending = true;
+  auto delay = backoff_delay(st.tracker->policy().retry, st.attempt - 1,
+                             st.rng);
+  self->delayed_send(self, delay, retry_atom_v);
+}
+
+/// Handles the front event; returns false to stop pumping.
+bool handle_front(projection_actor* self) {
+  auto& st = self->state;
+  const auto& ev = st.queue.front();
+  ++st.attempt;
+  auto err = detail::call_handler([&] { return st.proj->handle(ev); });
+  if (!err) {
+    advance(self, ev, true);
+    st.attempt = 0;
+    return true;
+  }
+  auto c = st.tracker->classify(err);
+  if (should_retry(st, c, st.attempt)) {
+    schedule_retry(self);
+    return false;
+  }
+  auto attempts = st.attempt;
+  st.attempt = 0;
+  if (!finish_failure(self, ev, err, c, attempts, nullptr))
+    return false;
+  advance(self, ev, false);
+  return true;
+}
+
+/// Handles the matching events at the front of the queue in one
+/// transaction with the checkpoint. Returns false to stop pumping.
+bool handle_front_transactional(projection_actor* self) {
+  auto& st = self->state;
+  // The run: consecutive queued events in position order.
+  std::vector<recorded_event> run;
+  int64_t expected = st.position + 1;
+  for (const auto& ev : st.queue) {
+    if (ev.global_position != expected || run.size() >= st.cfg.page_size)
+      break;
+    run.push_back(ev);
+    ++expected;
+  }
+  auto& db = st.tx_proj->db();
+  size_t consumed = 0;
+  uint64_t handled = 0;
+  bool stop = false;
+  caf::error retry_err;
+  std::vector<std::pair<error_info, bool>> failures;
+  auto err = db.transact([&](sql_transaction& tx) -> caf::error {
+    consumed = 0;
+    handled = 0;
+    stop = false;
+    failures.clear();
+    for (const auto& ev : run) {
+      if (matches(st, ev)) {
+        if (auto e = tx.exec("SAVEPOINT es_event"))
+          return e;
+        auto herr = detail::call_handler(
+          [&] { return st.tx_proj->handle(tx, ev); });
+        if (herr) {
+          if (auto e = tx.exec("ROLLBACK TO SAVEPOINT es_event"))
+            return e;
+          auto c = st.tracker->classify(herr);
+          if (should_retry(st, c, st.attempt + 1)) {
+            // Commit what came before; retry this event later.
+            retry_err = herr;
+            break;
+          }
+          auto strategy = st.tracker->policy().strategy;
+          error_info info{ev.event_id, ev.event_type, ev.global_position,
+                          describe(herr), c, st.attempt + 1, false,
+                          now_utc()};
+          if (strategy == error_strategy::retry_then_dlq
+              || strategy == error_strategy::dlq_only) {
+            auto added = db.add_dead_letter(
+              tx, detail::make_dead_letter(st.checkpoint_name, ev, herr, c,
+                                           st.attempt + 1));
+            if (!added)
+              return std::move(added.error());
+            info.sent_to_dlq = true;
+          }
+          failures.emplace_back(info, false);
+          if (strategy == error_strategy::stop) {
+            stop = true;
+            break;
+          }
+        } else {
+          ++handled;
+        }
+        if (auto e = tx.exec("RELEASE SAVEPOINT es_event"))
+          return e;
+      }
+      ++consumed;
+    }
+    if (consumed == 0)
+      return caf::none;
+    const auto& last = run[consumed - 1];
+    checkpoint cp{st.checkpoint_name, last.global_position, last.event_id,
+                  last.event_type,
+                  static_cast<int64_t>(st.processed + handled), now_utc()};
+    auto saved = db.save_checkpoint(tx, cp);
+    return saved ? caf::error{} : std::move(saved.error());
+  });
+  if (err) {
+    // Nothing of the batch took effect.
+    auto c = st.tracker->classify(err);
+    ++st.attempt;
+    if (should_retry(st, c, st.attempt)) {
+      schedule_retry(self);
+      return false;
+    }
+    fail(self, std::move(err));
+    return false;
+  }
+  for (auto& [info, unused] : failures)
+    st.tracker->record(info);
+  for (size_t i = 0; i < consumed; ++i) {
+    const auto& ev = st.queue.front();
+    bool failed_here = false;
+    for (auto& [info, unused] : failures)
+      failed_here |= info.global_position == ev.global_position;
+    advance(self, ev, matches(st, ev) && !failed_here);
+    st.queue.pop_front();
+  }
+  if (consumed > 0)
+    st.saved_position = st.position;
+  if (stop || !st.tracker->should_continue()) {
+    st.state = projection_state::error;
+    return false;
+  }
+  if (retry_err) {
+    ++st.attempt;
+    schedule_retry(self);
+    return false;
+  }
+  st.attempt = 0;
+  return true;
+}
+
+/// Reads the next page from the store into the queue. Returns false when
+/// the feed is exhausted (or on failure, after ending the actor).
+bool read_page(projection_actor* self) {
+  auto& st = self->state;
+  read_all_options opts;
+  opts.after_position = st.position;
+  opts.max_count = st.cfg.page_size;
+  // A transactional projection needs every position in order (its runs
+  // are consecutive); others can let the store filter.
+  if (st.tx_proj == nullptr) {
+    opts.filter = st.cfg.filter;
+    if (!st.types.empty() && opts.filter.event_types.empty())
+      opts.filter.event_types = st.types;
+  }
+  auto page = st.cfg.store->read_all(opts);
+  if (!page) {
+    fail(self, std::move(page.error()));
+    return false;
+  }
+  for (auto& ev : page->events)
+    st.queue.push_back(std::move(ev));
+  st.page_end = page->next_position;
+  if (page->events.empty() && page->next_position > st.position) {
+    // Filtered past events that do not concern this projection.
+    st.position = page->next_position;
+    st.head = std::max(st.head, st.position);
+  }
+  if (page->end_of_feed) {
+    st.head = std::max(st.head, page->next_position);
+    if (page->events.empty()) {
+      st.catching_up = false;
+      return false;
+    }
+  }
+  return true;
+}
+
+void schedule_tick(projection_actor* self) {
+  auto& st = self->state;
+  if (st.tick_scheduled)
+    return;
+  caf::timespan delay = st.cfg.bus ? st.cfg.checkpoint_interval
+                                   : std::min(st.cfg.poll_interval,
+                                              st.cfg.checkpoint_interval);
+  st.tick_scheduled = true;
+  self->delayed_send(self, delay, tick_atom_v);
+}
+
+void pump(projection_actor* self) {
+  auto& st = self->state;
+  while (!st.paused && !st.retry_pending
+         && st.state != projection_state::error
+         && st.state != projection_state::stopped) {
+    if (st.queue.empty()) {
+      // A filtered page may end past its last event: everything up to its
+      // end is accounted for once its events are.
+      if (st.catching_up && st.page_end > st.position)
+        st.position = st.page_end;
+      if (!st.catching_up)
+        break;
+      st.state = projection_state::catching_up;
+      if (!read_page(self))
+        break;
+      continue;
+    }
+    const auto& ev = st.queue.front();
+    if (ev.global_position <= st.position) {
+      st.queue.pop_front();
+      continue;
+    }
+    if (ev.global_position > st.position + 1 && !st.catching_up) {
+      // A gap in the live stream: read it from the store first.
+      st.queue.clear();
+      st.catching_up = true;
+      continue;
+    }
+    if (st.tx_proj != nullptr) {
+      if (!handle_front_transactional(self))
+        break;
+    } else {
+      if (!matches(st, ev)) {
+        advance(self, ev, false);
+        st.queue.pop_front();
+      } else {
+        if (!handle_front(self))
+          break;
+        st.queue.pop_front();
+      }
+      if (st.cfg.checkpointing == checkpoint_mode::every_event)
+        if (auto err = save_checkpoint(self)) {
+          fail(self, std::move(err));
+          return;
+        }
+    }
+    if (st.queue.empty()
+        && st.cfg.checkpointing == checkpoint_mode::every_batch)
+      if (auto err = save_checkpoint(self)) {
+        fail(self, std::move(err));
+        return;
+      }
+  }
+  if (st.state == projection_state::error) {
+    release_acks(self);
+    return;
+  }
+  if (!st.paused && !st.retry_pending && st.queue.empty() && !st.catching_up)
+    st.state = projection_state::live;
+  if (st.cfg.checkpointing == checkpoint_mode::every_batch
+      && !st.retry_pending)
+    if (auto err = save_checkpoint(self)) {
+      fail(self, std::move(err));
+      return;
+    }
+  release_acks(self);
+  if (!st.cfg.bus || st.cfg.checkpointing == checkpoint_mode::periodic)
+    schedule_tick(self);
+}
+
+/// Queues a pump after the messages already waiting, so a burst of
+/// deliveries is handled together.
+void request_pump(projection_actor* self) {
+  if (self->state.pump_scheduled)
+    return;
+  self->state.pump_scheduled = true;
+  self->send(self, pump_atom_v);
+}
+
+projection_status make_status(projection_actor* self) {
+  auto& st = self->state;
+  projection_status s;
+  s.name = st.checkpoint_name;
+  s.state = st.paused ? projection_state::paused : st.state;
+  s.position = st.position;
+  if (auto head = st.cfg.store->head_position())
+    st.head = std::max(st.head, *head);
+  s.head = st.head;
+  s.lag_events = std::max<int64_t>(0, st.head - st.position);
+  if (s.lag_events > 0 && st.last_event_time)
+    s.lag_seconds = std::chrono::duration<double>(now_utc()
+                                                  - *st.last_event_time)
+                      .count();
+  s.events_processed = st.processed;
+  if (st.processed > 0)
+    s.last_processed_at_us = st.last_processed_at.time_since_epoch().count();
+  auto now = now_utc();
+  s.errors = st.tracker->stats(now);
+  s.health = st.tracker->health(now);
+  if (st.state == projection_state::error)
+    s.health.level = health_level::errors;
+  return s;
+}
+
+caf::error start(projection_actor* self) {
+  auto& st = self->state;
+  switch (st.cfg.start) {
+    case start_from::checkpoint: {
+      auto cp = st.cfg.checkpoints->load(st.checkpoint_name);
+      if (!cp)
+        return std::move(cp.error());
+      if (*cp) {
+        st.position = (*cp)->position;
+        st.processed = static_cast<uint64_t>((*cp)->events_processed);
+        st.saved_position = st.position;
+      }
+      break;
+    }
+    case start_from::beginning: st.position = 0; break;
+    case start_from::end: {
+      auto head = st.cfg.store->head_position();
+      if (!head)
+        return std::move(head.error());
+      st.position = *head;
+      break;
+    }
+    case start_from::position: st.position = st.cfg.start_position; break;
+  }
+  st.head = st.position;
+  return caf::none;
+}
+
+caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
+                              subscription_config cfg) {
+  auto& st = self->state;
+  st.proj = std::move(proj);
+  st.tx_proj = dynamic_cast<transactional_projection*>(st.proj.get());
+  st.cfg = std::move(cfg);
+  st.types = st.proj->subscribed_to();
+  st.tracker = std::make_unique<error_tracker>(st.cfg.errors,
+                                               st.cfg.classifier);
+  if (st.checkpoint_name.empty())
+    st.checkpoint_name = st.cfg.checkpoint_name;
+  if (auto err = start(self)) {
+    self->quit(std::move(err));
+    return {};
+  }
+  if (st.cfg.bus)
+    self->send(st.cfg.bus, subscribe_atom_v, caf::actor{self},
+               std::vector<std::string>{},
+               static_cast<uint64_t>(st.cfg.max_live_queue));
+  request_pump(self);
+  return {
+    [self](pump_atom) {
+      self->state.pump_scheduled = false;
+      pump(self);
+    },
+    [self](tick_atom) {
+      auto& st = self->state;
+      st.tick_scheduled = false;
+      if (auto err = save_checkpoint(self)) {
+        fail(self, std::move(err));
+        return;
+      }
+      // Following the store: look for new events.
+      if (!st.cfg.bus && st.queue.empty())
+        st.catching_up = true;
+      pump(self);
+    },
+    [self](retry_atom) {
+      self->state.retry_pending = false;
+      pump(self);
+    },
+    [self](deliver_atom,
+           const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
+      auto& st = self->state;
+      auto n = static_cast<uint64_t>(events.size());
+      if (events.empty())
+        return {n, uint64_t{0}};
+      st.head = std::max(st.head, events.back().global_position);
+      if (st.state == projection_state::error)
+        return {n, uint64_t{0}};
+      if (st.catching_up || st.queue.size() + events.size()
+                              > st.cfg.max_live_queue) {
+        // Behind: the store has these events too. Acknowledge at once so a
+        // slow projection never holds back the writers.
+        if (!st.catching_up) {
+          st.queue.clear();
+          st.catching_up = true;
+          request_pump(self);
+        }
+        return {n, uint64_t{0}};
+      }
+      for (const auto& ev : events)
+        st.queue.push_back(ev);
+      auto rp = self->make_response_promise<uint64_t, uint64_t>();
+      st.acks.push_back({events.back().global_position, n, rp});
+      request_pump(self);
+      return rp;
+    },
+    [self](status_atom) { return make_status(self); },
+    [self](pause_atom) {
+      self->state.paused = true;
+      return true;
+    },
+    [self](resume_atom) {
+      auto& st = self->state;
+      if (!st.paused)
+        return false;
+      st.paused = false;
+      request_pump(self);
+      return true;
+    },
+    [self](reset_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (auto err = st.proj->reset())
+        return err;
+      if (st.tx_proj == nullptr)
+        if (auto res = st.cfg.checkpoints->reset(st.checkpoint_name); !res)
+          return std::move(res.error());
+      st.position = 0;
+      st.saved_position = -1;
+      st.processed = 0;
+      st.queue.clear();
+      st.catching_up = true;
+      st.attempt = 0;
+      if (st.state == projection_state::error)
+        st.state = projection_state::catching_up;
+      request_pump(self);
+      return true;
+    },
+    [self](replay_atom, const recorded_event& ev) -> caf::result<void> {
+      auto err = detail::call_handler(
+        [&] { return self->state.proj->handle(ev); });
+      if (err)
+        return err;
+      return caf::unit;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_projection_actor(caf::actor_system& sys, projection_ptr proj,
+                                  subscription_config cfg) {
+  if (!cfg.store)
+    return caf::actor{};
+  // Stores of a level-2 or transactional projection are its own.
+  if (auto* tp = dynamic_cast<transactional_projection*>(proj.get())) {
+    if (!cfg.checkpoints)
+      cfg.checkpoints = tp->db().checkpoints();
+    if (!cfg.dead_letters)
+      cfg.dead_letters = tp->db().dead_letters();
+  } else if (auto* cp = dynamic_cast<checkpoint_tracking_projection*>(
+               proj.get())) {
+    if (!cfg.checkpoints)
+      cfg.checkpoints = cp->checkpoints();
+    if (!cfg.dead_letters)
+      cfg.dead_letters = cp->dead_letters();
+  }
+  if (!cfg.checkpoints)
+    cfg.checkpoints = make_memory_checkpoint_store();
+  if (!cfg.dead_letters)
+    cfg.dead_letters = make_memory_dead_letter_store();
+  if (cfg.checkpoint_name.empty()) {
+    cfg.checkpoint_name = proj->name();
+    if (cfg.partition.count > 1)
+      cfg.checkpoint_name += "#" + std::to_string(cfg.partition.index) + "/"
+                             + std::to_string(cfg.partition.count);
+  }
+  bool detached = cfg.detached.value_or(
+    proj->blocking() || cfg.store->name() != "memory"
+    || cfg.checkpoints->blocking() || cfg.dead_letters->blocking());
+  if (detached)
+    return sys.spawn<caf::detached>(projection_impl, std::move(proj),
+                                    std::move(cfg));
+  return sys.spawn(projection_impl, std::move(proj), std::move(cfg));
+}
+
+} // namespace es
