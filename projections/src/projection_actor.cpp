@@ -62,6 +62,13 @@ struct projection_actor_state {
   uint32_t attempt = 0;
   bool pump_scheduled = false;
   bool tick_scheduled = false;
+  /// Our subscription at the bus (0 before the bus answered).
+  uint64_t subscription = 0;
+
+  ~projection_actor_state() {
+    if (cfg.bus && subscription != 0)
+      caf::anon_send(cfg.bus, unsubscribe_atom_v, subscription);
+  }
 };
 
 using projection_actor = caf::stateful_actor<projection_actor_state>;
@@ -516,9 +523,20 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
     return {};
   }
   if (st.cfg.bus)
-    self->send(st.cfg.bus, subscribe_atom_v, caf::actor{self},
-               std::vector<std::string>{},
-               static_cast<uint64_t>(st.cfg.max_live_queue));
+    self
+      ->request(st.cfg.bus, caf::infinite, subscribe_atom_v, caf::actor{self},
+                std::vector<std::string>{},
+                static_cast<uint64_t>(st.cfg.max_live_queue))
+      .then([self](uint64_t id) { self->state.subscription = id; },
+            [self](caf::error& err) {
+              // Without the bus the store still has every event.
+              log(log_level::warning, "projection "
+                                        + self->state.checkpoint_name
+                                        + " not subscribed to the bus: "
+                                        + describe(err));
+              self->state.cfg.bus = caf::actor{};
+              schedule_tick(self);
+            });
   request_pump(self);
   return {
     [self](pump_atom) {
@@ -589,6 +607,7 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
         if (auto res = st.cfg.checkpoints->reset(st.checkpoint_name); !res)
           return std::move(res.error());
       st.position = 0;
+      st.page_end = 0;
       st.saved_position = -1;
       st.processed = 0;
       st.queue.clear();

@@ -158,8 +158,8 @@ struct breaker_fixture : deterministic_fixture {
   void start(circuit_breaker_config cfg,
              std::shared_ptr<const error_classifier> classifier = nullptr) {
     target = keep(sys.spawn(scripted_target, script));
-    breaker = keep(spawn_circuit_breaker(sys, target, cfg,
-                                         std::move(classifier)));
+    breaker
+      = keep(spawn_circuit_breaker(sys, target, cfg, std::move(classifier)));
     sched.run();
   }
 
@@ -367,8 +367,8 @@ TEST_CASE_METHOD(breaker_fixture,
   // An application error between two failures breaks the run of failures
   // (the resource answered).
   script->always = caf::error{};
-  script->errors = {connection_lost(), version_conflict_error(),
-                    connection_lost()};
+  script->errors
+    = {connection_lost(), version_conflict_error(), connection_lost()};
   for (int i = 0; i < 3; ++i)
     CHECK_FALSE(call(i));
   CHECK(stats().state == circuit_state::closed);

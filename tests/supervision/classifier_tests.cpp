@@ -23,7 +23,8 @@ caf::error store_error(store_errc code) {
 
 /// An error of a category no module registered.
 caf::error foreign_error(uint8_t code, std::string text) {
-  return caf::error{code, caf::atom("myapp"), caf::make_message(std::move(text))};
+  return caf::error{code, caf::atom("myapp"),
+                    caf::make_message(std::move(text))};
 }
 
 error_classification verdict(error_category c, error_severity s, bool retry,
@@ -95,8 +96,8 @@ TEST_CASE("built-in classes of CAF and supervision errors", "[classifier]") {
   CHECK(other.category == error_category::unknown);
   CHECK_FALSE(other.retryable);
   CHECK(other.description == "a runtime error");
-  auto open = c.classify(caf::make_error(supervision_errc::circuit_open, "x",
-                                         int64_t{5}));
+  auto open = c.classify(
+    caf::make_error(supervision_errc::circuit_open, "x", int64_t{5}));
   CHECK(open.category == error_category::transient);
   CHECK(open.retryable);
 }
@@ -136,9 +137,9 @@ TEST_CASE("add_code_rule overrides the built-in class of one code",
   CHECK(c.classify(store_error(store_errc::timeout)).category
         == error_category::transient);
   // The newest rule for a code wins.
-  c.add_code_rule(store, static_cast<uint8_t>(store_errc::storage_busy),
-                  verdict(error_category::transient, error_severity::low, true,
-                          "newest"));
+  c.add_code_rule(
+    store, static_cast<uint8_t>(store_errc::storage_busy),
+    verdict(error_category::transient, error_severity::low, true, "newest"));
   CHECK(c.classify(store_error(store_errc::storage_busy)).description
         == "newest");
 }
@@ -166,9 +167,9 @@ TEST_CASE("add_category_rule covers codes without a rule of their own",
   CHECK(c.classify(caf::make_error(caf::sec::request_timeout)).category
         == error_category::transient);
   // A new category.
-  c.add_category_rule(caf::atom("myapp"),
-                      verdict(error_category::application, error_severity::low,
-                              false, "my app"));
+  c.add_category_rule(
+    caf::atom("myapp"),
+    verdict(error_category::application, error_severity::low, false, "my app"));
   CHECK(c.classify(foreign_error(9, "deadlock")).description == "my app");
 }
 
@@ -197,15 +198,16 @@ TEST_CASE("add_pattern_rule classifies by the error's text", "[classifier]") {
 TEST_CASE("add_rule: custom rules win, newest first", "[classifier]") {
   error_classifier c;
   int consulted = 0;
-  c.add_rule([&](const caf::error& err, const std::string& text)
-               -> std::optional<error_classification> {
-    ++consulted;
-    if (has_code(err, store_errc::storage_busy)
-        && text.find("details") != std::string::npos)
-      return verdict(error_category::permanent, error_severity::critical,
-                     false, "older rule");
-    return std::nullopt;
-  });
+  c.add_rule(
+    [&](const caf::error& err,
+        const std::string& text) -> std::optional<error_classification> {
+      ++consulted;
+      if (has_code(err, store_errc::storage_busy)
+          && text.find("details") != std::string::npos)
+        return verdict(error_category::permanent, error_severity::critical,
+                       false, "older rule");
+      return std::nullopt;
+    });
   auto x = c.classify(store_error(store_errc::storage_busy));
   CHECK(x.category == error_category::permanent);
   CHECK(x.description == "older rule");
@@ -214,8 +216,8 @@ TEST_CASE("add_rule: custom rules win, newest first", "[classifier]") {
   CHECK(c.classify(store_error(store_errc::timeout)).category
         == error_category::transient);
   // A newer rule is asked first.
-  c.add_rule([](const caf::error& err, const std::string&)
-               -> std::optional<error_classification> {
+  c.add_rule([](const caf::error& err,
+                const std::string&) -> std::optional<error_classification> {
     if (err.category() == caf::atom("es_store"))
       return verdict(error_category::application, error_severity::low, false,
                      "newer rule");
@@ -227,11 +229,12 @@ TEST_CASE("add_rule: custom rules win, newest first", "[classifier]") {
   CHECK(consulted == 0);
   // The text the rule sees is describe(err).
   std::string seen;
-  c.add_rule([&](const caf::error&, const std::string& text)
-               -> std::optional<error_classification> {
-    seen = text;
-    return std::nullopt;
-  });
+  c.add_rule(
+    [&](const caf::error&,
+        const std::string& text) -> std::optional<error_classification> {
+      seen = text;
+      return std::nullopt;
+    });
   static_cast<void>(c.classify(store_error(store_errc::io_error)));
   CHECK(seen == "es_store.io_error: details");
 }

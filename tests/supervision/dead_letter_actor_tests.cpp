@@ -193,15 +193,15 @@ TEST_CASE_METHOD(dlq_fixture, "dlq add, get and list", "[dlq]") {
   CHECK(page[0].id == id2);
   CHECK(list("", "", 10, 3).empty());
   // An unknown status is an error.
-  auto bad = ask<std::vector<dead_letter>>(dlq, dlq_list_atom_v,
-                                           std::string{}, std::string{"lost"},
-                                           uint64_t{10}, uint64_t{0});
+  auto bad = ask<std::vector<dead_letter>>(dlq, dlq_list_atom_v, std::string{},
+                                           std::string{"lost"}, uint64_t{10},
+                                           uint64_t{0});
   REQUIRE_FALSE(bad);
   CHECK(has_code(bad.error(), store_errc::invalid_argument));
 }
 
-TEST_CASE_METHOD(dlq_fixture,
-                 "dlq add of a repeated failure updates its entry", "[dlq]") {
+TEST_CASE_METHOD(dlq_fixture, "dlq add of a repeated failure updates its entry",
+                 "[dlq]") {
   auto ev = make_event(5);
   auto d = make_letter("orders", ev);
   auto id = add(d);

@@ -86,8 +86,8 @@ TEST_CASE("recent errors are bounded by max_recent_errors, newest kept",
   p.max_recent_errors = 3;
   error_tracker tracker{p, nullptr};
   for (int64_t i = 1; i <= 7; ++i)
-    tracker.record(info_for(tracker, busy(), t0 + std::chrono::seconds(i), i,
-                            false));
+    tracker.record(
+      info_for(tracker, busy(), t0 + std::chrono::seconds(i), i, false));
   auto s = tracker.stats(t0 + 7s);
   CHECK(s.total == 7);
   REQUIRE(s.recent.size() == 3);
@@ -111,8 +111,8 @@ TEST_CASE("rate_per_minute counts only the last 60 seconds",
   CHECK(tracker.stats(t0 + 91s).rate_per_minute == 0.0);
   // A burst later.
   for (int64_t i = 0; i < 5; ++i)
-    tracker.record(info_for(tracker, busy(), t0 + 200s + std::chrono::seconds(i),
-                            10 + i, false));
+    tracker.record(info_for(
+      tracker, busy(), t0 + 200s + std::chrono::seconds(i), 10 + i, false));
   CHECK(tracker.stats(t0 + 210s).rate_per_minute == 5.0);
   // The totals are not windowed.
   CHECK(tracker.stats(t0 + 1h).total == 8);
@@ -240,10 +240,9 @@ TEST_CASE("on_category fires for errors of that category only",
 TEST_CASE("the tracker classifies with the classifier it is given",
           "[error_tracker]") {
   auto classifier = std::make_shared<error_classifier>();
-  classifier->add_code_rule(caf::atom("es_store"),
-                            static_cast<uint8_t>(store_errc::storage_busy),
-                            {error_category::application,
-                             error_severity::low, false, "custom"});
+  classifier->add_code_rule(
+    caf::atom("es_store"), static_cast<uint8_t>(store_errc::storage_busy),
+    {error_category::application, error_severity::low, false, "custom"});
   error_tracker tracker{policy(), classifier};
   CHECK(tracker.classify(busy()).category == error_category::application);
   error_tracker plain{policy(), nullptr};

@@ -231,7 +231,9 @@ TEST_CASE("retry uses the caller's retryability, not the error's own",
       ++calls;
       return make_store_error(store_errc::malformed_payload, "bad JSON");
     },
-    [](const caf::error&) { return true; });
+    [](const caf::error&) {
+      return true;
+    });
   CHECK(has_code(res, supervision_errc::retries_exhausted));
   CHECK(calls == 3);
 }
@@ -277,8 +279,8 @@ TEST_CASE("retry exhaustion of an expected<T> operation", "[retry][helper]") {
 }
 
 TEST_CASE("supervision error codes", "[retry][errors]") {
-  auto open = caf::make_error(supervision_errc::circuit_open, "open",
-                              int64_t{1500});
+  auto open
+    = caf::make_error(supervision_errc::circuit_open, "open", int64_t{1500});
   CHECK(has_code(open, supervision_errc::circuit_open));
   CHECK_FALSE(has_code(open, supervision_errc::retries_exhausted));
   CHECK(is_retryable(open));

@@ -176,11 +176,10 @@ TEST_CASE_METHOD(retrying_fixture,
     static_cast<uint8_t>(store_errc::wrong_expected_version),
     error_classification{error_category::transient, error_severity::low, true,
                          "contention"});
-  classifier->add_code_rule(caf::atom("es_store"),
-                            static_cast<uint8_t>(store_errc::storage_busy),
-                            error_classification{error_category::permanent,
-                                                 error_severity::high, false,
-                                                 "never retry"});
+  classifier->add_code_rule(
+    caf::atom("es_store"), static_cast<uint8_t>(store_errc::storage_busy),
+    error_classification{error_category::permanent, error_severity::high, false,
+                         "never retry"});
   start(exact_config(3), classifier);
   script->errors = {version_conflict_error()};
   auto h = self->request(retrying, caf::infinite, int32_t{3});

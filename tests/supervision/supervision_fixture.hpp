@@ -139,13 +139,21 @@ struct deterministic_fixture {
     REQUIRE(self->has_next_message());
     if constexpr (std::is_void_v<T>) {
       caf::expected<void> result;
-      h.receive([] {}, [&](caf::error& err) { result = std::move(err); });
+      h.receive([] {},
+                [&](caf::error& err) {
+                  result = std::move(err);
+                });
       return result;
     } else {
-      caf::expected<T> result{caf::make_error(caf::sec::invalid_argument,
-                                              "no answer")};
-      h.receive([&](T& x) { result = std::move(x); },
-                [&](caf::error& err) { result = std::move(err); });
+      caf::expected<T> result{
+        caf::make_error(caf::sec::invalid_argument, "no answer")};
+      h.receive(
+        [&](T& x) {
+          result = std::move(x);
+        },
+        [&](caf::error& err) {
+          result = std::move(err);
+        });
       return result;
     }
   }
@@ -196,10 +204,15 @@ struct threaded_fixture {
 
   template <class T, class Handle>
   caf::expected<T> collect(Handle&& h) {
-    caf::expected<T> result{caf::make_error(caf::sec::invalid_argument,
-                                            "no answer")};
-    h.receive([&](T& x) { result = std::move(x); },
-              [&](caf::error& err) { result = std::move(err); });
+    caf::expected<T> result{
+      caf::make_error(caf::sec::invalid_argument, "no answer")};
+    h.receive(
+      [&](T& x) {
+        result = std::move(x);
+      },
+      [&](caf::error& err) {
+        result = std::move(err);
+      });
     return result;
   }
 
@@ -254,7 +267,9 @@ inline caf::behavior scripted_target(caf::event_based_actor* self,
       }
       return x + 1000;
     },
-    [script](const std::string&) { ++script->calls; },
+    [script](const std::string&) {
+      ++script->calls;
+    },
     [script](caf::ok_atom) {
       for (auto& [rp, x] : script->held)
         rp.deliver(x + 1000);

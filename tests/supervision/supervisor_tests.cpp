@@ -26,8 +26,12 @@ namespace {
 /// ends normally on `(stop_atom)` and with an error on `(caf::sub_atom)`.
 caf::behavior worker(caf::event_based_actor* self, int generation) {
   return {
-    [generation](caf::get_atom) { return generation; },
-    [self](stop_atom) { self->quit(); },
+    [generation](caf::get_atom) {
+      return generation;
+    },
+    [self](stop_atom) {
+      self->quit();
+    },
     [self](caf::sub_atom) {
       self->quit(caf::make_error(caf::sec::runtime_error, "worker broke"));
     },

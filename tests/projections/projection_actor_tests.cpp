@@ -1,0 +1,295 @@
+// Projection actors on CAF's deterministic scheduler.
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "projection_fixture.hpp"
+
+using namespace es;
+using namespace es::test;
+
+TEST_CASE_METHOD(projection_fixture,
+                 "a projection catches up, then goes live from the bus",
+                 "[projections]") {
+  for (int i = 0; i < 10; ++i)
+    append_direct(5);
+  auto proj = std::make_shared<recording_projection>("recorder");
+  auto a = spawn(proj, config());
+  CHECK(proj->seen() == range(1, 50));
+  auto s = status(a);
+  CHECK(s.state == projection_state::live);
+  CHECK(s.position == 50);
+  CHECK(s.lag_events == 0);
+  append_published(3);
+  append_published(4);
+  sched.run();
+  CHECK(proj->seen() == range(1, 57));
+  auto cp = proj->name();
+  s = status(a);
+  CHECK(s.position == 57);
+  CHECK(s.events_processed == 57);
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "events written elsewhere during live mode fill the gap",
+                 "[projections]") {
+  append_direct(3);
+  auto proj = std::make_shared<recording_projection>("recorder");
+  auto a = spawn(proj, config());
+  // Written without the bus: the next live event reveals a gap.
+  append_direct(4);
+  append_published(2);
+  sched.run();
+  CHECK(proj->seen() == range(1, 9));
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "events appended during catch-up are delivered once, in "
+                 "order (random interleavings)",
+                 "[projections][property]") {
+  auto seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  for (int i = 0; i < 20; ++i)
+    append_direct(3);
+  auto proj = std::make_shared<recording_projection>("recorder");
+  auto c = config();
+  c.page_size = 5;
+  auto a = spawn_projection_actor(sys, proj, c);
+  spawned.push_back(a);
+  // Interleave scheduler steps with appends, published and not.
+  int64_t appended = 60;
+  for (int step = 0; step < 400; ++step) {
+    switch (rng() % 4) {
+      case 0: {
+        int n = static_cast<int>(rng() % 3) + 1;
+        append_published(n);
+        appended += n;
+        break;
+      }
+      case 1:
+        if (rng() % 5 == 0) {
+          append_direct(1);
+          appended += 1;
+        }
+        break;
+      default:
+        sched.run_once();
+    }
+  }
+  sched.run();
+  // A last published append flushes any gap left by direct appends.
+  append_published(1);
+  ++appended;
+  sched.run();
+  CHECK(proj->seen() == range(1, appended));
+  CHECK(status(a).state == projection_state::live);
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "without a bus the actor follows the store",
+                 "[projections]") {
+  append_direct(5);
+  auto proj = std::make_shared<recording_projection>("follower");
+  auto c = config(false);
+  c.poll_interval = std::chrono::milliseconds(50);
+  auto a = spawn(proj, c);
+  CHECK(proj->seen() == range(1, 5));
+  append_direct(3);
+  sched.run();
+  CHECK(proj->seen().size() == 5);
+  advance(std::chrono::milliseconds(60));
+  CHECK(proj->seen() == range(1, 8));
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "filters by type, subscribed types and partitions",
+                 "[projections]") {
+  for (int i = 0; i < 6; ++i) {
+    append_published(1, i % 2 ? "NoteWritten" : "ItemAdded");
+  }
+  sched.run();
+  auto items = std::make_shared<recording_projection>(
+    "items", std::vector<std::string>{"ItemAdded"});
+  auto notes = std::make_shared<recording_projection>("notes");
+  auto nc = config();
+  nc.filter.event_types = {"NoteWritten"};
+  spawn(items, config());
+  spawn(notes, nc);
+  CHECK(items->seen() == std::vector<int64_t>{1, 3, 5});
+  CHECK(notes->seen() == std::vector<int64_t>{2, 4, 6});
+  append_published(1, "NoteWritten");
+  append_published(1, "ItemAdded");
+  sched.run();
+  CHECK(items->seen() == std::vector<int64_t>{1, 3, 5, 8});
+  CHECK(notes->seen() == std::vector<int64_t>{2, 4, 6, 7});
+  // Three partitions share the work without overlap.
+  std::vector<std::shared_ptr<recording_projection>> workers;
+  for (uint32_t k = 0; k < 3; ++k) {
+    auto w = std::make_shared<recording_projection>("worker");
+    auto c = config();
+    c.partition = {k, 3};
+    spawn(w, c);
+    workers.push_back(w);
+  }
+  std::set<int64_t> all;
+  size_t total = 0;
+  for (auto& w : workers) {
+    for (auto p : w->seen())
+      all.insert(p);
+    total += w->seen().size();
+  }
+  CHECK(total == 8);
+  CHECK(all.size() == 8);
+}
+
+TEST_CASE_METHOD(projection_fixture, "retries then succeeds, once",
+                 "[projections][errors]") {
+  append_direct(5);
+  auto proj = std::make_shared<recording_projection>("flaky");
+  proj->fail_at(3, 2);
+  auto a = spawn(proj, config());
+  // Stuck at 3 until the backoffs pass.
+  CHECK(proj->seen() == range(1, 2));
+  CHECK(status(a).position == 2);
+  advance(std::chrono::milliseconds(100));
+  CHECK(proj->seen() == range(1, 5));
+  CHECK(proj->attempts(3) == 3);
+  auto s = status(a);
+  CHECK(s.errors.total == 0);
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "retry exhaustion sends the event to the dead-letter queue",
+                 "[projections][errors]") {
+  append_direct(5);
+  auto proj = std::make_shared<recording_projection>("poisoned");
+  proj->fail_at(2, -1);
+  proj->throw_at(4);
+  auto dlq = make_memory_dead_letter_store();
+  auto checkpoints = make_memory_checkpoint_store();
+  auto c = config();
+  c.dead_letters = dlq;
+  c.checkpoints = checkpoints;
+  auto a = spawn(proj, c);
+  advance(std::chrono::milliseconds(200));
+  CHECK(proj->seen() == std::vector<int64_t>{1, 3, 5});
+  CHECK(proj->attempts(2) == 3);
+  auto letters = dlq->list({});
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 2);
+  CHECK((*letters)[0].global_position == 2);
+  CHECK((*letters)[0].retry_count == 2);
+  CHECK((*letters)[1].global_position == 4);
+  CHECK((*letters)[1].error_message.find("boom at 4") != std::string::npos);
+  auto ev = decode_recorded_event((*letters)[0].event_data);
+  REQUIRE(ev);
+  CHECK(ev->global_position == 2);
+  // Every event is applied or dead-lettered; the checkpoint passed them.
+  auto cp = checkpoints->load("poisoned");
+  REQUIRE(cp);
+  REQUIRE(cp->has_value());
+  CHECK((*cp)->position == 5);
+  auto s = status(a);
+  CHECK(s.errors.total == 2);
+  CHECK(s.errors.sent_to_dlq == 2);
+  CHECK(s.health.level == health_level::warnings);
+  // A replay of the dead letter through the actor succeeds once fixed.
+  proj->fail_at(2, 0);
+  auto h = self->request(a, caf::infinite, replay_atom_v, *ev);
+  sched.run();
+  bool replayed = false;
+  h.receive([&] { replayed = true; }, [](caf::error& err) { FAIL(describe(err)); });
+  CHECK(replayed);
+  CHECK(proj->seen() == std::vector<int64_t>{1, 3, 5, 2});
+}
+
+TEST_CASE_METHOD(projection_fixture, "the stop strategy halts at the error",
+                 "[projections][errors]") {
+  append_direct(5);
+  auto proj = std::make_shared<recording_projection>("strict");
+  proj->fail_at(3, -1);
+  auto c = config();
+  c.errors.strategy = error_strategy::stop;
+  auto a = spawn(proj, c);
+  CHECK(proj->seen() == range(1, 2));
+  auto s = status(a);
+  CHECK(s.state == projection_state::error);
+  CHECK(s.position == 2);
+  CHECK(s.health.level == health_level::errors);
+  // Live events are acknowledged, not handled, so writers go on.
+  append_published(2);
+  sched.run();
+  CHECK(proj->seen() == range(1, 2));
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "continue and dead-letter-only strategies skip at once",
+                 "[projections][errors]") {
+  append_direct(4);
+  auto skip = std::make_shared<recording_projection>("skipper");
+  skip->fail_at(2, -1);
+  auto c = config();
+  c.errors.strategy = error_strategy::continue_on_error;
+  auto dlq = make_memory_dead_letter_store();
+  auto d = config();
+  d.errors.strategy = error_strategy::dlq_only;
+  d.dead_letters = dlq;
+  auto direct = std::make_shared<recording_projection>("direct");
+  direct->fail_at(3, -1);
+  auto a = spawn(skip, c);
+  auto b = spawn(direct, d);
+  CHECK(skip->seen() == std::vector<int64_t>{1, 3, 4});
+  CHECK(skip->attempts(2) == 1);
+  CHECK(status(a).errors.skipped == 1);
+  CHECK(direct->seen() == std::vector<int64_t>{1, 2, 4});
+  CHECK(direct->attempts(3) == 1);
+  CHECK((*dlq->stats()).failed == 1);
+  CHECK(status(b).errors.sent_to_dlq == 1);
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "pause builds lag, resume catches up, reset rebuilds",
+                 "[projections]") {
+  append_direct(3);
+  auto proj = std::make_shared<recording_projection>("pausable");
+  auto a = spawn(proj, config());
+  auto p = self->request(a, caf::infinite, pause_atom_v);
+  sched.run();
+  p.receive([](bool) {}, [](caf::error&) {});
+  append_published(4);
+  sched.run();
+  auto s = status(a);
+  CHECK(s.state == projection_state::paused);
+  CHECK(s.lag_events == 4);
+  auto r = self->request(a, caf::infinite, resume_atom_v);
+  sched.run();
+  r.receive([](bool) {}, [](caf::error&) {});
+  CHECK(proj->seen() == range(1, 7));
+  CHECK(status(a).lag_events == 0);
+  auto x = self->request(a, caf::infinite, reset_atom_v);
+  sched.run();
+  x.receive([](bool ok) { CHECK(ok); }, [](caf::error& err) { FAIL(describe(err)); });
+  CHECK(proj->resets() == 1);
+  CHECK(proj->seen() == range(1, 7));
+  CHECK(status(a).events_processed == 7);
+}
+
+TEST_CASE_METHOD(projection_fixture,
+                 "a restarted projection resumes from its checkpoint",
+                 "[projections]") {
+  append_direct(6);
+  auto checkpoints = make_memory_checkpoint_store();
+  auto c = config();
+  c.checkpoints = checkpoints;
+  c.checkpointing = checkpoint_mode::every_event;
+  auto first = std::make_shared<recording_projection>("resumable");
+  auto a = spawn(first, c);
+  CHECK(first->seen() == range(1, 6));
+  self->send_exit(a, caf::exit_reason::kill);
+  sched.run();
+  append_direct(2);
+  auto second = std::make_shared<recording_projection>("resumable");
+  spawn(second, c);
+  CHECK(second->seen() == range(7, 8));
+}
