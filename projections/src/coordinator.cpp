@@ -101,21 +101,35 @@ projection_coordinator::actor(const std::string& name) {
 
 caf::expected<projection_status>
 projection_coordinator::status(const std::string& name) {
-  auto a = current(name);
-  if (!a) {
-    // A failed or restarting projection still has a status to report.
+  // A failed or restarting projection still has a status to report.
+  auto unavailable = [&](const caf::error& why) {
     projection_status s;
     s.name = name;
-    s.state = projection_state::error;
-    s.health.level = health_level::errors;
-    s.health.errors.push_back(describe(a.error()));
+    bool restarting = false;
+    for (const auto& c : supervision())
+      if (c.name == name
+          && (c.state == child_state::restarting
+              || c.state == child_state::running))
+        restarting = true;
+    if (restarting) {
+      s.state = projection_state::starting;
+      s.health.level = health_level::warnings;
+      s.health.warnings.push_back("restarting after: " + describe(why));
+    } else {
+      s.state = projection_state::error;
+      s.health.level = health_level::errors;
+      s.health.errors.push_back(describe(why));
+    }
     return s;
-  }
+  };
+  auto a = current(name);
+  if (!a)
+    return unavailable(a.error());
   caf::scoped_actor self{sys_};
   caf::expected<projection_status> result{caf::error{}};
   self->request(*a, std::chrono::seconds(30), status_atom_v)
     .receive([&](projection_status& s) { result = std::move(s); },
-             [&](caf::error& err) { result = std::move(err); });
+             [&](caf::error& err) { result = unavailable(err); });
   return result;
 }
 
@@ -163,18 +177,22 @@ projection_coordinator::wait_until_caught_up(const std::string& name,
     auto s = status(name);
     if (!s)
       return std::move(s.error());
-    if (target < 0)
-      target = s->head;
     if (s->state == projection_state::error)
       return caf::make_error(supervision_errc::too_many_errors,
                              name + " stopped on errors");
-    if (s->position >= target)
-      return caf::none;
+    // A restarting projection reports no position yet: wait for it.
+    if (s->state != projection_state::starting) {
+      if (target < 0)
+        target = s->head;
+      if (s->position >= target)
+        return caf::none;
+    }
     if (std::chrono::steady_clock::now() >= deadline)
       return caf::make_error(store_errc::timeout,
                              name + " did not catch up in time (at "
                                + std::to_string(s->position) + " of "
-                               + std::to_string(target) + ")");
+                               + std::to_string(std::max<int64_t>(target, 0))
+                               + ")");
     // Polling a status: the projection reports progress, nothing signals
     // completion.
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
