@@ -11,7 +11,7 @@
 
 #include "es/actors/aggregate.hpp"
 #include "es/actors/aggregate_actor.hpp"
-#include "es/actors/type_ids.hpp"
+#include "es/projections/type_ids.hpp"
 
 namespace orders {
 
@@ -197,7 +197,7 @@ public:
 
 } // namespace orders
 
-CAF_BEGIN_TYPE_ID_BLOCK(orders, caf::id_block::es_actors::end)
+CAF_BEGIN_TYPE_ID_BLOCK(orders, caf::id_block::es_projections::end)
 
   CAF_ADD_TYPE_ID(orders, (orders::create_order))
   CAF_ADD_TYPE_ID(orders, (orders::add_item))

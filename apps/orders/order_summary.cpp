@@ -48,13 +48,16 @@ caf::error order_summary::apply(const es::recorded_event& ev) {
   return caf::none;
 }
 
-caf::error order_summary::catch_up(es::event_store& store) {
+caf::error order_summary::catch_up(es::event_store& store, int64_t up_to) {
   es::read_all_options opts;
   opts.after_position = last_position();
   opts.max_count = 1000;
-  auto res = es::for_each_in_feed(store, opts, [this](es::recorded_event& ev) {
-    return apply(ev);
-  });
+  auto res = es::for_each_in_feed(store, opts,
+                                  [this, up_to](es::recorded_event& ev) {
+                                    if (ev.global_position > up_to)
+                                      return caf::error{};
+                                    return apply(ev);
+                                  });
   if (!res)
     return std::move(res.error());
   return caf::none;

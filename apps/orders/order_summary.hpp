@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -34,8 +35,10 @@ public:
   /// Applies one event. Errors: the registry's decoding errors.
   caf::error apply(const es::recorded_event& ev);
 
-  /// Replays the store's whole feed (from the last applied position).
-  caf::error catch_up(es::event_store& store);
+  /// Replays the store's feed from the last applied position, up to
+  /// `up_to` (the whole feed by default).
+  caf::error catch_up(es::event_store& store,
+                      int64_t up_to = std::numeric_limits<int64_t>::max());
 
   std::map<es::uuid, summary_row> rows() const;
   std::map<order_status, size_t> counts_by_status() const;
