@@ -375,8 +375,14 @@ void schedule_tick(projection_actor* self) {
   self->delayed_send(self, delay, tick_atom_v);
 }
 
+void request_pump(projection_actor* self);
+
 void pump(projection_actor* self) {
   auto& st = self->state;
+  // One page per message: between pages the actor answers status, pause
+  // and stop requests, and shares its thread with other actors.
+  bool page_read = false;
+  bool yielded = false;
   while (!st.paused && !st.retry_pending
          && st.state != projection_state::error
          && st.state != projection_state::stopped) {
@@ -388,8 +394,13 @@ void pump(projection_actor* self) {
       if (!st.catching_up)
         break;
       st.state = projection_state::catching_up;
+      if (page_read) {
+        yielded = true;
+        break;
+      }
       if (!read_page(self))
         break;
+      page_read = true;
       continue;
     }
     const auto& ev = st.queue.front();
@@ -441,6 +452,10 @@ void pump(projection_actor* self) {
       return;
     }
   release_acks(self);
+  if (yielded) {
+    request_pump(self);
+    return;
+  }
   if (!st.cfg.bus || st.cfg.checkpointing == checkpoint_mode::periodic)
     schedule_tick(self);
 }

@@ -96,16 +96,24 @@ caf::behavior breaker_impl(breaker_actor* self, caf::actor target,
       caf::timespan wait{0};
       if (!st.breaker.allow(self->clock().now(), &wait)) {
         ++st.stats.rejected;
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(wait)
-                    .count();
+        // Rounded up: a caller that waits as told finds the breaker ready.
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
         return caf::make_error(supervision_errc::circuit_open,
                                "circuit open; try again in "
                                  + std::to_string(ms) + " ms",
                                static_cast<int64_t>(ms));
       }
       auto rp = self->make_response_promise();
-      self->request(target, caf::infinite, x.move_content_to_message())
-        .then([rp]() mutable { rp.deliver(caf::unit); },
+      self
+        ->request(target, st.breaker.config().call_timeout,
+                  x.move_content_to_message())
+        .then(
+          [self, rp]() mutable {
+            auto& st = self->state;
+            st.breaker.record_success();
+            ++st.stats.successes;
+            rp.deliver(caf::unit);
+          },
               [self, rp](caf::error& err) mutable {
                 auto& st = self->state;
                 // Answers of any shape arrive as unexpected responses that

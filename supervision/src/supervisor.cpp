@@ -31,6 +31,9 @@ struct child {
   std::shared_ptr<child_factory> factory;
   caf::actor actor;
   child_status status;
+  /// Bumped on every supervise, stop and crash: a delayed restart carries
+  /// the generation it was scheduled in and is ignored once it changed.
+  uint64_t generation = 0;
 };
 
 struct supervisor_state {
@@ -95,7 +98,9 @@ caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
     log(log_level::warning, "supervised " + c->status.name + " crashed ("
                               + c->status.last_error + "); restart "
                               + std::to_string(c->status.restarts) + " soon");
-    self->delayed_send(self, delay, restart_atom_v, c->status.name);
+    ++c->generation;
+    self->delayed_send(self, delay, restart_atom_v, c->status.name,
+                       c->generation);
   });
   return {
     [self](supervise_atom, const std::string& name,
@@ -105,16 +110,18 @@ caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
         self->send_exit(c.actor, caf::exit_reason::user_shutdown);
       c.factory = std::move(factory);
       c.status = child_status{name, child_state::running, 0, {}};
+      ++c.generation;
       start(self, c);
       if (!c.actor)
         return caf::make_error(supervision_errc::not_found,
                                "could not start " + name);
       return c.actor;
     },
-    [self](restart_atom, const std::string& name) {
+    [self](restart_atom, const std::string& name, uint64_t generation) {
       auto i = self->state.children.find(name);
       if (i == self->state.children.end()
-          || i->second.status.state != child_state::restarting)
+          || i->second.status.state != child_state::restarting
+          || i->second.generation != generation)
         return;
       start(self, i->second);
     },
@@ -141,6 +148,7 @@ caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
         i->second.actor = caf::actor{};
       }
       i->second.status.state = child_state::stopped;
+      ++i->second.generation;
       return true;
     },
   };

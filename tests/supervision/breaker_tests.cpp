@@ -397,17 +397,13 @@ TEST_CASE_METHOD(breaker_fixture,
   CHECK(has_code(res.error(), supervision_errc::circuit_open));
 }
 
-// BUG (supervision/src/circuit_breaker.cpp, breaker_impl): the handler for
-// an empty (void) answer only delivers it; it neither calls
-// `breaker.record_success()` nor counts `stats.successes`. A target that
-// answers void therefore never closes a half-open breaker: the test call's
-// slot stays taken and every later call is refused with circuit_open
-// (retry_after 0) forever; in the closed state a void success does not
-// reset the failure count either.
+// A target that answers void succeeds like any other: its test call must
+// close a half-open breaker, or the test call's slot stays taken and every
+// later call is refused.
 TEST_CASE_METHOD(breaker_fixture,
                  "a void answer counts as a success and closes a half-open "
                  "breaker",
-                 "[breaker][actor][!shouldfail]") {
+                 "[breaker][actor]") {
   start(actor_config(1));
   open_with(1);
   advance(10s);
@@ -421,4 +417,40 @@ TEST_CASE_METHOD(breaker_fixture,
   auto next = call(5);
   REQUIRE(next);
   CHECK(*next == 1005);
+}
+
+// In the closed state a void success ends the run of failures.
+TEST_CASE_METHOD(breaker_fixture, "a void answer resets the run of failures",
+                 "[breaker][actor]") {
+  start(actor_config(2));
+  script->errors = {connection_lost()};
+  CHECK_FALSE(call(1));
+  CHECK(ask<void>(breaker, std::string{"ping"}));
+  script->errors = {connection_lost()};
+  CHECK_FALSE(call(2));
+  auto s = stats();
+  CHECK(s.successes == 1);
+  CHECK(s.consecutive_failures == 1);
+  CHECK(s.state == circuit_state::closed);
+}
+
+// The remaining time is rounded up: with less than a millisecond left the
+// breaker must not say "try again in 0 ms", or a client that honours
+// retry_after_ms comes back too early and is refused again.
+TEST_CASE_METHOD(breaker_fixture,
+                 "retry_after_ms never understates the remaining time",
+                 "[breaker][actor]") {
+  start(actor_config(1));
+  open_with(1);
+  advance(10s - 500us);
+  auto res = call(1);
+  REQUIRE_FALSE(res);
+  REQUIRE(has_code(res.error(), supervision_errc::circuit_open));
+  REQUIRE(retry_after_ms(res.error()));
+  CHECK(*retry_after_ms(res.error()) >= 1);
+  // Waiting as long as the breaker says lets the next call through.
+  advance(std::chrono::milliseconds(*retry_after_ms(res.error())));
+  auto next = call(2);
+  REQUIRE(next);
+  CHECK(*next == 1002);
 }

@@ -409,3 +409,29 @@ TEST_CASE_METHOD(supervisor_fixture, "children end with the supervisor",
   auto res = ask<int>(*a, caf::get_atom_v);
   CHECK_FALSE(res);
 }
+
+// A restart scheduled for an earlier child of the same name must not cut
+// the backoff of a newer one: a name supervised again while its old restart
+// is pending, whose new child then crashes, waits its own full backoff.
+TEST_CASE_METHOD(supervisor_fixture,
+                 "a stale restart timer does not cut a new child's backoff",
+                 "[supervisor]") {
+  start();
+  auto f = std::make_shared<counting_factory>();
+  auto first = supervise_child("worker", f);
+  REQUIRE(first);
+  crash(*first); // restart due at t = 100 ms
+  advance(10ms);
+  auto g = std::make_shared<counting_factory>();
+  auto second = supervise_child("worker", g);
+  REQUIRE(second);
+  advance(10ms);
+  crash(*second); // t = 20 ms: restart due at t = 120 ms
+  REQUIRE(status_of("worker").state == child_state::restarting);
+  advance(80ms); // t = 100 ms
+  CHECK(g->calls == 1);
+  CHECK(status_of("worker").state == child_state::restarting);
+  advance(20ms); // t = 120 ms
+  CHECK(g->calls == 2);
+  CHECK(f->calls == 1);
+}

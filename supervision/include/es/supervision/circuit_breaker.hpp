@@ -27,6 +27,10 @@ struct circuit_breaker_config {
   /// Test calls allowed at once while half-open; one success closes the
   /// breaker, one failure opens it again.
   uint32_t half_open_max_calls = 1;
+  /// The breaker actor gives up on a call after this long and counts it as
+  /// a failure (`sec::request_timeout`), so a target that never answers
+  /// cannot hold a test call forever.
+  caf::timespan call_timeout = std::chrono::seconds(30);
 };
 
 /// The breaker's state machine, driven by the caller's clock. Not
