@@ -6,7 +6,7 @@
 
 #include "es/actors/aggregate.hpp"
 #include "es/actors/aggregate_actor.hpp"
-#include "es/actors/type_ids.hpp"
+#include "es/projections/type_ids.hpp"
 
 namespace es::bench::counter_bench {
 
@@ -77,7 +77,7 @@ inline std::shared_ptr<event_registry> make_registry() {
 
 } // namespace es::bench::counter_bench
 
-CAF_BEGIN_TYPE_ID_BLOCK(esbench, caf::id_block::es_actors::end)
+CAF_BEGIN_TYPE_ID_BLOCK(esbench, caf::id_block::es_projections::end)
 
   CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::increment))
   CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::touch))

@@ -9,10 +9,11 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/exec_main.hpp>
 
-#include "es/actors/type_ids.hpp"
+#include "es/projections/type_ids.hpp"
 
 #include "command_scenarios.hpp"
 #include "postgres_scenarios.hpp"
+#include "projection_scenarios.hpp"
 #include "counter.hpp"
 
 #include "store_scenarios.hpp"
@@ -31,6 +32,7 @@ struct esbench_config : caf::actor_system_config {
   int repeat = 1;
   int aggregates = 1000;
   int idle_aggregates = 100000;
+  int64_t max_single = 2000;
 
   esbench_config() {
     opt_group{custom_options_, "global"}
@@ -38,7 +40,8 @@ struct esbench_config : caf::actor_system_config {
       .add(scenario, "scenario",
            "what to measure: append (1 event per call), append-batch "
            "(--batch events per call), commands (through a region and "
-           "aggregate actors) or idle-memory (bytes per live idle aggregate)")
+           "aggregate actors), idle-memory (bytes per live idle aggregate), "
+           "read-all, recover or project (projection throughput)")
       .add(events, "events", "total events to write")
       .add(writers, "writers", "concurrent writer threads")
       .add(batch, "batch",
@@ -52,11 +55,14 @@ struct esbench_config : caf::actor_system_config {
            "commands scenario: distinct aggregates the commands go to")
       .add(idle_aggregates, "idle-aggregates",
            "idle-memory scenario: aggregates kept alive for the measurement")
+      .add(max_single, "max-single",
+           "project scenario: events of the batch-1 read-model rows (one "
+           "commit each; default 2000)")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
     set("scheduler.max-threads", 2);
-    es::add_actors_module(*this);
+    es::add_projections_module(*this);
     add_message_types<caf::id_block::esbench>();
   }
 };
@@ -116,6 +122,25 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     es::bench::print_table(rows);
     return;
   }
+  if (p.scenario == "project") {
+    // Each round yields the same rows in the same order; keep the median
+    // of each row over the rounds.
+    std::vector<std::vector<es::bench::run_result>> rounds;
+    for (int i = 0; i < std::max(1, cfg.repeat); ++i)
+      rounds.push_back(es::bench::run_project(
+        sys, p, std::max<int64_t>(1, cfg.max_single)));
+    std::vector<es::bench::run_result> rows;
+    for (size_t k = 0; k < rounds.front().size(); ++k) {
+      std::vector<es::bench::run_result> runs;
+      for (const auto& round : rounds)
+        runs.push_back(round[k]);
+      rows.push_back(es::bench::median_run(runs));
+    }
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+  }
   if (p.scenario == "read-all") {
     if (p.backend != "postgres" && p.backend != "sqlite") {
       std::cerr << "esbench: read-all needs --backend=postgres or sqlite\n";
@@ -141,7 +166,7 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   else {
     std::cerr << "esbench: unknown --scenario " << p.scenario
               << " (append, append-batch, commands, idle-memory, read-all,"
-                 " recover)\n";
+                 " recover, project)\n";
     std::exit(2);
   }
   if (p.backend != "memory" && p.backend != "sqlite"

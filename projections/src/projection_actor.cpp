@@ -221,13 +221,15 @@ bool handle_front(projection_actor* self) {
 /// transaction with the checkpoint. Returns false to stop pumping.
 bool handle_front_transactional(projection_actor* self) {
   auto& st = self->state;
-  // The run: consecutive queued events in position order.
-  std::vector<recorded_event> run;
+  // The run: consecutive queued events in position order (the queue does
+  // not change until the transaction ended).
+  std::vector<const recorded_event*> run;
+  auto limit = st.cfg.batch_size > 0 ? st.cfg.batch_size : st.cfg.page_size;
   int64_t expected = st.position + 1;
   for (const auto& ev : st.queue) {
-    if (ev.global_position != expected || run.size() >= st.cfg.page_size)
+    if (ev.global_position != expected || run.size() >= limit)
       break;
-    run.push_back(ev);
+    run.push_back(&ev);
     ++expected;
   }
   auto& db = st.tx_proj->db();
@@ -236,17 +238,30 @@ bool handle_front_transactional(projection_actor* self) {
   bool stop = false;
   caf::error retry_err;
   std::vector<std::pair<error_info, bool>> failures;
-  auto err = db.transact([&](sql_transaction& tx) -> caf::error {
+  // The batch first runs without savepoints (one statement less per event
+  // on each side of the handler). When a handler fails, that transaction is
+  // rolled back and the batch runs again with a savepoint around each event,
+  // so the failing event's writes alone are undone.
+  bool savepoints = false;
+  bool rerun = false;
+  auto body = [&](sql_transaction& tx) -> caf::error {
     consumed = 0;
     handled = 0;
     stop = false;
+    retry_err = caf::error{};
     failures.clear();
-    for (const auto& ev : run) {
+    for (const auto* evp : run) {
+      const auto& ev = *evp;
       if (matches(st, ev)) {
-        if (auto e = tx.exec("SAVEPOINT es_event"))
-          return e;
+        if (savepoints)
+          if (auto e = tx.exec("SAVEPOINT es_event"))
+            return e;
         auto herr = detail::call_handler(
           [&] { return st.tx_proj->handle(tx, ev); });
+        if (herr && !savepoints) {
+          rerun = true;
+          return herr;
+        }
         if (herr) {
           if (auto e = tx.exec("ROLLBACK TO SAVEPOINT es_event"))
             return e;
@@ -277,20 +292,26 @@ bool handle_front_transactional(projection_actor* self) {
         } else {
           ++handled;
         }
-        if (auto e = tx.exec("RELEASE SAVEPOINT es_event"))
-          return e;
+        if (savepoints)
+          if (auto e = tx.exec("RELEASE SAVEPOINT es_event"))
+            return e;
       }
       ++consumed;
     }
     if (consumed == 0)
       return caf::none;
-    const auto& last = run[consumed - 1];
+    const auto& last = *run[consumed - 1];
     checkpoint cp{st.checkpoint_name, last.global_position, last.event_id,
                   last.event_type,
                   static_cast<int64_t>(st.processed + handled), now_utc()};
     auto saved = db.save_checkpoint(tx, cp);
     return saved ? caf::error{} : std::move(saved.error());
-  });
+  };
+  auto err = db.transact(body);
+  if (rerun) {
+    savepoints = true;
+    err = db.transact(body);
+  }
   if (err) {
     // Nothing of the batch took effect.
     auto c = st.tracker->classify(err);

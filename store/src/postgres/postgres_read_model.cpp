@@ -1,5 +1,7 @@
 // The PostgreSQL read-model database.
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 #include "es/store/errors.hpp"
 #include "es/store/postgres_event_store.hpp"
@@ -16,9 +18,16 @@ namespace {
 using detail::pg::connection;
 using detail::pg::result;
 
+/// Statements with parameters are prepared once per connection (up to
+/// this many), so the server parses and plans each only once.
+constexpr size_t max_prepared = 256;
+
+using statement_cache = std::unordered_map<std::string, std::string>;
+
 class pg_tx final : public sql_transaction {
 public:
-  explicit pg_tx(connection& conn) : conn_(conn) {
+  pg_tx(connection& conn, statement_cache& statements)
+    : conn_(conn), statements_(statements) {
     // nop
   }
 
@@ -71,9 +80,23 @@ private:
                        ? nullptr
                        : texts[i].c_str());
     std::string text{sql};
-    result r{PQexecParams(conn_.handle(), text.c_str(),
-                          static_cast<int>(ptrs.size()), nullptr, ptrs.data(),
-                          nullptr, nullptr, 0)};
+    auto nparams = static_cast<int>(ptrs.size());
+    auto i = statements_.find(text);
+    if (i == statements_.end() && nparams > 0
+        && statements_.size() < max_prepared) {
+      auto name = "es_rm_" + std::to_string(statements_.size());
+      result prep{PQprepare(conn_.handle(), name.c_str(), text.c_str(),
+                            nparams, nullptr)};
+      if (PQresultStatus(prep.get()) != PGRES_COMMAND_OK)
+        return detail::pg::translate(prep.get(), conn_.handle(),
+                                     "statement failed");
+      i = statements_.emplace(text, std::move(name)).first;
+    }
+    result r{i != statements_.end()
+               ? PQexecPrepared(conn_.handle(), i->second.c_str(), nparams,
+                                ptrs.data(), nullptr, nullptr, 0)
+               : PQexecParams(conn_.handle(), text.c_str(), nparams, nullptr,
+                              ptrs.data(), nullptr, nullptr, 0)};
     auto status = PQresultStatus(r.get());
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
       return r;
@@ -81,6 +104,7 @@ private:
   }
 
   connection& conn_;
+  statement_cache& statements_;
 };
 
 class pg_read_model_db final : public read_model_db {
@@ -102,10 +126,11 @@ public:
       if (!fresh)
         return std::move(fresh.error());
       conn_ = std::move(*fresh);
+      statements_.clear();
     }
     if (auto begin = conn_->exec("BEGIN"); !begin)
       return std::move(begin.error());
-    pg_tx tx{*conn_};
+    pg_tx tx{*conn_, statements_};
     caf::error err;
     try {
       err = fn(tx);
@@ -164,6 +189,7 @@ private:
   postgres_config cfg_;
   std::mutex mtx_;
   std::unique_ptr<connection> conn_;
+  statement_cache statements_;
   checkpoint_store_ptr checkpoints_;
   dead_letter_store_ptr dead_letters_;
 };

@@ -104,7 +104,7 @@ bool statement::is_null(int col) const {
 
 caf::expected<std::unique_ptr<connection>>
 connection::open(const std::string& path, bool create, int busy_timeout_ms,
-                 int cache_pages) {
+                 int cache_pages, int64_t mmap_bytes) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
               | (create ? SQLITE_OPEN_CREATE : 0);
@@ -122,7 +122,8 @@ connection::open(const std::string& path, bool create, int busy_timeout_ms,
   sqlite3_busy_timeout(db, busy_timeout_ms);
   std::unique_ptr<connection> conn{new connection(db)};
   auto pragmas = "PRAGMA cache_size = " + std::to_string(cache_pages)
-                 + "; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF;";
+                 + "; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF;"
+                 + " PRAGMA mmap_size = " + std::to_string(mmap_bytes) + ";";
   if (auto err = conn->exec(pragmas.c_str()))
     return err;
   return conn;

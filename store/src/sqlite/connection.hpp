@@ -87,10 +87,11 @@ private:
 class connection {
 public:
   /// Opens `path` (creating it if `create` holds) and applies the pragmas
-  /// every connection of the store uses.
+  /// every connection of the store uses; `mmap_bytes` of the file are read
+  /// through a memory map.
   static caf::expected<std::unique_ptr<connection>>
   open(const std::string& path, bool create, int busy_timeout_ms,
-       int cache_pages);
+       int cache_pages, int64_t mmap_bytes = 256 << 20);
 
   ~connection();
   connection(const connection&) = delete;

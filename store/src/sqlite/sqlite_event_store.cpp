@@ -229,6 +229,8 @@ public:
     if (f.tenant_id)
       (*st)->bind(5, *f.tenant_id);
     (*st)->bind(6, count);
+    result.events.reserve(static_cast<size_t>(
+      std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
     int rc;
     while ((rc = (*st)->step()) == SQLITE_ROW)
       result.events.push_back(read_row(**st));
@@ -333,7 +335,7 @@ private:
     }
     auto conn = connection::open(cfg_.path, false,
                                  static_cast<int>(cfg_.busy_timeout.count()),
-                                 cfg_.cache_pages);
+                                 cfg_.cache_pages, cfg_.mmap_bytes);
     if (!conn)
       return std::move(conn.error());
     return pooled{this, std::move(*conn)};
@@ -587,7 +589,7 @@ caf::expected<event_store_ptr> make_sqlite_event_store(sqlite_config config) {
     config.max_group_size = 1;
   auto conn = detail::sqlite::connection::open(
     config.path, true, static_cast<int>(config.busy_timeout.count()),
-    config.cache_pages);
+    config.cache_pages, config.mmap_bytes);
   if (!conn)
     return std::move(conn.error());
   auto& writer = **conn;

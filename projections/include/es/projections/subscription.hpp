@@ -75,6 +75,9 @@ struct subscription_config {
   caf::timespan checkpoint_interval = std::chrono::seconds(1);
   /// Events per page while catching up.
   size_t page_size = 500;
+  /// Most events a transactional projection handles in one transaction
+  /// (with its checkpoint); 0 means a page's worth.
+  size_t batch_size = 0;
   /// Live events queued beyond this many make the actor drop them and read
   /// from the store instead, so a slow projection never holds back writers.
   size_t max_live_queue = 10'000;
