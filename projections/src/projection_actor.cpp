@@ -552,6 +552,10 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
   st.types = st.proj->subscribed_to();
   st.tracker = std::make_unique<error_tracker>(st.cfg.errors,
                                                st.cfg.classifier);
+  for (const auto& [severity, fn] : st.cfg.on_severity)
+    st.tracker->on_severity(severity, fn);
+  for (const auto& [category, fn] : st.cfg.on_category)
+    st.tracker->on_category(category, fn);
   if (st.checkpoint_name.empty())
     st.checkpoint_name = st.cfg.checkpoint_name;
   if (auto err = start(self)) {

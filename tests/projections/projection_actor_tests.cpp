@@ -293,3 +293,35 @@ TEST_CASE_METHOD(projection_fixture,
   spawn(second, c);
   CHECK(second->seen() == range(7, 8));
 }
+
+TEST_CASE_METHOD(projection_fixture,
+                 "error callbacks fire by severity and by category",
+                 "[projections][errors]") {
+  append_direct(4);
+  auto proj = std::make_shared<recording_projection>("watched");
+  proj->fail_at(2, -1);
+  proj->throw_at(3);
+  auto c = config();
+  c.errors.strategy = error_strategy::continue_on_error;
+  std::vector<int64_t> severe;
+  std::vector<int64_t> transient;
+  c.on_severity.emplace_back(error_severity::low, [&](const error_info& e) {
+    severe.push_back(e.global_position);
+  });
+  c.on_severity.emplace_back(error_severity::critical,
+                             [&](const error_info& e) {
+                               severe.push_back(-e.global_position);
+                             });
+  c.on_category.emplace_back(error_category::transient,
+                             [&](const error_info& e) {
+                               transient.push_back(e.global_position);
+                             });
+  auto a = spawn(proj, c);
+  CHECK(proj->seen() == std::vector<int64_t>{1, 4});
+  // Both failures are at least of low severity; the exception (a bug in
+  // the handler) is also critical. The busy store is transient, the
+  // exception is not.
+  CHECK(severe == std::vector<int64_t>{2, 3, -3});
+  CHECK(transient == std::vector<int64_t>{2});
+  CHECK(status(a).errors.total == 2);
+}

@@ -6,6 +6,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/meta/type_name.hpp>
@@ -71,6 +73,13 @@ struct subscription_config {
   dead_letter_store_ptr dead_letters;
   error_policy errors;
   std::shared_ptr<const error_classifier> classifier;
+  /// Called on the projection actor's thread for each final failure (after
+  /// retries) of at least the given severity, or of the given category:
+  /// alerting, metrics. They must not block for long.
+  std::vector<std::pair<error_severity, error_tracker::callback>>
+    on_severity;
+  std::vector<std::pair<error_category, error_tracker::callback>>
+    on_category;
   checkpoint_mode checkpointing = checkpoint_mode::every_batch;
   caf::timespan checkpoint_interval = std::chrono::seconds(1);
   /// Events per page while catching up.
