@@ -30,6 +30,8 @@ struct esbench_config : caf::actor_system_config {
   std::string sync = "full";
   std::string dsn = "host=127.0.0.1 port=55432 user=postgres dbname=es_test";
   int repeat = 1;
+  int pg_writer_connections = 1;
+  int pg_group_gather_us = 500;
   int aggregates = 1000;
   int idle_aggregates = 100000;
   int64_t max_single = 2000;
@@ -51,6 +53,11 @@ struct esbench_config : caf::actor_system_config {
       .add(dsn, "dsn",
            "PostgreSQL connection string for --backend=postgres (each run "
            "uses a fresh schema, dropped afterwards)")
+      .add(pg_writer_connections, "pg-writer-connections",
+           "PostgreSQL store: groups committing at once (default 1)")
+      .add(pg_group_gather_us, "pg-group-gather-us",
+           "PostgreSQL store: how long a group may wait to grow, in "
+           "microseconds (default 500)")
       .add(aggregates, "aggregates",
            "commands scenario: distinct aggregates the commands go to")
       .add(idle_aggregates, "idle-aggregates",
@@ -75,6 +82,8 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   p.writers = std::max(1, cfg.writers);
   p.dir = cfg.dir;
   p.dsn = cfg.dsn;
+  p.pg_writer_connections = std::max(1, cfg.pg_writer_connections);
+  p.pg_group_gather_us = std::max(0, cfg.pg_group_gather_us);
   if (cfg.sync == "full")
     p.sync = es::sqlite_sync::full;
   else if (cfg.sync == "normal")

@@ -121,6 +121,8 @@ event_store_ptr open_postgres_store(const bench_params& p,
   auto schema = std::make_shared<pg_schema>(p.dsn);
   postgres_config cfg;
   cfg.dsn = schema->dsn();
+  cfg.writer_connections = static_cast<size_t>(p.pg_writer_connections);
+  cfg.group_gather = std::chrono::microseconds{p.pg_group_gather_us};
   auto res = make_postgres_event_store(cfg);
   if (!res)
     fail(describe(res.error()));

@@ -22,6 +22,10 @@ struct bench_params {
   sqlite_sync sync = sqlite_sync::full;
   /// libpq connection string of the PostgreSQL server (postgres backend).
   std::string dsn = "host=127.0.0.1 port=55432 user=postgres dbname=es_test";
+  /// postgres_config::writer_connections of the store under test.
+  int pg_writer_connections = 1;
+  /// postgres_config::group_gather of the store under test, microseconds.
+  int pg_group_gather_us = 500;
 };
 
 /// The rows of one writer, built before the clock starts.

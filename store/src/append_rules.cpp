@@ -225,6 +225,7 @@ store_metrics metrics_counter::snapshot() const {
   result.transactions = transactions_.load(std::memory_order_relaxed);
   result.version_conflicts = conflicts_.load(std::memory_order_relaxed);
   result.deduplicated = deduplicated_.load(std::memory_order_relaxed);
+  result.decided_again = decided_again_.load(std::memory_order_relaxed);
   return result;
 }
 

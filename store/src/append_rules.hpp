@@ -74,6 +74,10 @@ public:
     transactions_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  void count_decided_again() {
+    decided_again_.fetch_add(1, std::memory_order_relaxed);
+  }
+
   store_metrics snapshot() const;
 
 private:
@@ -82,6 +86,7 @@ private:
   std::atomic<uint64_t> transactions_{0};
   std::atomic<uint64_t> conflicts_{0};
   std::atomic<uint64_t> deduplicated_{0};
+  std::atomic<uint64_t> decided_again_{0};
 };
 
 } // namespace es::detail

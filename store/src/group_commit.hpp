@@ -1,6 +1,7 @@
 // The leader/follower queue behind group commit, shared by the adapters.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -25,19 +26,26 @@ struct write_job {
   std::condition_variable cv;
 };
 
-/// Callers queue their jobs; the caller at the head becomes the leader and
+/// Callers queue their jobs; the caller at the head becomes a leader and
 /// commits the jobs queued behind it (up to `max_group` requests) with one
 /// call of the commit function, while the others wait. New callers queue
 /// during that commit and form the next group. This is LevelDB's writer
-/// queue, used for transactions instead of log writes.
+/// queue, used for transactions instead of log writes. With `max_leaders`
+/// above one, up to that many groups are committed at once (by different
+/// threads, on different connections); a group is claimed in queue order,
+/// but groups in flight together may finish in any order.
 class group_commit_queue {
 public:
   /// Fills every job's `results` (one per request). Called by the leader
   /// without the queue lock.
   using commit_fn = std::function<void(const std::vector<write_job*>&)>;
 
-  group_commit_queue(size_t max_group, commit_fn fn)
-    : max_group_(max_group == 0 ? 1 : max_group), commit_(std::move(fn)) {
+  group_commit_queue(size_t max_group, commit_fn fn, size_t max_leaders = 1,
+                     std::chrono::microseconds gather = {})
+    : max_group_(max_group == 0 ? 1 : max_group),
+      max_leaders_(max_leaders == 0 ? 1 : max_leaders),
+      gather_(gather),
+      commit_(std::move(fn)) {
     // nop
   }
 
@@ -45,23 +53,44 @@ public:
   void submit(write_job& job) {
     std::unique_lock guard{mtx_};
     queue_.push_back(&job);
-    while (!job.done && queue_.front() != &job)
+    if (gathering_ != nullptr)
+      gathering_->cv.notify_one();
+    while (!job.done
+           && (queue_.front() != &job || leaders_ >= max_leaders_))
       job.cv.wait(guard);
     if (job.done)
       return;
+    // Callers whose previous appends just finished are likely on their way
+    // back: wait a little for the group to reach the size of the last one.
+    if (gather_.count() > 0 && queue_.size() < last_jobs_) {
+      gathering_ = &job;
+      auto deadline = std::chrono::steady_clock::now() + gather_;
+      while (queue_.size() < last_jobs_
+             && job.cv.wait_until(guard, deadline) != std::cv_status::timeout)
+        ; // re-check
+      gathering_ = nullptr;
+    }
+    // Claim the group: this job and those queued behind it.
     std::vector<write_job*> group;
     size_t requests = 0;
-    for (auto* j : queue_) {
+    while (!queue_.empty()) {
+      auto* j = queue_.front();
       if (!group.empty() && requests + j->requests->size() > max_group_)
         break;
       group.push_back(j);
       requests += j->requests->size();
+      queue_.pop_front();
     }
+    ++leaders_;
+    last_jobs_ = group.size();
+    // Another leader may start on what is left while this group commits.
+    if (!queue_.empty() && leaders_ < max_leaders_)
+      queue_.front()->cv.notify_one();
     guard.unlock();
     commit_(group);
     guard.lock();
+    --leaders_;
     for (auto* j : group) {
-      queue_.pop_front();
       j->done = true;
       if (j != &job)
         j->cv.notify_one();
@@ -72,9 +101,17 @@ public:
 
 private:
   size_t max_group_;
+  size_t max_leaders_;
+  std::chrono::microseconds gather_;
   commit_fn commit_;
   std::mutex mtx_;
+  /// Jobs not yet claimed by a leader, in arrival order.
   std::deque<write_job*> queue_;
+  size_t leaders_ = 0;
+  /// Jobs in the last group claimed.
+  size_t last_jobs_ = 0;
+  /// The leader waiting for its group to fill, if any.
+  write_job* gathering_ = nullptr;
 };
 
 /// Gives every request of `group` its validation error or `err`.

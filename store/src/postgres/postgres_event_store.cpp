@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "es/store/errors.hpp"
 
@@ -116,7 +118,63 @@ const std::string outbox_sql
     " aggregate_type, aggregate_id, tenant_id)"
     " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],"
     " $5::uuid[], $6::uuid[])";
+// The optimistic path's statements. Heads alone, read outside any
+// transaction and without the position lock.
+const std::string heads_sql
+  = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id"
+    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
+// Takes the position lock by moving the counter ($14 events), inserts the
+// rows at the positions after the old value and returns that value. Under
+// READ COMMITTED a caller that waited for the lock sees the counter as its
+// previous holder committed it.
+const std::string fast_columns
+  = "global_position, event_id, event_type,"
+    " event_version, aggregate_type, aggregate_id, aggregate_version,"
+    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
+    " metadata, payload)"
+    " SELECT p.base + t.ord, t.id, t.etype, t.ever, t.atype, t.aid, t.aver,"
+    " t.tenant, 'epoch'::timestamptz + t.occ * interval '1 microsecond',"
+    " t.corr, t.caus, t.actor, t.meta, t.payload::json"
+    " FROM p, unnest($1::uuid[], $2::text[], $3::integer[], $4::text[],"
+    " $5::uuid[], $6::bigint[], $7::uuid[], $8::bigint[], $9::uuid[],"
+    " $10::uuid[], $11::text[], $12::text[], $13::text[])"
+    " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, occ,"
+    " corr, caus, actor, meta, payload, ord)";
+const std::string fast_insert_sql
+  = "WITH p AS (UPDATE es_position SET position = position + $14"
+    " WHERE id = 1 RETURNING position - $14 AS base),"
+    " ins AS (INSERT INTO events (" + fast_columns + " RETURNING 1)"
+    " SELECT base FROM p";
+const std::string fast_insert_partitioned_sql
+  = "WITH p AS (UPDATE es_position SET position = position + $14"
+    " WHERE id = 1 RETURNING position - $14 AS base),"
+    " ins AS (INSERT INTO events (" + fast_columns + " RETURNING event_id,"
+    " aggregate_type, aggregate_id, aggregate_version, global_position),"
+    " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
+    " SELECT base FROM p";
+// Outbox rows of the optimistic path: the counter already holds the
+// group's last position ($6 events in the group).
+const std::string fast_outbox_sql
+  = "INSERT INTO event_outbox (event_id, global_position, event_type,"
+    " aggregate_type, aggregate_id, tenant_id)"
+    " SELECT t.id, (SELECT position FROM es_position WHERE id = 1) - $6"
+    " + t.ord, t.etype, t.atype, t.aid, t.tenant"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
+    " $5::uuid[]) WITH ORDINALITY AS t(id, etype, atype, aid, tenant, ord)";
 const std::string commit_sql = "COMMIT";
+const std::string unique_violation = "23505";
+/// Most stream heads `known_heads_` keeps before it starts over.
+constexpr size_t max_known_heads = 65'536;
+
+struct stream_hash {
+  size_t operator()(const stream_id& x) const noexcept {
+    return std::hash<std::string>{}(x.aggregate_type) * 31
+           ^ std::hash<uuid>{}(x.aggregate_id);
+  }
+};
 const std::string rollback_sql = "ROLLBACK";
 
 /// Collects array columns of the rows one group inserts.
@@ -165,11 +223,13 @@ public:
     : cfg_(cfg),
       partitioned_(partitioned),
       readers_(cfg, cfg.read_connections),
-      writers_(cfg, 1),
-      queue_(cfg.max_group_size,
-             [this](const std::vector<detail::write_job*>& group) {
-               commit_group(group);
-             }) {
+      writers_(cfg, cfg.writer_connections),
+      queue_(
+        cfg.max_group_size,
+        [this](const std::vector<detail::write_job*>& group) {
+          commit_group(group);
+        },
+        cfg.writer_connections, cfg.group_gather) {
     // nop
   }
 
@@ -416,17 +476,27 @@ private:
     }
   }
 
-  /// Commits a group in one transaction and two round trips. The first
-  /// takes the position lock and fetches, for every stream and event id of
-  /// the group, what the store holds; the rules of `append_rules.hpp` then
-  /// decide each request in order, exactly as on the other adapters; the
-  /// second round trip inserts the accepted events with one statement,
-  /// moves the position counter and commits.
+  /// One request of a group: job and index.
+  struct slot {
+    detail::write_job* job;
+    size_t index;
+  };
+
+  using head_map = std::unordered_map<stream_id, detail::stream_head,
+                                      stream_hash>;
+
+  static append_request& request_of(const slot& s) {
+    return (*s.job->requests)[s.index];
+  }
+
+  static caf::expected<append_result>& result_of(const slot& s) {
+    return s.job->results[s.index];
+  }
+
+  /// Commits a group: optimistically first (one round trip while nothing
+  /// is locked, see `commit_optimistic`), and under the position lock when
+  /// that cannot decide every request (see `commit_locked`).
   void commit_group(const std::vector<detail::write_job*>& group) {
-    struct slot {
-      detail::write_job* job;
-      size_t index;
-    };
     std::vector<slot> slots;
     for (auto* j : group) {
       j->results.clear();
@@ -450,6 +520,186 @@ private:
       fail(conn.error());
       return;
     }
+    if (!commit_optimistic(**conn, slots)) {
+      metrics_.count_decided_again();
+      commit_locked(**conn, slots);
+    }
+  }
+
+  /// Tries to commit the group without holding the position lock while
+  /// deciding. Stream heads come from the last heads this store wrote or
+  /// read (`known_heads_`), from the assumption that a `no_stream` stream
+  /// is new, or from one read outside any transaction; the requests are
+  /// decided on them and the accepted rows go out with BEGIN and COMMIT in
+  /// one pipeline whose insert takes the position lock itself, so the lock
+  /// is held only while the server inserts and commits.
+  ///
+  /// A head can only be stale by being behind (versions never go away), and
+  /// versions are contiguous, so a stale head makes the insert hit the
+  /// unique (aggregate, version) key; a stored event id hits the unique
+  /// event id key. Either way nothing is written and the group goes to the
+  /// locked path, which decides again on fresh state. So does any request
+  /// this path would refuse (conflict, tenant, replay), so that refusals
+  /// always come from the locked path's fresh reads. Returns false when the
+  /// group needs the locked path; the requests are then as they came.
+  bool commit_optimistic(connection& conn, std::vector<slot>& slots) {
+    head_map heads;
+    std::vector<std::string> types;
+    std::vector<std::string> ids;
+    {
+      std::lock_guard guard{heads_mtx_};
+      for (auto& s : slots) {
+        const auto& req = request_of(s);
+        if (heads.count(req.stream) > 0)
+          continue;
+        auto i = known_heads_.find(req.stream);
+        if (i != known_heads_.end()) {
+          heads.emplace(req.stream, i->second);
+          continue;
+        }
+        heads.emplace(req.stream, detail::stream_head{});
+        if (req.expected.type() != expected_version::kind::no_stream) {
+          types.push_back(req.stream.aggregate_type);
+          ids.push_back(req.stream.aggregate_id.to_string());
+        }
+      }
+    }
+    if (!types.empty()) {
+      std::vector<call> calls;
+      params ps;
+      insert_columns::put(ps, types);
+      insert_columns::put(ps, ids);
+      calls.push_back({"es_heads", &heads_sql, std::move(ps), true});
+      auto got = run_pipeline(conn, calls);
+      if (!got)
+        return false;
+      const auto& found = (*got)[0];
+      for (int row = 0; row < found.rows(); ++row)
+        heads[stream_id{found.text(row, 0), found.uuid_at(row, 1)}]
+          = detail::stream_head{found.int8(row, 2), found.opt_uuid(row, 3)};
+    }
+    // Versions as they came, to put back before the locked path decides.
+    std::vector<int64_t> given;
+    for (auto& s : slots)
+      for (const auto& ev : request_of(s).events)
+        given.push_back(ev.aggregate_version);
+    auto restore = [&] {
+      size_t n = 0;
+      for (auto& s : slots)
+        for (auto& ev : request_of(s).events)
+          ev.aggregate_version = given[n++];
+      return false;
+    };
+    std::unordered_set<uuid> seen;
+    insert_columns rows;
+    std::vector<append_result> decided;
+    decided.reserve(slots.size());
+    int64_t position = 0; // relative to the group's first position - 1
+    for (auto& s : slots) {
+      auto& req = request_of(s);
+      for (const auto& ev : req.events)
+        if (!seen.insert(ev.event_id).second)
+          return restore();
+      auto& head = heads[req.stream];
+      if (detail::check_and_assign_versions(req.stream, req.expected, head,
+                                            req.events))
+        return restore();
+      append_result res;
+      res.stream = req.stream;
+      res.first_version = req.events.front().aggregate_version;
+      res.last_version = req.events.back().aggregate_version;
+      res.first_position = position + 1;
+      for (const auto& ev : req.events)
+        rows.add(ev, ++position);
+      res.last_position = position;
+      head.version = res.last_version;
+      head.tenant_id = req.events.front().tenant_id;
+      decided.push_back(std::move(res));
+    }
+    std::vector<call> calls;
+    calls.push_back({"es_begin", &begin_sql, {}, false});
+    {
+      params ins;
+      insert_columns::put(ins, rows.id);
+      insert_columns::put(ins, rows.etype);
+      insert_columns::put(ins, rows.ever);
+      insert_columns::put(ins, rows.atype);
+      insert_columns::put(ins, rows.aid);
+      insert_columns::put(ins, rows.aver);
+      insert_columns::put(ins, rows.tenant, true);
+      insert_columns::put(ins, rows.occ);
+      insert_columns::put(ins, rows.corr, true);
+      insert_columns::put(ins, rows.caus, true);
+      insert_columns::put(ins, rows.actor);
+      insert_columns::put(ins, rows.meta);
+      insert_columns::put(ins, rows.payload);
+      ins.add(position);
+      if (partitioned_)
+        calls.push_back({"es_fast_insert_p", &fast_insert_partitioned_sql,
+                         std::move(ins), true});
+      else
+        calls.push_back({"es_fast_insert", &fast_insert_sql, std::move(ins),
+                         true});
+    }
+    if (cfg_.outbox) {
+      params ob;
+      insert_columns::put(ob, rows.id);
+      insert_columns::put(ob, rows.etype);
+      insert_columns::put(ob, rows.atype);
+      insert_columns::put(ob, rows.aid);
+      insert_columns::put(ob, rows.tenant, true);
+      ob.add(position);
+      calls.push_back({"es_fast_outbox", &fast_outbox_sql, std::move(ob),
+                       false});
+    }
+    calls.push_back({"es_commit", &commit_sql, {}, false});
+    std::string state;
+    auto done = run_pipeline(conn, calls, &state);
+    if (!done) {
+      abandon(conn);
+      if (state == unique_violation && conn.ok())
+        return restore();
+      for (auto& s : slots)
+        result_of(s) = done.error();
+      return true;
+    }
+    int64_t base = (*done)[1].int8(0, 0);
+    for (size_t k = 0; k < slots.size(); ++k) {
+      decided[k].first_position += base;
+      decided[k].last_position += base;
+      result_of(slots[k]) = std::move(decided[k]);
+    }
+    remember(heads);
+    metrics_.count_transaction();
+    return true;
+  }
+
+  /// Records heads seen or written; a head never moves back.
+  template <class Map>
+  void remember(const Map& heads) {
+    std::lock_guard guard{heads_mtx_};
+    if (known_heads_.size() + heads.size() > max_known_heads)
+      known_heads_.clear();
+    for (const auto& [sid, head] : heads) {
+      if (head.version == 0)
+        continue;
+      auto& known = known_heads_[sid];
+      if (head.version > known.version)
+        known = head;
+    }
+  }
+
+  /// Commits a group in one transaction and two round trips. The first
+  /// takes the position lock and fetches, for every stream and event id of
+  /// the group, what the store holds; the rules of `append_rules.hpp` then
+  /// decide each request in order, exactly as on the other adapters; the
+  /// second round trip inserts the accepted events with one statement,
+  /// moves the position counter and commits.
+  void commit_locked(connection& conn, std::vector<slot>& slots) {
+    auto fail = [&](const caf::error& err) {
+      for (auto& s : slots)
+        result_of(s) = err;
+    };
     // Round trip 1: lock, then read heads and stored ids (fresh snapshots
     // after the lock, so nothing committed before it is missed).
     std::vector<std::string> types;
@@ -476,9 +726,9 @@ private:
       else
         first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
     }
-    auto got = run_pipeline(**conn, first);
+    auto got = run_pipeline(conn, first);
     if (!got) {
-      abandon(**conn);
+      abandon(conn);
       fail(got.error());
       return;
     }
@@ -582,14 +832,15 @@ private:
     } else {
       second.push_back({"es_rollback", &rollback_sql, {}, false});
     }
-    auto done = run_pipeline(**conn, second);
+    auto done = run_pipeline(conn, second);
     if (!done) {
       // Nothing of the group was committed.
-      abandon(**conn);
+      abandon(conn);
       for (auto k : accepted)
         slots[k].job->results[slots[k].index] = done.error();
       return;
     }
+    remember(heads);
     if (!rows.empty())
       metrics_.count_transaction();
   }
@@ -603,7 +854,8 @@ private:
   /// Sends all calls and one sync; returns their results, or the first
   /// error (after which the server skipped the rest).
   static caf::expected<std::vector<result>>
-  run_pipeline(connection& conn, std::vector<call>& calls) {
+  run_pipeline(connection& conn, std::vector<call>& calls,
+               std::string* failed_state = nullptr) {
     auto* pg = conn.handle();
     for (auto& c : calls)
       if (auto err = conn.ensure_prepared(c.name, *c.sql,
@@ -638,8 +890,11 @@ private:
       }
       auto status = PQresultStatus(r.get());
       if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK
-          && !failure)
+          && !failure) {
         failure = detail::pg::translate(r.get(), pg, calls[k].name);
+        if (failed_state != nullptr)
+          *failed_state = detail::pg::sqlstate(r.get());
+      }
       results.push_back(std::move(r));
       result terminator{PQgetResult(pg)};
       static_cast<void>(terminator);
@@ -672,6 +927,9 @@ private:
   pool readers_;
   pool writers_;
   detail::metrics_counter metrics_;
+  std::mutex heads_mtx_;
+  /// Stream heads this store wrote or read, never ahead of the database.
+  head_map known_heads_;
   detail::group_commit_queue queue_;
 };
 

@@ -180,13 +180,17 @@ struct store_metrics {
   uint64_t version_conflicts = 0;
   /// Requests answered as idempotent replays.
   uint64_t deduplicated = 0;
+  /// Groups first decided on heads known without a lock that had to be
+  /// decided again under the lock (PostgreSQL; a stale head, a refusal or
+  /// a replay). Zero on the other adapters.
+  uint64_t decided_again = 0;
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
                                                  store_metrics& x) {
     return f(caf::meta::type_name("es.store_metrics"), x.append_requests,
              x.events_appended, x.transactions, x.version_conflicts,
-             x.deduplicated);
+             x.deduplicated, x.decided_again);
   }
 };
 
