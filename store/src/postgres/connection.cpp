@@ -147,6 +147,71 @@ void params::add_array(const std::vector<std::optional<std::string_view>>& xs) {
   add(std::move(lit));
 }
 
+void params::add_binary_array(
+  uint32_t element_oid,
+  const std::vector<std::optional<std::string_view>>& xs) {
+  std::string out;
+  size_t bytes = 20;
+  bool has_null = false;
+  for (const auto& x : xs) {
+    bytes += 4 + (x ? x->size() : 0);
+    has_null = has_null || !x;
+  }
+  out.reserve(bytes);
+  auto put32 = [&](int32_t v) {
+    uint32_t be = htobe32(static_cast<uint32_t>(v));
+    out.append(reinterpret_cast<const char*>(&be), 4);
+  };
+  // Header: dimensions, null flag, element type; then size and lower bound
+  // of the one dimension (an empty array has no dimension).
+  put32(xs.empty() ? 0 : 1);
+  put32(has_null ? 1 : 0);
+  put32(static_cast<int32_t>(element_oid));
+  if (!xs.empty()) {
+    put32(static_cast<int32_t>(xs.size()));
+    put32(1);
+  }
+  for (const auto& x : xs) {
+    if (!x) {
+      put32(-1);
+      continue;
+    }
+    put32(static_cast<int32_t>(x->size()));
+    out.append(x->data(), x->size());
+  }
+  add_binary(std::move(out));
+}
+
+std::vector<int> params::lengths() const {
+  std::vector<int> result;
+  result.reserve(values_.size());
+  for (const auto& v : values_)
+    result.push_back(static_cast<int>(v.size()));
+  return result;
+}
+
+std::vector<int> params::formats() const {
+  std::vector<int> result;
+  result.reserve(values_.size());
+  for (bool b : binary_)
+    result.push_back(b ? 1 : 0);
+  return result;
+}
+
+std::string binary_int4(int32_t x) {
+  uint32_t be = htobe32(static_cast<uint32_t>(x));
+  return std::string(reinterpret_cast<const char*>(&be), 4);
+}
+
+std::string binary_int8(int64_t x) {
+  uint64_t be = htobe64(static_cast<uint64_t>(x));
+  return std::string(reinterpret_cast<const char*>(&be), 8);
+}
+
+std::string binary_uuid(const uuid& x) {
+  return std::string(reinterpret_cast<const char*>(x.bytes().data()), 16);
+}
+
 std::vector<const char*> params::pointers() const {
   std::vector<const char*> result;
   result.reserve(values_.size());
@@ -225,8 +290,10 @@ caf::expected<result> connection::run(const char* name, const std::string& sql,
   if (auto err = ensure_prepared(name, sql, static_cast<int>(ps.size())))
     return err;
   auto ptrs = ps.pointers();
+  auto lengths = ps.lengths();
+  auto formats = ps.formats();
   result res{PQexecPrepared(conn_, name, static_cast<int>(ps.size()),
-                            ptrs.data(), nullptr, nullptr,
+                            ptrs.data(), lengths.data(), formats.data(),
                             binary_result ? 1 : 0)};
   auto status = PQresultStatus(res.get());
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)

@@ -82,6 +82,7 @@ public:
   void add(std::string value) {
     values_.push_back(std::move(value));
     nulls_.push_back(false);
+    binary_.push_back(false);
   }
   void add(int64_t x) {
     add(std::to_string(x));
@@ -101,7 +102,23 @@ public:
   void add_null() {
     values_.emplace_back();
     nulls_.push_back(true);
+    binary_.push_back(false);
   }
+
+  /// Adds a value in PostgreSQL's binary format.
+  void add_binary(std::string bytes) {
+    values_.push_back(std::move(bytes));
+    nulls_.push_back(false);
+    binary_.push_back(true);
+  }
+
+  /// Adds a one-dimensional array in binary format. Elements are already
+  /// in the binary format of the element type `element_oid` (for example
+  /// 16 bytes for uuid, 8 big-endian bytes for int8, raw bytes for text);
+  /// `nullopt` elements become NULL. No quoting, no parsing on the server.
+  void add_binary_array(uint32_t element_oid,
+                        const std::vector<std::optional<std::string_view>>&
+                          xs);
 
   /// Adds an array literal from already formatted elements; `nullopt`
   /// elements become NULL. Elements are quoted and escaped.
@@ -114,10 +131,28 @@ public:
   /// Pointers for libpq; valid until the next `add`.
   std::vector<const char*> pointers() const;
 
+  /// Lengths for libpq (used for binary values only).
+  std::vector<int> lengths() const;
+
+  /// Formats for libpq: 1 for binary values, 0 for text.
+  std::vector<int> formats() const;
+
 private:
   std::vector<std::string> values_;
   std::vector<bool> nulls_;
+  std::vector<bool> binary_;
 };
+
+/// Element type OIDs of the binary arrays the store sends.
+inline constexpr uint32_t int4_oid = 23;
+inline constexpr uint32_t int8_oid = 20;
+inline constexpr uint32_t text_oid = 25;
+inline constexpr uint32_t uuid_oid = 2950;
+
+/// Binary encodings of single values (network byte order).
+std::string binary_int4(int32_t x);
+std::string binary_int8(int64_t x);
+std::string binary_uuid(const uuid& x);
 
 /// One libpq connection with its prepared statements. Not thread-safe.
 class connection {

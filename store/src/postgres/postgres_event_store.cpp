@@ -179,21 +179,24 @@ const std::string rollback_sql = "ROLLBACK";
 
 /// Collects array columns of the rows one group inserts.
 struct insert_columns {
+  // Values in binary format; an empty string in a nullable uuid column is
+  // NULL.
   std::vector<std::string> pos, id, etype, ever, atype, aid, aver, tenant, occ,
     corr, caus, actor, meta, payload;
 
   void add(const event_data& ev, int64_t position) {
-    pos.push_back(std::to_string(position));
-    id.push_back(ev.event_id.to_string());
+    using namespace detail::pg;
+    pos.push_back(binary_int8(position));
+    id.push_back(binary_uuid(ev.event_id));
     etype.push_back(ev.event_type);
-    ever.push_back(std::to_string(ev.event_version));
+    ever.push_back(binary_int4(ev.event_version));
     atype.push_back(ev.aggregate_type);
-    aid.push_back(ev.aggregate_id.to_string());
-    aver.push_back(std::to_string(ev.aggregate_version));
-    tenant.push_back(ev.tenant_id ? ev.tenant_id->to_string() : "");
-    occ.push_back(std::to_string(ev.occurred_at.time_since_epoch().count()));
-    corr.push_back(ev.correlation_id ? ev.correlation_id->to_string() : "");
-    caus.push_back(ev.causation_id ? ev.causation_id->to_string() : "");
+    aid.push_back(binary_uuid(ev.aggregate_id));
+    aver.push_back(binary_int8(ev.aggregate_version));
+    tenant.push_back(ev.tenant_id ? binary_uuid(*ev.tenant_id) : "");
+    occ.push_back(binary_int8(ev.occurred_at.time_since_epoch().count()));
+    corr.push_back(ev.correlation_id ? binary_uuid(*ev.correlation_id) : "");
+    caus.push_back(ev.causation_id ? binary_uuid(*ev.causation_id) : "");
     actor.push_back(ev.actor_id);
     meta.push_back(ev.metadata);
     payload.push_back(ev.payload);
@@ -203,17 +206,30 @@ struct insert_columns {
     return id.empty();
   }
 
-  /// Adds `xs` as an array parameter; with `nullable`, empty strings are
-  /// NULL.
+  /// Adds `xs` as a text-format array parameter; with `nullable`, empty
+  /// strings are NULL.
   static void put(params& ps, const std::vector<std::string>& xs,
                   bool nullable = false) {
-    std::vector<std::optional<std::string_view>> items;
-    items.reserve(xs.size());
+    ps.add_array(items(xs, nullable));
+  }
+
+  /// Adds a column of binary values as a binary array of `oid` elements;
+  /// with `nullable`, empty strings are NULL.
+  static void put_binary(params& ps, uint32_t oid,
+                         const std::vector<std::string>& xs,
+                         bool nullable = false) {
+    ps.add_binary_array(oid, items(xs, nullable));
+  }
+
+  static std::vector<std::optional<std::string_view>>
+  items(const std::vector<std::string>& xs, bool nullable) {
+    std::vector<std::optional<std::string_view>> result;
+    result.reserve(xs.size());
     for (const auto& x : xs)
-      items.push_back(nullable && x.empty()
-                        ? std::nullopt
-                        : std::optional<std::string_view>{x});
-    ps.add_array(items);
+      result.push_back(nullable && x.empty()
+                         ? std::nullopt
+                         : std::optional<std::string_view>{x});
+    return result;
   }
 };
 
@@ -620,19 +636,19 @@ private:
     calls.push_back({"es_begin", &begin_sql, {}, false});
     {
       params ins;
-      insert_columns::put(ins, rows.id);
-      insert_columns::put(ins, rows.etype);
-      insert_columns::put(ins, rows.ever);
-      insert_columns::put(ins, rows.atype);
-      insert_columns::put(ins, rows.aid);
-      insert_columns::put(ins, rows.aver);
-      insert_columns::put(ins, rows.tenant, true);
-      insert_columns::put(ins, rows.occ);
-      insert_columns::put(ins, rows.corr, true);
-      insert_columns::put(ins, rows.caus, true);
-      insert_columns::put(ins, rows.actor);
-      insert_columns::put(ins, rows.meta);
-      insert_columns::put(ins, rows.payload);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.id);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.etype);
+      insert_columns::put_binary(ins, detail::pg::int4_oid, rows.ever);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.atype);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.aid);
+      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.aver);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.tenant, true);
+      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.occ);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.corr, true);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.caus, true);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.actor);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.meta);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.payload);
       ins.add(position);
       if (partitioned_)
         calls.push_back({"es_fast_insert_p", &fast_insert_partitioned_sql,
@@ -643,11 +659,11 @@ private:
     }
     if (cfg_.outbox) {
       params ob;
-      insert_columns::put(ob, rows.id);
-      insert_columns::put(ob, rows.etype);
-      insert_columns::put(ob, rows.atype);
-      insert_columns::put(ob, rows.aid);
-      insert_columns::put(ob, rows.tenant, true);
+      insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.id);
+      insert_columns::put_binary(ob, detail::pg::text_oid, rows.etype);
+      insert_columns::put_binary(ob, detail::pg::text_oid, rows.atype);
+      insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.aid);
+      insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.tenant, true);
       ob.add(position);
       calls.push_back({"es_fast_outbox", &fast_outbox_sql, std::move(ob),
                        false});
@@ -798,20 +814,20 @@ private:
     std::vector<call> second;
     if (!rows.empty()) {
       params ins;
-      insert_columns::put(ins, rows.pos);
-      insert_columns::put(ins, rows.id);
-      insert_columns::put(ins, rows.etype);
-      insert_columns::put(ins, rows.ever);
-      insert_columns::put(ins, rows.atype);
-      insert_columns::put(ins, rows.aid);
-      insert_columns::put(ins, rows.aver);
-      insert_columns::put(ins, rows.tenant, true);
-      insert_columns::put(ins, rows.occ);
-      insert_columns::put(ins, rows.corr, true);
-      insert_columns::put(ins, rows.caus, true);
-      insert_columns::put(ins, rows.actor);
-      insert_columns::put(ins, rows.meta);
-      insert_columns::put(ins, rows.payload);
+      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.pos);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.id);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.etype);
+      insert_columns::put_binary(ins, detail::pg::int4_oid, rows.ever);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.atype);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.aid);
+      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.aver);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.tenant, true);
+      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.occ);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.corr, true);
+      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.caus, true);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.actor);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.meta);
+      insert_columns::put_binary(ins, detail::pg::text_oid, rows.payload);
       ins.add(position);
       if (partitioned_)
         second.push_back({"es_insert_p", &insert_partitioned_sql,
@@ -820,12 +836,12 @@ private:
         second.push_back({"es_insert", &insert_sql, std::move(ins), false});
       if (cfg_.outbox) {
         params ob;
-        insert_columns::put(ob, rows.id);
-        insert_columns::put(ob, rows.pos);
-        insert_columns::put(ob, rows.etype);
-        insert_columns::put(ob, rows.atype);
-        insert_columns::put(ob, rows.aid);
-        insert_columns::put(ob, rows.tenant, true);
+        insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.id);
+        insert_columns::put_binary(ob, detail::pg::int8_oid, rows.pos);
+        insert_columns::put_binary(ob, detail::pg::text_oid, rows.etype);
+        insert_columns::put_binary(ob, detail::pg::text_oid, rows.atype);
+        insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.aid);
+        insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.tenant, true);
         second.push_back({"es_outbox", &outbox_sql, std::move(ob), false});
       }
       second.push_back({"es_commit", &commit_sql, {}, false});
@@ -867,8 +883,10 @@ private:
     size_t sent = 0;
     for (auto& c : calls) {
       auto ptrs = c.ps.pointers();
+      auto lengths = c.ps.lengths();
+      auto formats = c.ps.formats();
       if (PQsendQueryPrepared(pg, c.name, static_cast<int>(c.ps.size()),
-                              ptrs.data(), nullptr, nullptr,
+                              ptrs.data(), lengths.data(), formats.data(),
                               c.binary ? 1 : 0)
           != 1) {
         failure = detail::pg::translate(nullptr, pg, "cannot send statement");
