@@ -632,8 +632,10 @@ private:
       head.tenant_id = req.events.front().tenant_id;
       decided.push_back(std::move(res));
     }
+    // No BEGIN and COMMIT: the statements of one pipeline sync run in one
+    // implicit transaction, which commits at the sync (or rolls back
+    // entirely at the first error).
     std::vector<call> calls;
-    calls.push_back({"es_begin", &begin_sql, {}, false});
     {
       params ins;
       insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.id);
@@ -668,7 +670,6 @@ private:
       calls.push_back({"es_fast_outbox", &fast_outbox_sql, std::move(ob),
                        false});
     }
-    calls.push_back({"es_commit", &commit_sql, {}, false});
     std::string state;
     auto done = run_pipeline(conn, calls, &state);
     if (!done) {
@@ -679,7 +680,7 @@ private:
         result_of(s) = done.error();
       return true;
     }
-    int64_t base = (*done)[1].int8(0, 0);
+    int64_t base = (*done)[0].int8(0, 0);
     for (size_t k = 0; k < slots.size(); ++k) {
       decided[k].first_position += base;
       decided[k].last_position += base;
