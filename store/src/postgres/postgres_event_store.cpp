@@ -165,6 +165,7 @@ const std::string fast_outbox_sql
     " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
     " $5::uuid[]) WITH ORDINALITY AS t(id, etype, atype, aid, tenant, ord)";
 const std::string commit_sql = "COMMIT";
+const std::string rollback_sql = "ROLLBACK";
 const std::string unique_violation = "23505";
 /// Most stream heads `known_heads_` keeps before it starts over.
 constexpr size_t max_known_heads = 65'536;
@@ -175,7 +176,6 @@ struct stream_hash {
            ^ std::hash<uuid>{}(x.aggregate_id);
   }
 };
-const std::string rollback_sql = "ROLLBACK";
 
 /// Collects array columns of the rows one group inserts.
 struct insert_columns {
@@ -546,9 +546,9 @@ private:
   /// deciding. Stream heads come from the last heads this store wrote or
   /// read (`known_heads_`), from the assumption that a `no_stream` stream
   /// is new, or from one read outside any transaction; the requests are
-  /// decided on them and the accepted rows go out with BEGIN and COMMIT in
-  /// one pipeline whose insert takes the position lock itself, so the lock
-  /// is held only while the server inserts and commits.
+  /// decided on them and the accepted rows go out as one pipeline (one
+  /// implicit transaction) whose insert takes the position lock itself, so
+  /// the lock is held only while the server inserts and commits.
   ///
   /// A head can only be stale by being behind (versions never go away), and
   /// versions are contiguous, so a stale head makes the insert hit the

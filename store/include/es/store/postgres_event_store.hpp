@@ -75,8 +75,8 @@ caf::error postgres_migrate(const postgres_config& cfg);
 /// head of the queue decides the queued requests together, each with its
 /// own version check and result, and writes the accepted ones in one
 /// transaction. Stream heads the store already knows (or reads without a
-/// lock) let it decide first and send BEGIN, the insert and COMMIT as one
-/// pipeline; when a head turns out stale, or a request would be refused,
+/// lock) let it decide first and send the insert as one pipeline (one
+/// implicit transaction, one round trip); when a head turns out stale, or a request would be refused,
 /// the group is decided again under the position lock from fresh reads.
 /// Global positions are allocated under a row lock held until commit, so
 /// they are dense and become visible in order: the feed never skips an
