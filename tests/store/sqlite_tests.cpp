@@ -1,6 +1,7 @@
 // What only the SQLite adapter has: files, schema, durability settings.
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <sqlite3.h>
@@ -102,15 +103,19 @@ TEST_CASE("two stores opening one new file concurrently", "[sqlite]") {
   sqlite_config cfg;
   cfg.path = dir.file("events.db");
   std::vector<std::thread> threads;
-  std::atomic<int> ok{0};
+  std::mutex mtx;
+  std::vector<std::string> errors;
   for (int i = 0; i < 4; ++i)
     threads.emplace_back([&] {
-      if (make_sqlite_event_store(cfg))
-        ++ok;
+      auto res = make_sqlite_event_store(cfg);
+      if (!res) {
+        std::lock_guard guard{mtx};
+        errors.push_back(describe(res.error()));
+      }
     });
   for (auto& t : threads)
     t.join();
-  CHECK(ok == 4);
+  CHECK(errors == std::vector<std::string>{});
   CHECK(raw_int(cfg.path, "SELECT COUNT(*) FROM schema_migrations")
         == sqlite_schema_version());
 }

@@ -1,6 +1,8 @@
 #include "sqlite/connection.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "es/store/errors.hpp"
 
@@ -171,6 +173,21 @@ caf::expected<int64_t> query_int(connection& conn, const std::string& sql,
   if (rc == SQLITE_DONE)
     return fallback;
   return translate(rc, conn.handle(), "query failed");
+}
+
+caf::error enable_wal(connection& conn, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::chrono::milliseconds pause{1};
+  for (;;) {
+    auto err = conn.exec("PRAGMA journal_mode = WAL");
+    if (!err)
+      return caf::none;
+    if (!has_code(err, store_errc::storage_busy)
+        || std::chrono::steady_clock::now() + pause > deadline)
+      return err;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds{50});
+  }
 }
 
 } // namespace es::detail::sqlite

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -121,5 +122,11 @@ private:
 /// as integer, or `fallback` without rows.
 caf::expected<int64_t> query_int(connection& conn, const std::string& sql,
                                  int64_t fallback);
+
+/// Switches the database to WAL mode. When several connections switch a
+/// new file at once, SQLite answers SQLITE_BUSY without calling the busy
+/// handler (waiting could deadlock), so this retries with a short backoff
+/// for up to `timeout`. A file already in WAL mode needs no lock.
+caf::error enable_wal(connection& conn, std::chrono::milliseconds timeout);
 
 } // namespace es::detail::sqlite

@@ -598,7 +598,7 @@ caf::expected<event_store_ptr> make_sqlite_event_store(sqlite_config config) {
   auto mode = detail::sqlite::query_int(writer, "PRAGMA schema_version", 0);
   if (!mode)
     return std::move(mode.error());
-  if (auto err = writer.exec("PRAGMA journal_mode = WAL"))
+  if (auto err = detail::sqlite::enable_wal(writer, config.busy_timeout))
     return err;
   if (auto err = writer.exec(sync_pragma(config.synchronous)))
     return err;

@@ -190,7 +190,7 @@ caf::expected<read_model_db_ptr> make_sqlite_read_model_db(std::string path) {
   auto conn = connection::open(path, true, 5000, 2000);
   if (!conn)
     return std::move(conn.error());
-  if (auto err = (*conn)->exec("PRAGMA journal_mode = WAL"))
+  if (auto err = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
     return err;
   if (auto err = detail::sqlite::migrate(**conn))
     return err;

@@ -455,7 +455,7 @@ caf::expected<std::unique_ptr<connection>> open_state(const std::string& path) {
   auto conn = connection::open(path, true, 5000, 500);
   if (!conn)
     return std::move(conn.error());
-  if (auto err = (*conn)->exec("PRAGMA journal_mode = WAL"))
+  if (auto err = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
     return err;
   if (auto err = detail::sqlite::migrate(**conn))
     return err;
