@@ -82,55 +82,19 @@ const std::string lookup_sql
     " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
     " aggregate_version, NULL::uuid, global_position FROM events"
     " WHERE event_id = ANY ($3::uuid[])";
-const std::string insert_sql
-  = "WITH ins AS (INSERT INTO events (global_position, event_id, event_type,"
-    " event_version, aggregate_type, aggregate_id, aggregate_version,"
-    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
-    " metadata, payload)"
-    " SELECT t.pos, t.id, t.etype, t.ever, t.atype, t.aid, t.aver, t.tenant,"
-    " 'epoch'::timestamptz + t.occ * interval '1 microsecond', t.corr,"
-    " t.caus, t.actor, t.meta, t.payload::json"
-    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::integer[],"
-    " $5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::bigint[],"
-    " $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[])"
-    " AS t(pos, id, etype, ever, atype, aid, aver, tenant, occ, corr, caus,"
-    " actor, meta, payload) RETURNING 1)"
-    " UPDATE es_position SET position = $15 WHERE id = 1";
-const std::string insert_partitioned_sql
-  = "WITH ins AS (INSERT INTO events (global_position, event_id, event_type,"
-    " event_version, aggregate_type, aggregate_id, aggregate_version,"
-    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
-    " metadata, payload)"
-    " SELECT t.pos, t.id, t.etype, t.ever, t.atype, t.aid, t.aver, t.tenant,"
-    " 'epoch'::timestamptz + t.occ * interval '1 microsecond', t.corr,"
-    " t.caus, t.actor, t.meta, t.payload::json"
-    " FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::integer[],"
-    " $5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::bigint[],"
-    " $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[])"
-    " AS t(pos, id, etype, ever, atype, aid, aver, tenant, occ, corr, caus,"
-    " actor, meta, payload)"
-    " RETURNING event_id, aggregate_type, aggregate_id, aggregate_version,"
-    " global_position),"
-    " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
-    " UPDATE es_position SET position = $15 WHERE id = 1";
-const std::string outbox_sql
-  = "INSERT INTO event_outbox (event_id, global_position, event_type,"
-    " aggregate_type, aggregate_id, tenant_id)"
-    " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],"
-    " $5::uuid[], $6::uuid[])";
-// The optimistic path's statements. Heads alone, read outside any
-// transaction and without the position lock.
+// Heads alone, read outside any transaction and without the position lock
+// (the optimistic path).
 const std::string heads_sql
   = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id"
     " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
     " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
     " WHERE aggregate_type = s.t AND aggregate_id = s.i"
     " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
-// Takes the position lock by moving the counter ($14 events), inserts the
-// rows at the positions after the old value and returns that value. Under
-// READ COMMITTED a caller that waited for the lock sees the counter as its
-// previous holder committed it.
-const std::string fast_columns
+// Moves the counter by $14 events (taking the position lock, or keeping
+// it on the locked path), inserts the rows at the positions after the old
+// value and returns that value. Under READ COMMITTED a caller that waited
+// for the lock sees the counter as its previous holder committed it.
+const std::string insert_columns_sql
   = "global_position, event_id, event_type,"
     " event_version, aggregate_type, aggregate_id, aggregate_version,"
     " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
@@ -143,21 +107,21 @@ const std::string fast_columns
     " $10::uuid[], $11::text[], $12::text[], $13::text[])"
     " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, occ,"
     " corr, caus, actor, meta, payload, ord)";
-const std::string fast_insert_sql
+const std::string insert_sql
   = "WITH p AS (UPDATE es_position SET position = position + $14"
     " WHERE id = 1 RETURNING position - $14 AS base),"
-    " ins AS (INSERT INTO events (" + fast_columns + " RETURNING 1)"
+    " ins AS (INSERT INTO events (" + insert_columns_sql + " RETURNING 1)"
     " SELECT base FROM p";
-const std::string fast_insert_partitioned_sql
+const std::string insert_partitioned_sql
   = "WITH p AS (UPDATE es_position SET position = position + $14"
     " WHERE id = 1 RETURNING position - $14 AS base),"
-    " ins AS (INSERT INTO events (" + fast_columns + " RETURNING event_id,"
+    " ins AS (INSERT INTO events (" + insert_columns_sql + " RETURNING event_id,"
     " aggregate_type, aggregate_id, aggregate_version, global_position),"
     " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
     " SELECT base FROM p";
-// Outbox rows of the optimistic path: the counter already holds the
-// group's last position ($6 events in the group).
-const std::string fast_outbox_sql
+// Outbox rows, after the insert: the counter already holds the group's
+// last position ($6 events in the group).
+const std::string outbox_sql
   = "INSERT INTO event_outbox (event_id, global_position, event_type,"
     " aggregate_type, aggregate_id, tenant_id)"
     " SELECT t.id, (SELECT position FROM es_position WHERE id = 1) - $6"
@@ -181,12 +145,11 @@ struct stream_hash {
 struct insert_columns {
   // Values in binary format; an empty string in a nullable uuid column is
   // NULL.
-  std::vector<std::string> pos, id, etype, ever, atype, aid, aver, tenant, occ,
+  std::vector<std::string> id, etype, ever, atype, aid, aver, tenant, occ,
     corr, caus, actor, meta, payload;
 
-  void add(const event_data& ev, int64_t position) {
+  void add(const event_data& ev) {
     using namespace detail::pg;
-    pos.push_back(binary_int8(position));
     id.push_back(binary_uuid(ev.event_id));
     etype.push_back(ev.event_type);
     ever.push_back(binary_int4(ev.event_version));
@@ -204,6 +167,40 @@ struct insert_columns {
 
   bool empty() const {
     return id.empty();
+  }
+
+  /// Parameters of `insert_sql` (and its partitioned twin).
+  params insert_params() const {
+    using namespace detail::pg;
+    params ps;
+    put_binary(ps, uuid_oid, id);
+    put_binary(ps, text_oid, etype);
+    put_binary(ps, int4_oid, ever);
+    put_binary(ps, text_oid, atype);
+    put_binary(ps, uuid_oid, aid);
+    put_binary(ps, int8_oid, aver);
+    put_binary(ps, uuid_oid, tenant, true);
+    put_binary(ps, int8_oid, occ);
+    put_binary(ps, uuid_oid, corr, true);
+    put_binary(ps, uuid_oid, caus, true);
+    put_binary(ps, text_oid, actor);
+    put_binary(ps, text_oid, meta);
+    put_binary(ps, text_oid, payload);
+    ps.add(static_cast<int64_t>(id.size()));
+    return ps;
+  }
+
+  /// Parameters of `outbox_sql`.
+  params outbox_params() const {
+    using namespace detail::pg;
+    params ps;
+    put_binary(ps, uuid_oid, id);
+    put_binary(ps, text_oid, etype);
+    put_binary(ps, text_oid, atype);
+    put_binary(ps, uuid_oid, aid);
+    put_binary(ps, uuid_oid, tenant, true);
+    ps.add(static_cast<int64_t>(id.size()));
+    return ps;
   }
 
   /// Adds `xs` as a text-format array parameter; with `nullable`, empty
@@ -626,7 +623,8 @@ private:
       res.last_version = req.events.back().aggregate_version;
       res.first_position = position + 1;
       for (const auto& ev : req.events)
-        rows.add(ev, ++position);
+        rows.add(ev);
+      position += static_cast<int64_t>(req.events.size());
       res.last_position = position;
       head.version = res.last_version;
       head.tenant_id = req.events.front().tenant_id;
@@ -636,40 +634,7 @@ private:
     // implicit transaction, which commits at the sync (or rolls back
     // entirely at the first error).
     std::vector<call> calls;
-    {
-      params ins;
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.id);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.etype);
-      insert_columns::put_binary(ins, detail::pg::int4_oid, rows.ever);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.atype);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.aid);
-      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.aver);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.tenant, true);
-      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.occ);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.corr, true);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.caus, true);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.actor);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.meta);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.payload);
-      ins.add(position);
-      if (partitioned_)
-        calls.push_back({"es_fast_insert_p", &fast_insert_partitioned_sql,
-                         std::move(ins), true});
-      else
-        calls.push_back({"es_fast_insert", &fast_insert_sql, std::move(ins),
-                         true});
-    }
-    if (cfg_.outbox) {
-      params ob;
-      insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.id);
-      insert_columns::put_binary(ob, detail::pg::text_oid, rows.etype);
-      insert_columns::put_binary(ob, detail::pg::text_oid, rows.atype);
-      insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.aid);
-      insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.tenant, true);
-      ob.add(position);
-      calls.push_back({"es_fast_outbox", &fast_outbox_sql, std::move(ob),
-                       false});
-    }
+    add_writes(calls, rows);
     std::string state;
     auto done = run_pipeline(conn, calls, &state);
     if (!done) {
@@ -689,6 +654,17 @@ private:
     remember(heads);
     metrics_.count_transaction();
     return true;
+  }
+
+  /// Adds the statements that write `rows` (and their outbox rows).
+  void add_writes(std::vector<call>& calls, const insert_columns& rows) {
+    if (partitioned_)
+      calls.push_back({"es_insert_p", &insert_partitioned_sql,
+                       rows.insert_params(), true});
+    else
+      calls.push_back({"es_insert", &insert_sql, rows.insert_params(), true});
+    if (cfg_.outbox)
+      calls.push_back({"es_outbox", &outbox_sql, rows.outbox_params(), false});
   }
 
   /// Records heads seen or written; a head never moves back.
@@ -800,7 +776,8 @@ private:
       res.last_version = req.events.back().aggregate_version;
       res.first_position = position + 1;
       for (const auto& ev : req.events) {
-        rows.add(ev, ++position);
+        rows.add(ev);
+        ++position;
         stored[ev.event_id] = detail::stored_location{req.stream,
                                                       ev.aggregate_version,
                                                       position};
@@ -811,40 +788,12 @@ private:
       out = std::move(res);
       accepted.push_back(k);
     }
-    // Round trip 2: write and commit, or just end the transaction.
+    // Round trip 2: write and commit, or just end the transaction. The
+    // insert moves the counter from the locked value, which is where this
+    // transaction's positions start.
     std::vector<call> second;
     if (!rows.empty()) {
-      params ins;
-      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.pos);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.id);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.etype);
-      insert_columns::put_binary(ins, detail::pg::int4_oid, rows.ever);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.atype);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.aid);
-      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.aver);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.tenant, true);
-      insert_columns::put_binary(ins, detail::pg::int8_oid, rows.occ);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.corr, true);
-      insert_columns::put_binary(ins, detail::pg::uuid_oid, rows.caus, true);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.actor);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.meta);
-      insert_columns::put_binary(ins, detail::pg::text_oid, rows.payload);
-      ins.add(position);
-      if (partitioned_)
-        second.push_back({"es_insert_p", &insert_partitioned_sql,
-                          std::move(ins), false});
-      else
-        second.push_back({"es_insert", &insert_sql, std::move(ins), false});
-      if (cfg_.outbox) {
-        params ob;
-        insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.id);
-        insert_columns::put_binary(ob, detail::pg::int8_oid, rows.pos);
-        insert_columns::put_binary(ob, detail::pg::text_oid, rows.etype);
-        insert_columns::put_binary(ob, detail::pg::text_oid, rows.atype);
-        insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.aid);
-        insert_columns::put_binary(ob, detail::pg::uuid_oid, rows.tenant, true);
-        second.push_back({"es_outbox", &outbox_sql, std::move(ob), false});
-      }
+      add_writes(second, rows);
       second.push_back({"es_commit", &commit_sql, {}, false});
     } else {
       second.push_back({"es_rollback", &rollback_sql, {}, false});
