@@ -1,10 +1,10 @@
 #include "bench_util.hpp"
 
+#include "es/store/json.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
-
-#include "es/store/json.hpp"
 
 namespace es::bench {
 
@@ -46,8 +46,8 @@ void print_json(const run_result& r) {
 
 void print_table(const std::vector<run_result>& rows) {
   std::printf("\n%-14s %-13s %9s %7s %5s %9s %12s %9s %9s  %s\n", "backend",
-              "scenario", "events", "writers", "batch", "seconds",
-              "events/s", "p50 us", "p99 us", "ratio to raw");
+              "scenario", "events", "writers", "batch", "seconds", "events/s",
+              "p50 us", "p99 us", "ratio to raw");
   for (const auto& r : rows) {
     std::string ratio;
     if (r.backend.rfind("raw-", 0) != 0) {
@@ -63,9 +63,9 @@ void print_table(const std::vector<run_result>& rows) {
     }
     std::printf("%-14s %-13s %9lld %7d %5d %9.3f %12.0f %9.1f %9.1f  %s%s\n",
                 r.backend.c_str(), r.scenario.c_str(),
-                static_cast<long long>(r.events), r.writers, r.batch,
-                r.seconds, r.events_per_sec(), r.percentile(0.50),
-                r.percentile(0.99), ratio.c_str(), r.note.c_str());
+                static_cast<long long>(r.events), r.writers, r.batch, r.seconds,
+                r.events_per_sec(), r.percentile(0.50), r.percentile(0.99),
+                ratio.c_str(), r.note.c_str());
   }
   std::printf("\n");
 }

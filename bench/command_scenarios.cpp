@@ -1,21 +1,21 @@
 #include "command_scenarios.hpp"
 
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <unistd.h>
+#include "es/actors/aggregate_region.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/memory_event_store.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "es/actors/aggregate_region.hpp"
-#include "es/actors/store_actor.hpp"
-#include "es/store/errors.hpp"
-#include "es/store/memory_event_store.hpp"
-
 #include "counter.hpp"
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
 
 namespace es::bench {
 
@@ -83,7 +83,9 @@ caf::behavior command_client(client_actor* self, caf::actor region,
 }
 
 caf::behavior responder(caf::event_based_actor*) {
-  return {[](int64_t x) { return x + 1; }};
+  return {[](int64_t x) {
+    return x + 1;
+  }};
 }
 
 caf::behavior raw_client(client_actor* self, caf::actor server, int64_t count,
@@ -124,7 +126,8 @@ double rss_bytes() {
   long pages = 0;
   long resident = 0;
   in >> pages >> resident;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  return static_cast<double>(resident)
+         * static_cast<double>(sysconf(_SC_PAGESIZE));
 }
 
 } // namespace
@@ -147,8 +150,8 @@ run_result run_commands(caf::actor_system& sys, const bench_params& p,
   {
     auto per = (aggregates + p.writers - 1) / p.writers;
     for (int c = 0; c < p.writers; ++c)
-      sys.spawn(command_client, region, ids, per,
-                static_cast<int64_t>(c) * per, caf::actor{self});
+      sys.spawn(command_client, region, ids, per, static_cast<int64_t>(c) * per,
+                caf::actor{self});
     collect(self, p.writers);
   }
   auto per_client = std::max<int64_t>(1, p.events / p.writers);
@@ -223,10 +226,10 @@ double measure_idle_aggregate_bytes(caf::actor_system& sys, int count) {
                                          counter_bench::touch{}))>
         pending;
       for (int j = i; j < std::min(to, i + 1000); ++j)
-        pending.push_back(self->request(region, caf::infinite,
-                                        command_envelope::to(
-                                          ids[static_cast<size_t>(j)]),
-                                        counter_bench::touch{}));
+        pending.push_back(
+          self->request(region, caf::infinite,
+                        command_envelope::to(ids[static_cast<size_t>(j)]),
+                        counter_bench::touch{}));
       for (auto& h : pending)
         h.receive([](command_result&) {},
                   [](caf::error& err) {

@@ -1,12 +1,12 @@
 // The aggregate the command benchmarks drive: a counter.
 #pragma once
 
-#include <caf/meta/type_name.hpp>
-#include <caf/type_id.hpp>
-
 #include "es/actors/aggregate.hpp"
 #include "es/actors/aggregate_actor.hpp"
 #include "es/projections/type_ids.hpp"
+
+#include <caf/meta/type_name.hpp>
+#include <caf/type_id.hpp>
 
 namespace es::bench::counter_bench {
 
@@ -56,8 +56,9 @@ public:
 
   counter(uuid id, std::shared_ptr<const event_registry> registry)
     : aggregate(std::string{aggregate_type}, id, std::move(registry)) {
-    on<incremented>(
-      [](counter_state& s, const incremented& e) { s.value += e.by; });
+    on<incremented>([](counter_state& s, const incremented& e) {
+      s.value += e.by;
+    });
   }
 
   caf::error handle(const increment& cmd) {
@@ -79,8 +80,8 @@ inline std::shared_ptr<event_registry> make_registry() {
 
 CAF_BEGIN_TYPE_ID_BLOCK(esbench, caf::id_block::es_projections::end)
 
-  CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::increment))
-  CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::touch))
-  CAF_ADD_TYPE_ID(esbench, (std::vector<double>))
+CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::increment))
+CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::touch))
+CAF_ADD_TYPE_ID(esbench, (std::vector<double>))
 
 CAF_END_TYPE_ID_BLOCK(esbench)

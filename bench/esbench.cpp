@@ -1,22 +1,21 @@
 // esbench: measures the framework beside raw baselines run in the same
 // process, so the ratio is the figure. Prints a table and one JSON object
 // per measured run on its own line.
-#include <iostream>
-#include <string>
-#include <vector>
+#include "es/projections/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/exec_main.hpp>
 
-#include "es/projections/type_ids.hpp"
-
 #include "command_scenarios.hpp"
+#include "counter.hpp"
 #include "postgres_scenarios.hpp"
 #include "projection_scenarios.hpp"
-#include "counter.hpp"
-
 #include "store_scenarios.hpp"
+
+#include <iostream>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -136,8 +135,8 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     // of each row over the rounds.
     std::vector<std::vector<es::bench::run_result>> rounds;
     for (int i = 0; i < std::max(1, cfg.repeat); ++i)
-      rounds.push_back(es::bench::run_project(
-        sys, p, std::max<int64_t>(1, cfg.max_single)));
+      rounds.push_back(
+        es::bench::run_project(sys, p, std::max<int64_t>(1, cfg.max_single)));
     std::vector<es::bench::run_result> rows;
     for (size_t k = 0; k < rounds.front().size(); ++k) {
       std::vector<es::bench::run_result> runs;
@@ -190,11 +189,10 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   std::vector<es::bench::run_result> raw_runs;
   for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
     store_runs.push_back(es::bench::run_store_append(p));
-    raw_runs.push_back(p.backend == "sqlite"
-                         ? es::bench::run_raw_sqlite_append(p)
-                       : p.backend == "postgres"
-                         ? es::bench::run_raw_postgres_append(p)
-                         : es::bench::run_raw_memory_append(p));
+    raw_runs.push_back(
+      p.backend == "sqlite"     ? es::bench::run_raw_sqlite_append(p)
+      : p.backend == "postgres" ? es::bench::run_raw_postgres_append(p)
+                                : es::bench::run_raw_memory_append(p));
   }
   std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
                                           es::bench::median_run(raw_runs)};

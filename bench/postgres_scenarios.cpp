@@ -1,14 +1,5 @@
 #include "postgres_scenarios.hpp"
 
-#include <atomic>
-#include <cstring>
-#include <filesystem>
-
-#include <endian.h>
-
-#include <libpq-fe.h>
-#include <sqlite3.h>
-
 #include "es/store/errors.hpp"
 #include "es/store/event_registry.hpp"
 #include "es/store/postgres_event_store.hpp"
@@ -17,6 +8,13 @@
 
 #include "counter.hpp"
 #include "read_fixture.hpp"
+#include <endian.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
 
 namespace es::bench {
 
@@ -45,7 +43,8 @@ struct pg_schema {
     if (PQstatus(conn) != CONNECTION_OK)
       fail(std::string{"cannot reach PostgreSQL ("} + PQerrorMessage(conn)
            + "); start it with scripts/pg start or pass --dsn");
-    PGresult* res = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
+    PGresult* res
+      = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
     auto ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     std::string msg = PQresultErrorMessage(res);
     PQclear(res);
@@ -86,7 +85,8 @@ read_fixture& shared_read_fixture(const bench_params& p) {
     fx.keep = schema;
   } else {
     std::filesystem::create_directories(p.dir);
-    fx.sqlite_path = (std::filesystem::path{p.dir} / "esbench-read.db").string();
+    fx.sqlite_path
+      = (std::filesystem::path{p.dir} / "esbench-read.db").string();
     for (const char* suffix : {"", "-wal", "-shm"})
       std::filesystem::remove(fx.sqlite_path + suffix);
     sqlite_config cfg;
@@ -114,7 +114,6 @@ read_fixture& shared_read_fixture(const bench_params& p) {
   }
   return fx;
 }
-
 
 event_store_ptr open_postgres_store(const bench_params& p,
                                     std::shared_ptr<void>& keep) {
@@ -189,9 +188,9 @@ run_result run_raw_postgres_append(const bench_params& p) {
       for (auto& v : values)
         ptrs.push_back(v.c_str());
       auto start = clock::now();
-      PGresult* res = PQexecPrepared(conn, "raw_insert",
-                                     static_cast<int>(ptrs.size()), ptrs.data(),
-                                     nullptr, nullptr, 0);
+      PGresult* res
+        = PQexecPrepared(conn, "raw_insert", static_cast<int>(ptrs.size()),
+                         ptrs.data(), nullptr, nullptr, 0);
       check(res, conn, "raw insert");
       PQclear(res);
       out.push_back(micros_since(start));
@@ -272,8 +271,8 @@ run_result run_raw_read_all(const bench_params& p) {
       auto page_start = clock::now();
       auto text = std::to_string(after);
       const char* param = text.c_str();
-      PGresult* res = PQexecPrepared(conn, "raw_read", 1, &param, nullptr,
-                                     nullptr, 1);
+      PGresult* res
+        = PQexecPrepared(conn, "raw_read", 1, &param, nullptr, nullptr, 1);
       check(res, conn, "raw read");
       int n = PQntuples(res);
       for (int i = 0; i < n; ++i) {
@@ -393,10 +392,10 @@ std::vector<run_result> run_recover(const bench_params& p) {
   {
     counter agg{s.aggregate_id, registry};
     read_stream_options ro;
-    static_cast<void>(for_each_in_stream(*store, s, ro,
-                                         [&](recorded_event& ev) {
-                                           return agg.apply_stored(ev);
-                                         }));
+    static_cast<void>(
+      for_each_in_stream(*store, s, ro, [&](recorded_event& ev) {
+        return agg.apply_stored(ev);
+      }));
     auto snap = es::detail::take_snapshot(agg);
     if (!snap || !*snapshots->save(*snap))
       fail("cannot write the snapshot");
@@ -449,8 +448,7 @@ std::vector<run_result> run_recover(const bench_params& p) {
       std::string sql = "SELECT aggregate_version, payload FROM events"
                         " WHERE aggregate_type = 'Counter' AND aggregate_id = '"
                         + s.aggregate_id.to_string()
-                        + "' AND aggregate_version > "
-                        + std::to_string(after)
+                        + "' AND aggregate_version > " + std::to_string(after)
                         + " ORDER BY aggregate_version LIMIT 1000";
       PGresult* res = PQexec(conn, sql.c_str());
       check(res, conn, "raw recover");

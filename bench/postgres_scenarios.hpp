@@ -2,11 +2,11 @@
 // read-all scenario.
 #pragma once
 
-#include <memory>
-
 #include "es/store/event_store.hpp"
 
 #include "store_scenarios.hpp"
+
+#include <memory>
 
 namespace es::bench {
 

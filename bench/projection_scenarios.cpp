@@ -1,27 +1,26 @@
 #include "projection_scenarios.hpp"
 
-#include <condition_variable>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <mutex>
-#include <thread>
-
-#include <caf/actor_system.hpp>
-#include <caf/scoped_actor.hpp>
-
-#include <libpq-fe.h>
-#include <rapidjson/document.h>
-#include <sqlite3.h>
-
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/postgres_event_store.hpp"
 #include "es/store/sql.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
 #include "postgres_scenarios.hpp"
 #include "read_fixture.hpp"
+#include <libpq-fe.h>
+#include <rapidjson/document.h>
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
 
 namespace es::bench {
 
@@ -38,7 +37,9 @@ public:
 
   void wait() {
     std::unique_lock guard{mtx_};
-    if (!cv_.wait_for(guard, std::chrono::minutes(10), [this] { return done_; }))
+    if (!cv_.wait_for(guard, std::chrono::minutes(10), [this] {
+          return done_;
+        }))
       fail("the projection did not reach its target in 10 minutes");
   }
 
@@ -52,8 +53,7 @@ private:
 /// and sums quantities.
 class memory_handler final : public projection {
 public:
-  memory_handler(bool decode, int64_t target,
-                 std::shared_ptr<finish_line> line)
+  memory_handler(bool decode, int64_t target, std::shared_ptr<finish_line> line)
     : decode_(decode), target_(target), line_(std::move(line)) {
     static_cast<void>(registry_.add<bench_item>());
   }
@@ -130,10 +130,8 @@ class item_totals final : public transactional_projection {
 public:
   item_totals(read_model_db_ptr db, std::string name, int64_t target,
               std::shared_ptr<finish_line> line)
-    : transactional_projection(std::move(db)),
-      name_(std::move(name)),
-      target_(target),
-      line_(std::move(line)) {
+    : transactional_projection(std::move(db)), name_(std::move(name)),
+      target_(target), line_(std::move(line)) {
     static_cast<void>(registry_.add<bench_item>());
   }
 
@@ -145,11 +143,10 @@ public:
     auto item = registry_.decode_as<bench_item>(ev);
     if (!item)
       return std::move(item.error());
-    auto err = tx.exec(tx.dialect() == "sqlite" ? sqlite_upsert
-                                                : postgres_upsert,
-                       {sql_value{item->sku},
-                        sql_value{int64_t{item->quantity}},
-                        sql_value{item->quantity * item->unit_price_cents}});
+    auto err
+      = tx.exec(tx.dialect() == "sqlite" ? sqlite_upsert : postgres_upsert,
+                {sql_value{item->sku}, sql_value{int64_t{item->quantity}},
+                 sql_value{item->quantity * item->unit_price_cents}});
     if (!err && ev.global_position == target_)
       line_->cross();
     return err;
@@ -166,9 +163,8 @@ private:
 /// `target` (its handler has seen it and, for read models, the checkpoint
 /// passed it) and returns the seconds it took.
 double time_projection(caf::actor_system& sys, const read_fixture& fx,
-                       projection_ptr proj, finish_line& line,
-                       size_t page_size, int64_t target,
-                       size_t batch_size = 0) {
+                       projection_ptr proj, finish_line& line, size_t page_size,
+                       int64_t target, size_t batch_size = 0) {
   subscription_config cfg;
   cfg.store = fx.store;
   cfg.start = start_from::beginning;
@@ -181,8 +177,13 @@ double time_projection(caf::actor_system& sys, const read_fixture& fx,
   caf::scoped_actor self{sys};
   for (bool done = false; !done;) {
     self->request(actor, std::chrono::seconds(30), status_atom_v)
-      .receive([&](const projection_status& st) { done = st.position >= target; },
-               [&](caf::error& err) { fail(describe(err)); });
+      .receive(
+        [&](const projection_status& st) {
+          done = st.position >= target;
+        },
+        [&](caf::error& err) {
+          fail(describe(err));
+        });
     if (!done)
       std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
@@ -299,9 +300,9 @@ double raw_sqlite_read_model(const bench_params& p, const read_fixture& fx,
     sqlite3_bind_int64(page, 1, after);
     while (after < target && sqlite3_step(page) == SQLITE_ROW) {
       after = sqlite3_column_int64(page, 0);
-      auto item = decode_raw(
-        static_cast<const char*>(sqlite3_column_blob(page, 1)),
-        static_cast<size_t>(sqlite3_column_bytes(page, 1)));
+      auto item
+        = decode_raw(static_cast<const char*>(sqlite3_column_blob(page, 1)),
+                     static_cast<size_t>(sqlite3_column_bytes(page, 1)));
       if (in_tx == 0)
         exec("BEGIN");
       sqlite3_bind_text(upsert, 1, item.sku.c_str(),
@@ -399,8 +400,8 @@ double raw_postgres_read_model(const read_fixture& fx, int batch,
       auto qty = std::to_string(item.quantity);
       auto rev = std::to_string(item.revenue_cents);
       const char* params[] = {item.sku.c_str(), qty.c_str(), rev.c_str()};
-      PGresult* res = PQexecPrepared(out, "upsert", 3, params, nullptr,
-                                     nullptr, 0);
+      PGresult* res
+        = PQexecPrepared(out, "upsert", 3, params, nullptr, nullptr, 0);
       pg_ok(res, out, "raw upsert");
       PQclear(res);
       if (++in_tx == batch || after == target) {
@@ -424,8 +425,7 @@ double raw_postgres_read_model(const read_fixture& fx, int batch,
 } // namespace
 
 std::vector<run_result> run_project(caf::actor_system& sys,
-                                    const bench_params& p,
-                                    int64_t max_single) {
+                                    const bench_params& p, int64_t max_single) {
   if (p.backend != "sqlite" && p.backend != "postgres")
     fail("the project scenario needs --backend=sqlite or postgres");
   auto& fx = shared_read_fixture(p);
@@ -452,11 +452,11 @@ std::vector<run_result> run_project(caf::actor_system& sys,
     auto line = std::make_shared<finish_line>();
     auto proj = std::make_shared<memory_handler>(decode, total, line);
     auto secs = time_projection(sys, fx, proj, *line, page, total);
-    rows.push_back(make_row(
-      p, p.backend, "project", total, static_cast<int>(page), secs,
-      std::string{"  (projection actor -> in-memory handler, "}
-        + (decode ? "payload decoded" : "payload not decoded")
-        + ", pages of " + std::to_string(page) + ")"));
+    rows.push_back(
+      make_row(p, p.backend, "project", total, static_cast<int>(page), secs,
+               std::string{"  (projection actor -> in-memory handler, "}
+                 + (decode ? "payload decoded" : "payload not decoded")
+                 + ", pages of " + std::to_string(page) + ")"));
   }
   auto decoded = run_read_all(p);
   decoded.scenario = "project";

@@ -2,11 +2,11 @@
 // and raw read-model writes of the same store in the same run.
 #pragma once
 
-#include <vector>
-
 #include <caf/fwd.hpp>
 
 #include "store_scenarios.hpp"
+
+#include <vector>
 
 namespace es::bench {
 

@@ -2,14 +2,14 @@
 // type its rows hold.
 #pragma once
 
+#include "es/store/event_store.hpp"
+
+#include "store_scenarios.hpp"
+
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "es/store/event_store.hpp"
-
-#include "store_scenarios.hpp"
 
 namespace es::bench {
 
@@ -43,8 +43,8 @@ bool fields(F& f, bench_item& x) {
   return f("order_id", x.order_id) && f("customer", x.customer)
          && f("sku", x.sku) && f("quantity", x.quantity)
          && f("unit_price_cents", x.unit_price_cents)
-         && f("currency", x.currency) && f("note", x.note)
-         && f("tags", x.tags) && f("shipping", x.shipping);
+         && f("currency", x.currency) && f("note", x.note) && f("tags", x.tags)
+         && f("shipping", x.shipping);
 }
 
 /// The store of the read scenarios, filled once per process with

@@ -1,18 +1,17 @@
 #include "store_scenarios.hpp"
 
+#include "es/store/errors.hpp"
+#include "es/store/memory_event_store.hpp"
+
+#include "postgres_scenarios.hpp"
+#include <sqlite3.h>
+
 #include <condition_variable>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-
-#include <sqlite3.h>
-
-#include "es/store/errors.hpp"
-#include "es/store/memory_event_store.hpp"
-
-#include "postgres_scenarios.hpp"
 
 namespace es::bench {
 
@@ -62,7 +61,9 @@ double run_threads(int writers, const std::function<void(int)>& body) {
     threads.emplace_back([&, w] {
       {
         std::unique_lock guard{mtx};
-        cv.wait(guard, [&] { return go; });
+        cv.wait(guard, [&] {
+          return go;
+        });
       }
       body(w);
     });
@@ -146,9 +147,10 @@ run_result run_raw_sqlite_append(const bench_params& p) {
   }
   auto rows = make_rows(p);
   std::vector<std::vector<double>> lat(rows.size());
-  const char* sync = p.sync == sqlite_sync::full     ? "PRAGMA synchronous=FULL"
-                     : p.sync == sqlite_sync::normal ? "PRAGMA synchronous=NORMAL"
-                                                     : "PRAGMA synchronous=OFF";
+  const char* sync = p.sync == sqlite_sync::full ? "PRAGMA synchronous=FULL"
+                     : p.sync == sqlite_sync::normal
+                       ? "PRAGMA synchronous=NORMAL"
+                       : "PRAGMA synchronous=OFF";
   std::atomic<int64_t> written{0};
   auto seconds = run_threads(p.writers, [&](int w) {
     sqlite3* db = nullptr;
@@ -177,7 +179,8 @@ run_result run_raw_sqlite_append(const bench_params& p) {
         sqlite3_bind_blob(ins, 1, ev.event_id.bytes().data(), 16,
                           SQLITE_STATIC);
         sqlite3_bind_text(ins, 2, ev.event_type.data(),
-                          static_cast<int>(ev.event_type.size()), SQLITE_STATIC);
+                          static_cast<int>(ev.event_type.size()),
+                          SQLITE_STATIC);
         sqlite3_bind_int64(ins, 3, ev.event_version);
         sqlite3_bind_text(ins, 4, ev.aggregate_type.data(),
                           static_cast<int>(ev.aggregate_type.size()),

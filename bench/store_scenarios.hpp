@@ -1,13 +1,13 @@
 // Store scenarios of esbench and their raw baselines.
 #pragma once
 
-#include <functional>
-#include <string>
-#include <vector>
-
 #include "es/store/sqlite_event_store.hpp"
 
 #include "bench_util.hpp"
+
+#include <functional>
+#include <string>
+#include <vector>
 
 namespace es::bench {
 

@@ -1,8 +1,7 @@
 #include "es/actors/aggregate_region.hpp"
 
-#include <list>
-#include <unordered_map>
-#include <vector>
+#include "es/actors/errors.hpp"
+#include "es/actors/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/message_view.hpp>
@@ -11,8 +10,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
-#include "es/actors/errors.hpp"
-#include "es/actors/type_ids.hpp"
+#include <list>
+#include <unordered_map>
+#include <vector>
 
 namespace es {
 
@@ -171,8 +171,9 @@ caf::behavior region_impl(region_actor* self, region_options opts,
        caf::message_view& x) -> caf::result<caf::message> {
       return route(static_cast<region_actor*>(ptr), x);
     });
-  self->set_down_handler(
-    [self](caf::down_msg& dm) { on_down(self, dm); });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    on_down(self, dm);
+  });
   if (opts.idle_timeout.count() > 0)
     self->delayed_send(self, tick_interval(opts), tick_atom_v);
   return {

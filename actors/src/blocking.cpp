@@ -25,9 +25,8 @@ public:
   caf::expected<append_result> append(const stream_id& stream,
                                       expected_version expected,
                                       event_batch events) override {
-    return ask<append_result>(append_atom_v,
-                              append_request{stream, expected,
-                                             std::move(events)});
+    return ask<append_result>(
+      append_atom_v, append_request{stream, expected, std::move(events)});
   }
 
   std::vector<caf::expected<append_result>>
@@ -47,8 +46,13 @@ public:
     std::vector<caf::expected<append_result>> results;
     results.reserve(requests.size());
     for (auto& h : handles)
-      h.receive([&](append_result& res) { results.emplace_back(res); },
-                [&](caf::error& err) { results.emplace_back(translate(err)); });
+      h.receive(
+        [&](append_result& res) {
+          results.emplace_back(res);
+        },
+        [&](caf::error& err) {
+          results.emplace_back(translate(err));
+        });
     return results;
   }
 
@@ -92,8 +96,13 @@ private:
     caf::scoped_actor self{sys_};
     caf::expected<T> result{caf::error{}};
     self->request(store_, caf::timespan{timeout_}, std::forward<Ts>(xs)...)
-      .receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& err) { result = translate(err); });
+      .receive(
+        [&](T& x) {
+          result = std::move(x);
+        },
+        [&](caf::error& err) {
+          result = translate(err);
+        });
     return result;
   }
 

@@ -1,9 +1,8 @@
+#include "es/actors/errors.hpp"
 #include "es/actors/type_ids.hpp"
+#include "es/bus/errors.hpp"
 
 #include <caf/actor_system_config.hpp>
-
-#include "es/actors/errors.hpp"
-#include "es/bus/errors.hpp"
 
 namespace es {
 
@@ -54,12 +53,11 @@ bool classify_actors_errc(uint8_t code) {
 void add_actors_module(caf::actor_system_config& cfg) {
   add_bus_module(cfg);
   cfg.add_message_types<caf::id_block::es_actors>();
-  cfg.add_error_category(caf::atom("es_actors"),
-                         [](uint8_t code, caf::atom_value category,
-                            const caf::message& context) {
-                           return describe(caf::error{code, category,
-                                                      context});
-                         });
+  cfg.add_error_category(
+    caf::atom("es_actors"),
+    [](uint8_t code, caf::atom_value category, const caf::message& context) {
+      return describe(caf::error{code, category, context});
+    });
 }
 
 } // namespace es

@@ -1,8 +1,6 @@
 #include "es/actors/store_actor.hpp"
 
-#include <algorithm>
-#include <atomic>
-#include <vector>
+#include "es/store/log.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_pool.hpp>
@@ -12,7 +10,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include "es/store/log.hpp"
+#include <algorithm>
+#include <atomic>
+#include <vector>
 
 namespace es {
 
@@ -59,14 +59,16 @@ recorded_events to_recorded(const append_request& req, event_batch events,
 void publish(writer_actor* self, recorded_events events) {
   auto& st = self->state;
   ++st.pending_publishes;
-  auto on_done = [self] { --self->state.pending_publishes; };
+  auto on_done = [self] {
+    --self->state.pending_publishes;
+  };
   auto on_error = [self](caf::error& err) {
     --self->state.pending_publishes;
-    log(log_level::warning, "publishing committed events failed: "
-                              + describe(err));
+    log(log_level::warning,
+        "publishing committed events failed: " + describe(err));
   };
-  auto handle = self->request(st.bus, caf::infinite, publish_atom_v,
-                              std::move(events));
+  auto handle
+    = self->request(st.bus, caf::infinite, publish_atom_v, std::move(events));
   // Beyond the limit, stop taking messages until the bus accepted this
   // publish: appends wait in the mailbox, so a slow subscriber slows the
   // writers instead of letting queues grow.
@@ -200,7 +202,9 @@ caf::behavior store_reader(caf::event_based_actor*, event_store_ptr store,
     [store](head_position_atom) -> caf::result<int64_t> {
       return lift(store->head_position());
     },
-    [store](metrics_atom) -> store_metrics { return store->metrics(); },
+    [store](metrics_atom) -> store_metrics {
+      return store->metrics();
+    },
   };
 }
 
@@ -216,11 +220,10 @@ struct split_policy {
                   const caf::actor_pool::actor_vec& workers,
                   caf::mailbox_element_ptr& ptr, caf::execution_unit* host) {
     const auto& content = ptr->content();
-    bool to_writer = workers.size() == 1
-                     || (!content.empty()
-                         && content.match_element<caf::atom_value>(0)
-                         && content.get_as<caf::atom_value>(0)
-                              == append_atom::value);
+    bool to_writer
+      = workers.size() == 1
+        || (!content.empty() && content.match_element<caf::atom_value>(0)
+            && content.get_as<caf::atom_value>(0) == append_atom::value);
     size_t idx = to_writer ? 0 : 1 + next++ % (workers.size() - 1);
     caf::actor selected = workers[idx];
     guard.unlock();
@@ -237,8 +240,7 @@ store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
   bool detached = cfg.detached.value_or(store->name() != "memory");
   // Reads and snapshots need at least one reader.
   cfg.readers = std::max<size_t>(cfg.readers, 1);
-  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(),
-                                    split_policy{});
+  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), split_policy{});
   auto add = [&](caf::actor worker) {
     caf::anon_send(pool, caf::sys_atom::value, caf::put_atom::value, worker);
   };

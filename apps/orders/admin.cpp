@@ -1,20 +1,20 @@
 // orders status, dlq and rebuild: operating the projections.
+#include "es/projections/coordinator.hpp"
+#include "es/projections/type_ids.hpp"
+#include "es/store/codec.hpp"
+#include "es/supervision/actors.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "cli.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
-
-#include <caf/actor_system.hpp>
-#include <caf/scoped_actor.hpp>
-
-#include "es/projections/coordinator.hpp"
-#include "es/projections/type_ids.hpp"
-#include "es/store/codec.hpp"
-#include "es/supervision/actors.hpp"
-
-#include "cli.hpp"
 
 namespace orders {
 
@@ -24,14 +24,12 @@ using clock_type = std::chrono::steady_clock;
 
 const std::vector<std::string>& projection_names() {
   static const std::vector<std::string> names{
-    order_summary_view::projection_name,
-    customer_stats_view::projection_name};
+    order_summary_view::projection_name, customer_stats_view::projection_name};
   return names;
 }
 
 /// Opens the store and the views of an earlier run, or says why not.
-bool open_both(const orders_config& cfg, es::event_store_ptr& store,
-               views& v) {
+bool open_both(const orders_config& cfg, es::event_store_ptr& store, views& v) {
   auto s = open_store(cfg, true);
   if (!s) {
     std::cerr << "orders: " << es::describe(s.error()) << "\n";
@@ -96,8 +94,7 @@ int dlq_list(const orders_config& cfg, views& v) {
   auto entries = v.db->dead_letters()->list(q);
   if (!stats || !entries) {
     std::cerr << "orders: "
-              << es::describe(!stats ? stats.error() : entries.error())
-              << "\n";
+              << es::describe(!stats ? stats.error() : entries.error()) << "\n";
     return 1;
   }
   print_dead_letter_totals(*stats);
@@ -167,8 +164,8 @@ int dlq_replay(caf::actor_system& sys, const orders_config& cfg,
   es::projection_coordinator projections{sys};
   if (auto err = start_projections(projections, v, store, caf::actor{},
                                    cfg.fail_cancellations)) {
-    std::cerr << "orders: cannot start the projections: "
-              << es::describe(err) << "\n";
+    std::cerr << "orders: cannot start the projections: " << es::describe(err)
+              << "\n";
     return 1;
   }
   auto dla = es::spawn_dead_letter_actor(sys, v.db->dead_letters());
@@ -246,8 +243,8 @@ int dlq_purge(const orders_config& cfg, views& v) {
     std::cerr << "orders: --older-than-days must not be negative\n";
     return 2;
   }
-  auto n = v.db->dead_letters()->purge_resolved(
-    std::chrono::hours(24) * cfg.older_than_days);
+  auto n = v.db->dead_letters()->purge_resolved(std::chrono::hours(24)
+                                                * cfg.older_than_days);
   if (!n) {
     std::cerr << "orders: " << es::describe(n.error()) << "\n";
     return 1;
@@ -278,24 +275,23 @@ int status(const orders_config& cfg) {
   }
   std::printf("store %s: %lld events\nviews %s\n", cfg.store.c_str(),
               static_cast<long long>(*head), views_path(cfg).c_str());
-  std::printf("  %-16s %10s %8s %10s  %-27s %6s\n", "projection",
-              "checkpoint", "lag", "processed", "updated", "DLQ");
+  std::printf("  %-16s %10s %8s %10s  %-27s %6s\n", "projection", "checkpoint",
+              "lag", "processed", "updated", "DLQ");
   auto line = [&](const std::string& name, const es::checkpoint* cp) {
     auto i = dead->by_projection.find(name);
     auto pos = cp != nullptr ? cp->position : 0;
-    std::printf("  %-16s %10lld %8lld %10lld  %-27s %6lld\n", name.c_str(),
-                static_cast<long long>(pos),
-                static_cast<long long>(*head - pos),
-                static_cast<long long>(cp != nullptr ? cp->events_processed
-                                                     : 0),
-                cp != nullptr ? es::format_timestamp(cp->updated_at).c_str()
-                              : "never",
-                static_cast<long long>(
-                  i == dead->by_projection.end() ? 0 : i->second));
+    std::printf(
+      "  %-16s %10lld %8lld %10lld  %-27s %6lld\n", name.c_str(),
+      static_cast<long long>(pos), static_cast<long long>(*head - pos),
+      static_cast<long long>(cp != nullptr ? cp->events_processed : 0),
+      cp != nullptr ? es::format_timestamp(cp->updated_at).c_str() : "never",
+      static_cast<long long>(i == dead->by_projection.end() ? 0 : i->second));
   };
   for (const auto& name : projection_names()) {
     auto i = std::find_if(checkpoints->begin(), checkpoints->end(),
-                          [&](const auto& cp) { return cp.projection == name; });
+                          [&](const auto& cp) {
+                            return cp.projection == name;
+                          });
     line(name, i == checkpoints->end() ? nullptr : &*i);
   }
   print_dead_letter_totals(*dead);
@@ -346,26 +342,22 @@ int rebuild(caf::actor_system& sys, const orders_config& cfg,
   es::projection_coordinator projections{sys};
   if (auto err = start_projections(projections, v, store, caf::actor{},
                                    cfg.fail_cancellations)) {
-    std::cerr << "orders: cannot start the projections: "
-              << es::describe(err) << "\n";
+    std::cerr << "orders: cannot start the projections: " << es::describe(err)
+              << "\n";
     return 1;
   }
   std::printf("rebuilding %s from the whole log\n", projection.c_str());
   progress_display progress{cfg.progress, 1, "events"};
   es::rebuild_progress last;
   auto start = clock_type::now();
-  auto err = projections.rebuild(projection,
-                                 [&](const es::rebuild_progress& p) {
-                                   last = p;
-                                   char rate[48];
-                                   std::snprintf(rate, sizeof(rate),
-                                                 ", %.0f events/s",
-                                                 p.events_per_second);
-                                   progress.set_total(
-                                     static_cast<uint64_t>(p.total));
-                                   progress.update(
-                                     static_cast<uint64_t>(p.done), rate);
-                                 });
+  auto err = projections.rebuild(
+    projection, [&](const es::rebuild_progress& p) {
+      last = p;
+      char rate[48];
+      std::snprintf(rate, sizeof(rate), ", %.0f events/s", p.events_per_second);
+      progress.set_total(static_cast<uint64_t>(p.total));
+      progress.update(static_cast<uint64_t>(p.done), rate);
+    });
   auto seconds
     = std::chrono::duration<double>(clock_type::now() - start).count();
   if (err) {

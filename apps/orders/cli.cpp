@@ -1,16 +1,16 @@
 #include "cli.hpp"
 
-#include <algorithm>
-#include <cstdio>
-#include <filesystem>
-
-#include <unistd.h>
-
 #include "es/projections/type_ids.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/store/sqlite_event_store.hpp"
 #include "es/supervision/classifier.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
 
 namespace orders {
 
@@ -209,8 +209,8 @@ void print_status_counts(const std::map<es::uuid, summary_row>& rows) {
   for (const auto& [id, row] : rows)
     ++counts[row.status];
   std::printf("  %-12s %8zu\n", "orders", rows.size());
-  for (auto s : {order_status::draft, order_status::paid,
-                 order_status::shipped, order_status::cancelled})
+  for (auto s : {order_status::draft, order_status::paid, order_status::shipped,
+                 order_status::cancelled})
     std::printf("    %-10s %8zu\n", to_string(s), counts[s]);
 }
 

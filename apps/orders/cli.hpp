@@ -2,19 +2,19 @@
 // starting the projections, and printing.
 #pragma once
 
-#include <cstdint>
-#include <map>
-#include <string>
-#include <vector>
+#include "es/projections/coordinator.hpp"
+#include "es/store/event_store.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
 
-#include "es/projections/coordinator.hpp"
-#include "es/store/event_store.hpp"
-
 #include "order.hpp"
 #include "views.hpp"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
 
 namespace orders {
 

@@ -2,6 +2,21 @@
 // an aggregate region on the embedded SQLite store while two projections
 // keep read models in a SQLite database of their own; verifies, shows and
 // administers what it wrote (status, dead letters, rebuilds).
+#include "es/actors/aggregate_region.hpp"
+#include "es/actors/repository.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/bus/in_process_bus.hpp"
+#include "es/store/codec.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "cli.hpp"
+#include "order.hpp"
+#include "order_summary.hpp"
+#include "views.hpp"
+#include "workload.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,21 +26,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <caf/actor_system.hpp>
-#include <caf/scoped_actor.hpp>
-
-#include "es/actors/aggregate_region.hpp"
-#include "es/actors/repository.hpp"
-#include "es/actors/store_actor.hpp"
-#include "es/bus/in_process_bus.hpp"
-#include "es/store/codec.hpp"
-
-#include "cli.hpp"
-#include "order.hpp"
-#include "order_summary.hpp"
-#include "views.hpp"
-#include "workload.hpp"
 
 namespace orders {
 
@@ -81,8 +81,8 @@ client_report merge(const std::vector<client_report>& reports) {
 
 std::string describe_row(const summary_row& row) {
   return std::string{to_string(row.status)} + "/" + std::to_string(row.items)
-         + " items/" + money(row.total_cents) + "/paid "
-         + money(row.paid_cents) + "/v" + std::to_string(row.version);
+         + " items/" + money(row.total_cents) + "/paid " + money(row.paid_cents)
+         + "/v" + std::to_string(row.version);
 }
 
 std::string describe_row(const customer_row& row) {
@@ -105,12 +105,12 @@ template <class Key, class Row>
 size_t compare_rows(const char* what, const std::map<Key, Row>& expected,
                     const std::map<Key, Row>& actual) {
   size_t differences = 0;
-  auto report = [&](const Key& key, const std::string& want,
-                    const std::string& got) {
-    if (++differences <= 10)
-      std::printf("  %s %s: expected %s, read model has %s\n", what,
-                  key_text(key).c_str(), want.c_str(), got.c_str());
-  };
+  auto report
+    = [&](const Key& key, const std::string& want, const std::string& got) {
+        if (++differences <= 10)
+          std::printf("  %s %s: expected %s, read model has %s\n", what,
+                      key_text(key).c_str(), want.c_str(), got.c_str());
+      };
   for (const auto& [key, row] : expected) {
     auto i = actual.find(key);
     if (i == actual.end())
@@ -140,14 +140,12 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
     return 2;
   }
   auto registry = make_registry();
-  std::printf("orders run: store %s, views %s, %lld new orders, %lld "
-              "clients%s\n",
-              cfg.store.c_str(), views_path(cfg).c_str(),
-              static_cast<long long>(cfg.orders),
-              static_cast<long long>(cfg.clients),
-              cfg.fail_cancellations
-                ? ", customer_stats failing on cancellations"
-                : "");
+  std::printf(
+    "orders run: store %s, views %s, %lld new orders, %lld "
+    "clients%s\n",
+    cfg.store.c_str(), views_path(cfg).c_str(),
+    static_cast<long long>(cfg.orders), static_cast<long long>(cfg.clients),
+    cfg.fail_cancellations ? ", customer_stats failing on cancellations" : "");
   auto before = v->db->checkpoints()->load(order_summary_view::projection_name);
   auto head = (*store)->head_position();
   if (!before || !head) {
@@ -165,8 +163,8 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   es::projection_coordinator projections{sys};
   if (auto err = start_projections(projections, *v, *store, bus->handle(),
                                    cfg.fail_cancellations)) {
-    std::cerr << "orders: cannot start the projections: "
-              << es::describe(err) << "\n";
+    std::cerr << "orders: cannot start the projections: " << es::describe(err)
+              << "\n";
     return 1;
   }
   // Recovery: the order summary catches up from its checkpoint; its rows
@@ -221,17 +219,22 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
     spawn_client(sys, region, w, i, self);
   size_t finished = 0;
   while (finished < clients)
-    self->receive([&](caf::ok_atom, uint64_t) { ++finished; },
-                  caf::after(std::chrono::milliseconds(200)) >>
-                    [&] { progress.update(w->commands_done.load()); });
+    self->receive(
+      [&](caf::ok_atom, uint64_t) {
+        ++finished;
+      },
+      caf::after(std::chrono::milliseconds(200)) >>
+        [&] {
+          progress.update(w->commands_done.load());
+        });
   auto seconds = seconds_since(start);
   progress.finish(w->commands_done.load());
   // Both projections see every event before the summary.
   bool caught_up = true;
   for (const auto* name : {order_summary_view::projection_name,
                            customer_stats_view::projection_name})
-    if (auto err = projections.wait_until_caught_up(name,
-                                                    std::chrono::minutes(2))) {
+    if (auto err
+        = projections.wait_until_caught_up(name, std::chrono::minutes(2))) {
       std::cerr << "orders: projection " << name
                 << " did not catch up: " << es::describe(err) << "\n";
       caught_up = false;
@@ -291,9 +294,8 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   // A projection failing is an error unless it was asked to.
   bool projections_ok = caught_up;
   for (const auto& st : statuses) {
-    auto expected_failures
-      = cfg.fail_cancellations
-        && st.name == customer_stats_view::projection_name;
+    auto expected_failures = cfg.fail_cancellations
+                             && st.name == customer_stats_view::projection_name;
     if (st.state == es::projection_state::error
         || st.state == es::projection_state::stopped
         || (st.errors.total > 0 && !expected_failures))
@@ -349,9 +351,9 @@ caf::expected<std::set<es::uuid>> processed_ids(es::read_model_db& db,
       if (hex.size() != 32)
         return es::make_store_error(es::store_errc::corrupt_database,
                                     "processed_events has a bad id: " + hex);
-      auto id = es::uuid::parse(hex.substr(0, 8) + "-" + hex.substr(8, 4)
-                                + "-" + hex.substr(12, 4) + "-"
-                                + hex.substr(16, 4) + "-" + hex.substr(20));
+      auto id = es::uuid::parse(hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-"
+                                + hex.substr(12, 4) + "-" + hex.substr(16, 4)
+                                + "-" + hex.substr(20));
       if (!id)
         return std::move(id.error());
       result.insert(*id);
@@ -397,8 +399,7 @@ caf::expected<size_t> verify_customer_view(es::event_store& store,
     if (processed->count(ev.event_id) > 0)
       return expected.apply(ev);
     if (ev.global_position <= at && waiting.count(ev.event_id) == 0
-        && std::find(types.begin(), types.end(), ev.event_type)
-             != types.end()
+        && std::find(types.begin(), types.end(), ev.event_type) != types.end()
         && ++lost <= 10)
       std::printf("  event %lld (%s) is neither in customer_stats nor in "
                   "its dead-letter queue\n",
@@ -411,8 +412,7 @@ caf::expected<size_t> verify_customer_view(es::event_store& store,
   auto actual = v.customers->rows();
   if (!actual)
     return std::move(actual.error());
-  auto differences = lost
-                     + compare_rows("customer", expected.rows(), *actual);
+  auto differences = lost + compare_rows("customer", expected.rows(), *actual);
   std::printf("  customer_stats view at position %lld of %lld, %zu events "
               "in its dead-letter queue: ",
               static_cast<long long>(at), static_cast<long long>(head),
@@ -435,8 +435,7 @@ int verify(const orders_config& cfg) {
   auto registry = make_registry();
   order_summary rm{registry};
   if (auto err = rm.catch_up(**store)) {
-    std::cerr << "orders: cannot replay the log: " << es::describe(err)
-              << "\n";
+    std::cerr << "orders: cannot replay the log: " << es::describe(err) << "\n";
     return 1;
   }
   auto head = (*store)->head_position();
@@ -598,8 +597,7 @@ int main(int argc, char** argv) {
   if (command == "status")
     return want_args(0, "no arguments") ? orders::status(cfg) : 2;
   if (command != "run" && command != "dlq" && command != "rebuild") {
-    std::cerr << "orders: unknown command " << command << "\n"
-              << orders::usage;
+    std::cerr << "orders: unknown command " << command << "\n" << orders::usage;
     return 2;
   }
   if (command == "run" && !want_args(0, "no arguments"))

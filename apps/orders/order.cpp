@@ -52,8 +52,9 @@ order::order(es::uuid id, std::shared_ptr<const es::event_registry> registry)
     line.quantity += e.quantity;
     line.unit_price_cents = e.unit_price_cents;
   });
-  on<item_removed>(
-    [](order_state& s, const item_removed& e) { s.lines.erase(e.sku); });
+  on<item_removed>([](order_state& s, const item_removed& e) {
+    s.lines.erase(e.sku);
+  });
   on<order_paid>([](order_state& s, const order_paid& e) {
     s.status = order_status::paid;
     s.paid_cents = e.amount_cents;

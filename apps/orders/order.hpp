@@ -1,17 +1,17 @@
 // The Order aggregate of the orders demo: events, commands, state, rules.
 #pragma once
 
-#include <cstdint>
-#include <map>
-#include <memory>
-#include <string>
+#include "es/actors/aggregate.hpp"
+#include "es/actors/aggregate_actor.hpp"
+#include "es/projections/type_ids.hpp"
 
 #include <caf/meta/type_name.hpp>
 #include <caf/type_id.hpp>
 
-#include "es/actors/aggregate.hpp"
-#include "es/actors/aggregate_actor.hpp"
-#include "es/projections/type_ids.hpp"
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
 
 namespace orders {
 
@@ -100,8 +100,7 @@ struct create_order {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, create_order& x) {
-  return f(caf::meta::type_name("orders.create_order"), x.customer,
-           x.currency);
+  return f(caf::meta::type_name("orders.create_order"), x.customer, x.currency);
 }
 
 struct add_item {
@@ -199,11 +198,11 @@ public:
 
 CAF_BEGIN_TYPE_ID_BLOCK(orders, caf::id_block::es_projections::end)
 
-  CAF_ADD_TYPE_ID(orders, (orders::create_order))
-  CAF_ADD_TYPE_ID(orders, (orders::add_item))
-  CAF_ADD_TYPE_ID(orders, (orders::remove_item))
-  CAF_ADD_TYPE_ID(orders, (orders::pay_order))
-  CAF_ADD_TYPE_ID(orders, (orders::ship_order))
-  CAF_ADD_TYPE_ID(orders, (orders::cancel_order))
+CAF_ADD_TYPE_ID(orders, (orders::create_order))
+CAF_ADD_TYPE_ID(orders, (orders::add_item))
+CAF_ADD_TYPE_ID(orders, (orders::remove_item))
+CAF_ADD_TYPE_ID(orders, (orders::pay_order))
+CAF_ADD_TYPE_ID(orders, (orders::ship_order))
+CAF_ADD_TYPE_ID(orders, (orders::cancel_order))
 
 CAF_END_TYPE_ID_BLOCK(orders)

@@ -2,8 +2,7 @@
 
 namespace orders {
 
-order_summary::order_summary(
-  std::shared_ptr<const es::event_registry> registry)
+order_summary::order_summary(std::shared_ptr<const es::event_registry> registry)
   : registry_(std::move(registry)) {
   // nop
 }
@@ -52,12 +51,12 @@ caf::error order_summary::catch_up(es::event_store& store, int64_t up_to) {
   es::read_all_options opts;
   opts.after_position = last_position();
   opts.max_count = 1000;
-  auto res = es::for_each_in_feed(store, opts,
-                                  [this, up_to](es::recorded_event& ev) {
-                                    if (ev.global_position > up_to)
-                                      return caf::error{};
-                                    return apply(ev);
-                                  });
+  auto res
+    = es::for_each_in_feed(store, opts, [this, up_to](es::recorded_event& ev) {
+        if (ev.global_position > up_to)
+          return caf::error{};
+        return apply(ev);
+      });
   if (!res)
     return std::move(res.error());
   return caf::none;

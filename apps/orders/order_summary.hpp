@@ -1,17 +1,17 @@
 // The order-summary read model: one row per order, fed with events.
 #pragma once
 
+#include "es/store/event_store.hpp"
+
+#include <caf/error.hpp>
+
+#include "order.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <string>
-
-#include <caf/error.hpp>
-
-#include "es/store/event_store.hpp"
-
-#include "order.hpp"
 
 namespace orders {
 

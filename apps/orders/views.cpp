@@ -1,8 +1,8 @@
 #include "views.hpp"
 
-#include <caf/sec.hpp>
-
 #include "es/store/errors.hpp"
+
+#include <caf/sec.hpp>
 
 namespace orders {
 
@@ -96,22 +96,22 @@ caf::error order_summary_view::handle(sql_transaction& tx,
                    " version) VALUES (?1, ?2, 'draft', ?3)",
                    {id, sql_value{created->customer}, version});
   // Every other event updates the row the creation made.
-  auto found = tx.query("SELECT 1 FROM order_summary WHERE order_id = ?1",
-                        {id});
+  auto found
+    = tx.query("SELECT 1 FROM order_summary WHERE order_id = ?1", {id});
   if (!found)
     return std::move(found.error());
   if (found->empty())
     return missing_row(ev, "order_summary");
   caf::error err;
   if (auto* added = decoded->as<item_added>()) {
-    err = tx.exec("INSERT INTO order_lines (order_id, sku, quantity,"
-                  " unit_price_cents) VALUES (?1, ?2, ?3, ?4)"
-                  " ON CONFLICT (order_id, sku) DO UPDATE SET"
-                  " quantity = quantity + excluded.quantity,"
-                  " unit_price_cents = excluded.unit_price_cents",
-                  {id, sql_value{added->sku},
-                   sql_value{int64_t{added->quantity}},
-                   sql_value{added->unit_price_cents}});
+    err
+      = tx.exec("INSERT INTO order_lines (order_id, sku, quantity,"
+                " unit_price_cents) VALUES (?1, ?2, ?3, ?4)"
+                " ON CONFLICT (order_id, sku) DO UPDATE SET"
+                " quantity = quantity + excluded.quantity,"
+                " unit_price_cents = excluded.unit_price_cents",
+                {id, sql_value{added->sku}, sql_value{int64_t{added->quantity}},
+                 sql_value{added->unit_price_cents}});
   } else if (auto* removed = decoded->as<item_removed>()) {
     err = tx.exec("DELETE FROM order_lines WHERE order_id = ?1 AND sku = ?2",
                   {id, sql_value{removed->sku}});
@@ -220,23 +220,22 @@ customer_stats_view::customer_stats_view(
   bool fail_on_cancellations)
   : declarative_projection(projection_name, std::move(registry),
                            db->checkpoints(), db->dead_letters()),
-    db_(std::move(db)),
-    fail_on_cancellations_(fail_on_cancellations) {
-  on<order_created>([this](const order_created& e,
-                           const es::recorded_event& ev) {
-    return once(ev, [&](sql_transaction& tx) -> caf::error {
-      sql_value customer{e.customer};
-      if (auto err = tx.exec("INSERT INTO customer_orders (order_id,"
-                             " customer) VALUES (?1, ?2)",
-                             {sql_value{ev.aggregate_id.to_string()},
-                              customer}))
-        return err;
-      return tx.exec("INSERT INTO customer_stats (customer, orders)"
-                     " VALUES (?1, 1) ON CONFLICT (customer) DO UPDATE"
-                     " SET orders = orders + 1",
-                     {customer});
+    db_(std::move(db)), fail_on_cancellations_(fail_on_cancellations) {
+  on<order_created>(
+    [this](const order_created& e, const es::recorded_event& ev) {
+      return once(ev, [&](sql_transaction& tx) -> caf::error {
+        sql_value customer{e.customer};
+        if (auto err
+            = tx.exec("INSERT INTO customer_orders (order_id,"
+                      " customer) VALUES (?1, ?2)",
+                      {sql_value{ev.aggregate_id.to_string()}, customer}))
+          return err;
+        return tx.exec("INSERT INTO customer_stats (customer, orders)"
+                       " VALUES (?1, 1) ON CONFLICT (customer) DO UPDATE"
+                       " SET orders = orders + 1",
+                       {customer});
+      });
     });
-  });
   on<order_paid>([this](const order_paid& e, const es::recorded_event& ev) {
     return once(ev, [&](sql_transaction& tx) -> caf::error {
       sql_value id{ev.aggregate_id.to_string()};
@@ -254,28 +253,28 @@ customer_stats_view::customer_stats_view(
                      {customer->front().front(), amount});
     });
   });
-  on<order_cancelled>([this](const order_cancelled&,
-                             const es::recorded_event& ev) -> caf::error {
-    if (fail_on_cancellations_)
-      return caf::make_error(caf::sec::runtime_error,
-                             std::string{injected_failure}
-                               + ": customer_stats refuses OrderCancelled"
-                                 " (--fail-cancellations)");
-    return once(ev, [&](sql_transaction& tx) -> caf::error {
-      auto order = tx.query("SELECT customer, paid_cents FROM customer_orders"
-                            " WHERE order_id = ?1",
-                            {sql_value{ev.aggregate_id.to_string()}});
-      if (!order)
-        return std::move(order.error());
-      if (order->empty())
-        return missing_row(ev, "customer_orders");
-      auto& row = order->front();
-      return tx.exec("UPDATE customer_stats SET cancelled_orders ="
-                     " cancelled_orders + 1, revenue_cents = revenue_cents"
-                     " - ?2 WHERE customer = ?1",
-                     {row[0], row[1]});
+  on<order_cancelled>(
+    [this](const order_cancelled&, const es::recorded_event& ev) -> caf::error {
+      if (fail_on_cancellations_)
+        return caf::make_error(caf::sec::runtime_error,
+                               std::string{injected_failure}
+                                 + ": customer_stats refuses OrderCancelled"
+                                   " (--fail-cancellations)");
+      return once(ev, [&](sql_transaction& tx) -> caf::error {
+        auto order = tx.query("SELECT customer, paid_cents FROM customer_orders"
+                              " WHERE order_id = ?1",
+                              {sql_value{ev.aggregate_id.to_string()}});
+        if (!order)
+          return std::move(order.error());
+        if (order->empty())
+          return missing_row(ev, "customer_orders");
+        auto& row = order->front();
+        return tx.exec("UPDATE customer_stats SET cancelled_orders ="
+                       " cancelled_orders + 1, revenue_cents = revenue_cents"
+                       " - ?2 WHERE customer = ?1",
+                       {row[0], row[1]});
+      });
     });
-  });
 }
 
 bool customer_stats_view::blocking() const {

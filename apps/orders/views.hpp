@@ -5,20 +5,20 @@
 // dead-letter queue fills.
 #pragma once
 
+#include "es/projections/projection.hpp"
+#include "es/store/sql.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "order.hpp"
+#include "order_summary.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/projections/projection.hpp"
-#include "es/store/sql.hpp"
-
-#include "order.hpp"
-#include "order_summary.hpp"
 
 namespace orders {
 

@@ -1,14 +1,14 @@
 #include "workload.hpp"
 
-#include <chrono>
-#include <random>
+#include "es/actors/errors.hpp"
+#include "es/actors/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "es/actors/errors.hpp"
-#include "es/actors/type_ids.hpp"
+#include <chrono>
+#include <random>
 
 namespace orders {
 
@@ -151,8 +151,13 @@ void next(client_actor* self, caf::actor region, std::shared_ptr<workload> w,
   std::visit(
     [&](const auto& c) {
       self->request(region, std::chrono::seconds(60), env, c)
-        .then([record](es::command_result&) { record(nullptr); },
-              [record](caf::error& err) { record(&err); });
+        .then(
+          [record](es::command_result&) {
+            record(nullptr);
+          },
+          [record](caf::error& err) {
+            record(&err);
+          });
     },
     cmd);
 }
@@ -170,9 +175,9 @@ caf::behavior client_impl(client_actor* self, caf::actor region,
 
 } // namespace
 
-std::vector<order_plan> make_plans(size_t new_orders,
-                                   const std::map<es::uuid, summary_row>& existing,
-                                   uint64_t seed) {
+std::vector<order_plan>
+make_plans(size_t new_orders, const std::map<es::uuid, summary_row>& existing,
+           uint64_t seed) {
   planner p{seed};
   std::vector<order_plan> result;
   for (const auto& [id, row] : existing) {

@@ -1,6 +1,12 @@
 // The demo's workload: order plans and the client actors that run them.
 #pragma once
 
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include "order.hpp"
+#include "order_summary.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -8,12 +14,6 @@
 #include <string>
 #include <variant>
 #include <vector>
-
-#include <caf/actor.hpp>
-#include <caf/fwd.hpp>
-
-#include "order.hpp"
-#include "order_summary.hpp"
 
 namespace orders {
 
@@ -29,9 +29,9 @@ struct order_plan {
 
 /// Plans `new_orders` new orders and one continuation for each unfinished
 /// order in `existing` (drafts get paid or cancelled, paid orders shipped).
-std::vector<order_plan> make_plans(size_t new_orders,
-                                   const std::map<es::uuid, summary_row>& existing,
-                                   uint64_t seed);
+std::vector<order_plan>
+make_plans(size_t new_orders, const std::map<es::uuid, summary_row>& existing,
+           uint64_t seed);
 
 /// What one client saw.
 struct client_report {

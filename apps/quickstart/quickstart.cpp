@@ -2,19 +2,19 @@
 // type (a bank account), the SQLite store, a region of account actors, the
 // in-process bus, and commands sent from main(). docs/aggregates.md walks
 // through it.
-#include <atomic>
-#include <iostream>
+#include "es/actors/aggregate_region.hpp"
+#include "es/actors/blocking.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/bus/in_process_bus.hpp"
+#include "es/store/sqlite_event_store.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/exec_main.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "es/actors/aggregate_region.hpp"
-#include "es/actors/blocking.hpp"
-#include "es/actors/store_actor.hpp"
-#include "es/bus/in_process_bus.hpp"
-#include "es/store/sqlite_event_store.hpp"
+#include <atomic>
+#include <iostream>
 
 // -- 1. events: plain structs with a type name, a version and their fields ---
 
@@ -61,8 +61,8 @@ typename Inspector::result_type inspect(Inspector& f, deposit& x) {
 }
 
 CAF_BEGIN_TYPE_ID_BLOCK(quickstart, caf::id_block::es_actors::end)
-  CAF_ADD_TYPE_ID(quickstart, (open_account))
-  CAF_ADD_TYPE_ID(quickstart, (deposit))
+CAF_ADD_TYPE_ID(quickstart, (open_account))
+CAF_ADD_TYPE_ID(quickstart, (deposit))
 CAF_END_TYPE_ID_BLOCK(quickstart)
 
 // -- 3. the aggregate: state, event handlers, command handlers ----------------
@@ -79,10 +79,12 @@ public:
 
   account(es::uuid id, std::shared_ptr<const es::event_registry> registry)
     : aggregate(std::string{aggregate_type}, id, std::move(registry)) {
-    on<account_opened>(
-      [](account_state& s, const account_opened&) { s.open = true; });
-    on<money_deposited>(
-      [](account_state& s, const money_deposited& e) { s.balance += e.cents; });
+    on<account_opened>([](account_state& s, const account_opened&) {
+      s.open = true;
+    });
+    on<money_deposited>([](account_state& s, const money_deposited& e) {
+      s.balance += e.cents;
+    });
   }
 
   // Business rules first; events only once they pass.
@@ -129,8 +131,10 @@ void caf_main(caf::actor_system& sys, const config& cfg) {
   auto bus = es::make_in_process_bus(sys);
   auto deposited = std::make_shared<std::atomic<int64_t>>(0);
   es::subscribe_typed<money_deposited>(
-    *bus, registry, [deposited](const money_deposited& e,
-                                const es::recorded_event&) { *deposited += e.cents; });
+    *bus, registry,
+    [deposited](const money_deposited& e, const es::recorded_event&) {
+      *deposited += e.cents;
+    });
   es::store_actor_config sac;
   sac.bus = bus->handle();
   auto store_actor = es::spawn_store_actor(sys, *store, sac);
@@ -141,18 +145,16 @@ void caf_main(caf::actor_system& sys, const config& cfg) {
   // Commands from a thread that is not an actor: send_command blocks.
   auto id = es::uuid::random();
   auto send = [&](auto cmd) {
-    auto res = es::send_command(sys, region, es::command_envelope::to(id),
-                                cmd);
+    auto res = es::send_command(sys, region, es::command_envelope::to(id), cmd);
     if (res)
-      std::cout << "accepted, account now at version " << res->version
-                << "\n";
+      std::cout << "accepted, account now at version " << res->version << "\n";
     else
       std::cout << "refused: " << es::describe(res.error()) << "\n";
   };
-  send(deposit{100});          // refused: not open
-  send(open_account{"ada"});   // version 1
-  send(deposit{2500});         // version 2
-  send(deposit{-5});           // refused: bad amount
+  send(deposit{100});        // refused: not open
+  send(open_account{"ada"}); // version 1
+  send(deposit{2500});       // version 2
+  send(deposit{-5});         // refused: bad amount
   bus->drain(std::chrono::seconds(5));
   std::cout << "the bus saw " << deposited->load() << " cents deposited\n";
   caf::scoped_actor self{sys};

@@ -1,8 +1,8 @@
 #include "es/bus/in_process_bus.hpp"
 
-#include <algorithm>
-#include <deque>
-#include <exception>
+#include "es/bus/errors.hpp"
+#include "es/bus/type_ids.hpp"
+#include "es/store/log.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -11,9 +11,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
-#include "es/bus/errors.hpp"
-#include "es/bus/type_ids.hpp"
-#include "es/store/log.hpp"
+#include <algorithm>
+#include <deque>
+#include <exception>
 
 namespace es {
 
@@ -33,8 +33,9 @@ namespace {
 caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
                                 std::string label) {
   return {
-    [fn, label](deliver_atom, const recorded_events& events)
-      -> caf::result<uint64_t, uint64_t> {
+    [fn,
+     label](deliver_atom,
+            const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
       uint64_t errors = 0;
       for (const auto& ev : events) {
         caf::error err;
@@ -49,10 +50,10 @@ caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
         }
         if (err) {
           ++errors;
-          log(log_level::warning,
-              "bus subscriber " + label + " failed on event "
-                + ev.event_id.to_string() + " (" + ev.event_type
-                + "): " + describe(err));
+          log(log_level::warning, "bus subscriber " + label
+                                    + " failed on event "
+                                    + ev.event_id.to_string() + " ("
+                                    + ev.event_type + "): " + describe(err));
         }
       }
       return {static_cast<uint64_t>(events.size()), errors};
@@ -61,25 +62,28 @@ caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
 }
 
 /// Forwards deliveries to a user actor and waits for its (empty) reply.
-caf::behavior actor_delivery(caf::event_based_actor* self,
-                             caf::actor target) {
+caf::behavior actor_delivery(caf::event_based_actor* self, caf::actor target) {
   return {
-    [self, target](deliver_atom, const recorded_events& events)
-      -> caf::result<uint64_t, uint64_t> {
+    [self,
+     target](deliver_atom,
+             const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
       auto rp = self->make_response_promise<uint64_t, uint64_t>();
       auto n = static_cast<uint64_t>(events.size());
       self->request(target, caf::infinite, deliver_atom_v, events)
-        .then([rp, n]() mutable { rp.deliver(n, uint64_t{0}); },
-              [rp, n](caf::error& err) mutable {
-                // A reply of another shape than void still means "done".
-                if (err == caf::sec::unexpected_response) {
-                  rp.deliver(n, uint64_t{0});
-                  return;
-                }
-                log(log_level::warning,
-                    "bus subscriber actor failed: " + describe(err));
-                rp.deliver(n, n);
-              });
+        .then(
+          [rp, n]() mutable {
+            rp.deliver(n, uint64_t{0});
+          },
+          [rp, n](caf::error& err) mutable {
+            // A reply of another shape than void still means "done".
+            if (err == caf::sec::unexpected_response) {
+              rp.deliver(n, uint64_t{0});
+              return;
+            }
+            log(log_level::warning,
+                "bus subscriber actor failed: " + describe(err));
+            rp.deliver(n, n);
+          });
       return rp;
     },
   };
@@ -121,8 +125,8 @@ struct bus_state {
     for (auto& s : subs)
       caf::anon_send_exit(s.delivery, caf::exit_reason::user_shutdown);
     // Nobody may wait forever on a bus that is gone.
-    auto closed = caf::make_error(bus_errc::bus_closed,
-                                  std::string{"the bus stopped"});
+    auto closed
+      = caf::make_error(bus_errc::bus_closed, std::string{"the bus stopped"});
     for (auto& w : waiting)
       w.rp.deliver(closed);
     for (auto& rp : drainers)
@@ -130,8 +134,9 @@ struct bus_state {
   }
 
   subscriber_entry* find(subscription_id id) {
-    auto i = std::find_if(subs.begin(), subs.end(),
-                          [id](const auto& s) { return s.id == id; });
+    auto i = std::find_if(subs.begin(), subs.end(), [id](const auto& s) {
+      return s.id == id;
+    });
     return i == subs.end() ? nullptr : &*i;
   }
 
@@ -256,8 +261,10 @@ caf::behavior bus_impl(bus_actor* self) {
     },
     [self](unsubscribe_atom, subscription_id id) -> bool {
       auto& st = self->state;
-      auto i = std::find_if(st.subs.begin(), st.subs.end(),
-                            [id](const auto& s) { return s.id == id; });
+      auto i
+        = std::find_if(st.subs.begin(), st.subs.end(), [id](const auto& s) {
+            return s.id == id;
+          });
       if (i == st.subs.end())
         return false;
       // Stop the delivery actor before it handles what is still queued for
@@ -272,7 +279,9 @@ caf::behavior bus_impl(bus_actor* self) {
       flush_waiting(self);
       return true;
     },
-    [self](stats_atom) -> bus_stats { return self->state.stats; },
+    [self](stats_atom) -> bus_stats {
+      return self->state.stats;
+    },
     [self](drain_atom) -> caf::result<void> {
       if (self->state.idle())
         return caf::unit;
@@ -283,7 +292,8 @@ caf::behavior bus_impl(bus_actor* self) {
   };
 }
 
-// -- the blocking facade -------------------------------------------------------
+// -- the blocking facade
+// -------------------------------------------------------
 
 class in_process_event_bus final : public event_bus {
 public:
@@ -304,7 +314,10 @@ public:
     caf::scoped_actor self{sys_};
     caf::error result;
     self->request(bus_, caf::infinite, publish_atom_v, std::move(events))
-      .receive([] {}, [&](caf::error& err) { result = std::move(err); });
+      .receive([] {},
+               [&](caf::error& err) {
+                 result = std::move(err);
+               });
     return result;
   }
 
@@ -318,7 +331,9 @@ public:
   subscription_id subscribe_all(std::shared_ptr<event_subscriber> sub,
                                 subscribe_options opts) override {
     auto types = sub->subscribed_to();
-    auto fn = [sub](const recorded_event& ev) { return sub->handle(ev); };
+    auto fn = [sub](const recorded_event& ev) {
+      return sub->handle(ev);
+    };
     return add(spawn_function(std::move(fn), "subscriber", opts),
                std::move(types), opts);
   }
@@ -339,7 +354,11 @@ public:
     caf::scoped_actor self{sys_};
     bool result = false;
     self->request(bus_, caf::infinite, unsubscribe_atom_v, id)
-      .receive([&](bool found) { result = found; }, [](caf::error&) {});
+      .receive(
+        [&](bool found) {
+          result = found;
+        },
+        [](caf::error&) {});
     return result;
   }
 
@@ -347,7 +366,11 @@ public:
     caf::scoped_actor self{sys_};
     bus_stats result;
     self->request(bus_, caf::infinite, stats_atom_v)
-      .receive([&](bus_stats& x) { result = x; }, [](caf::error&) {});
+      .receive(
+        [&](bus_stats& x) {
+          result = x;
+        },
+        [](caf::error&) {});
     return result;
   }
 
@@ -355,12 +378,14 @@ public:
     caf::scoped_actor self{sys_};
     caf::error result;
     self->request(bus_, caf::timespan{timeout}, drain_atom_v)
-      .receive([] {}, [&](caf::error& err) {
-        result = has_code(err, caf::sec::request_timeout)
-                   ? caf::make_error(bus_errc::publish_timeout,
-                                     std::string{"bus did not drain in time"})
-                   : std::move(err);
-      });
+      .receive([] {},
+               [&](caf::error& err) {
+                 result = has_code(err, caf::sec::request_timeout)
+                            ? caf::make_error(
+                              bus_errc::publish_timeout,
+                              std::string{"bus did not drain in time"})
+                            : std::move(err);
+               });
     return result;
   }
 
@@ -384,10 +409,13 @@ private:
     self
       ->request(bus_, caf::infinite, subscribe_atom_v, delivery,
                 std::move(types), static_cast<uint64_t>(opts.max_queued_events))
-      .receive([&](subscription_id id) { result = id; },
-               [&](caf::error&) {
-                 caf::anon_send_exit(delivery, caf::exit_reason::user_shutdown);
-               });
+      .receive(
+        [&](subscription_id id) {
+          result = id;
+        },
+        [&](caf::error&) {
+          caf::anon_send_exit(delivery, caf::exit_reason::user_shutdown);
+        });
     return result;
   }
 

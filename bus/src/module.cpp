@@ -1,8 +1,7 @@
+#include "es/bus/errors.hpp"
 #include "es/bus/type_ids.hpp"
 
 #include <caf/actor_system_config.hpp>
-
-#include "es/bus/errors.hpp"
 
 namespace es {
 
@@ -36,12 +35,11 @@ bool classify_bus_errc(uint8_t code) {
 void add_bus_module(caf::actor_system_config& cfg) {
   add_supervision_module(cfg);
   cfg.add_message_types<caf::id_block::es_bus>();
-  cfg.add_error_category(caf::atom("es_bus"),
-                         [](uint8_t code, caf::atom_value category,
-                            const caf::message& context) {
-                           return describe(caf::error{code, category,
-                                                      context});
-                         });
+  cfg.add_error_category(
+    caf::atom("es_bus"),
+    [](uint8_t code, caf::atom_value category, const caf::message& context) {
+      return describe(caf::error{code, category, context});
+    });
 }
 
 } // namespace es

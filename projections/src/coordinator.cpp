@@ -1,13 +1,13 @@
 #include "es/projections/coordinator.hpp"
 
-#include <thread>
-
-#include <caf/scoped_actor.hpp>
-
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
 #include "es/supervision/errors.hpp"
 #include "es/supervision/type_ids.hpp"
+
+#include <caf/scoped_actor.hpp>
+
+#include <thread>
 
 namespace es {
 
@@ -90,7 +90,9 @@ projection_coordinator::current(const std::string& name) {
           result = caf::make_error(supervision_errc::not_found,
                                    name + " is restarting or failed");
       },
-      [&](caf::error& err) { result = std::move(err); });
+      [&](caf::error& err) {
+        result = std::move(err);
+      });
   return result;
 }
 
@@ -128,8 +130,13 @@ projection_coordinator::status(const std::string& name) {
   caf::scoped_actor self{sys_};
   caf::expected<projection_status> result{caf::error{}};
   self->request(*a, std::chrono::seconds(30), status_atom_v)
-    .receive([&](projection_status& s) { result = std::move(s); },
-             [&](caf::error& err) { result = unavailable(err); });
+    .receive(
+      [&](projection_status& s) {
+        result = std::move(s);
+      },
+      [&](caf::error& err) {
+        result = unavailable(err);
+      });
   return result;
 }
 
@@ -148,7 +155,10 @@ caf::error ask_bool(caf::actor_system& sys, const caf::actor& a, Atom atom) {
   caf::scoped_actor self{sys};
   caf::error result;
   self->request(a, std::chrono::seconds(30), atom)
-    .receive([](bool) {}, [&](caf::error& err) { result = std::move(err); });
+    .receive([](bool) {},
+             [&](caf::error& err) {
+               result = std::move(err);
+             });
   return result;
 }
 
@@ -168,9 +178,8 @@ caf::error projection_coordinator::resume(const std::string& name) {
   return ask_bool(sys_, *a, resume_atom_v);
 }
 
-caf::error
-projection_coordinator::wait_until_caught_up(const std::string& name,
-                                             std::chrono::milliseconds timeout) {
+caf::error projection_coordinator::wait_until_caught_up(
+  const std::string& name, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int64_t target = -1;
   for (;;) {
@@ -188,11 +197,10 @@ projection_coordinator::wait_until_caught_up(const std::string& name,
         return caf::none;
     }
     if (std::chrono::steady_clock::now() >= deadline)
-      return caf::make_error(store_errc::timeout,
-                             name + " did not catch up in time (at "
-                               + std::to_string(s->position) + " of "
-                               + std::to_string(std::max<int64_t>(target, 0))
-                               + ")");
+      return caf::make_error(
+        store_errc::timeout,
+        name + " did not catch up in time (at " + std::to_string(s->position)
+          + " of " + std::to_string(std::max<int64_t>(target, 0)) + ")");
     // Polling a status: the projection reports progress, nothing signals
     // completion.
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -217,9 +225,9 @@ caf::error projection_coordinator::rebuild(
       return std::move(s.error());
     if (total < 0)
       total = s->head;
-    auto secs = std::chrono::duration<double>(
-                  std::chrono::steady_clock::now() - start)
-                  .count();
+    auto secs
+      = std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
     rebuild_progress p{std::min(s->position, total), total,
                        secs > 0 ? static_cast<double>(s->position) / secs : 0};
     if (progress)
@@ -240,8 +248,11 @@ std::vector<child_status> projection_coordinator::supervision() {
   caf::scoped_actor self{sys_};
   std::vector<child_status> result;
   self->request(supervisor_, caf::infinite, children_atom_v)
-    .receive([&](std::vector<child_status>& xs) { result = std::move(xs); },
-             [](caf::error&) {});
+    .receive(
+      [&](std::vector<child_status>& xs) {
+        result = std::move(xs);
+      },
+      [](caf::error&) {});
   return result;
 }
 

@@ -1,14 +1,14 @@
 #include "es/projections/projection.hpp"
+
 #include "es/projections/subscription.hpp"
-
-#include <algorithm>
-#include <random>
-#include <thread>
-
 #include "es/store/errors.hpp"
 #include "es/supervision/errors.hpp"
 
 #include "detail.hpp"
+
+#include <algorithm>
+#include <random>
+#include <thread>
 
 namespace es {
 
@@ -51,15 +51,13 @@ caf::error call_handler(const std::function<caf::error()>& fn) {
     return caf::make_error(store_errc::internal,
                            std::string{"handler threw: "} + ex.what());
   } catch (...) {
-    return caf::make_error(store_errc::internal,
-                           std::string{"handler threw"});
+    return caf::make_error(store_errc::internal, std::string{"handler threw"});
   }
 }
 
 dead_letter make_dead_letter(const std::string& projection,
                              const recorded_event& ev, const caf::error& err,
-                             const error_classification& c,
-                             uint32_t attempts) {
+                             const error_classification& c, uint32_t attempts) {
   dead_letter d;
   d.projection = projection;
   d.event_id = ev.event_id;
@@ -111,8 +109,8 @@ caf::error checkpoint_tracking_projection::process(const recorded_event& ev) {
   if (ev.global_position <= *position)
     return caf::none;
   auto save = [&]() -> caf::error {
-    checkpoint cp{name(), ev.global_position, ev.event_id, ev.event_type,
-                  processed_, now_utc()};
+    checkpoint cp{name(),        ev.global_position, ev.event_id,
+                  ev.event_type, processed_,         now_utc()};
     auto res = checkpoints_->save(cp);
     return res ? caf::error{} : std::move(res.error());
   };
@@ -121,7 +119,9 @@ caf::error checkpoint_tracking_projection::process(const recorded_event& ev) {
   const auto& policy = tracker_.policy();
   std::mt19937_64 rng{std::random_device{}()};
   for (uint32_t attempt = 1;; ++attempt) {
-    auto err = detail::call_handler([&] { return handle(ev); });
+    auto err = detail::call_handler([&] {
+      return handle(ev);
+    });
     if (!err) {
       ++processed_;
       return save();
@@ -135,8 +135,9 @@ caf::error checkpoint_tracking_projection::process(const recorded_event& ev) {
         backoff_delay(policy.retry, attempt - 1, rng));
       continue;
     }
-    error_info info{ev.event_id, ev.event_type, ev.global_position,
-                    describe(err), c, attempt, false, now_utc()};
+    error_info info{
+      ev.event_id, ev.event_type, ev.global_position, describe(err), c,
+      attempt,     false,         now_utc()};
     if (policy.strategy == error_strategy::retry_then_dlq
         || policy.strategy == error_strategy::dlq_only) {
       auto added = dead_letters_->add(
@@ -156,8 +157,7 @@ caf::error checkpoint_tracking_projection::process(const recorded_event& ev) {
 }
 
 caf::expected<int64_t>
-checkpoint_tracking_projection::catch_up(event_store& store,
-                                         size_t page_size) {
+checkpoint_tracking_projection::catch_up(event_store& store, size_t page_size) {
   auto position = checkpoint_position();
   if (!position)
     return std::move(position.error());
@@ -178,8 +178,8 @@ checkpoint_tracking_projection::catch_up(event_store& store,
       if (!cp)
         return std::move(cp.error());
       if (!*cp || (*cp)->position < page->next_position) {
-        checkpoint mark{name(), page->next_position, {}, {}, processed_,
-                        now_utc()};
+        checkpoint mark{name(), page->next_position, {},
+                        {},     processed_,          now_utc()};
         if (*cp) {
           mark.event_id = (*cp)->event_id;
           mark.event_type = (*cp)->event_type;
@@ -218,8 +218,7 @@ declarative_projection::declarative_projection(
   error_policy policy)
   : checkpoint_tracking_projection(std::move(checkpoints),
                                    std::move(dead_letters), std::move(policy)),
-    name_(std::move(name)),
-    registry_(std::move(registry)) {
+    name_(std::move(name)), registry_(std::move(registry)) {
   // nop
 }
 
@@ -259,8 +258,9 @@ caf::error transactional_projection::reset(sql_transaction&) {
 }
 
 caf::error transactional_projection::handle(const recorded_event& ev) {
-  return db_->transact(
-    [&](sql_transaction& tx) { return handle(tx, ev); });
+  return db_->transact([&](sql_transaction& tx) {
+    return handle(tx, ev);
+  });
 }
 
 caf::error transactional_projection::reset() {
@@ -268,11 +268,10 @@ caf::error transactional_projection::reset() {
   return db_->transact([&](sql_transaction& tx) -> caf::error {
     if (auto err = reset(tx))
       return err;
-    auto sql = db_->dialect() == "sqlite"
-                 ? "DELETE FROM projection_checkpoints"
-                   " WHERE projection_name = ?1"
-                 : "DELETE FROM projection_checkpoints"
-                   " WHERE projection_name = $1";
+    auto sql = db_->dialect() == "sqlite" ? "DELETE FROM projection_checkpoints"
+                                            " WHERE projection_name = ?1"
+                                          : "DELETE FROM projection_checkpoints"
+                                            " WHERE projection_name = $1";
     return tx.exec(sql, {sql_value{name()}});
   });
 }

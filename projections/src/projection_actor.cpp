@@ -1,7 +1,9 @@
 #include "es/projections/projection_actor.hpp"
 
-#include <deque>
-#include <random>
+#include "es/projections/type_ids.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/log.hpp"
+#include "es/supervision/errors.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -9,12 +11,10 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include "es/projections/type_ids.hpp"
-#include "es/store/errors.hpp"
-#include "es/store/log.hpp"
-#include "es/supervision/errors.hpp"
-
 #include "detail.hpp"
+
+#include <deque>
+#include <random>
 
 namespace es {
 
@@ -82,8 +82,8 @@ bool matches(const projection_actor_state& st, const recorded_event& ev) {
 
 /// Ends the actor with `err`: a supervisor restarts it from the checkpoint.
 void fail(projection_actor* self, caf::error err) {
-  log(log_level::error, "projection " + self->state.checkpoint_name
-                          + " stops: " + describe(err));
+  log(log_level::error,
+      "projection " + self->state.checkpoint_name + " stops: " + describe(err));
   self->state.state = projection_state::error;
   for (auto& a : self->state.acks)
     a.rp.deliver(a.count, uint64_t{0});
@@ -127,8 +127,7 @@ void release_acks(projection_actor* self) {
   st.acks.erase(st.acks.begin(), i);
 }
 
-void advance(projection_actor* self, const recorded_event& ev,
-             bool handled) {
+void advance(projection_actor* self, const recorded_event& ev, bool handled) {
   auto& st = self->state;
   st.position = ev.global_position;
   if (handled) {
@@ -149,12 +148,13 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
                     uint32_t attempts, sql_transaction* tx) {
   auto& st = self->state;
   auto strategy = st.tracker->policy().strategy;
-  error_info info{ev.event_id, ev.event_type, ev.global_position,
-                  describe(err), c, attempts, false, now_utc()};
+  error_info info{
+    ev.event_id, ev.event_type, ev.global_position, describe(err), c,
+    attempts,    false,         now_utc()};
   if (strategy == error_strategy::retry_then_dlq
       || strategy == error_strategy::dlq_only) {
-    auto dl = detail::make_dead_letter(st.checkpoint_name, ev, err, c,
-                                       attempts);
+    auto dl
+      = detail::make_dead_letter(st.checkpoint_name, ev, err, c, attempts);
     auto added = tx != nullptr ? st.tx_proj->db().add_dead_letter(*tx, dl)
                                : st.cfg.dead_letters->add(dl);
     if (!added) {
@@ -188,8 +188,8 @@ bool should_retry(const projection_actor_state& st,
 void schedule_retry(projection_actor* self) {
   auto& st = self->state;
   st.retry_pending = true;
-  auto delay = backoff_delay(st.tracker->policy().retry, st.attempt - 1,
-                             st.rng);
+  auto delay
+    = backoff_delay(st.tracker->policy().retry, st.attempt - 1, st.rng);
   self->delayed_send(self, delay, retry_atom_v);
 }
 
@@ -198,7 +198,9 @@ bool handle_front(projection_actor* self) {
   auto& st = self->state;
   const auto& ev = st.queue.front();
   ++st.attempt;
-  auto err = detail::call_handler([&] { return st.proj->handle(ev); });
+  auto err = detail::call_handler([&] {
+    return st.proj->handle(ev);
+  });
   if (!err) {
     advance(self, ev, true);
     st.attempt = 0;
@@ -256,8 +258,9 @@ bool handle_front_transactional(projection_actor* self) {
         if (savepoints)
           if (auto e = tx.exec("SAVEPOINT es_event"))
             return e;
-        auto herr = detail::call_handler(
-          [&] { return st.tx_proj->handle(tx, ev); });
+        auto herr = detail::call_handler([&] {
+          return st.tx_proj->handle(tx, ev);
+        });
         if (herr && !savepoints) {
           rerun = true;
           return herr;
@@ -272,8 +275,13 @@ bool handle_front_transactional(projection_actor* self) {
             break;
           }
           auto strategy = st.tracker->policy().strategy;
-          error_info info{ev.event_id, ev.event_type, ev.global_position,
-                          describe(herr), c, st.attempt + 1, false,
+          error_info info{ev.event_id,
+                          ev.event_type,
+                          ev.global_position,
+                          describe(herr),
+                          c,
+                          st.attempt + 1,
+                          false,
                           now_utc()};
           if (strategy == error_strategy::retry_then_dlq
               || strategy == error_strategy::dlq_only) {
@@ -301,9 +309,12 @@ bool handle_front_transactional(projection_actor* self) {
     if (consumed == 0)
       return caf::none;
     const auto& last = *run[consumed - 1];
-    checkpoint cp{st.checkpoint_name, last.global_position, last.event_id,
+    checkpoint cp{st.checkpoint_name,
+                  last.global_position,
+                  last.event_id,
                   last.event_type,
-                  static_cast<int64_t>(st.processed + handled), now_utc()};
+                  static_cast<int64_t>(st.processed + handled),
+                  now_utc()};
     auto saved = db.save_checkpoint(tx, cp);
     return saved ? caf::error{} : std::move(saved.error());
   };
@@ -389,9 +400,9 @@ void schedule_tick(projection_actor* self) {
   auto& st = self->state;
   if (st.tick_scheduled)
     return;
-  caf::timespan delay = st.cfg.bus ? st.cfg.checkpoint_interval
-                                   : std::min(st.cfg.poll_interval,
-                                              st.cfg.checkpoint_interval);
+  caf::timespan delay
+    = st.cfg.bus ? st.cfg.checkpoint_interval
+                 : std::min(st.cfg.poll_interval, st.cfg.checkpoint_interval);
   st.tick_scheduled = true;
   self->delayed_send(self, delay, tick_atom_v);
 }
@@ -404,8 +415,7 @@ void pump(projection_actor* self) {
   // and stop requests, and shares its thread with other actors.
   bool page_read = false;
   bool yielded = false;
-  while (!st.paused && !st.retry_pending
-         && st.state != projection_state::error
+  while (!st.paused && !st.retry_pending && st.state != projection_state::error
          && st.state != projection_state::stopped) {
     if (st.queue.empty()) {
       // A filtered page may end past its last event: everything up to its
@@ -466,8 +476,7 @@ void pump(projection_actor* self) {
   }
   if (!st.paused && !st.retry_pending && st.queue.empty() && !st.catching_up)
     st.state = projection_state::live;
-  if (st.cfg.checkpointing == checkpoint_mode::every_batch
-      && !st.retry_pending)
+  if (st.cfg.checkpointing == checkpoint_mode::every_batch && !st.retry_pending)
     if (auto err = save_checkpoint(self)) {
       fail(self, std::move(err));
       return;
@@ -501,9 +510,8 @@ projection_status make_status(projection_actor* self) {
   s.head = st.head;
   s.lag_events = std::max<int64_t>(0, st.head - st.position);
   if (s.lag_events > 0 && st.last_event_time)
-    s.lag_seconds = std::chrono::duration<double>(now_utc()
-                                                  - *st.last_event_time)
-                      .count();
+    s.lag_seconds
+      = std::chrono::duration<double>(now_utc() - *st.last_event_time).count();
   s.events_processed = st.processed;
   if (st.processed > 0)
     s.last_processed_at_us = st.last_processed_at.time_since_epoch().count();
@@ -550,8 +558,8 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
   st.tx_proj = dynamic_cast<transactional_projection*>(st.proj.get());
   st.cfg = std::move(cfg);
   st.types = st.proj->subscribed_to();
-  st.tracker = std::make_unique<error_tracker>(st.cfg.errors,
-                                               st.cfg.classifier);
+  st.tracker
+    = std::make_unique<error_tracker>(st.cfg.errors, st.cfg.classifier);
   for (const auto& [severity, fn] : st.cfg.on_severity)
     st.tracker->on_severity(severity, fn);
   for (const auto& [category, fn] : st.cfg.on_category)
@@ -567,16 +575,18 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       ->request(st.cfg.bus, caf::infinite, subscribe_atom_v, caf::actor{self},
                 std::vector<std::string>{},
                 static_cast<uint64_t>(st.cfg.max_live_queue))
-      .then([self](uint64_t id) { self->state.subscription = id; },
-            [self](caf::error& err) {
-              // Without the bus the store still has every event.
-              log(log_level::warning, "projection "
-                                        + self->state.checkpoint_name
-                                        + " not subscribed to the bus: "
-                                        + describe(err));
-              self->state.cfg.bus = caf::actor{};
-              schedule_tick(self);
-            });
+      .then(
+        [self](uint64_t id) {
+          self->state.subscription = id;
+        },
+        [self](caf::error& err) {
+          // Without the bus the store still has every event.
+          log(log_level::warning,
+              "projection " + self->state.checkpoint_name
+                + " not subscribed to the bus: " + describe(err));
+          self->state.cfg.bus = caf::actor{};
+          schedule_tick(self);
+        });
   request_pump(self);
   return {
     [self](pump_atom) {
@@ -608,8 +618,8 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       st.head = std::max(st.head, events.back().global_position);
       if (st.state == projection_state::error)
         return {n, uint64_t{0}};
-      if (st.catching_up || st.queue.size() + events.size()
-                              > st.cfg.max_live_queue) {
+      if (st.catching_up
+          || st.queue.size() + events.size() > st.cfg.max_live_queue) {
         // Behind: the store has these events too. Acknowledge at once so a
         // slow projection never holds back the writers.
         if (!st.catching_up) {
@@ -626,7 +636,9 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       request_pump(self);
       return rp;
     },
-    [self](status_atom) { return make_status(self); },
+    [self](status_atom) {
+      return make_status(self);
+    },
     [self](pause_atom) {
       self->state.paused = true;
       return true;
@@ -659,8 +671,9 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       return true;
     },
     [self](replay_atom, const recorded_event& ev) -> caf::result<void> {
-      auto err = detail::call_handler(
-        [&] { return self->state.proj->handle(ev); });
+      auto err = detail::call_handler([&] {
+        return self->state.proj->handle(ev);
+      });
       if (err)
         return err;
       return caf::unit;
@@ -680,8 +693,8 @@ caf::actor spawn_projection_actor(caf::actor_system& sys, projection_ptr proj,
       cfg.checkpoints = tp->db().checkpoints();
     if (!cfg.dead_letters)
       cfg.dead_letters = tp->db().dead_letters();
-  } else if (auto* cp = dynamic_cast<checkpoint_tracking_projection*>(
-               proj.get())) {
+  } else if (auto* cp
+             = dynamic_cast<checkpoint_tracking_projection*>(proj.get())) {
     if (!cfg.checkpoints)
       cfg.checkpoints = cp->checkpoints();
     if (!cfg.dead_letters)

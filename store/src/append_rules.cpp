@@ -1,9 +1,9 @@
 #include "append_rules.hpp"
 
-#include <unordered_set>
-
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
+
+#include <unordered_set>
 
 namespace es::detail {
 
@@ -14,8 +14,7 @@ bool name_char(char c, bool first) {
     return true;
   if (first)
     return false;
-  return (c >= '0' && c <= '9') || c == '.' || c == ':' || c == '/'
-         || c == '-';
+  return (c >= '0' && c <= '9') || c == '.' || c == ':' || c == '/' || c == '-';
 }
 
 caf::error invalid(std::string text) {
@@ -110,13 +109,13 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
                                 + std::to_string(limits.max_metadata_bytes));
     if (auto err = json::validate(ev.payload, payload_limits, true))
       return make_store_error(static_cast<store_errc>(err.code()),
-                              event_label(i, ev) + ": payload: "
-                                + error_description(err));
+                              event_label(i, ev)
+                                + ": payload: " + error_description(err));
     if (!ev.metadata.empty())
       if (auto err = json::validate(ev.metadata, metadata_limits, true))
         return make_store_error(static_cast<store_errc>(err.code()),
-                                event_label(i, ev) + ": metadata: "
-                                  + error_description(err));
+                                event_label(i, ev)
+                                  + ": metadata: " + error_description(err));
     if (registry != nullptr)
       if (auto err = registry->validate(ev))
         return make_store_error(static_cast<store_errc>(err.code()),
@@ -126,10 +125,9 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
   return caf::none;
 }
 
-caf::error check_and_assign_versions(const stream_id& stream,
-                                     expected_version expected,
-                                     const stream_head& head,
-                                     event_batch& events) {
+caf::error
+check_and_assign_versions(const stream_id& stream, expected_version expected,
+                          const stream_head& head, event_batch& events) {
   if (!expected.matches(head.version))
     return make_version_conflict(stream, expected, head.version);
   if (head.version > 0 && head.tenant_id != events.front().tenant_id)
@@ -145,11 +143,9 @@ caf::error check_and_assign_versions(const stream_id& stream,
       // An explicit version states what the writer expected the stream to
       // be: a mismatch is a concurrency conflict.
       auto implied = ev.aggregate_version - 1 - static_cast<int64_t>(i);
-      return make_version_conflict(stream,
-                                   implied >= 0
-                                     ? expected_version::exact(implied)
-                                     : expected,
-                                   head.version);
+      return make_version_conflict(
+        stream, implied >= 0 ? expected_version::exact(implied) : expected,
+        head.version);
     }
   }
   return caf::none;

@@ -1,16 +1,16 @@
 // Rules every adapter applies to an append, shared so they agree exactly.
 #pragma once
 
-#include <atomic>
-#include <functional>
-#include <optional>
-#include <string_view>
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "es/store/event_registry.hpp"
-#include "es/store/event_store.hpp"
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string_view>
 
 namespace es::detail {
 
@@ -36,10 +36,9 @@ struct stream_head {
 /// Checks `expected` and the events' tenant against `head`, checks explicit
 /// event versions and assigns versions to events that have none. Returns
 /// `wrong_expected_version` or `tenant_mismatch` on failure.
-caf::error check_and_assign_versions(const stream_id& stream,
-                                     expected_version expected,
-                                     const stream_head& head,
-                                     event_batch& events);
+caf::error
+check_and_assign_versions(const stream_id& stream, expected_version expected,
+                          const stream_head& head, event_batch& events);
 
 /// Where a stored event lives.
 struct stored_location {

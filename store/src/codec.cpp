@@ -11,14 +11,13 @@ std::string format_timestamp(timestamp t) {
   year_month_day ymd{days};
   hh_mm_ss<microseconds> tod{t - days};
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ",
-                static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()),
-                static_cast<unsigned>(ymd.day()),
-                static_cast<int>(tod.hours().count()),
-                static_cast<int>(tod.minutes().count()),
-                static_cast<int>(tod.seconds().count()),
-                static_cast<int>(tod.subseconds().count()));
+  std::snprintf(
+    buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ",
+    static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+    static_cast<unsigned>(ymd.day()), static_cast<int>(tod.hours().count()),
+    static_cast<int>(tod.minutes().count()),
+    static_cast<int>(tod.seconds().count()),
+    static_cast<int>(tod.subseconds().count()));
   return buf;
 }
 

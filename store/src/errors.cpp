@@ -1,11 +1,11 @@
 #include "es/store/errors.hpp"
 
+#include <caf/message.hpp>
+
 #include <array>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
-
-#include <caf/message.hpp>
 
 namespace es {
 
@@ -45,10 +45,8 @@ bool is_retryable(store_errc x) {
     case store_errc::storage_busy:
     case store_errc::connection_failed:
     case store_errc::timeout:
-    case store_errc::serialization_failure:
-      return true;
-    default:
-      return false;
+    case store_errc::serialization_failure: return true;
+    default: return false;
   }
 }
 
@@ -83,18 +81,16 @@ bool classify_sec(uint8_t code) {
     case caf::sec::request_timeout:
     case caf::sec::request_receiver_down:
     case caf::sec::remote_lookup_failed:
-    case caf::sec::cannot_connect_to_node:
-      return true;
-    default:
-      return false;
+    case caf::sec::cannot_connect_to_node: return true;
+    default: return false;
   }
 }
 
 class category_table {
 public:
   category_table() {
-    map_.emplace(caf::atom("es_store"), category_info{render_store,
-                                                       classify_store});
+    map_.emplace(caf::atom("es_store"),
+                 category_info{render_store, classify_store});
     map_.emplace(caf::atom("system"), category_info{render_sec, classify_sec});
   }
 

@@ -49,7 +49,7 @@ event_registry::~event_registry() {
 }
 
 caf::error event_registry::add_codec(std::string type, int32_t version,
-                                      entry_codec codec) {
+                                     entry_codec codec) {
   if (type.empty() || version < 1)
     return make_store_error(store_errc::invalid_argument,
                             "event types need a name and a version >= 1");
@@ -62,11 +62,10 @@ caf::error event_registry::add_codec(std::string type, int32_t version,
   return caf::none;
 }
 
-caf::error event_registry::add_typed_upcaster(std::string from_type,
-                                              int32_t from_version,
-                                              std::string to_type,
-                                              int32_t to_version,
-                                              upcast_fn fn) {
+caf::error
+event_registry::add_typed_upcaster(std::string from_type, int32_t from_version,
+                                   std::string to_type, int32_t to_version,
+                                   upcast_fn fn) {
   if (from_type == to_type && to_version <= from_version)
     return make_store_error(store_errc::invalid_argument,
                             "an upcaster must lead to a newer version");
@@ -88,11 +87,10 @@ caf::error event_registry::add_typed_upcaster(std::string from_type,
   return caf::none;
 }
 
-caf::error event_registry::add_json_upcaster(std::string type,
-                                             int32_t from_version,
-                                             std::string to_type,
-                                             int32_t to_version,
-                                             json_upcaster fn) {
+caf::error
+event_registry::add_json_upcaster(std::string type, int32_t from_version,
+                                  std::string to_type, int32_t to_version,
+                                  json_upcaster fn) {
   if (type.empty() || to_type.empty() || from_version < 1 || !fn)
     return make_store_error(store_errc::invalid_argument,
                             "a JSON upcaster needs types, versions >= 1 and "
@@ -151,9 +149,9 @@ void event_registry::set_parse_limits(json::parse_limits limits) {
   impl_->limits = limits;
 }
 
-caf::expected<std::any>
-event_registry::decode_into(const event_data& ev, std::type_index wanted,
-                            decoded_event* info) const {
+caf::expected<std::any> event_registry::decode_into(const event_data& ev,
+                                                    std::type_index wanted,
+                                                    decoded_event* info) const {
   std::shared_lock guard{impl_->mtx};
   const auto* e = impl_->find(ev.event_type, ev.event_version);
   if (e == nullptr)
@@ -185,8 +183,7 @@ event_registry::decode_into(const event_data& ev, std::type_index wanted,
   }
   if (!e->codec)
     return make_store_error(store_errc::upcast_failed,
-                            key_text(key.first, key.second)
-                              + " has no struct");
+                            key_text(key.first, key.second) + " has no struct");
   auto doc = json::document::parse(payload, impl_->limits);
   if (!doc)
     return make_store_error(store_errc::malformed_payload,
@@ -215,11 +212,10 @@ event_registry::decode_into(const event_data& ev, std::type_index wanted,
                                 + key_text(key.first, key.second));
   }
   if (wanted != std::type_index(typeid(void)) && e->codec->type != wanted)
-    return make_store_error(store_errc::upcast_failed,
-                            key_text(ev.event_type, ev.event_version)
-                              + " decodes into "
-                              + key_text(key.first, key.second)
-                              + ", not the requested type");
+    return make_store_error(
+      store_errc::upcast_failed,
+      key_text(ev.event_type, ev.event_version) + " decodes into "
+        + key_text(key.first, key.second) + ", not the requested type");
   if (info != nullptr) {
     info->event_type = key.first;
     info->event_version = key.second;
@@ -227,7 +223,8 @@ event_registry::decode_into(const event_data& ev, std::type_index wanted,
   return value;
 }
 
-caf::expected<decoded_event> event_registry::decode(const event_data& ev) const {
+caf::expected<decoded_event>
+event_registry::decode(const event_data& ev) const {
   decoded_event result;
   auto value = decode_into(ev, std::type_index(typeid(void)), &result);
   if (!value)

@@ -1,8 +1,8 @@
 #include "es/store/event_store.hpp"
 
-#include <algorithm>
-
 #include "es/store/errors.hpp"
+
+#include <algorithm>
 
 namespace es {
 
@@ -35,8 +35,7 @@ caf::error make_version_conflict(const stream_id& stream,
 bool event_filter::matches(const event_data& ev) const {
   if (tenant_id && ev.tenant_id != tenant_id)
     return false;
-  auto contains = [](const std::vector<std::string>& xs,
-                     const std::string& x) {
+  auto contains = [](const std::vector<std::string>& xs, const std::string& x) {
     return xs.empty() || std::find(xs.begin(), xs.end(), x) != xs.end();
   };
   return contains(event_types, ev.event_type)
@@ -52,8 +51,8 @@ event_store::append_many(std::vector<append_request> requests) {
   std::vector<caf::expected<append_result>> results;
   results.reserve(requests.size());
   for (auto& req : requests)
-    results.emplace_back(append(req.stream, req.expected,
-                                std::move(req.events)));
+    results.emplace_back(
+      append(req.stream, req.expected, std::move(req.events)));
   return results;
 }
 

@@ -1,17 +1,17 @@
 // The leader/follower queue behind group commit, shared by the adapters.
 #pragma once
 
+#include "es/store/event_store.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/event_store.hpp"
 
 namespace es::detail {
 
@@ -43,8 +43,7 @@ public:
   group_commit_queue(size_t max_group, commit_fn fn, size_t max_leaders = 1,
                      std::chrono::microseconds gather = {})
     : max_group_(max_group == 0 ? 1 : max_group),
-      max_leaders_(max_leaders == 0 ? 1 : max_leaders),
-      gather_(gather),
+      max_leaders_(max_leaders == 0 ? 1 : max_leaders), gather_(gather),
       commit_(std::move(fn)) {
     // nop
   }
@@ -55,8 +54,7 @@ public:
     queue_.push_back(&job);
     if (gathering_ != nullptr)
       gathering_->cv.notify_one();
-    while (!job.done
-           && (queue_.front() != &job || leaders_ >= max_leaders_))
+    while (!job.done && (queue_.front() != &job || leaders_ >= max_leaders_))
       job.cv.wait(guard);
     if (job.done)
       return;

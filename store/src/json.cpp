@@ -1,10 +1,10 @@
 #include "es/store/json.hpp"
 
-#include <cmath>
-
 #include "es/store/errors.hpp"
 
 #include "rapidjson.hpp"
+
+#include <cmath>
 
 namespace es::json {
 
@@ -86,8 +86,8 @@ private:
 };
 
 /// A SAX handler that accepts everything: used for validation only.
-struct null_handler : rapidjson::BaseReaderHandler<rapidjson::UTF8<>,
-                                                   null_handler> {
+struct null_handler
+  : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, null_handler> {
   bool Default() {
     return true;
   }
@@ -210,8 +210,8 @@ void writer::number(double x) {
 }
 
 void writer::string(std::string_view x) {
-  impl_->ok &= impl_->out.String(x.data(),
-                                 static_cast<rapidjson::SizeType>(x.size()));
+  impl_->ok
+    &= impl_->out.String(x.data(), static_cast<rapidjson::SizeType>(x.size()));
 }
 
 bool writer::ok() const noexcept {
@@ -370,7 +370,7 @@ document::~document() {
 }
 
 caf::expected<document> document::parse(std::string_view text,
-                                         const parse_limits& limits) {
+                                        const parse_limits& limits) {
   if (auto err = check_size(text, limits))
     return err;
   document result;

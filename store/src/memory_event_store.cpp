@@ -1,14 +1,14 @@
 #include "es/store/memory_event_store.hpp"
 
+#include "es/store/errors.hpp"
+
+#include "append_rules.hpp"
+
 #include <algorithm>
 #include <deque>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
-
-#include "es/store/errors.hpp"
-
-#include "append_rules.hpp"
 
 namespace es {
 
@@ -23,8 +23,7 @@ struct stream_hash {
 
 class memory_event_store final : public event_store {
 public:
-  explicit memory_event_store(memory_store_config cfg)
-    : cfg_(std::move(cfg)) {
+  explicit memory_event_store(memory_store_config cfg) : cfg_(std::move(cfg)) {
     // nop
   }
 
@@ -40,8 +39,7 @@ public:
                                       expected_version expected,
                                       event_batch events) override {
     if (auto err = detail::normalize_append(stream, expected, events,
-                                            cfg_.limits,
-                                            cfg_.registry.get())) {
+                                            cfg_.limits, cfg_.registry.get())) {
       metrics_.count(err);
       return err;
     }
@@ -58,9 +56,8 @@ public:
     std::vector<caf::error> invalid(requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
       auto& req = requests[i];
-      invalid[i] = detail::normalize_append(req.stream, req.expected,
-                                            req.events, cfg_.limits,
-                                            cfg_.registry.get());
+      invalid[i] = detail::normalize_append(
+        req.stream, req.expected, req.events, cfg_.limits, cfg_.registry.get());
     }
     std::vector<caf::expected<append_result>> results;
     results.reserve(requests.size());
@@ -70,8 +67,8 @@ public:
       if (invalid[i])
         results.emplace_back(std::move(invalid[i]));
       else
-        results.emplace_back(append_locked(req.stream, req.expected,
-                                           std::move(req.events)));
+        results.emplace_back(
+          append_locked(req.stream, req.expected, std::move(req.events)));
       metrics_.count(results.back());
     }
     metrics_.count_transaction();
@@ -95,8 +92,8 @@ public:
     result.stream_version = version;
     if (opts.direction == read_direction::forwards) {
       auto from = std::max<int64_t>(opts.from_version, 1);
-      auto to = opts.to_version > 0 ? std::min(opts.to_version, version)
-                                    : version;
+      auto to
+        = opts.to_version > 0 ? std::min(opts.to_version, version) : version;
       auto v = from;
       for (; v <= to && result.events.size() < count; ++v)
         result.events.push_back(log_[idx[v - 1]]);
@@ -173,9 +170,8 @@ private:
       if (i == by_id_.end())
         return std::optional<detail::stored_location>{};
       const auto& ev = log_[i->second];
-      return std::optional<detail::stored_location>{
-        detail::stored_location{ev.stream(), ev.aggregate_version,
-                                ev.global_position}};
+      return std::optional<detail::stored_location>{detail::stored_location{
+        ev.stream(), ev.aggregate_version, ev.global_position}};
     };
     auto replay = detail::check_replay(stream, events, lookup, true);
     if (!replay)
@@ -188,8 +184,8 @@ private:
       head.version = static_cast<int64_t>(idx.size());
       head.tenant_id = log_[idx.back()].tenant_id;
     }
-    if (auto err = detail::check_and_assign_versions(stream, expected, head,
-                                                     events)) {
+    if (auto err
+        = detail::check_and_assign_versions(stream, expected, head, events)) {
       if (idx.empty())
         streams_.erase(stream);
       return err;

@@ -27,8 +27,8 @@ namespace es::detail {
 
 /// Parse flags for untrusted input: no recursion (deep nesting cannot
 /// overflow the stack), UTF-8 validated, full-precision numbers.
-constexpr unsigned untrusted_parse_flags = rapidjson::kParseIterativeFlag
-                                           | rapidjson::kParseValidateEncodingFlag
-                                           | rapidjson::kParseFullPrecisionFlag;
+constexpr unsigned untrusted_parse_flags
+  = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag
+    | rapidjson::kParseFullPrecisionFlag;
 
 } // namespace es::detail

@@ -1,13 +1,13 @@
 // The in-memory state stores and what all adapters share.
 #include "es/store/state_stores.hpp"
 
-#include <algorithm>
-#include <mutex>
-#include <unordered_map>
-
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
 
 namespace es {
 
@@ -67,14 +67,12 @@ struct event_json {
 
 template <class F>
 bool fields(F& f, event_json& x) {
-  return f("global_position", x.global_position)
-         && f("event_id", x.event_id) && f("event_type", x.event_type)
-         && f("event_version", x.event_version)
+  return f("global_position", x.global_position) && f("event_id", x.event_id)
+         && f("event_type", x.event_type) && f("event_version", x.event_version)
          && f("aggregate_id", x.aggregate_id)
          && f("aggregate_type", x.aggregate_type)
          && f("aggregate_version", x.aggregate_version)
-         && f("tenant_id", x.tenant_id)
-         && f("occurred_at_us", x.occurred_at_us)
+         && f("tenant_id", x.tenant_id) && f("occurred_at_us", x.occurred_at_us)
          && f("correlation_id", x.correlation_id)
          && f("causation_id", x.causation_id) && f("actor_id", x.actor_id)
          && f("metadata", x.metadata) && f("payload", x.payload);

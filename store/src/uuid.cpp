@@ -1,16 +1,16 @@
 #include "es/store/uuid.hpp"
 
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <mutex>
+#include "es/store/errors.hpp"
 
 #include <pthread.h>
 #include <sys/random.h>
 #include <uuid/uuid.h>
 
-#include "es/store/errors.hpp"
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <mutex>
 
 namespace es {
 
@@ -51,8 +51,9 @@ struct random_pool {
 
   void refill(uint64_t gen) {
     static std::once_flag registered;
-    std::call_once(registered,
-                   [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+    std::call_once(registered, [] {
+      pthread_atfork(nullptr, nullptr, on_fork_child);
+    });
     size_t filled = 0;
     while (filled < sizeof(buf)) {
       auto n = getrandom(buf + filled, sizeof(buf) - filled, 0);

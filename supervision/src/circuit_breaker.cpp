@@ -1,13 +1,13 @@
 #include "es/supervision/circuit_breaker.hpp"
 
+#include "es/supervision/errors.hpp"
+#include "es/supervision/type_ids.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/message_view.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
-
-#include "es/supervision/errors.hpp"
-#include "es/supervision/type_ids.hpp"
 
 namespace es {
 
@@ -78,16 +78,15 @@ using breaker_actor = caf::stateful_actor<breaker_state>;
 
 bool counts_as_failure(const error_classifier& c, const caf::error& err) {
   auto k = c.classify(err).category;
-  return k == error_category::transient
-         || k == error_category::infrastructure;
+  return k == error_category::transient || k == error_category::infrastructure;
 }
 
 caf::behavior breaker_impl(breaker_actor* self, caf::actor target,
                            circuit_breaker_config cfg,
                            std::shared_ptr<const error_classifier> classifier) {
   self->state.breaker = circuit_breaker{cfg};
-  self->state.classifier = classifier ? std::move(classifier)
-                                      : std::make_shared<error_classifier>();
+  self->state.classifier
+    = classifier ? std::move(classifier) : std::make_shared<error_classifier>();
   self->set_default_handler(
     [self, target](caf::scheduled_actor*,
                    caf::message_view& x) -> caf::result<caf::message> {
@@ -114,25 +113,25 @@ caf::behavior breaker_impl(breaker_actor* self, caf::actor target,
             ++st.stats.successes;
             rp.deliver(caf::unit);
           },
-              [self, rp](caf::error& err) mutable {
-                auto& st = self->state;
-                // Answers of any shape arrive as unexpected responses that
-                // carry the answer: those are successes.
-                if (err == caf::sec::unexpected_response) {
-                  st.breaker.record_success();
-                  ++st.stats.successes;
-                  rp.deliver(err.context());
-                  return;
-                }
-                if (counts_as_failure(*st.classifier, err)) {
-                  st.breaker.record_failure(self->clock().now());
-                  ++st.stats.failures;
-                } else {
-                  st.breaker.record_success();
-                  ++st.stats.successes;
-                }
-                rp.deliver(std::move(err));
-              });
+          [self, rp](caf::error& err) mutable {
+            auto& st = self->state;
+            // Answers of any shape arrive as unexpected responses that
+            // carry the answer: those are successes.
+            if (err == caf::sec::unexpected_response) {
+              st.breaker.record_success();
+              ++st.stats.successes;
+              rp.deliver(err.context());
+              return;
+            }
+            if (counts_as_failure(*st.classifier, err)) {
+              st.breaker.record_failure(self->clock().now());
+              ++st.stats.failures;
+            } else {
+              st.breaker.record_success();
+              ++st.stats.successes;
+            }
+            rp.deliver(std::move(err));
+          });
       return rp;
     });
   return {
@@ -147,12 +146,11 @@ caf::behavior breaker_impl(breaker_actor* self, caf::actor target,
 
 } // namespace
 
-caf::actor spawn_circuit_breaker(caf::actor_system& sys, caf::actor target,
-                                 circuit_breaker_config cfg,
-                                 std::shared_ptr<const error_classifier>
-                                   classifier) {
-  return sys.spawn(breaker_impl, std::move(target), cfg,
-                   std::move(classifier));
+caf::actor
+spawn_circuit_breaker(caf::actor_system& sys, caf::actor target,
+                      circuit_breaker_config cfg,
+                      std::shared_ptr<const error_classifier> classifier) {
+  return sys.spawn(breaker_impl, std::move(target), cfg, std::move(classifier));
 }
 
 } // namespace es

@@ -66,40 +66,40 @@ error_classifier::error_classifier() {
                  store_errc::invalid_argument, store_errc::invalid_uuid})
     add(store, code_of(e),
         make(c::permanent, s::high, false, "the event cannot be processed"));
-  for (auto e : {store_errc::wrong_expected_version,
-                 store_errc::duplicate_event_id,
-                 store_errc::idempotency_conflict, store_errc::tenant_mismatch})
+  for (auto e :
+       {store_errc::wrong_expected_version, store_errc::duplicate_event_id,
+        store_errc::idempotency_conflict, store_errc::tenant_mismatch})
     add(store, code_of(e),
         make(c::application, s::low, false, "a concurrency or tenancy rule"));
   add(store, code_of(store_errc::internal),
       make(c::unknown, s::critical, false, "a bug in the library"));
   // Other modules.
-  codes_.push_back({caf::atom("es_actors"), std::nullopt,
-                    make(c::application, s::medium, false,
-                         "the application refused")});
-  codes_.push_back({caf::atom("es_bus"), std::nullopt,
-                    make(c::application, s::medium, false,
-                         "a handler failed")});
+  codes_.push_back(
+    {caf::atom("es_actors"), std::nullopt,
+     make(c::application, s::medium, false, "the application refused")});
+  codes_.push_back(
+    {caf::atom("es_bus"), std::nullopt,
+     make(c::application, s::medium, false, "a handler failed")});
   add(caf::atom("es_superv"), code_of(supervision_errc::circuit_open),
       make(c::transient, s::medium, true, "the circuit breaker is open"));
   // CAF's own codes.
   auto sys = caf::atom("system");
-  for (auto e : {caf::sec::request_timeout, caf::sec::request_receiver_down,
-                 caf::sec::cannot_connect_to_node,
-                 caf::sec::remote_lookup_failed})
+  for (auto e :
+       {caf::sec::request_timeout, caf::sec::request_receiver_down,
+        caf::sec::cannot_connect_to_node, caf::sec::remote_lookup_failed})
     add(sys, code_of(e),
         make(c::transient, s::medium, true, "an actor did not answer"));
   for (auto e : {caf::sec::unexpected_message, caf::sec::unexpected_response,
                  caf::sec::invalid_argument})
     add(sys, code_of(e),
         make(c::application, s::high, false, "a protocol mismatch"));
-  codes_.push_back({sys, std::nullopt,
-                    make(c::unknown, s::medium, false, "a runtime error")});
+  codes_.push_back(
+    {sys, std::nullopt, make(c::unknown, s::medium, false, "a runtime error")});
   // Message patterns drivers use for transient trouble.
-  patterns_.push_back({"deadlock",
-                       make(c::transient, s::high, true, "a deadlock")});
-  patterns_.push_back({"timeout",
-                       make(c::transient, s::medium, true, "a timeout")});
+  patterns_.push_back(
+    {"deadlock", make(c::transient, s::high, true, "a deadlock")});
+  patterns_.push_back(
+    {"timeout", make(c::transient, s::medium, true, "a timeout")});
 }
 
 error_classification error_classifier::classify(const caf::error& err) const {

@@ -1,11 +1,11 @@
-#include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/response_promise.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/supervision/actors.hpp"
 #include "es/supervision/errors.hpp"
 #include "es/supervision/type_ids.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
 
 namespace es {
 
@@ -40,8 +40,7 @@ caf::behavior dead_letter_impl(caf::event_based_actor* self,
       q.offset = offset;
       return lift(store->list(q));
     },
-    [store](dlq_get_atom,
-            int64_t id) -> caf::result<std::vector<dead_letter>> {
+    [store](dlq_get_atom, int64_t id) -> caf::result<std::vector<dead_letter>> {
       auto res = store->get(id);
       if (!res)
         return std::move(res.error());

@@ -45,7 +45,8 @@ void error_tracker::record(error_info info) {
   auto type = info.message.substr(0, info.message.find(':'));
   ++stats_.by_type[type];
   window_.push_back(info.at);
-  while (!window_.empty() && window_.front() < info.at - std::chrono::minutes(1))
+  while (!window_.empty()
+         && window_.front() < info.at - std::chrono::minutes(1))
     window_.pop_front();
   stats_.recent.push_back(info);
   while (stats_.recent.size() > policy_.max_recent_errors)
@@ -77,8 +78,9 @@ void error_tracker::on_category(error_category category, callback fn) {
 
 double error_tracker::rate(timestamp now) const {
   auto since = now - std::chrono::minutes(1);
-  auto n = std::count_if(window_.begin(), window_.end(),
-                         [&](timestamp t) { return t >= since; });
+  auto n = std::count_if(window_.begin(), window_.end(), [&](timestamp t) {
+    return t >= since;
+  });
   return static_cast<double>(n);
 }
 

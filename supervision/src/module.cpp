@@ -1,8 +1,7 @@
+#include "es/supervision/errors.hpp"
 #include "es/supervision/type_ids.hpp"
 
 #include <caf/actor_system_config.hpp>
-
-#include "es/supervision/errors.hpp"
 
 namespace es {
 
@@ -46,12 +45,11 @@ bool classify_supervision_errc(uint8_t code) {
 void add_supervision_module(caf::actor_system_config& cfg) {
   add_store_module(cfg);
   cfg.add_message_types<caf::id_block::es_supervision>();
-  cfg.add_error_category(caf::atom("es_superv"),
-                         [](uint8_t code, caf::atom_value category,
-                            const caf::message& context) {
-                           return describe(caf::error{code, category,
-                                                      context});
-                         });
+  cfg.add_error_category(
+    caf::atom("es_superv"),
+    [](uint8_t code, caf::atom_value category, const caf::message& context) {
+      return describe(caf::error{code, category, context});
+    });
 }
 
 } // namespace es

@@ -1,5 +1,6 @@
-#include <random>
-#include <unordered_map>
+#include "es/supervision/actors.hpp"
+#include "es/supervision/errors.hpp"
+#include "es/supervision/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -7,9 +8,8 @@
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "es/supervision/actors.hpp"
-#include "es/supervision/errors.hpp"
-#include "es/supervision/type_ids.hpp"
+#include <random>
+#include <unordered_map>
 
 namespace es {
 
@@ -56,10 +56,10 @@ void attempt(retrying_actor* self, caf::actor target, uint64_t id) {
           return;
         }
         if (call.attempt >= st.cfg.max_retries) {
-          call.rp.deliver(caf::make_error(
-            supervision_errc::retries_exhausted,
-            "gave up after " + std::to_string(call.attempt + 1)
-              + " attempts: " + describe(err)));
+          call.rp.deliver(caf::make_error(supervision_errc::retries_exhausted,
+                                          "gave up after "
+                                            + std::to_string(call.attempt + 1)
+                                            + " attempts: " + describe(err)));
           st.pending.erase(i);
           return;
         }
@@ -69,21 +69,21 @@ void attempt(retrying_actor* self, caf::actor target, uint64_t id) {
       });
 }
 
-caf::behavior retrying_impl(retrying_actor* self, caf::actor target,
-                            retry_config cfg,
-                            std::shared_ptr<const error_classifier> classifier) {
+caf::behavior
+retrying_impl(retrying_actor* self, caf::actor target, retry_config cfg,
+              std::shared_ptr<const error_classifier> classifier) {
   self->state.cfg = cfg;
-  self->state.classifier = classifier ? std::move(classifier)
-                                      : std::make_shared<error_classifier>();
-  self->set_default_handler(
-    [self, target](caf::scheduled_actor*,
-                   caf::message_view& x) -> caf::result<caf::message> {
-      auto id = self->state.next_id++;
-      auto rp = self->make_response_promise();
-      self->state.pending[id] = pending_call{x.move_content_to_message(), rp, 0};
-      attempt(self, target, id);
-      return rp;
-    });
+  self->state.classifier
+    = classifier ? std::move(classifier) : std::make_shared<error_classifier>();
+  self->set_default_handler([self, target](caf::scheduled_actor*,
+                                           caf::message_view& x)
+                              -> caf::result<caf::message> {
+    auto id = self->state.next_id++;
+    auto rp = self->make_response_promise();
+    self->state.pending[id] = pending_call{x.move_content_to_message(), rp, 0};
+    attempt(self, target, id);
+    return rp;
+  });
   return {
     [self, target](retry_atom, uint64_t id) {
       if (self->state.pending.count(id) > 0)

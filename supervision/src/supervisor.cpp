@@ -1,5 +1,7 @@
-#include <map>
-#include <random>
+#include "es/store/log.hpp"
+#include "es/supervision/actors.hpp"
+#include "es/supervision/errors.hpp"
+#include "es/supervision/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -8,10 +10,8 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
-#include "es/store/log.hpp"
-#include "es/supervision/actors.hpp"
-#include "es/supervision/errors.hpp"
-#include "es/supervision/type_ids.hpp"
+#include <map>
+#include <random>
 
 namespace es {
 
@@ -88,8 +88,7 @@ caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
       c->status.state = child_state::failed;
       log(log_level::error, "supervised " + c->status.name + " failed "
                               + std::to_string(c->status.restarts + 1)
-                              + " times; giving up: "
-                              + c->status.last_error);
+                              + " times; giving up: " + c->status.last_error);
       return;
     }
     c->status.state = child_state::restarting;
@@ -160,17 +159,21 @@ caf::actor spawn_supervisor(caf::actor_system& sys, restart_policy policy) {
   return sys.spawn(supervisor_impl, policy);
 }
 
-caf::expected<caf::actor> supervise(caf::actor_system& sys,
-                                    const caf::actor& supervisor,
-                                    const std::string& name,
-                                    child_factory factory) {
+caf::expected<caf::actor>
+supervise(caf::actor_system& sys, const caf::actor& supervisor,
+          const std::string& name, child_factory factory) {
   caf::scoped_actor self{sys};
   caf::expected<caf::actor> result{caf::error{}};
   self
     ->request(supervisor, caf::infinite, supervise_atom_v, name,
               std::make_shared<child_factory>(std::move(factory)))
-    .receive([&](caf::actor& a) { result = std::move(a); },
-             [&](caf::error& err) { result = std::move(err); });
+    .receive(
+      [&](caf::actor& a) {
+        result = std::move(a);
+      },
+      [&](caf::error& err) {
+        result = std::move(err);
+      });
   return result;
 }
 

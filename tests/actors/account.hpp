@@ -1,15 +1,15 @@
 // A small bank-account domain for the actor tests.
 #pragma once
 
-#include <stdexcept>
-#include <string>
+#include "es/actors/aggregate.hpp"
+#include "es/actors/aggregate_actor.hpp"
+#include "es/actors/type_ids.hpp"
 
 #include <caf/meta/type_name.hpp>
 #include <caf/type_id.hpp>
 
-#include "es/actors/aggregate.hpp"
-#include "es/actors/aggregate_actor.hpp"
-#include "es/actors/type_ids.hpp"
+#include <stdexcept>
+#include <string>
 
 namespace es::test {
 
@@ -183,10 +183,10 @@ public:
 
 CAF_BEGIN_TYPE_ID_BLOCK(es_test, caf::id_block::es_actors::end)
 
-  CAF_ADD_TYPE_ID(es_test, (es::test::open_account))
-  CAF_ADD_TYPE_ID(es_test, (es::test::deposit))
-  CAF_ADD_TYPE_ID(es_test, (es::test::withdraw))
-  CAF_ADD_TYPE_ID(es_test, (es::test::explode))
-  CAF_ADD_TYPE_ID(es_test, (es::test::noop))
+CAF_ADD_TYPE_ID(es_test, (es::test::open_account))
+CAF_ADD_TYPE_ID(es_test, (es::test::deposit))
+CAF_ADD_TYPE_ID(es_test, (es::test::withdraw))
+CAF_ADD_TYPE_ID(es_test, (es::test::explode))
+CAF_ADD_TYPE_ID(es_test, (es::test::noop))
 
 CAF_END_TYPE_ID_BLOCK(es_test)

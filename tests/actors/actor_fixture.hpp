@@ -2,18 +2,17 @@
 // its store actor and a region of accounts.
 #pragma once
 
+#include "es/actors/aggregate_region.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/store/memory_event_store.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include <catch2/catch.hpp>
-
-#include "es/actors/aggregate_region.hpp"
-#include "es/actors/store_actor.hpp"
-#include "es/store/memory_event_store.hpp"
-
 #include "account.hpp"
+#include <catch2/catch.hpp>
 
 namespace es::test {
 
@@ -80,8 +79,13 @@ struct actor_fixture {
   template <class Handle>
   caf::expected<command_result> await(Handle& h) {
     caf::expected<command_result> result{caf::error{}};
-    h.receive([&](command_result& r) { result = r; },
-              [&](caf::error& err) { result = err; });
+    h.receive(
+      [&](command_result& r) {
+        result = r;
+      },
+      [&](caf::error& err) {
+        result = err;
+      });
     return result;
   }
 
@@ -98,8 +102,13 @@ struct actor_fixture {
     auto h = self->request(region, caf::infinite, passivate_atom_v, id);
     sched.run();
     bool result = false;
-    h.receive([&](bool found) { result = found; },
-              [&](caf::error& err) { FAIL(describe(err)); });
+    h.receive(
+      [&](bool found) {
+        result = found;
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
     return result;
   }
 
@@ -108,8 +117,13 @@ struct actor_fixture {
     auto h = self->request(region, caf::infinite, snapshot_atom_v, id);
     sched.run();
     bool result = false;
-    h.receive([&](bool stored) { result = stored; },
-              [&](caf::error& err) { FAIL(describe(err)); });
+    h.receive(
+      [&](bool stored) {
+        result = stored;
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
     return result;
   }
 
@@ -117,18 +131,23 @@ struct actor_fixture {
     auto h = self->request(region, caf::infinite, region_stats_atom_v);
     sched.run();
     region_stats result;
-    h.receive([&](region_stats& s) { result = s; },
-              [&](caf::error& err) { FAIL(describe(err)); });
+    h.receive(
+      [&](region_stats& s) {
+        result = s;
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
     return result;
   }
 
   /// Loads the account directly from the store (not through actors).
   account_state load(const uuid& id) {
     account acc{id, registry};
-    auto err = for_each_in_stream(*store, acc.stream(), {},
-                                  [&](recorded_event& ev) {
-                                    return acc.apply_stored(ev);
-                                  });
+    auto err
+      = for_each_in_stream(*store, acc.stream(), {}, [&](recorded_event& ev) {
+          return acc.apply_stored(ev);
+        });
     REQUIRE_FALSE(err);
     return acc.state();
   }

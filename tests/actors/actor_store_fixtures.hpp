@@ -2,13 +2,13 @@
 // so the store contract suite also covers them.
 #pragma once
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/scoped_actor.hpp>
-
 #include "es/actors/blocking.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/actors/type_ids.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include "store_fixtures.hpp"
 
@@ -39,8 +39,7 @@ struct actor_fixture_of {
                        store_limits limits = {}) {
     auto store = inner.open(std::move(registry), limits);
     actors.push_back(spawn_store_actor(sys, store));
-    return make_actor_event_store(sys, actors.back(),
-                                  std::chrono::seconds(30));
+    return make_actor_event_store(sys, actors.back(), std::chrono::seconds(30));
   }
 };
 

@@ -1,9 +1,8 @@
 // Aggregate actors and regions on CAF's deterministic test_coordinator.
-#include <catch2/catch.hpp>
-
 #include "es/actors/errors.hpp"
 
 #include "actor_fixture.hpp"
+#include <catch2/catch.hpp>
 
 using namespace es;
 using namespace es::test;
@@ -151,8 +150,13 @@ TEST_CASE_METHOD(actor_fixture,
   for (int i = 1; i <= 10; ++i)
     handles.push_back(send(id, deposit{i}));
   sched.run();
-  p.receive([](bool found) { CHECK(found); },
-            [](caf::error& err) { FAIL(describe(err)); });
+  p.receive(
+    [](bool found) {
+      CHECK(found);
+    },
+    [](caf::error& err) {
+      FAIL(describe(err));
+    });
   for (size_t i = 0; i < handles.size(); ++i) {
     auto res = await(handles[i]);
     REQUIRE(res);
@@ -175,8 +179,8 @@ TEST_CASE_METHOD(actor_fixture,
   // Another process appends behind the actor's back.
   auto foreign = make_event(money_deposited{5});
   REQUIRE(foreign);
-  REQUIRE(store->append({"Account", id}, expected_version::exact(2),
-                        {*foreign}));
+  REQUIRE(
+    store->append({"Account", id}, expected_version::exact(2), {*foreign}));
   // The command passes on the actor's stale state (balance 10), its append
   // conflicts, the actor reloads (balance 15) and runs it again.
   auto res = command(id, withdraw{10});
@@ -195,8 +199,9 @@ TEST_CASE_METHOD(actor_fixture,
   CHECK(*store->stream_version({"Account", id}) == 5);
 }
 
-TEST_CASE_METHOD(actor_fixture, "conflicts beyond the retry limit reach the "
-                                "caller",
+TEST_CASE_METHOD(actor_fixture,
+                 "conflicts beyond the retry limit reach the "
+                 "caller",
                  "[actors]") {
   auto ao = aggregate_opts();
   ao.max_conflict_retries = 0;
@@ -306,19 +311,21 @@ TEST_CASE_METHOD(actor_fixture,
   CHECK(load(id).balance == 0);
 }
 
-TEST_CASE_METHOD(actor_fixture,
-                 "unusable snapshots fall back to a full replay",
+TEST_CASE_METHOD(actor_fixture, "unusable snapshots fall back to a full replay",
                  "[actors][snapshots]") {
   auto ao = aggregate_opts();
   start_region({}, ao);
   auto id = uuid::random();
   // Events written directly, and a snapshot that must not be used.
-  REQUIRE(store->append({"Account", id}, expected_version::no_stream(),
-                        {*make_event(account_opened{"bo"}),
-                         *make_event(money_deposited{40})}));
+  REQUIRE(store->append(
+    {"Account", id}, expected_version::no_stream(),
+    {*make_event(account_opened{"bo"}), *make_event(money_deposited{40})}));
   SECTION("another schema version") {
-    snapshot s{{"Account", id}, 2, 1, R"({"open":true,"owner":"x",)"
-                                      R"("balance":999,"deposits":1})",
+    snapshot s{{"Account", id},
+               2,
+               1,
+               R"({"open":true,"owner":"x",)"
+               R"("balance":999,"deposits":1})",
                now_utc()};
     REQUIRE(*snapshots->save(s));
   }
@@ -335,8 +342,7 @@ TEST_CASE_METHOD(actor_fixture,
   CHECK(load(id).balance == 0);
 }
 
-TEST_CASE_METHOD(actor_fixture,
-                 "snapshots on passivation and on demand",
+TEST_CASE_METHOD(actor_fixture, "snapshots on passivation and on demand",
                  "[actors][snapshots]") {
   auto ao = aggregate_opts();
   ao.snapshots.on_passivation = true;
@@ -357,8 +363,11 @@ TEST_CASE_METHOD(actor_fixture,
   CHECK((*snapshots->load({"Account", id}))->version == 3);
   CHECK_FALSE(snapshot_now(uuid::random()));
   // A snapshot written late never replaces a newer one.
-  snapshot stale{{"Account", id}, 1, 2, R"({"open":true,"owner":"cy",)"
-                                        R"("balance":0,"deposits":0})",
+  snapshot stale{{"Account", id},
+                 1,
+                 2,
+                 R"({"open":true,"owner":"cy",)"
+                 R"("balance":0,"deposits":0})",
                  now_utc()};
   CHECK_FALSE(*snapshots->save(stale));
   CHECK((*snapshots->load({"Account", id}))->version == 3);

@@ -1,10 +1,9 @@
 // Aggregates without actors: both routing styles, unhandled-event policies,
 // fail-fast commands, rollback.
-#include <catch2/catch.hpp>
-
 #include "es/actors/aggregate.hpp"
 
 #include "account.hpp"
+#include <catch2/catch.hpp>
 
 using namespace es;
 using namespace es::test;

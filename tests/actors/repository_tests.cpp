@@ -1,9 +1,4 @@
 // The repository facade and the store actor with a bus, on real threads.
-#include <atomic>
-#include <thread>
-
-#include <catch2/catch.hpp>
-
 #include "es/actors/aggregate_region.hpp"
 #include "es/actors/blocking.hpp"
 #include "es/actors/repository.hpp"
@@ -15,6 +10,10 @@
 #include "account.hpp"
 #include "actor_store_fixtures.hpp"
 #include "temp_dir.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -186,9 +185,9 @@ TEST_CASE("the store actor group-commits concurrent appends and publishes "
     }
   }
   // A failed append publishes nothing.
-  auto bad = facade->append({"Account", uuid::random()},
-                            expected_version::exact(7),
-                            {*make_event(money_deposited{1})});
+  auto bad
+    = facade->append({"Account", uuid::random()}, expected_version::exact(7),
+                     {*make_event(money_deposited{1})});
   CHECK_FALSE(bad);
   REQUIRE_FALSE(bus->drain(std::chrono::seconds(10)));
   std::lock_guard guard{mtx};
@@ -214,8 +213,8 @@ TEST_CASE("blocking commands through a region on real threads",
   auto opened = send_command(sys, region, env, open_account{"ed"});
   REQUIRE(opened);
   CHECK(opened->version == 1);
-  auto rejected = send_command(sys, region, command_envelope::to(id),
-                               withdraw{5});
+  auto rejected
+    = send_command(sys, region, command_envelope::to(id), withdraw{5});
   REQUIRE_FALSE(rejected);
   CHECK(rejection_reason(rejected.error()) == "insufficient_funds");
   auto ev = store->read_stream({"Account", id}, {})->events.at(0);

@@ -1,11 +1,5 @@
 // The bus actor's protocol under CAF's deterministic test_coordinator:
 // queue bounds hold publishes back until a slow subscriber answers.
-#include <cstdint>
-#include <memory>
-#include <optional>
-#include <string>
-#include <vector>
-
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -13,9 +7,15 @@
 #include <caf/scheduler/test_coordinator.hpp>
 #include <caf/send.hpp>
 #include <caf/typed_response_promise.hpp>
-#include <catch2/catch.hpp>
 
 #include "bus_test_helpers.hpp"
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 using namespace es;
 using namespace es::test;
@@ -45,31 +45,48 @@ caf::behavior test_client(caf::event_based_actor* self, caf::actor bus,
   };
   return {
     [=](publish_atom, recorded_events& events) {
-      auto first = events.empty() ? int64_t{0}
-                                  : events.front().global_position;
+      auto first = events.empty() ? int64_t{0} : events.front().global_position;
       self->request(bus, caf::infinite, publish_atom_v, std::move(events))
-        .then([log, first] { log->published.push_back(first); }, on_error);
+        .then(
+          [log, first] {
+            log->published.push_back(first);
+          },
+          on_error);
     },
     [=](subscribe_atom, caf::actor& delivery, std::vector<std::string>& types,
         uint64_t max_queued) {
       self
         ->request(bus, caf::infinite, subscribe_atom_v, std::move(delivery),
                   std::move(types), max_queued)
-        .then([log](subscription_id id) { log->subscribed.push_back(id); },
-              on_error);
+        .then(
+          [log](subscription_id id) {
+            log->subscribed.push_back(id);
+          },
+          on_error);
     },
     [=](unsubscribe_atom, subscription_id id) {
       self->request(bus, caf::infinite, unsubscribe_atom_v, id)
-        .then([log](bool found) { log->unsubscribed.push_back(found); },
-              on_error);
+        .then(
+          [log](bool found) {
+            log->unsubscribed.push_back(found);
+          },
+          on_error);
     },
     [=](stats_atom) {
       self->request(bus, caf::infinite, stats_atom_v)
-        .then([log](bus_stats& x) { log->stats = x; }, on_error);
+        .then(
+          [log](bus_stats& x) {
+            log->stats = x;
+          },
+          on_error);
     },
     [=](drain_atom) {
       self->request(bus, caf::infinite, drain_atom_v)
-        .then([log] { ++log->drained; }, on_error);
+        .then(
+          [log] {
+            ++log->drained;
+          },
+          on_error);
     },
   };
 }
@@ -97,8 +114,8 @@ using stalled_log_ptr = std::shared_ptr<stalled_log>;
 caf::behavior stalled_delivery(caf::event_based_actor* self,
                                stalled_log_ptr log) {
   return {
-    [=](deliver_atom, const recorded_events& events)
-      -> caf::result<uint64_t, uint64_t> {
+    [=](deliver_atom,
+        const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
       log->deliveries.emplace_back(log->outstanding, events.size());
       log->outstanding += events.size();
       for (const auto& ev : events)
@@ -133,8 +150,7 @@ struct deterministic_fixture {
   deterministic_fixture()
     : sys(init(cfg)),
       sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
-      bus(spawn_in_process_bus(sys)),
-      client(sys.spawn(test_client, bus, log)) {
+      bus(spawn_in_process_bus(sys)), client(sys.spawn(test_client, bus, log)) {
     sched.run();
   }
 
@@ -158,15 +174,14 @@ struct deterministic_fixture {
     if (handle != nullptr)
       *handle = delivery;
     auto before = log->subscribed.size();
-    caf::anon_send(client, subscribe_atom_v, delivery, std::move(types),
-                   bound);
+    caf::anon_send(client, subscribe_atom_v, delivery, std::move(types), bound);
     sched.run();
     REQUIRE(log->subscribed.size() == before + 1);
     return slog;
   }
 
-  void publish(int64_t first, int count, const std::string& type
-                                         = "ItemAdded") {
+  void publish(int64_t first, int count,
+               const std::string& type = "ItemAdded") {
     caf::anon_send(client, publish_atom_v, make_recorded(first, count, type));
     sched.run();
   }
@@ -344,10 +359,11 @@ TEST_CASE_METHOD(deterministic_fixture,
   no_errors();
 }
 
-// -- regressions ---------------------------------------------------------------
-// Each of these failed against an earlier bus: unanswered deliveries of an
-// ended subscription, exits queued behind deliveries, promises dropped when
-// the bus stopped, replies of other shapes counted as errors.
+// -- regressions
+// --------------------------------------------------------------- Each of these
+// failed against an earlier bus: unanswered deliveries of an ended
+// subscription, exits queued behind deliveries, promises dropped when the bus
+// stopped, replies of other shapes counted as errors.
 
 TEST_CASE_METHOD(deterministic_fixture,
                  "unsubscribe forgets the subscriber's deliveries in flight",

@@ -1,6 +1,19 @@
 // Fixtures, event builders and recorders shared by the bus tests.
 #pragma once
 
+#include "es/bus/errors.hpp"
+#include "es/bus/event_bus.hpp"
+#include "es/bus/in_process_bus.hpp"
+#include "es/bus/type_ids.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/log.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "test_events.hpp"
+#include <catch2/catch.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,19 +24,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <catch2/catch.hpp>
-
-#include "es/bus/errors.hpp"
-#include "es/bus/event_bus.hpp"
-#include "es/bus/in_process_bus.hpp"
-#include "es/bus/type_ids.hpp"
-#include "es/store/errors.hpp"
-#include "es/store/log.hpp"
-
-#include "test_events.hpp"
 
 namespace es::test {
 
@@ -107,7 +107,9 @@ class gate {
 public:
   void wait() {
     std::unique_lock<std::mutex> guard{mtx_};
-    cv_.wait(guard, [this] { return open_; });
+    cv_.wait(guard, [this] {
+      return open_;
+    });
   }
 
   void open() {
@@ -148,7 +150,9 @@ private:
 class log_capture {
 public:
   log_capture() : lines_(std::make_shared<std::atomic<size_t>>(0)) {
-    set_log_sink([lines = lines_](log_level, std::string_view) { ++*lines; });
+    set_log_sink([lines = lines_](log_level, std::string_view) {
+      ++*lines;
+    });
   }
 
   log_capture(const log_capture&) = delete;

@@ -1,15 +1,15 @@
 // The in-process bus through its blocking facade, on CAF's threaded
 // scheduler: ordering, routing, error isolation, typed handlers,
 // unsubscribe and drain.
+#include <caf/event_based_actor.hpp>
+
+#include "bus_test_helpers.hpp"
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <thread>
-
-#include <caf/event_based_actor.hpp>
-#include <catch2/catch.hpp>
-
-#include "bus_test_helpers.hpp"
 
 using namespace es;
 using namespace es::test;
@@ -99,8 +99,7 @@ TEST_CASE_METHOD(bus_fixture, "one publisher's events arrive in publish order",
   CHECK(st.publishes_waiting == 0);
 }
 
-TEST_CASE_METHOD(bus_fixture,
-                 "concurrent publishers each keep their own order",
+TEST_CASE_METHOD(bus_fixture, "concurrent publishers each keep their own order",
                  "[bus][ordering]") {
   auto seen = std::make_shared<recorder>();
   subscribe_options small;
@@ -136,28 +135,32 @@ TEST_CASE_METHOD(bus_fixture, "failing handlers do not disturb others",
   auto healthy = std::make_shared<recorder>();
   auto erring = std::make_shared<recorder>();
   auto throwing = std::make_shared<recorder>();
-  auto fails_with_error = [](int64_t pos) { return pos % 3 == 0; };
-  auto throws_std = [](int64_t pos) { return pos % 4 == 0; };
-  auto throws_other = [](int64_t pos) { return pos % 10 == 5; };
+  auto fails_with_error = [](int64_t pos) {
+    return pos % 3 == 0;
+  };
+  auto throws_std = [](int64_t pos) {
+    return pos % 4 == 0;
+  };
+  auto throws_other = [](int64_t pos) {
+    return pos % 10 == 5;
+  };
   bus->subscribe_to_all_events(recording_handler(healthy));
-  bus->subscribe_to_all_events(
-    [erring, fails_with_error](const recorded_event& ev) -> caf::error {
-      erring->add(ev);
-      if (fails_with_error(ev.global_position))
-        return caf::make_error(bus_errc::handler_failed,
-                               std::string{"refused"});
-      return caf::none;
-    });
-  bus->subscribe_to_all_events(
-    [throwing, throws_std,
-     throws_other](const recorded_event& ev) -> caf::error {
-      throwing->add(ev);
-      if (throws_std(ev.global_position))
-        throw std::runtime_error("handler exploded");
-      if (throws_other(ev.global_position))
-        throw 42;
-      return caf::none;
-    });
+  bus->subscribe_to_all_events([erring, fails_with_error](
+                                 const recorded_event& ev) -> caf::error {
+    erring->add(ev);
+    if (fails_with_error(ev.global_position))
+      return caf::make_error(bus_errc::handler_failed, std::string{"refused"});
+    return caf::none;
+  });
+  bus->subscribe_to_all_events([throwing, throws_std, throws_other](
+                                 const recorded_event& ev) -> caf::error {
+    throwing->add(ev);
+    if (throws_std(ev.global_position))
+      throw std::runtime_error("handler exploded");
+    if (throws_other(ev.global_position))
+      throw 42;
+    return caf::none;
+  });
   constexpr int64_t total = 60;
   for (int64_t first = 1; first <= total; first += 6)
     require_ok(bus->publish(make_recorded(first, 6)));
@@ -196,8 +199,7 @@ TEST_CASE_METHOD(bus_fixture, "subscribe forms route by event type",
   bus->subscribe_to_all_events(recording_handler(everything));
   auto notes_and_other = std::make_shared<type_subscriber>(
     std::vector<std::string>{"NoteWritten", "Other"});
-  auto no_types = std::make_shared<type_subscriber>(
-    std::vector<std::string>{});
+  auto no_types = std::make_shared<type_subscriber>(std::vector<std::string>{});
   auto unknown = std::make_shared<type_subscriber>(
     std::vector<std::string>{"NeverPublished"});
   bus->subscribe_all(notes_and_other);
@@ -208,8 +210,9 @@ TEST_CASE_METHOD(bus_fixture, "subscribe forms route by event type",
   auto all = positions_from(1, 12);
   CHECK(items->positions() == positions_of_type(events, "ItemAdded"));
   auto types = items->types();
-  CHECK(std::all_of(types.begin(), types.end(),
-                    [](const auto& t) { return t == "ItemAdded"; }));
+  CHECK(std::all_of(types.begin(), types.end(), [](const auto& t) {
+    return t == "ItemAdded";
+  }));
   CHECK(everything->positions() == all);
   std::vector<int64_t> expected;
   for (const auto& ev : events)
@@ -299,8 +302,7 @@ TEST_CASE_METHOD(bus_fixture, "typed subscribers get decoded events",
   std::mutex mtx;
   std::vector<std::pair<int64_t, item_added>> decoded;
   subscribe_typed<item_added>(
-    *bus, registry,
-    [&](const item_added& x, const recorded_event& ev) {
+    *bus, registry, [&](const item_added& x, const recorded_event& ev) {
       std::lock_guard<std::mutex> guard{mtx};
       decoded.emplace_back(ev.global_position, x);
     });
@@ -420,10 +422,11 @@ TEST_CASE_METHOD(bus_fixture, "drain waits until every event is handled",
   CHECK(after.handlers_invoked == 20);
 }
 
-// -- regressions ---------------------------------------------------------------
-// Each of these failed against an earlier bus: unanswered deliveries of an
-// ended subscription, exits queued behind deliveries, promises dropped when
-// the bus stopped, replies of other shapes counted as errors.
+// -- regressions
+// --------------------------------------------------------------- Each of these
+// failed against an earlier bus: unanswered deliveries of an ended
+// subscription, exits queued behind deliveries, promises dropped when the bus
+// stopped, replies of other shapes counted as errors.
 
 TEST_CASE_METHOD(bus_fixture, "an actor subscriber may reply with anything",
                  "[bus][actor]") {

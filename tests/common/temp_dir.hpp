@@ -11,8 +11,8 @@ namespace es::test {
 class temp_dir {
 public:
   temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "es-test-XXXXXX")
-                         .string();
+    std::string tmpl
+      = (std::filesystem::temp_directory_path() / "es-test-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr)
       throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;

@@ -1,14 +1,14 @@
 // Event types and builders shared by the tests.
 #pragma once
 
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "es/store/event_registry.hpp"
-#include "es/store/event_store.hpp"
 
 namespace es::test {
 
@@ -60,9 +60,9 @@ inline event_data make_test_event(const stream_id& stream, int n = 0,
   if (ev.event_type == "NoteWritten")
     ev.payload = R"({"text":"note )" + std::to_string(n) + R"("})";
   else
-    ev.payload = R"({"sku":"SKU-)" + std::to_string(n)
-                 + R"(","quantity":)" + std::to_string(n % 7 + 1)
-                 + R"(,"price_cents":)" + std::to_string(100 + n) + "}";
+    ev.payload = R"({"sku":"SKU-)" + std::to_string(n) + R"(","quantity":)"
+                 + std::to_string(n % 7 + 1) + R"(,"price_cents":)"
+                 + std::to_string(100 + n) + "}";
   return ev;
 }
 

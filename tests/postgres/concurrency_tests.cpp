@@ -1,23 +1,21 @@
 // PostgreSQL under concurrency: writers in two processes, a reader tailing
 // the feed, transactions rolled back on purpose, and an independent check of
 // what was delivered against what was acknowledged.
+#include "es/store/errors.hpp"
+
+#include "pg_fixture.hpp"
+#include "temp_dir.hpp"
+#include "test_events.hpp"
+#include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <fstream>
 #include <map>
 #include <random>
 #include <set>
 #include <thread>
-
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-
-#include "pg_fixture.hpp"
-#include "temp_dir.hpp"
-#include "test_events.hpp"
 
 using namespace es;
 using namespace es::test;
@@ -91,8 +89,7 @@ int writer_process(const postgres_config& cfg, int index,
           auto res = (*store)->append(s, expected, batch);
           if (res) {
             done = true;
-          } else if (!has_code(res.error(),
-                               store_errc::wrong_expected_version)
+          } else if (!has_code(res.error(), store_errc::wrong_expected_version)
                      && !is_retryable(res.error())) {
             break;
           }
@@ -197,9 +194,8 @@ TEST_CASE("concurrent writers in two processes against a tailing reader",
   }
   INFO("acknowledged " << acked.size() << ", delivered " << delivered.size()
                        << ", rolled back " << doomed.size());
-  REQUIRE(acked.size()
-          >= static_cast<size_t>(processes * writers_per_process
-                                 * appends_per_writer));
+  REQUIRE(acked.size() >= static_cast<size_t>(processes * writers_per_process
+                                              * appends_per_writer));
   CHECK(doomed.size() == processes * 20);
   // The independent checker.
   auto head = (*reader_store)->head_position();
@@ -239,8 +235,7 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   auto store = make_postgres_event_store(cfg);
   REQUIRE(store);
   auto s = new_stream();
-  REQUIRE((*store)->append(s, expected_version::no_stream(),
-                           make_batch(s, 1)));
+  REQUIRE((*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
   // An older transaction takes the lock and the next position (2).
   pg_admin older_admin;
   PGconn* older = PQconnectdb(cfg.dsn.c_str());
@@ -262,9 +257,8 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
                 " event_version, aggregate_type, aggregate_id,"
                 " aggregate_version, occurred_at, payload) VALUES ("
                   + std::to_string(pos) + ", '" + id.to_string()
-                  + "', 'ItemAdded', 1, 'Order', '"
-                  + older_stream.to_string() + "', "
-                  + std::to_string(version) + ", now(), '{}')");
+                  + "', 'ItemAdded', 1, 'Order', '" + older_stream.to_string()
+                  + "', " + std::to_string(version) + ", now(), '{}')");
   };
   exec(older, "BEGIN");
   exec(older, "SELECT position FROM es_position WHERE id = 1 FOR UPDATE");

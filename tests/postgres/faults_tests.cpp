@@ -1,16 +1,15 @@
 // PostgreSQL faults: killed connections, statement timeouts, a restarted
 // server. Errors are retryable and nothing acknowledged is lost.
-#include <atomic>
-#include <cstdlib>
-#include <mutex>
-#include <thread>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 
 #include "pg_fixture.hpp"
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -157,8 +156,8 @@ TEST_CASE("a server restart in the middle of a run loses nothing "
     CHECK(*(*store)->event_exists(id));
   auto head = (*store)->head_position();
   REQUIRE(head);
-  auto count = admin.value("SELECT COUNT(*) FROM "
-                           + fx.schemas.back() + ".events");
+  auto count
+    = admin.value("SELECT COUNT(*) FROM " + fx.schemas.back() + ".events");
   CHECK(std::to_string(*head) == count);
   CHECK(static_cast<int64_t>(acked.size()) <= *head);
 }

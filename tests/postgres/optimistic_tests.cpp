@@ -1,18 +1,17 @@
 // The optimistic append path of the PostgreSQL store: groups decided on
 // stream heads known without a lock, and decided again under the lock when
 // those heads are stale, a request would be refused, or events are replays.
-#include <map>
-#include <mutex>
-#include <set>
-#include <thread>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/outbox.hpp"
 
 #include "pg_fixture.hpp"
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -66,8 +65,8 @@ TEST_CASE("a store alone decides its appends without deciding again",
   REQUIRE(store->append(s, expected_version::no_stream(), make_batch(s, 2)));
   REQUIRE(store->append(s, expected_version::exact(2), make_batch(s, 1)));
   REQUIRE(store->append(s, expected_version::any(), make_batch(s, 3)));
-  REQUIRE(store->append(s, expected_version::stream_exists(),
-                        make_batch(s, 1)));
+  REQUIRE(
+    store->append(s, expected_version::stream_exists(), make_batch(s, 1)));
   auto res = store->append(s, expected_version::exact(7), make_batch(s, 2));
   REQUIRE(res);
   CHECK(res->first_version == 8);

@@ -1,15 +1,14 @@
 // The outbox (claims, SKIP LOCKED, marks, cleanup) and the least-privilege
 // application role.
-#include <cstdlib>
-#include <set>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/outbox.hpp"
 
 #include "pg_fixture.hpp"
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <set>
 
 using namespace es;
 using namespace es::test;
@@ -26,8 +25,8 @@ TEST_CASE("outbox rows are written with appends and claimed once",
   auto s = new_stream();
   REQUIRE((*store)->append(s, expected_version::any(), make_batch(s, 6)));
   // A refused append writes no outbox row.
-  REQUIRE_FALSE((*store)->append(s, expected_version::no_stream(),
-                                 make_batch(s, 1)));
+  REQUIRE_FALSE(
+    (*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
   auto counts = (*ob)->counts();
   REQUIRE(counts);
   CHECK(counts->pending == 6);
@@ -95,8 +94,8 @@ TEST_CASE("the application role can append but not change the log",
   auto schema = fx.schemas.back();
   // Apply the shipped script as the owner.
   std::string cmd = "psql -q -v ON_ERROR_STOP=1 -v role=" + role
-                    + " -v schema=" + schema + " -f " + ES_ROLE_SCRIPT
-                    + " \"" + pg_test_dsn() + "\"";
+                    + " -v schema=" + schema + " -f " + ES_ROLE_SCRIPT + " \""
+                    + pg_test_dsn() + "\"";
   REQUIRE(std::system(cmd.c_str()) == 0);
   struct cleanup {
     pg_admin& admin;
@@ -121,8 +120,8 @@ TEST_CASE("the application role can append but not change the log",
   // UPDATE and DELETE on events are refused.
   PGconn* conn = PQconnectdb(app.dsn.c_str());
   require_pg_server(conn);
-  for (const char* sql : {"UPDATE events SET payload = '{}'",
-                          "DELETE FROM events"}) {
+  for (const char* sql :
+       {"UPDATE events SET payload = '{}'", "DELETE FROM events"}) {
     PGresult* r = PQexec(conn, sql);
     std::string state = PQresultErrorField(r, PG_DIAG_SQLSTATE)
                           ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
@@ -135,8 +134,10 @@ TEST_CASE("the application role can append but not change the log",
   app.migrate = true;
   pg_admin admin;
   // Forget the newest migration so the application role has to apply it.
-  admin.exec("DELETE FROM " + schema + ".schema_migrations WHERE version = "
-             "(SELECT max(version) FROM " + schema + ".schema_migrations)");
+  admin.exec("DELETE FROM " + schema
+             + ".schema_migrations WHERE version = "
+               "(SELECT max(version) FROM "
+             + schema + ".schema_migrations)");
   auto migrated = postgres_migrate(app);
   REQUIRE(migrated);
   INFO(describe(migrated));

@@ -3,17 +3,16 @@
 // one scripts/pg starts.
 #pragma once
 
+#include "es/store/errors.hpp"
+#include "es/store/postgres_event_store.hpp"
+
+#include <catch2/catch.hpp>
+#include <libpq-fe.h>
+
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <libpq-fe.h>
-
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-#include "es/store/postgres_event_store.hpp"
 
 namespace es::test {
 

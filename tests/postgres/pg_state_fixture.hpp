@@ -2,12 +2,11 @@
 // test database, dropped afterwards (see pg_fixture.hpp).
 #pragma once
 
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/state_stores.hpp"
 
 #include "pg_fixture.hpp"
+#include <catch2/catch.hpp>
 
 namespace es::test {
 

@@ -2,20 +2,19 @@
 // database under injected failures, a declarative projection with its
 // checkpoints and dead letters there, and catch-up to live while writers
 // append.
-#include <atomic>
-#include <mutex>
-#include <thread>
-
-#include <caf/actor_system.hpp>
-
-#include <catch2/catch.hpp>
-
 #include "es/projections/coordinator.hpp"
 #include "es/store/postgres_event_store.hpp"
 #include "es/store/sql.hpp"
 
+#include <caf/actor_system.hpp>
+
 #include "pg_fixture.hpp"
 #include "read_model_helpers.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -89,7 +88,8 @@ TEST_CASE("on PostgreSQL, a projection following the store sees every "
     threads.emplace_back([&] {
       for (int i = 0; i < appends; ++i) {
         auto s = new_stream();
-        if (!store->append(s, expected_version::no_stream(), make_batch(s, 1 + i % 3)))
+        if (!store->append(s, expected_version::no_stream(),
+                           make_batch(s, 1 + i % 3)))
           ++failures;
       }
     });
@@ -98,8 +98,8 @@ TEST_CASE("on PostgreSQL, a projection following the store sees every "
   REQUIRE(failures == 0);
   auto head = store->head_position();
   REQUIRE(head);
-  auto waited = coord.wait_until_caught_up("recorder",
-                                           std::chrono::seconds(60));
+  auto waited
+    = coord.wait_until_caught_up("recorder", std::chrono::seconds(60));
   INFO(describe(waited));
   REQUIRE_FALSE(waited);
   std::vector<int64_t> seen;

@@ -1,9 +1,8 @@
 // Projection actors on CAF's deterministic scheduler.
-#include <random>
-
+#include "projection_fixture.hpp"
 #include <catch2/catch.hpp>
 
-#include "projection_fixture.hpp"
+#include <random>
 
 using namespace es;
 using namespace es::test;
@@ -73,8 +72,7 @@ TEST_CASE_METHOD(projection_fixture,
           appended += 1;
         }
         break;
-      default:
-        sched.run_once();
+      default: sched.run_once();
     }
   }
   sched.run();
@@ -87,8 +85,7 @@ TEST_CASE_METHOD(projection_fixture,
 }
 
 TEST_CASE_METHOD(projection_fixture,
-                 "without a bus the actor follows the store",
-                 "[projections]") {
+                 "without a bus the actor follows the store", "[projections]") {
   append_direct(5);
   auto proj = std::make_shared<recording_projection>("follower");
   auto c = config(false);
@@ -199,7 +196,13 @@ TEST_CASE_METHOD(projection_fixture,
   auto h = self->request(a, caf::infinite, replay_atom_v, *ev);
   sched.run();
   bool replayed = false;
-  h.receive([&] { replayed = true; }, [](caf::error& err) { FAIL(describe(err)); });
+  h.receive(
+    [&] {
+      replayed = true;
+    },
+    [](caf::error& err) {
+      FAIL(describe(err));
+    });
   CHECK(replayed);
   CHECK(proj->seen() == std::vector<int64_t>{1, 3, 5, 2});
 }
@@ -269,7 +272,13 @@ TEST_CASE_METHOD(projection_fixture,
   CHECK(status(a).lag_events == 0);
   auto x = self->request(a, caf::infinite, reset_atom_v);
   sched.run();
-  x.receive([](bool ok) { CHECK(ok); }, [](caf::error& err) { FAIL(describe(err)); });
+  x.receive(
+    [](bool ok) {
+      CHECK(ok);
+    },
+    [](caf::error& err) {
+      FAIL(describe(err));
+    });
   CHECK(proj->resets() == 1);
   CHECK(proj->seen() == range(1, 7));
   CHECK(status(a).events_processed == 7);

@@ -3,18 +3,6 @@
 // a bus.
 #pragma once
 
-#include <atomic>
-#include <map>
-#include <mutex>
-#include <set>
-
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
-#include <caf/scoped_actor.hpp>
-
-#include <catch2/catch.hpp>
-
 #include "es/actors/store_actor.hpp"
 #include "es/bus/in_process_bus.hpp"
 #include "es/projections/projection_actor.hpp"
@@ -22,7 +10,18 @@
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/scoped_actor.hpp>
+
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
 
 namespace es::test {
 
@@ -51,15 +50,13 @@ public:
       if (i->second > 0)
         --i->second;
       ++attempts_[ev.global_position];
-      return make_store_error(i->second < 0 || transient_
-                                ? store_errc::storage_busy
-                                : store_errc::storage_busy,
-                              "refusing position "
-                                + std::to_string(ev.global_position));
+      return make_store_error(
+        i->second < 0 || transient_ ? store_errc::storage_busy
+                                    : store_errc::storage_busy,
+        "refusing position " + std::to_string(ev.global_position));
     }
     if (throw_at_.count(ev.global_position) > 0)
-      throw std::runtime_error("boom at "
-                               + std::to_string(ev.global_position));
+      throw std::runtime_error("boom at " + std::to_string(ev.global_position));
     ++attempts_[ev.global_position];
     seen_.push_back(ev.global_position);
     return caf::none;
@@ -187,14 +184,19 @@ struct projection_fixture {
     auto h = self->request(a, caf::infinite, status_atom_v);
     sched.run();
     projection_status result;
-    h.receive([&](projection_status& s) { result = std::move(s); },
-              [&](caf::error& err) { FAIL(describe(err)); });
+    h.receive(
+      [&](projection_status& s) {
+        result = std::move(s);
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
     return result;
   }
 
   /// Advances the clock in small steps so retry timers fire.
-  void advance(caf::timespan total, caf::timespan step
-                                    = std::chrono::milliseconds(5)) {
+  void advance(caf::timespan total,
+               caf::timespan step = std::chrono::milliseconds(5)) {
     for (caf::timespan t{0}; t < total; t += step) {
       sched.advance_time(step);
       sched.run();

@@ -2,14 +2,6 @@
 // counting read model, decorators that inject failures, and a feed filler.
 #pragma once
 
-#include <atomic>
-
-#include <caf/actor_system_config.hpp>
-
-#include <catch2/catch.hpp>
-
-#include <caf/actor_system.hpp>
-
 #include "es/projections/coordinator.hpp"
 #include "es/projections/projection.hpp"
 #include "es/projections/subscription.hpp"
@@ -17,7 +9,13 @@
 #include "es/store/errors.hpp"
 #include "es/store/sql.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
 
 namespace es::test {
 
@@ -212,7 +210,6 @@ inline subscription_config base_config(event_store_ptr store) {
   return c;
 }
 
-
 /// Feeds 100 events (one of which the handler refuses) through a
 /// transactional counting read model on `inner` whose third transaction
 /// fails before its commit, then resumes with a new actor system: every
@@ -234,8 +231,8 @@ inline void check_exactly_once(event_store_ptr store, read_model_db_ptr inner,
     c.batch_size = batch_size;
     c.errors.strategy = error_strategy::retry_then_dlq;
     REQUIRE_FALSE(coord.add(model, c));
-    auto waited = coord.wait_until_caught_up("counts",
-                                             std::chrono::seconds(30));
+    auto waited
+      = coord.wait_until_caught_up("counts", std::chrono::seconds(30));
     INFO(describe(waited));
     REQUIRE_FALSE(waited);
     auto s = coord.status("counts");
@@ -260,8 +257,8 @@ inline void check_exactly_once(event_store_ptr store, read_model_db_ptr inner,
   auto c2 = base_config(store);
   c2.batch_size = batch_size;
   REQUIRE_FALSE(coord2.add(model, c2));
-  REQUIRE_FALSE(coord2.wait_until_caught_up("counts",
-                                            std::chrono::seconds(30)));
+  REQUIRE_FALSE(
+    coord2.wait_until_caught_up("counts", std::chrono::seconds(30)));
   CHECK(model->total() == 109);
 }
 

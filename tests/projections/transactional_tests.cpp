@@ -1,14 +1,6 @@
 // Read models that commit with their checkpoint (SQLite and PostgreSQL),
 // faults injected by decorators, supervised restarts, and rebuilds, on real
 // threads.
-#include <atomic>
-#include <thread>
-
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-
-#include <catch2/catch.hpp>
-
 #include "es/actors/type_ids.hpp"
 #include "es/projections/coordinator.hpp"
 #include "es/projections/projection_actor.hpp"
@@ -17,9 +9,16 @@
 #include "es/store/memory_event_store.hpp"
 #include "es/store/sql.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
 #include "read_model_helpers.hpp"
 #include "temp_dir.hpp"
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -82,12 +81,12 @@ TEST_CASE("a rebuild gives the same read model as incremental processing",
   auto incremental = model->total();
   CHECK(incremental == 140);
   std::vector<rebuild_progress> seen;
-  REQUIRE_FALSE(coord.rebuild("counts",
-                              [&](const rebuild_progress& p) {
-                                seen.push_back(p);
-                              },
-                              std::chrono::seconds(30),
-                              std::chrono::milliseconds(1)));
+  REQUIRE_FALSE(coord.rebuild(
+    "counts",
+    [&](const rebuild_progress& p) {
+      seen.push_back(p);
+    },
+    std::chrono::seconds(30), std::chrono::milliseconds(1)));
   CHECK(model->total() == incremental);
   REQUIRE_FALSE(seen.empty());
   CHECK(seen.back().done == 140);

@@ -1,9 +1,8 @@
 // Bad input: clear errors, no crash, nothing written. Runs on every adapter.
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 
 #include "store_fixtures.hpp"
+#include <catch2/catch.hpp>
 
 // The adapters under test; other test binaries compile this file with their
 // own list (for example the store actor behind the blocking facade).
@@ -52,10 +51,9 @@ TEMPLATE_TEST_CASE("malformed and hostile JSON payloads are refused",
   for (std::string payload :
        {std::string{""}, std::string{"{"}, std::string{R"({"sku":"x")"},
         std::string{R"({"sku":"x"}garbage)"}, std::string{"null"},
-        std::string{"42"}, std::string{R"("a string")"},
-        std::string{"[1,2,3]"}, std::string{R"({'single':'quotes'})"},
-        std::string{R"({"a":01})"}, std::string{"{\"a\":\"\xFF\xFE\"}"},
-        std::string{"{\"a\":\"\\uD800\"}"},
+        std::string{"42"}, std::string{R"("a string")"}, std::string{"[1,2,3]"},
+        std::string{R"({'single':'quotes'})"}, std::string{R"({"a":01})"},
+        std::string{"{\"a\":\"\xFF\xFE\"}"}, std::string{"{\"a\":\"\\uD800\"}"},
         std::string{"{\"a\":1}\0{\"b\":2}", 15},
         "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}"}) {
     INFO("payload: " << payload.substr(0, 40));
@@ -75,8 +73,8 @@ TEMPLATE_TEST_CASE("metadata must be a JSON object", "[bad-input]",
   refuse(*store, s, batch, store_errc::malformed_payload);
 }
 
-TEMPLATE_TEST_CASE("oversized payloads hit the configured limit",
-                   "[bad-input]", ES_CONTRACT_FIXTURES) {
+TEMPLATE_TEST_CASE("oversized payloads hit the configured limit", "[bad-input]",
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   store_limits limits;
   limits.max_payload_bytes = 1024;

@@ -1,12 +1,12 @@
 // JSON facade and struct codecs.
-#include <cmath>
-#include <limits>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
 
 using namespace es;
 
@@ -109,8 +109,7 @@ TEST_CASE("decoding names the failing field", "[json]") {
   check("[1,2]", "payload: expected object, got array");
 }
 
-TEST_CASE("unknown fields are ignored and null optionals are empty",
-          "[json]") {
+TEST_CASE("unknown fields are ignored and null optionals are empty", "[json]") {
   auto res = from_json<line>(R"({"sku":"X","qty":2,"added_later":[1,{}]})");
   REQUIRE(res);
   CHECK(res->sku == "X");
@@ -157,8 +156,8 @@ TEST_CASE("validation refuses hostile JSON without crashing", "[json]") {
   deep.insert(0, "{\"a\":");
   deep += std::string(31, ']') + "}";
   CHECK(code(deep) == store_errc{});
-  std::string deeper = "{\"a\":" + std::string(40, '[')
-                       + std::string(40, ']') + "}";
+  std::string deeper
+    = "{\"a\":" + std::string(40, '[') + std::string(40, ']') + "}";
   CHECK(code(deeper) == store_errc::malformed_payload);
   json::parse_limits huge;
   huge.max_depth = 1'000'000;
@@ -205,10 +204,10 @@ TEST_CASE("timestamps format and parse as ISO 8601 UTC", "[json]") {
   auto no_frac = parse_timestamp("1970-01-01T00:00:00Z");
   REQUIRE(no_frac);
   CHECK(no_frac->time_since_epoch().count() == 0);
-  for (const char* bad : {"2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-                          "2026-11-23", "2026-11-23T14:34:05",
-                          "2026-11-23T14:34:05+02:00", "2026-11-23T25:00:00Z",
-                          "2026-11-23T14:34:05.Z"}) {
+  for (const char* bad :
+       {"2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-23",
+        "2026-11-23T14:34:05", "2026-11-23T14:34:05+02:00",
+        "2026-11-23T25:00:00Z", "2026-11-23T14:34:05.Z"}) {
     INFO(bad);
     CHECK_FALSE(parse_timestamp(bad));
   }

@@ -1,15 +1,14 @@
 // The event store contract: every adapter must pass every test here.
+#include "es/store/errors.hpp"
+
+#include "store_fixtures.hpp"
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
 #include <set>
 #include <thread>
-
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-
-#include "store_fixtures.hpp"
 
 // The adapters under test; other test binaries compile this file with their
 // own list (for example the store actor behind the blocking facade).
@@ -137,47 +136,45 @@ TEMPLATE_TEST_CASE("events may leave stream fields to the store", "[contract]",
   CHECK(events[0].aggregate_type == s.aggregate_type);
 }
 
-TEMPLATE_TEST_CASE("expected version semantics", "[contract]", ES_CONTRACT_FIXTURES) {
+TEMPLATE_TEST_CASE("expected version semantics", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();
   SECTION("on a stream that does not exist") {
-    require_code(store->append(s, expected_version::stream_exists(),
-                               make_batch(s, 1)),
+    require_code(
+      store->append(s, expected_version::stream_exists(), make_batch(s, 1)),
+      store_errc::wrong_expected_version);
+    require_code(store->append(s, expected_version::exact(3), make_batch(s, 1)),
                  store_errc::wrong_expected_version);
-    require_code(store->append(s, expected_version::exact(3),
-                               make_batch(s, 1)),
-                 store_errc::wrong_expected_version);
-    CHECK(require(store->append(s, expected_version::exact(0),
-                                make_batch(s, 1)))
-            .last_version
-          == 1);
+    CHECK(
+      require(store->append(s, expected_version::exact(0), make_batch(s, 1)))
+        .last_version
+      == 1);
   }
   SECTION("any appends whatever the version") {
     require(store->append(s, expected_version::any(), make_batch(s, 2)));
-    auto r = require(store->append(s, expected_version::any(),
-                                   make_batch(s, 1)));
+    auto r
+      = require(store->append(s, expected_version::any(), make_batch(s, 1)));
     CHECK(r.first_version == 3);
   }
   SECTION("on a stream with events") {
     require(store->append(s, expected_version::no_stream(), make_batch(s, 2)));
-    require_code(store->append(s, expected_version::no_stream(),
-                               make_batch(s, 1)),
+    require_code(
+      store->append(s, expected_version::no_stream(), make_batch(s, 1)),
+      store_errc::wrong_expected_version);
+    require_code(store->append(s, expected_version::exact(1), make_batch(s, 1)),
                  store_errc::wrong_expected_version);
-    require_code(store->append(s, expected_version::exact(1),
-                               make_batch(s, 1)),
-                 store_errc::wrong_expected_version);
-    require_code(store->append(s, expected_version::exact(3),
-                               make_batch(s, 1)),
+    require_code(store->append(s, expected_version::exact(3), make_batch(s, 1)),
                  store_errc::wrong_expected_version);
     CHECK(require(store->append(s, expected_version::stream_exists(),
                                 make_batch(s, 1)))
             .last_version
           == 3);
-    CHECK(require(store->append(s, expected_version::exact(3),
-                                make_batch(s, 2)))
-            .last_version
-          == 5);
+    CHECK(
+      require(store->append(s, expected_version::exact(3), make_batch(s, 2)))
+        .last_version
+      == 5);
   }
   SECTION("a conflict carries stream, expected and actual version") {
     require(store->append(s, expected_version::no_stream(), make_batch(s, 4)));
@@ -207,9 +204,9 @@ TEMPLATE_TEST_CASE("expected version semantics", "[contract]", ES_CONTRACT_FIXTU
                  store_errc::wrong_expected_version);
   }
   SECTION("negative exact versions are invalid") {
-    require_code(store->append(s, expected_version::exact(-3),
-                               make_batch(s, 1)),
-                 store_errc::invalid_argument);
+    require_code(
+      store->append(s, expected_version::exact(-3), make_batch(s, 1)),
+      store_errc::invalid_argument);
   }
 }
 
@@ -221,8 +218,8 @@ TEMPLATE_TEST_CASE("appends are idempotent by event id", "[contract]",
   auto batch = make_batch(s, 3);
   auto first = require(store->append(s, expected_version::no_stream(), batch));
   SECTION("re-sending the batch returns the original result") {
-    auto again = require(store->append(s, expected_version::no_stream(),
-                                       batch));
+    auto again
+      = require(store->append(s, expected_version::no_stream(), batch));
     CHECK(again.deduplicated);
     again.deduplicated = false;
     CHECK(again == first);
@@ -235,8 +232,7 @@ TEMPLATE_TEST_CASE("appends are idempotent by event id", "[contract]",
     CHECK(require(store->head_position()) == 5);
   }
   SECTION("a single event re-sent alone is a replay too") {
-    auto again = require(store->append(s, expected_version::any(),
-                                       {batch[1]}));
+    auto again = require(store->append(s, expected_version::any(), {batch[1]}));
     CHECK(again.deduplicated);
     CHECK(again.first_version == 2);
     CHECK(again.first_position == first.first_position + 1);
@@ -302,8 +298,8 @@ TEMPLATE_TEST_CASE("read_stream pages forwards and backwards", "[contract]",
   auto other = new_stream();
   for (int i = 0; i < 5; ++i) {
     require(store->append(s, expected_version::any(), make_batch(s, 5, i * 5)));
-    require(store->append(other, expected_version::any(),
-                          make_batch(other, 1)));
+    require(
+      store->append(other, expected_version::any(), make_batch(other, 1)));
   }
   SECTION("forwards in pages of 7") {
     read_stream_options opts;
@@ -374,16 +370,16 @@ TEMPLATE_TEST_CASE("read_stream pages forwards and backwards", "[contract]",
   }
 }
 
-TEMPLATE_TEST_CASE("read_stream of a long stream stays in pages",
-                   "[contract]", ES_CONTRACT_FIXTURES) {
+TEMPLATE_TEST_CASE("read_stream of a long stream stays in pages", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   store_limits limits;
   limits.max_page_size = 64;
   auto store = fx.open(nullptr, limits);
   auto s = new_stream();
   for (int i = 0; i < 20; ++i)
-    require(store->append(s, expected_version::any(),
-                          make_batch(s, 100, i * 100)));
+    require(
+      store->append(s, expected_version::any(), make_batch(s, 100, i * 100)));
   read_stream_options opts;
   opts.max_count = 1'000'000;
   size_t largest = 0;
@@ -462,8 +458,8 @@ TEMPLATE_TEST_CASE("read_all filters by type, aggregate type and tenant",
   auto customer = new_stream("Customer");
   auto order_b = new_stream("Order");
   for (int i = 0; i < 10; ++i) {
-    event_batch b1{make_test_event(order, i, i % 2 ? "NoteWritten"
-                                                   : "ItemAdded")};
+    event_batch b1{
+      make_test_event(order, i, i % 2 ? "NoteWritten" : "ItemAdded")};
     b1[0].tenant_id = tenant_a;
     require(store->append(order, expected_version::any(), b1));
     event_batch b2{make_test_event(customer, i, "NoteWritten")};
@@ -493,10 +489,10 @@ TEMPLATE_TEST_CASE("read_all filters by type, aggregate type and tenant",
   CHECK(count({{"ItemAdded"}, {}, tenant_a}) == 5);
   CHECK(count({{"NoSuchType"}, {}, std::nullopt}) == 0);
   CHECK(count({{}, {}, uuid::random()}) == 0);
-  CHECK(count({{"ItemAdded", "NoteWritten"}, {"Order", "Customer"},
-               std::nullopt},
-              1)
-        == 30);
+  CHECK(
+    count({{"ItemAdded", "NoteWritten"}, {"Order", "Customer"}, std::nullopt},
+          1)
+    == 30);
   SECTION("a filtered page reports how far it looked") {
     read_all_options opts;
     opts.filter.aggregate_types = {"Customer"};
@@ -526,8 +522,7 @@ TEMPLATE_TEST_CASE("tenants cannot share a stream", "[contract]",
                store_errc::tenant_mismatch);
   auto mixed = make_batch(new_stream(), 2);
   mixed[0].tenant_id = a;
-  require_code(store->append(mixed[0].stream(), expected_version::any(),
-                             mixed),
+  require_code(store->append(mixed[0].stream(), expected_version::any(), mixed),
                store_errc::tenant_mismatch);
   CHECK(require(store->head_position()) == 1);
 }
@@ -538,8 +533,8 @@ TEMPLATE_TEST_CASE("UUID edge cases", "[contract]", ES_CONTRACT_FIXTURES) {
   uuid::bytes_type ff;
   ff.fill(0xFF);
   stream_id max_id{"Order", uuid{ff}};
-  require(store->append(max_id, expected_version::any(),
-                        make_batch(max_id, 2)));
+  require(
+    store->append(max_id, expected_version::any(), make_batch(max_id, 2)));
   CHECK(require(store->stream_version(max_id)) == 2);
   SECTION("the same id under another aggregate type is another stream") {
     stream_id other{"Customer", max_id.aggregate_id};
@@ -551,9 +546,9 @@ TEMPLATE_TEST_CASE("UUID edge cases", "[contract]", ES_CONTRACT_FIXTURES) {
   }
   SECTION("nil ids are refused") {
     stream_id nil_stream{"Order", uuid{}};
-    require_code(store->append(nil_stream, expected_version::any(),
-                               make_batch(max_id, 1)),
-                 store_errc::invalid_argument);
+    require_code(
+      store->append(nil_stream, expected_version::any(), make_batch(max_id, 1)),
+      store_errc::invalid_argument);
     auto batch = make_batch(max_id, 1);
     batch[0].event_id = uuid{};
     require_code(store->append(max_id, expected_version::any(), batch),

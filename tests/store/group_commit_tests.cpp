@@ -1,16 +1,15 @@
 // The group-commit queue shared by the SQLite and PostgreSQL adapters: one
 // or several leaders, group limits, gathering, and every caller answered
 // exactly once.
+#include "group_commit.hpp"
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-
-#include <catch2/catch.hpp>
-
-#include "group_commit.hpp"
 
 using namespace es;
 using namespace std::chrono_literals;
@@ -26,8 +25,8 @@ struct run_stats {
 };
 
 /// A commit function that numbers every request and records concurrency.
-detail::group_commit_queue::commit_fn
-numbering_commit(run_stats& st, size_t max_group) {
+detail::group_commit_queue::commit_fn numbering_commit(run_stats& st,
+                                                       size_t max_group) {
   return [&st, max_group](const std::vector<detail::write_job*>& group) {
     auto now = ++st.in_flight;
     auto seen = st.max_in_flight.load();
@@ -120,7 +119,9 @@ TEST_CASE("several leaders commit groups at once, never more than allowed",
       std::unique_lock guard{mtx};
       if (first) {
         first = false;
-        cv.wait_for(guard, 10s, [&] { return overlapped; });
+        cv.wait_for(guard, 10s, [&] {
+          return overlapped;
+        });
         guard.unlock();
       } else {
         overlapped = true;

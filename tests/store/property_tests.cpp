@@ -2,15 +2,14 @@
 // oracle: every result and every error code must agree.
 //
 // The seed is printed; rerun one with ES_PROPERTY_SEED=<seed>.
-#include <cstdlib>
-#include <iostream>
-#include <random>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 
 #include "store_fixtures.hpp"
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <random>
 
 // The adapter compared with the oracle; other binaries substitute theirs.
 #ifdef ES_PROPERTY_FIXTURE_HEADER
@@ -112,7 +111,8 @@ private:
     // Sometimes re-send an earlier batch (idempotent replay), sometimes a
     // part of one (conflict).
     if (!sent_.empty() && pick(0, 9) == 0) {
-      auto batch = sent_[static_cast<size_t>(pick(0, static_cast<int>(sent_.size()) - 1))];
+      auto batch = sent_[static_cast<size_t>(
+        pick(0, static_cast<int>(sent_.size()) - 1))];
       if (batch.size() > 1 && pick(0, 1) == 0)
         batch.pop_back();
       return batch;
@@ -160,8 +160,7 @@ private:
     auto n = pick(1, 5);
     for (int i = 0; i < n; ++i) {
       const auto& s = any_stream();
-      reqs.push_back({s, pick(0, 1) ? expected_version::any()
-                                    : any_expected(s),
+      reqs.push_back({s, pick(0, 1) ? expected_version::any() : any_expected(s),
                       any_batch(s)});
     }
     auto copy = reqs;
@@ -174,8 +173,8 @@ private:
 
   void read_stream() {
     read_stream_options opts;
-    opts.direction = pick(0, 1) ? read_direction::forwards
-                                : read_direction::backwards;
+    opts.direction
+      = pick(0, 1) ? read_direction::forwards : read_direction::backwards;
     opts.from_version = pick(0, 12);
     opts.to_version = pick(0, 3) == 0 ? pick(0, 12) : 0;
     opts.max_count = static_cast<size_t>(pick(1, 6));
@@ -230,7 +229,8 @@ private:
   void find() {
     uuid id = uuid::random();
     if (!sent_.empty() && pick(0, 2) > 0)
-      id = sent_[static_cast<size_t>(pick(0, static_cast<int>(sent_.size()) - 1))]
+      id = sent_[static_cast<size_t>(
+                   pick(0, static_cast<int>(sent_.size()) - 1))]
              .front()
              .event_id;
     auto a = oracle_.find_event(id);
@@ -264,8 +264,7 @@ TEST_CASE("the adapter agrees with the in-memory oracle on random sequences",
     limits.max_page_size = 7;
     auto oracle = mem.open(nullptr, limits);
     auto subject = lite.open(nullptr, limits);
-    model_checker checker{seed + static_cast<uint64_t>(run), *oracle,
-                          *subject};
+    model_checker checker{seed + static_cast<uint64_t>(run), *oracle, *subject};
     for (int i = 0; i < 500; ++i)
       checker.step(i);
     checker.compare_everything();

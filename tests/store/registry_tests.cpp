@@ -1,10 +1,9 @@
 // The event registry: codecs, lookups and upcaster chains.
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/event_registry.hpp"
 
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
 
 using namespace es;
 
@@ -76,8 +75,7 @@ std::shared_ptr<event_registry> make_customer_registry() {
   REQUIRE_FALSE(reg->add<customer_registered>());
   REQUIRE_FALSE(reg->add_json_upcaster("CustomerRegistered", 1,
                                        "CustomerRegistered", 2, split_name));
-  REQUIRE_FALSE((reg->add_upcaster<customer_registered_v2,
-                                   customer_registered>(
+  REQUIRE_FALSE((reg->add_upcaster<customer_registered_v2, customer_registered>(
     [](const customer_registered_v2& old) {
       return customer_registered{old.first_name, old.last_name, "unknown"};
     })));
@@ -112,8 +110,7 @@ TEST_CASE("registering twice is an error", "[registry]") {
   REQUIRE_FALSE(reg.add<test::item_added>());
   auto err = reg.add<test::item_added>();
   CHECK(has_code(err, store_errc::duplicate_registration));
-  auto err2 = reg.add_json_upcaster("ItemAdded", 1, "ItemAdded", 2,
-                                    split_name);
+  auto err2 = reg.add_json_upcaster("ItemAdded", 1, "ItemAdded", 2, split_name);
   CHECK(has_code(err2, store_errc::duplicate_registration));
 }
 
@@ -153,8 +150,8 @@ TEST_CASE("upcasters turn old payloads into the current version",
     CHECK(any->event_version == 3);
   }
   SECTION("v2 goes through the typed upcaster") {
-    auto res = reg->decode_as<customer_registered>(stored(
-      "CustomerRegistered", 2, R"({"first_name":"A","last_name":"B"})"));
+    auto res = reg->decode_as<customer_registered>(
+      stored("CustomerRegistered", 2, R"({"first_name":"A","last_name":"B"})"));
     REQUIRE(res);
     CHECK(res->email == "unknown");
   }
@@ -166,8 +163,8 @@ TEST_CASE("upcasters turn old payloads into the current version",
     CHECK(res->email == "a@b");
   }
   SECTION("asking for an old struct is an error") {
-    auto res = reg->decode_as<customer_registered_v2>(stored(
-      "CustomerRegistered", 2, R"({"first_name":"A","last_name":"B"})"));
+    auto res = reg->decode_as<customer_registered_v2>(
+      stored("CustomerRegistered", 2, R"({"first_name":"A","last_name":"B"})"));
     CHECK(has_code(res.error(), store_errc::upcast_failed));
   }
   SECTION("a failing upcaster reports upcast_failed") {
@@ -180,17 +177,20 @@ TEST_CASE("upcasters turn old payloads into the current version",
   }
 }
 
-TEST_CASE("upcasters need registered ends and a newer target",
-          "[registry]") {
+TEST_CASE("upcasters need registered ends and a newer target", "[registry]") {
   event_registry reg;
   auto err = reg.add_upcaster<customer_registered_v2, customer_registered>(
-    [](const customer_registered_v2&) { return customer_registered{}; });
+    [](const customer_registered_v2&) {
+      return customer_registered{};
+    });
   CHECK(has_code(err, store_errc::invalid_argument));
   REQUIRE_FALSE(reg.add<customer_registered_v2>());
   REQUIRE_FALSE(reg.add<customer_registered>());
-  auto backwards = reg.add_upcaster<customer_registered,
-                                    customer_registered_v2>(
-    [](const customer_registered&) { return customer_registered_v2{}; });
+  auto backwards
+    = reg.add_upcaster<customer_registered, customer_registered_v2>(
+      [](const customer_registered&) {
+        return customer_registered_v2{};
+      });
   CHECK(has_code(backwards, store_errc::invalid_argument));
   auto json_backwards = reg.add_json_upcaster("X", 3, "X", 2, split_name);
   CHECK(has_code(json_backwards, store_errc::invalid_argument));

@@ -1,18 +1,16 @@
 // What only the SQLite adapter has: files, schema, durability settings.
-#include <filesystem>
-#include <fstream>
-#include <mutex>
-#include <thread>
-
-#include <sqlite3.h>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/sqlite_event_store.hpp"
 
 #include "temp_dir.hpp"
 #include "test_events.hpp"
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -73,9 +71,9 @@ TEST_CASE("the schema has the five tables of the design", "[sqlite]") {
   sqlite_config cfg;
   cfg.path = dir.file("events.db");
   REQUIRE(make_sqlite_event_store(cfg));
-  for (const char* table : {"events", "event_outbox", "projection_checkpoints",
-                            "dead_letter_queue", "snapshots",
-                            "schema_migrations"}) {
+  for (const char* table :
+       {"events", "event_outbox", "projection_checkpoints", "dead_letter_queue",
+        "snapshots", "schema_migrations"}) {
     INFO(table);
     auto sql = std::string{"SELECT COUNT(*) FROM sqlite_master WHERE "
                            "type = 'table' AND name = '"}
@@ -151,8 +149,8 @@ TEST_CASE("every synchronous mode stores the same events", "[sqlite]") {
   temp_dir dir;
   for (auto mode : {sqlite_sync::full, sqlite_sync::normal, sqlite_sync::off}) {
     sqlite_config cfg;
-    cfg.path = dir.file("events-" + std::to_string(static_cast<int>(mode))
-                        + ".db");
+    cfg.path
+      = dir.file("events-" + std::to_string(static_cast<int>(mode)) + ".db");
     cfg.synchronous = mode;
     auto store = make_sqlite_event_store(cfg);
     REQUIRE(store);
@@ -182,8 +180,8 @@ TEST_CASE("a writer locked out by another process gets storage_busy",
   sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(other);
   // Retrying succeeds and nothing of the failed attempt remains.
-  auto again = (*store)->append(s, expected_version::no_stream(),
-                                make_batch(s, 1));
+  auto again
+    = (*store)->append(s, expected_version::no_stream(), make_batch(s, 1));
   REQUIRE(again);
   CHECK(again->first_position == 1);
 }

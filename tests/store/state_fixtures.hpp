@@ -2,14 +2,13 @@
 // backend. Each call returns a fresh, empty store.
 #pragma once
 
-#include <string>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/state_stores.hpp"
 
 #include "temp_dir.hpp"
+#include <catch2/catch.hpp>
+
+#include <string>
 
 namespace es::test {
 
@@ -38,16 +37,16 @@ struct sqlite_state_fixture {
   snapshot_store_ptr snapshots() {
     auto store = make_sqlite_snapshot_store(next_file());
     if (!store)
-      FAIL("cannot open the SQLite snapshot store: "
-           << describe(store.error()));
+      FAIL(
+        "cannot open the SQLite snapshot store: " << describe(store.error()));
     return *store;
   }
 
   checkpoint_store_ptr checkpoints() {
     auto store = make_sqlite_checkpoint_store(next_file());
     if (!store)
-      FAIL("cannot open the SQLite checkpoint store: "
-           << describe(store.error()));
+      FAIL(
+        "cannot open the SQLite checkpoint store: " << describe(store.error()));
     return *store;
   }
 

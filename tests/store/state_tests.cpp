@@ -1,5 +1,13 @@
 // The state store contract: every adapter of the snapshot, checkpoint and
 // dead-letter ports must pass every test here.
+#include "es/store/errors.hpp"
+#include "es/store/event.hpp"
+#include "es/store/state_stores.hpp"
+#include "es/store/uuid.hpp"
+
+#include "state_fixtures.hpp"
+#include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <initializer_list>
@@ -11,15 +19,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-#include "es/store/event.hpp"
-#include "es/store/state_stores.hpp"
-#include "es/store/uuid.hpp"
-
-#include "state_fixtures.hpp"
 
 // The adapters under test; other test binaries compile this file with their
 // own list (for example the PostgreSQL adapters).

@@ -1,16 +1,15 @@
 // One fixture per event store adapter, so suites run for every backend.
 #pragma once
 
-#include <memory>
-#include <string>
-
-#include <catch2/catch.hpp>
-
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/store/sqlite_event_store.hpp"
 
 #include "temp_dir.hpp"
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <string>
 
 namespace es::test {
 

@@ -1,16 +1,15 @@
 // UUID parsing, formatting, generation and ordering.
+#include "es/store/errors.hpp"
+#include "es/store/uuid.hpp"
+
+#include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <set>
 #include <thread>
-
-#include <sys/wait.h>
-#include <unistd.h>
 #include <unordered_set>
-
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-#include "es/store/uuid.hpp"
 
 using namespace es;
 
@@ -26,12 +25,13 @@ TEST_CASE("UUIDs parse their canonical form in either case", "[uuid]") {
 }
 
 TEST_CASE("malformed UUID texts are refused with invalid_uuid", "[uuid]") {
-  for (const char* text :
-       {"", "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
-        "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0}",
-        "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 ",
-        "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg", "0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0",
-        "'; DROP TABLE events;--'''''''''''''"}) {
+  for (const char* text : {"", "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                           "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0}",
+                           "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f",
+                           "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 ",
+                           "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+                           "0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0",
+                           "'; DROP TABLE events;--'''''''''''''"}) {
     INFO(text);
     auto x = uuid::parse(text);
     REQUIRE_FALSE(x);

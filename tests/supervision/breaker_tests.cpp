@@ -1,18 +1,18 @@
 // The circuit breaker: its state machine driven by explicit time points, and
 // the breaker actor in front of a scripted target on the test_coordinator.
+#include "es/supervision/circuit_breaker.hpp"
+#include "es/supervision/classifier.hpp"
+
+#include <caf/actor_clock.hpp>
+#include <caf/send.hpp>
+
+#include "supervision_fixture.hpp"
+#include <catch2/catch.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include <caf/actor_clock.hpp>
-#include <caf/send.hpp>
-#include <catch2/catch.hpp>
-
-#include "es/supervision/circuit_breaker.hpp"
-#include "es/supervision/classifier.hpp"
-
-#include "supervision_fixture.hpp"
 
 using namespace es;
 using namespace es::test;

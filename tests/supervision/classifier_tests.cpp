@@ -1,17 +1,18 @@
 // error_classifier: the built-in classes and the precedence of custom, code,
 // category and pattern rules.
-#include <optional>
-#include <string>
+#include "es/store/errors.hpp"
+#include "es/supervision/classifier.hpp"
+#include "es/supervision/errors.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/make_message.hpp>
 #include <caf/sec.hpp>
+
 #include <catch2/catch.hpp>
 
-#include "es/store/errors.hpp"
-#include "es/supervision/classifier.hpp"
-#include "es/supervision/errors.hpp"
+#include <optional>
+#include <string>
 
 using namespace es;
 

@@ -1,6 +1,16 @@
 // The dead-letter actor over the in-memory store: its message protocol and
 // replay into a projection. The actor is detached (its own thread), so these
 // tests use the threaded scheduler and blocking requests.
+#include "es/store/state_stores.hpp"
+#include "es/supervision/actors.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/result.hpp>
+
+#include "supervision_fixture.hpp"
+#include <catch2/catch.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -8,16 +18,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/event_based_actor.hpp>
-#include <caf/response_promise.hpp>
-#include <caf/result.hpp>
-#include <catch2/catch.hpp>
-
-#include "es/store/state_stores.hpp"
-#include "es/supervision/actors.hpp"
-
-#include "supervision_fixture.hpp"
 
 using namespace es;
 using namespace es::test;

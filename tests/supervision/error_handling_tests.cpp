@@ -1,16 +1,17 @@
 // error_tracker: counters, the one-minute rate, the policy's limits, health
 // and callbacks, all driven by explicit timestamps.
+#include "es/store/errors.hpp"
+#include "es/supervision/error_handling.hpp"
+
+#include <caf/error.hpp>
+
+#include <catch2/catch.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-#include "es/supervision/error_handling.hpp"
 
 using namespace es;
 using namespace std::chrono_literals;

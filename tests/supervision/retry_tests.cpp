@@ -1,19 +1,20 @@
 // backoff_delay (schedule, cap and jitter bounds) and the blocking retry
 // helper (attempt counts, non-retryable errors, exhaustion).
+#include "es/store/errors.hpp"
+#include "es/supervision/errors.hpp"
+#include "es/supervision/retry.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <catch2/catch.hpp>
+
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <random>
 #include <string>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-#include <catch2/catch.hpp>
-
-#include "es/store/errors.hpp"
-#include "es/supervision/errors.hpp"
-#include "es/supervision/retry.hpp"
 
 using namespace es;
 using namespace std::chrono_literals;

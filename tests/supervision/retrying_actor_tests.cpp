@@ -1,16 +1,15 @@
 // spawn_retrying on the test_coordinator: retries wait for their backoff on
 // the test clock, exhaustion and non-retryable errors reach the client.
-#include <chrono>
-#include <cstdint>
-#include <memory>
-#include <string>
-
-#include <catch2/catch.hpp>
-
 #include "es/supervision/actors.hpp"
 #include "es/supervision/classifier.hpp"
 
 #include "supervision_fixture.hpp"
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
 
 using namespace es;
 using namespace es::test;

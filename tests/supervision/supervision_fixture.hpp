@@ -3,17 +3,10 @@
 // sink that records, and a scripted target actor.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
-#include <deque>
-#include <iostream>
-#include <memory>
-#include <mutex>
-#include <string>
-#include <string_view>
-#include <type_traits>
-#include <utility>
-#include <vector>
+#include "es/store/errors.hpp"
+#include "es/store/log.hpp"
+#include "es/supervision/errors.hpp"
+#include "es/supervision/type_ids.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -25,12 +18,20 @@
 #include <caf/scheduler/test_coordinator.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/typed_response_promise.hpp>
+
 #include <catch2/catch.hpp>
 
-#include "es/store/errors.hpp"
-#include "es/store/log.hpp"
-#include "es/supervision/errors.hpp"
-#include "es/supervision/type_ids.hpp"
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace es::test {
 

@@ -1,20 +1,20 @@
 // The supervisor on the test_coordinator: restarts after the backoff on the
 // test clock, the restart limit, normal ends and stops.
-#include <chrono>
-#include <cstdint>
-#include <memory>
-#include <string>
-#include <vector>
+#include "es/supervision/actors.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/sec.hpp>
-#include <catch2/catch.hpp>
-
-#include "es/supervision/actors.hpp"
 
 #include "supervision_fixture.hpp"
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
 
 using namespace es;
 using namespace es::test;

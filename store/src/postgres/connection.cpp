@@ -1,10 +1,10 @@
 #include "postgres/connection.hpp"
 
-#include <cstring>
+#include "es/store/errors.hpp"
 
 #include <endian.h>
 
-#include "es/store/errors.hpp"
+#include <cstring>
 
 namespace es::detail::pg {
 
@@ -31,12 +31,11 @@ caf::error from_state(const std::string& state, std::string msg) {
     return make_store_error(store_errc::serialization_failure, std::move(msg));
   if (state == "57014")
     return make_store_error(store_errc::timeout, std::move(msg));
-  if (starts("08") || state == "57P01" || state == "57P02"
-      || state == "57P03" || state == "53300")
+  if (starts("08") || state == "57P01" || state == "57P02" || state == "57P03"
+      || state == "53300")
     return make_store_error(store_errc::connection_failed, std::move(msg));
   if (starts("28"))
-    return make_store_error(store_errc::authentication_failed,
-                            std::move(msg));
+    return make_store_error(store_errc::authentication_failed, std::move(msg));
   if (state == "3D000")
     return make_store_error(store_errc::unknown_database, std::move(msg));
   if (state == "42501")
@@ -105,8 +104,8 @@ std::optional<uuid> result::opt_uuid(int row, int col) const {
 timestamp result::time_at(int row, int col) const {
   // Binary timestamptz: microseconds since 2000-01-01 00:00:00 UTC.
   constexpr int64_t pg_epoch_offset_us = 946'684'800'000'000;
-  return timestamp{std::chrono::microseconds{int8(row, col)
-                                             + pg_epoch_offset_us}};
+  return timestamp{
+    std::chrono::microseconds{int8(row, col) + pg_epoch_offset_us}};
 }
 
 std::string result::text(int row, int col) const {
@@ -227,10 +226,10 @@ connection::open(const postgres_config& cfg) {
   // Keyword/value arrays let the DSN (string or URI) win over our defaults
   // and leave everything else to libpq's environment variables.
   std::string timeout = std::to_string(cfg.connect_timeout.count());
-  const char* keys[] = {"connect_timeout", "application_name", "dbname",
-                        nullptr};
-  const char* vals[] = {timeout.c_str(), "eventsource", cfg.dsn.c_str(),
-                        nullptr};
+  const char* keys[]
+    = {"connect_timeout", "application_name", "dbname", nullptr};
+  const char* vals[]
+    = {timeout.c_str(), "eventsource", cfg.dsn.c_str(), nullptr};
   PGconn* conn = PQconnectdbParams(keys, vals, 1);
   if (conn == nullptr)
     return make_store_error(store_errc::connection_failed,
@@ -279,8 +278,7 @@ caf::error connection::ensure_prepared(const char* name, const std::string& sql,
     return caf::none;
   result res{PQprepare(conn_, name, sql.c_str(), nparams, nullptr)};
   if (PQresultStatus(res.get()) != PGRES_COMMAND_OK)
-    return translate(res.get(), conn_,
-                     std::string{"cannot prepare "} + name);
+    return translate(res.get(), conn_, std::string{"cannot prepare "} + name);
   prepared_.insert(name);
   return caf::none;
 }

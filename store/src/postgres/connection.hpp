@@ -1,6 +1,15 @@
 // A thin RAII layer over libpq connections and results.
 #pragma once
 
+#include "es/store/event.hpp"
+#include "es/store/postgres_event_store.hpp"
+#include "es/store/uuid.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <libpq-fe.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -8,15 +17,6 @@
 #include <string_view>
 #include <unordered_set>
 #include <vector>
-
-#include <libpq-fe.h>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/event.hpp"
-#include "es/store/postgres_event_store.hpp"
-#include "es/store/uuid.hpp"
 
 namespace es::detail::pg {
 
@@ -117,8 +117,7 @@ public:
   /// 16 bytes for uuid, 8 big-endian bytes for int8, raw bytes for text);
   /// `nullopt` elements become NULL. No quoting, no parsing on the server.
   void add_binary_array(uint32_t element_oid,
-                        const std::vector<std::optional<std::string_view>>&
-                          xs);
+                        const std::vector<std::optional<std::string_view>>& xs);
 
   /// Adds an array literal from already formatted elements; `nullopt`
   /// elements become NULL. Elements are quoted and escaped.

@@ -1,14 +1,14 @@
 // A small connection pool with reconnect backoff.
 #pragma once
 
+#include <caf/expected.hpp>
+
+#include "postgres/connection.hpp"
+
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <vector>
-
-#include <caf/expected.hpp>
-
-#include "postgres/connection.hpp"
 
 namespace es::detail::pg {
 

@@ -1,12 +1,5 @@
 #include "es/store/postgres_event_store.hpp"
 
-#include <algorithm>
-#include <limits>
-#include <map>
-#include <mutex>
-#include <unordered_map>
-#include <unordered_set>
-
 #include "es/store/errors.hpp"
 
 #include "append_rules.hpp"
@@ -14,6 +7,13 @@
 #include "postgres/connection.hpp"
 #include "postgres/pool.hpp"
 #include "postgres/schema.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace es {
 
@@ -110,15 +110,19 @@ const std::string insert_columns_sql
 const std::string insert_sql
   = "WITH p AS (UPDATE es_position SET position = position + $14"
     " WHERE id = 1 RETURNING position - $14 AS base),"
-    " ins AS (INSERT INTO events (" + insert_columns_sql + " RETURNING 1)"
-    " SELECT base FROM p";
+    " ins AS (INSERT INTO events ("
+    + insert_columns_sql
+    + " RETURNING 1)"
+      " SELECT base FROM p";
 const std::string insert_partitioned_sql
   = "WITH p AS (UPDATE es_position SET position = position + $14"
     " WHERE id = 1 RETURNING position - $14 AS base),"
-    " ins AS (INSERT INTO events (" + insert_columns_sql + " RETURNING event_id,"
-    " aggregate_type, aggregate_id, aggregate_version, global_position),"
-    " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
-    " SELECT base FROM p";
+    " ins AS (INSERT INTO events ("
+    + insert_columns_sql
+    + " RETURNING event_id,"
+      " aggregate_type, aggregate_id, aggregate_version, global_position),"
+      " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
+      " SELECT base FROM p";
 // Outbox rows, after the insert: the counter already holds the group's
 // last position ($6 events in the group).
 const std::string outbox_sql
@@ -145,8 +149,8 @@ struct stream_hash {
 struct insert_columns {
   // Values in binary format; an empty string in a nullable uuid column is
   // NULL.
-  std::vector<std::string> id, etype, ever, atype, aid, aver, tenant, occ,
-    corr, caus, actor, meta, payload;
+  std::vector<std::string> id, etype, ever, atype, aid, aver, tenant, occ, corr,
+    caus, actor, meta, payload;
 
   void add(const event_data& ev) {
     using namespace detail::pg;
@@ -233,9 +237,7 @@ struct insert_columns {
 class postgres_event_store final : public event_store {
 public:
   postgres_event_store(postgres_config cfg, bool partitioned)
-    : cfg_(cfg),
-      partitioned_(partitioned),
-      readers_(cfg, cfg.read_connections),
+    : cfg_(cfg), partitioned_(partitioned), readers_(cfg, cfg.read_connections),
       writers_(cfg, cfg.writer_connections),
       queue_(
         cfg.max_group_size,
@@ -272,9 +274,8 @@ public:
     std::vector<caf::error> rejected(requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
       auto& req = requests[i];
-      rejected[i] = detail::normalize_append(req.stream, req.expected,
-                                             req.events, cfg_.limits,
-                                             cfg_.registry.get());
+      rejected[i] = detail::normalize_append(
+        req.stream, req.expected, req.events, cfg_.limits, cfg_.registry.get());
     }
     detail::write_job job;
     job.requests = &requests;
@@ -296,8 +297,7 @@ public:
     bool forwards = opts.direction == read_direction::forwards;
     constexpr auto max = std::numeric_limits<int64_t>::max();
     int64_t from = forwards ? std::max<int64_t>(opts.from_version, 1)
-                            : (opts.from_version > 0 ? opts.from_version
-                                                     : max);
+                            : (opts.from_version > 0 ? opts.from_version : max);
     int64_t bound = forwards ? (opts.to_version > 0 ? opts.to_version : max)
                              : std::max<int64_t>(opts.to_version, 1);
     std::string sql = "WITH h AS (SELECT COALESCE(MAX(aggregate_version), 0)"
@@ -321,8 +321,8 @@ public:
     ps.add(bound);
     ps.add(count);
     auto r = with_reader([&](connection& c) {
-      return c.run(forwards ? "es_read_stream_fwd" : "es_read_stream_bwd",
-                   sql, ps, true);
+      return c.run(forwards ? "es_read_stream_fwd" : "es_read_stream_bwd", sql,
+                   ps, true);
     });
     if (!r)
       return std::move(r.error());
@@ -371,7 +371,9 @@ public:
              : opts.after_position + window);
     ps.add(count);
     // Only the filters in use become parameters, numbered from $4.
-    auto next_param = [&] { return "$" + std::to_string(ps.size() + 1); };
+    auto next_param = [&] {
+      return "$" + std::to_string(ps.size() + 1);
+    };
     auto add_list = [&](const std::vector<std::string>& xs) {
       std::vector<std::optional<std::string_view>> items;
       for (const auto& x : xs)
@@ -400,8 +402,9 @@ public:
     sql += where;
     sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
            " ORDER BY e.global_position ASC";
-    auto r = with_reader(
-      [&](connection& c) { return c.run(name.c_str(), sql, ps, true); });
+    auto r = with_reader([&](connection& c) {
+      return c.run(name.c_str(), sql, ps, true);
+    });
     if (!r)
       return std::move(r.error());
     all_slice slice;
@@ -444,16 +447,15 @@ public:
     sql += event_columns;
     // Partitioned: find the stream through event_ids, so only its partition
     // is searched.
-    sql += partitioned_
-             ? " FROM event_ids i JOIN events e"
-               " ON e.aggregate_type = i.aggregate_type"
-               " AND e.aggregate_id = i.aggregate_id"
-               " AND e.aggregate_version = i.aggregate_version"
-               " WHERE i.event_id = $1::uuid"
-             : " FROM events e WHERE e.event_id = $1::uuid";
+    sql += partitioned_ ? " FROM event_ids i JOIN events e"
+                          " ON e.aggregate_type = i.aggregate_type"
+                          " AND e.aggregate_id = i.aggregate_id"
+                          " AND e.aggregate_version = i.aggregate_version"
+                          " WHERE i.event_id = $1::uuid"
+                        : " FROM events e WHERE e.event_id = $1::uuid";
     auto r = with_reader([&](connection& c) {
-      return c.run(partitioned_ ? "es_find_event_p" : "es_find_event", sql,
-                   ps, true);
+      return c.run(partitioned_ ? "es_find_event_p" : "es_find_event", sql, ps,
+                   true);
     });
     if (!r)
       return std::move(r.error());
@@ -495,8 +497,8 @@ private:
     size_t index;
   };
 
-  using head_map = std::unordered_map<stream_id, detail::stream_head,
-                                      stream_hash>;
+  using head_map
+    = std::unordered_map<stream_id, detail::stream_head, stream_hash>;
 
   static append_request& request_of(const slot& s) {
     return (*s.job->requests)[s.index];
@@ -659,8 +661,8 @@ private:
   /// Adds the statements that write `rows` (and their outbox rows).
   void add_writes(std::vector<call>& calls, const insert_columns& rows) {
     if (partitioned_)
-      calls.push_back({"es_insert_p", &insert_partitioned_sql,
-                       rows.insert_params(), true});
+      calls.push_back(
+        {"es_insert_p", &insert_partitioned_sql, rows.insert_params(), true});
     else
       calls.push_back({"es_insert", &insert_sql, rows.insert_params(), true});
     if (cfg_.outbox)
@@ -714,8 +716,8 @@ private:
       insert_columns::put(ps, ids);
       insert_columns::put(ps, event_ids);
       if (partitioned_)
-        first.push_back({"es_lookup_p", &lookup_partitioned_sql,
-                         std::move(ps), true});
+        first.push_back(
+          {"es_lookup_p", &lookup_partitioned_sql, std::move(ps), true});
       else
         first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
     }
@@ -733,12 +735,11 @@ private:
     for (int row = 0; row < found.rows(); ++row) {
       stream_id sid{found.text(row, 1), found.uuid_at(row, 2)};
       if (found.is_null(row, 0))
-        heads[sid] = detail::stream_head{found.int8(row, 3),
-                                         found.opt_uuid(row, 4)};
+        heads[sid]
+          = detail::stream_head{found.int8(row, 3), found.opt_uuid(row, 4)};
       else
-        stored[found.uuid_at(row, 0)]
-          = detail::stored_location{sid, found.int8(row, 3),
-                                    found.int8(row, 5)};
+        stored[found.uuid_at(row, 0)] = detail::stored_location{
+          sid, found.int8(row, 3), found.int8(row, 5)};
     }
     // Decide every request in order; accepted ones become visible to the
     // later requests of the same group.
@@ -764,9 +765,8 @@ private:
         continue;
       }
       auto& head = heads[req.stream];
-      if (auto err = detail::check_and_assign_versions(req.stream,
-                                                       req.expected, head,
-                                                       req.events)) {
+      if (auto err = detail::check_and_assign_versions(req.stream, req.expected,
+                                                       head, req.events)) {
         out = std::move(err);
         continue;
       }
@@ -778,9 +778,8 @@ private:
       for (const auto& ev : req.events) {
         rows.add(ev);
         ++position;
-        stored[ev.event_id] = detail::stored_location{req.stream,
-                                                      ev.aggregate_version,
-                                                      position};
+        stored[ev.event_id]
+          = detail::stored_location{req.stream, ev.aggregate_version, position};
       }
       res.last_position = position;
       head.version = res.last_version;
@@ -824,8 +823,8 @@ private:
                std::string* failed_state = nullptr) {
     auto* pg = conn.handle();
     for (auto& c : calls)
-      if (auto err = conn.ensure_prepared(c.name, *c.sql,
-                                          static_cast<int>(c.ps.size())))
+      if (auto err
+          = conn.ensure_prepared(c.name, *c.sql, static_cast<int>(c.ps.size())))
         return err;
     if (PQenterPipelineMode(pg) != 1)
       return detail::pg::translate(nullptr, pg, "cannot enter pipeline mode");
@@ -857,8 +856,7 @@ private:
         break;
       }
       auto status = PQresultStatus(r.get());
-      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK
-          && !failure) {
+      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && !failure) {
         failure = detail::pg::translate(r.get(), pg, calls[k].name);
         if (failed_state != nullptr)
           *failed_state = detail::pg::sqlstate(r.get());

@@ -1,6 +1,5 @@
-#include "es/store/outbox.hpp"
-
 #include "es/store/errors.hpp"
+#include "es/store/outbox.hpp"
 #include "es/store/postgres_event_store.hpp"
 
 #include "postgres/connection.hpp"

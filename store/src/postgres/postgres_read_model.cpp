@@ -1,8 +1,4 @@
 // The PostgreSQL read-model database.
-#include <mutex>
-#include <string>
-#include <unordered_map>
-
 #include "es/store/errors.hpp"
 #include "es/store/postgres_event_store.hpp"
 #include "es/store/sql.hpp"
@@ -10,6 +6,10 @@
 #include "postgres/connection.hpp"
 #include "postgres/schema.hpp"
 #include "postgres/state_sql.hpp"
+
+#include <mutex>
+#include <string>
+#include <unordered_map>
 
 namespace es {
 
@@ -85,8 +85,8 @@ private:
     if (i == statements_.end() && nparams > 0
         && statements_.size() < max_prepared) {
       auto name = "es_rm_" + std::to_string(statements_.size());
-      result prep{PQprepare(conn_.handle(), name.c_str(), text.c_str(),
-                            nparams, nullptr)};
+      result prep{PQprepare(conn_.handle(), name.c_str(), text.c_str(), nparams,
+                            nullptr)};
       if (PQresultStatus(prep.get()) != PGRES_COMMAND_OK)
         return detail::pg::translate(prep.get(), conn_.handle(),
                                      "statement failed");

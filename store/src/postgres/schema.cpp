@@ -112,8 +112,7 @@ CREATE INDEX events_tenant_position ON events (tenant_id, global_position)
   WHERE tenant_id IS NOT NULL;
 )sql";
   if (partitions <= 0)
-    return "CREATE TABLE events (" + columns
-           + R"sql(
+    return "CREATE TABLE events (" + columns + R"sql(
   PRIMARY KEY (global_position),
   UNIQUE (event_id),
   UNIQUE (aggregate_type, aggregate_id, aggregate_version)
@@ -125,8 +124,8 @@ CREATE INDEX events_tenant_position ON events (tenant_id, global_position)
   for (int i = 0; i < partitions; ++i)
     result += "CREATE TABLE events_p" + std::to_string(i)
               + " PARTITION OF events FOR VALUES WITH (MODULUS "
-              + std::to_string(partitions) + ", REMAINDER "
-              + std::to_string(i) + ");\n";
+              + std::to_string(partitions) + ", REMAINDER " + std::to_string(i)
+              + ");\n";
   result += R"sql(CREATE INDEX events_position ON events (global_position);
 CREATE TABLE event_ids (
   event_id          uuid   PRIMARY KEY,
@@ -195,11 +194,10 @@ caf::error migrate(connection& conn, int partitions) {
     auto version = std::stoi(current->text(0, 0));
     if (version > latest) {
       static_cast<void>(conn.exec("ROLLBACK"));
-      return make_store_error(store_errc::schema_too_new,
-                              "database schema version "
-                                + std::to_string(version)
-                                + " is newer than this library's "
-                                + std::to_string(latest));
+      return make_store_error(
+        store_errc::schema_too_new,
+        "database schema version " + std::to_string(version)
+          + " is newer than this library's " + std::to_string(latest));
     }
     if (m.version <= version) {
       static_cast<void>(conn.exec("COMMIT"));
@@ -210,10 +208,10 @@ caf::error migrate(connection& conn, int partitions) {
       sql = events_ddl(partitions) + sql;
     auto applied = conn.exec(sql);
     if (applied)
-      applied = conn.exec("INSERT INTO schema_migrations (version, "
-                          "description) VALUES ("
-                          + std::to_string(m.version) + ", '"
-                          + m.description + "')");
+      applied
+        = conn.exec("INSERT INTO schema_migrations (version, "
+                    "description) VALUES ("
+                    + std::to_string(m.version) + ", '" + m.description + "')");
     if (applied)
       applied = conn.exec("COMMIT");
     if (!applied) {

@@ -1,11 +1,11 @@
 // The PostgreSQL schema and its migrations.
 #pragma once
 
-#include <vector>
-
 #include <caf/error.hpp>
 
 #include "postgres/connection.hpp"
+
+#include <vector>
 
 namespace es::detail::pg {
 

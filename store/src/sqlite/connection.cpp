@@ -1,10 +1,10 @@
 #include "sqlite/connection.hpp"
 
+#include "es/store/errors.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <thread>
-
-#include "es/store/errors.hpp"
 
 namespace es::detail::sqlite {
 
@@ -31,8 +31,7 @@ caf::error translate(int rc, sqlite3* db, std::string_view what) {
       return make_store_error(store_errc::payload_too_large, std::move(msg));
     case SQLITE_INTERRUPT:
       return make_store_error(store_errc::timeout, std::move(msg));
-    default:
-      return make_store_error(store_errc::internal, std::move(msg));
+    default: return make_store_error(store_errc::internal, std::move(msg));
   }
 }
 

@@ -1,21 +1,21 @@
 // A thin RAII layer over sqlite3 connections and prepared statements.
 #pragma once
 
-#include <cstdint>
+#include "es/store/event.hpp"
+#include "es/store/uuid.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <sqlite3.h>
+
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
-
-#include <sqlite3.h>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/event.hpp"
-#include "es/store/uuid.hpp"
 
 namespace es::detail::sqlite {
 

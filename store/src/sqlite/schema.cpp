@@ -1,10 +1,10 @@
 #include "sqlite/schema.hpp"
 
-#include <vector>
-
 #include "es/store/errors.hpp"
 #include "es/store/event.hpp"
 #include "es/store/sqlite_event_store.hpp"
+
+#include <vector>
 
 namespace es::detail::sqlite {
 
@@ -122,19 +122,17 @@ caf::error migrate(connection& conn) {
                            " description TEXT NOT NULL,"
                            " applied_at INTEGER NOT NULL)"))
     return err;
-  const std::string current_sql
-    = "SELECT MAX(version) FROM schema_migrations";
+  const std::string current_sql = "SELECT MAX(version) FROM schema_migrations";
   auto latest = migrations().back().version;
   for (const auto& m : migrations()) {
     auto current = query_int(conn, current_sql, 0);
     if (!current)
       return std::move(current.error());
     if (*current > latest)
-      return make_store_error(store_errc::schema_too_new,
-                              "database schema version "
-                                + std::to_string(*current)
-                                + " is newer than this library's "
-                                + std::to_string(latest));
+      return make_store_error(
+        store_errc::schema_too_new,
+        "database schema version " + std::to_string(*current)
+          + " is newer than this library's " + std::to_string(latest));
     if (m.version <= *current)
       continue;
     if (auto err = conn.exec("BEGIN IMMEDIATE"))
@@ -158,8 +156,8 @@ caf::error migrate(connection& conn) {
         reset_guard guard{**st};
         (*st)->bind(1, int64_t{m.version});
         (*st)->bind(2, std::string_view{m.description});
-        (*st)->bind(3, static_cast<int64_t>(
-                         now_utc().time_since_epoch().count()));
+        (*st)->bind(3,
+                    static_cast<int64_t>(now_utc().time_since_epoch().count()));
         auto rc = (*st)->step();
         if (rc != SQLITE_DONE)
           err = translate(rc, conn.handle(), "cannot record migration");

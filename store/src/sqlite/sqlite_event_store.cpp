@@ -1,17 +1,17 @@
 #include "es/store/sqlite_event_store.hpp"
 
-#include <algorithm>
-#include <condition_variable>
-#include <deque>
-#include <filesystem>
-#include <mutex>
-
 #include "es/store/errors.hpp"
 
 #include "append_rules.hpp"
 #include "group_commit.hpp"
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
 
 namespace es {
 
@@ -58,8 +58,7 @@ const char* sync_pragma(sqlite_sync x) {
 class sqlite_event_store final : public event_store {
 public:
   sqlite_event_store(sqlite_config cfg, std::unique_ptr<connection> writer)
-    : cfg_(std::move(cfg)),
-      writer_(std::move(writer)),
+    : cfg_(std::move(cfg)), writer_(std::move(writer)),
       queue_(cfg_.max_group_size,
              [this](const std::vector<detail::write_job*>& group) {
                commit_group(group);
@@ -91,9 +90,8 @@ public:
     std::vector<caf::error> rejected(requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
       auto& req = requests[i];
-      rejected[i] = detail::normalize_append(req.stream, req.expected,
-                                             req.events, cfg_.limits,
-                                             cfg_.registry.get());
+      rejected[i] = detail::normalize_append(
+        req.stream, req.expected, req.events, cfg_.limits, cfg_.registry.get());
     }
     detail::write_job job;
     job.requests = &requests;
@@ -128,8 +126,8 @@ public:
     int64_t bound = 0;
     if (forwards) {
       from = std::max<int64_t>(opts.from_version, 1);
-      bound = opts.to_version > 0 ? std::min(opts.to_version, *version)
-                                  : *version;
+      bound
+        = opts.to_version > 0 ? std::min(opts.to_version, *version) : *version;
     } else {
       from = opts.from_version > 0 ? std::min(opts.from_version, *version)
                                    : *version;
@@ -160,8 +158,9 @@ public:
     if (rc != SQLITE_DONE)
       return translate(rc, (*conn)->handle(), "read_stream failed");
     if (forwards) {
-      auto last = result.events.empty() ? from - 1
-                                        : result.events.back().aggregate_version;
+      auto last = result.events.empty()
+                    ? from - 1
+                    : result.events.back().aggregate_version;
       result.next_version = last + 1;
       result.end_of_stream = last >= bound;
     } else {
@@ -458,10 +457,10 @@ private:
   }
 
   caf::expected<detail::stream_head> stream_head_of(const stream_id& stream) {
-    auto st = writer_->prepare(
-      "SELECT aggregate_version, tenant_id FROM events"
-      " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
-      " ORDER BY aggregate_version DESC LIMIT 1");
+    auto st
+      = writer_->prepare("SELECT aggregate_version, tenant_id FROM events"
+                         " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
+                         " ORDER BY aggregate_version DESC LIMIT 1");
     if (!st)
       return std::move(st.error());
     reset_guard guard{**st};
@@ -482,7 +481,9 @@ private:
   /// requests share the transaction, and a request of several events runs
   /// under a savepoint so its failure leaves nothing behind.
   caf::expected<append_result> append_one(append_request& req, bool shared) {
-    auto lookup = [this](const uuid& id) { return locate(id); };
+    auto lookup = [this](const uuid& id) {
+      return locate(id);
+    };
     auto replay = detail::check_replay(req.stream, req.events, lookup, false);
     if (!replay)
       return std::move(replay.error());
@@ -528,8 +529,8 @@ private:
       (*st)->bind(5, ev.aggregate_id);
       (*st)->bind(6, ev.aggregate_version);
       (*st)->bind(7, ev.tenant_id);
-      (*st)->bind(8, static_cast<int64_t>(
-                       ev.occurred_at.time_since_epoch().count()));
+      (*st)->bind(
+        8, static_cast<int64_t>(ev.occurred_at.time_since_epoch().count()));
       (*st)->bind(9, ev.correlation_id);
       (*st)->bind(10, ev.causation_id);
       (*st)->bind(11, std::string_view{ev.actor_id});
@@ -553,9 +554,11 @@ private:
       std::string msg = sqlite3_errmsg(writer_->handle());
       if (msg.find("events.event_id") != std::string::npos) {
         // The statement failed alone; classify with every id of the batch.
-        auto lookup = [this](const uuid& id) { return locate(id); };
-        auto replay = detail::check_replay(req.stream, req.events, lookup,
-                                           true);
+        auto lookup = [this](const uuid& id) {
+          return locate(id);
+        };
+        auto replay
+          = detail::check_replay(req.stream, req.events, lookup, true);
         if (!replay)
           return std::move(replay.error());
         return make_store_error(store_errc::duplicate_event_id,

@@ -1,12 +1,12 @@
 // The SQLite read-model database.
-#include <mutex>
-
 #include "es/store/errors.hpp"
 #include "es/store/sql.hpp"
 
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
 #include "sqlite/state_sql.hpp"
+
+#include <mutex>
 
 namespace es {
 
@@ -43,9 +43,9 @@ public:
   }
 
 private:
-  caf::expected<std::vector<sql_row>>
-  run(std::string_view sql, const std::vector<sql_value>& params,
-      bool collect) {
+  caf::expected<std::vector<sql_row>> run(std::string_view sql,
+                                          const std::vector<sql_value>& params,
+                                          bool collect) {
     auto st = conn_.prepare(std::string{sql});
     if (!st)
       return std::move(st.error());
@@ -190,7 +190,8 @@ caf::expected<read_model_db_ptr> make_sqlite_read_model_db(std::string path) {
   auto conn = connection::open(path, true, 5000, 2000);
   if (!conn)
     return std::move(conn.error());
-  if (auto err = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
+  if (auto err
+      = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
     return err;
   if (auto err = detail::sqlite::migrate(**conn))
     return err;

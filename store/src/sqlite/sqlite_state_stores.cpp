@@ -1,12 +1,12 @@
 // The SQLite state stores: snapshots, checkpoints, dead letters.
-#include <mutex>
-
 #include "es/store/errors.hpp"
 #include "es/store/state_stores.hpp"
 
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
 #include "sqlite/state_sql.hpp"
+
+#include <mutex>
 
 namespace es {
 
@@ -36,8 +36,8 @@ public:
 protected:
   /// Runs `fn(statement&)` on the prepared `sql` under the lock.
   template <class F>
-  auto with(const std::string& sql, F fn) -> decltype(fn(
-    std::declval<statement&>())) {
+  auto with(const std::string& sql, F fn)
+    -> decltype(fn(std::declval<statement&>())) {
     std::lock_guard guard{mtx_};
     auto st = conn_->prepare(sql);
     if (!st)
@@ -58,8 +58,7 @@ protected:
   std::unique_ptr<connection> conn_;
 };
 
-class sqlite_snapshot_store final : public snapshot_store,
-                                    sqlite_state_base {
+class sqlite_snapshot_store final : public snapshot_store, sqlite_state_base {
 public:
   using sqlite_state_base::sqlite_state_base;
 
@@ -281,19 +280,18 @@ public:
   }
 
   caf::expected<std::vector<checkpoint>> list() override {
-    return with(
-      "SELECT projection_name, global_position, event_id, event_type,"
-      " events_processed, updated_at FROM projection_checkpoints"
-      " ORDER BY projection_name",
-      [&](statement& st) -> caf::expected<std::vector<checkpoint>> {
-        std::vector<checkpoint> result;
-        int rc;
-        while ((rc = st.step()) == SQLITE_ROW)
-          result.push_back(read_checkpoint(st));
-        if (rc != SQLITE_DONE)
-          return fail(rc, "cannot list checkpoints");
-        return result;
-      });
+    return with("SELECT projection_name, global_position, event_id, event_type,"
+                " events_processed, updated_at FROM projection_checkpoints"
+                " ORDER BY projection_name",
+                [&](statement& st) -> caf::expected<std::vector<checkpoint>> {
+                  std::vector<checkpoint> result;
+                  int rc;
+                  while ((rc = st.step()) == SQLITE_ROW)
+                    result.push_back(read_checkpoint(st));
+                  if (rc != SQLITE_DONE)
+                    return fail(rc, "cannot list checkpoints");
+                  return result;
+                });
   }
 };
 
@@ -334,17 +332,18 @@ public:
   }
 
   caf::expected<std::optional<dead_letter>> get(int64_t id) override {
-    return with(std::string{"SELECT "} + dead_letter_columns
-                  + " FROM dead_letter_queue WHERE id = ?1",
-                [&](statement& st) -> caf::expected<std::optional<dead_letter>> {
-                  st.bind(1, id);
-                  auto rc = st.step();
-                  if (rc == SQLITE_DONE)
-                    return std::optional<dead_letter>{};
-                  if (rc != SQLITE_ROW)
-                    return fail(rc, "cannot read dead letter");
-                  return std::optional<dead_letter>{read_dead_letter(st)};
-                });
+    return with(
+      std::string{"SELECT "} + dead_letter_columns
+        + " FROM dead_letter_queue WHERE id = ?1",
+      [&](statement& st) -> caf::expected<std::optional<dead_letter>> {
+        st.bind(1, id);
+        auto rc = st.step();
+        if (rc == SQLITE_DONE)
+          return std::optional<dead_letter>{};
+        if (rc != SQLITE_ROW)
+          return fail(rc, "cannot read dead letter");
+        return std::optional<dead_letter>{read_dead_letter(st)};
+      });
   }
 
   caf::expected<std::vector<dead_letter>>
@@ -397,34 +396,39 @@ public:
   }
 
   caf::expected<dead_letter_stats> stats() override {
-    return with(
-      "SELECT status, projection_name, COUNT(*), MIN(first_failed_at)"
-      " FROM dead_letter_queue GROUP BY status, projection_name",
-      [&](statement& st) -> caf::expected<dead_letter_stats> {
-        dead_letter_stats result;
-        int rc;
-        while ((rc = st.step()) == SQLITE_ROW) {
-          auto status = parse_dead_letter_status(st.text_at(0))
-                          .value_or(dead_letter_status::failed);
-          auto n = st.int64_at(2);
-          result.total += n;
-          switch (status) {
-            case dead_letter_status::failed: result.failed += n; break;
-            case dead_letter_status::retrying: result.retrying += n; break;
-            case dead_letter_status::resolved: result.resolved += n; break;
-          }
-          if (status != dead_letter_status::resolved) {
-            result.by_projection[st.text_at(1)] += n;
-            auto oldest = from_micros(st.int64_at(3));
-            if (!result.oldest_unresolved
-                || oldest < *result.oldest_unresolved)
-              result.oldest_unresolved = oldest;
-          }
-        }
-        if (rc != SQLITE_DONE)
-          return fail(rc, "cannot count dead letters");
-        return result;
-      });
+    return with("SELECT status, projection_name, COUNT(*), MIN(first_failed_at)"
+                " FROM dead_letter_queue GROUP BY status, projection_name",
+                [&](statement& st) -> caf::expected<dead_letter_stats> {
+                  dead_letter_stats result;
+                  int rc;
+                  while ((rc = st.step()) == SQLITE_ROW) {
+                    auto status = parse_dead_letter_status(st.text_at(0))
+                                    .value_or(dead_letter_status::failed);
+                    auto n = st.int64_at(2);
+                    result.total += n;
+                    switch (status) {
+                      case dead_letter_status::failed:
+                        result.failed += n;
+                        break;
+                      case dead_letter_status::retrying:
+                        result.retrying += n;
+                        break;
+                      case dead_letter_status::resolved:
+                        result.resolved += n;
+                        break;
+                    }
+                    if (status != dead_letter_status::resolved) {
+                      result.by_projection[st.text_at(1)] += n;
+                      auto oldest = from_micros(st.int64_at(3));
+                      if (!result.oldest_unresolved
+                          || oldest < *result.oldest_unresolved)
+                        result.oldest_unresolved = oldest;
+                    }
+                  }
+                  if (rc != SQLITE_DONE)
+                    return fail(rc, "cannot count dead letters");
+                  return result;
+                });
   }
 
   caf::expected<int64_t> purge_resolved(std::chrono::seconds age) override {
@@ -455,7 +459,8 @@ caf::expected<std::unique_ptr<connection>> open_state(const std::string& path) {
   auto conn = connection::open(path, true, 5000, 500);
   if (!conn)
     return std::move(conn.error());
-  if (auto err = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
+  if (auto err
+      = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
     return err;
   if (auto err = detail::sqlite::migrate(**conn))
     return err;

@@ -1,6 +1,15 @@
 // The base of user aggregates: state, version, uncommitted events, handlers.
 #pragma once
 
+#include "es/actors/command.hpp"
+#include "es/actors/errors.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/event.hpp"
+#include "es/store/event_registry.hpp"
+#include "es/store/log.hpp"
+
+#include <caf/error.hpp>
+
 #include <algorithm>
 #include <any>
 #include <cstdint>
@@ -11,17 +20,8 @@
 #include <string_view>
 #include <type_traits>
 #include <typeindex>
-#include <vector>
 #include <utility>
-
-#include <caf/error.hpp>
-
-#include "es/actors/command.hpp"
-#include "es/actors/errors.hpp"
-#include "es/store/errors.hpp"
-#include "es/store/event.hpp"
-#include "es/store/event_registry.hpp"
-#include "es/store/log.hpp"
+#include <vector>
 
 namespace es {
 
@@ -176,8 +176,8 @@ public:
   caf::error apply_stored(const event_data& ev) {
     if (ev.aggregate_version != version_ + 1)
       return caf::make_error(actors_errc::version_gap,
-                             "aggregate " + to_string(stream())
-                               + " at version " + std::to_string(version_)
+                             "aggregate " + to_string(stream()) + " at version "
+                               + std::to_string(version_)
                                + " got event version "
                                + std::to_string(ev.aggregate_version));
     if (tenant_ && ev.tenant_id != tenant_)
@@ -232,10 +232,10 @@ protected:
       }
       return caf::none;
     };
-    auto i = std::find_if(handlers_.begin(), handlers_.end(),
-                          [&](const handler& x) {
-                            return x.event_type == h.event_type;
-                          });
+    auto i
+      = std::find_if(handlers_.begin(), handlers_.end(), [&](const handler& x) {
+          return x.event_type == h.event_type;
+        });
     if (i != handlers_.end())
       *i = std::move(h);
     else
@@ -329,8 +329,8 @@ private:
     // The chain may end at a type that has a declarative handler.
     const auto* h = find_handler(decoded->event_type);
     if (h != nullptr && h->type == std::type_index(decoded->value.type()))
-      return h->fn(state_, handler_input{handler_input::boxed,
-                                         &decoded->value, nullptr});
+      return h->fn(
+        state_, handler_input{handler_input::boxed, &decoded->value, nullptr});
     if (apply_event(state_, *decoded))
       return caf::none;
     return unhandled(ev.event_type);

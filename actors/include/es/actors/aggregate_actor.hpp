@@ -2,20 +2,6 @@
 // commands.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
-#include <exception>
-#include <atomic>
-#include <functional>
-#include <memory>
-#include <optional>
-
-#include <caf/behavior.hpp>
-#include <caf/duration.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/stateful_actor.hpp>
-#include <caf/typed_response_promise.hpp>
-
 #include "es/actors/aggregate.hpp"
 #include "es/actors/command.hpp"
 #include "es/actors/errors.hpp"
@@ -23,6 +9,20 @@
 #include "es/actors/type_ids.hpp"
 #include "es/store/codec.hpp"
 #include "es/store/state_stores.hpp"
+
+#include <caf/behavior.hpp>
+#include <caf/duration.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
 
 namespace es {
 
@@ -134,8 +134,8 @@ bool restore_snapshot(A& agg, const snapshot& snap) {
 
 /// Sends a snapshot of the aggregate to the store actor without waiting.
 template <class A>
-void save_snapshot(caf::event_based_actor* self,
-                   const aggregate_options& opts, const A& agg) {
+void save_snapshot(caf::event_based_actor* self, const aggregate_options& opts,
+                   const A& agg) {
   auto snap = take_snapshot(agg);
   if (!snap)
     return;
@@ -182,7 +182,9 @@ void recover(aggregate_actor_type<A>* self,
         }
         recover<A>(self, opts, page.next_version, done, fail);
       },
-      [fail](caf::error& err) { fail(std::move(err)); });
+      [fail](caf::error& err) {
+        fail(std::move(err));
+      });
 }
 
 /// First recovery: the latest snapshot if usable, then the events after it.
@@ -228,8 +230,8 @@ void run_command(aggregate_actor_type<A>* self,
                  caf::typed_response_promise<command_result> rp,
                  uint32_t attempt) {
   auto& agg = *self->state.agg;
-  agg.set_context(command_context{env.command_id, env.correlation_id,
-                                  env.actor_id});
+  agg.set_context(
+    command_context{env.command_id, env.correlation_id, env.actor_id});
   agg.begin_change();
   caf::error err;
   try {
@@ -256,8 +258,7 @@ void run_command(aggregate_actor_type<A>* self,
   auto expected = expected_version::exact(agg.committed_version());
   auto count = static_cast<uint32_t>(agg.uncommitted_events().size());
   append_request req{agg.stream(), expected, agg.take_uncommitted()};
-  self
-    ->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
+  self->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
     .await(
       [self, opts, rp, count, attempt](append_result& res) mutable {
         auto& agg = *self->state.agg;
@@ -304,11 +305,11 @@ auto command_handler(aggregate_actor_type<A>* self,
           run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
         },
         [self, rp](caf::error err) mutable {
-          auto wrapped = has_code(err, store_errc::tenant_mismatch)
-                           ? err
-                           : caf::make_error(actors_errc::recovery_failed,
-                                             "cannot load aggregate: "
-                                               + describe(err));
+          auto wrapped
+            = has_code(err, store_errc::tenant_mismatch)
+                ? err
+                : caf::make_error(actors_errc::recovery_failed,
+                                  "cannot load aggregate: " + describe(err));
           rp.deliver(wrapped);
           self->quit(wrapped);
         });
@@ -335,7 +336,9 @@ caf::behavior aggregate_behavior(aggregate_actor_type<A>* self,
       }
       self->quit();
     },
-    [self](version_atom) -> int64_t { return self->state.agg->version(); },
+    [self](version_atom) -> int64_t {
+      return self->state.agg->version();
+    },
     [self, opts](snapshot_atom) -> caf::result<bool> {
       auto rp = self->template make_response_promise<bool>();
       const auto& agg = *self->state.agg;
@@ -345,15 +348,17 @@ caf::behavior aggregate_behavior(aggregate_actor_type<A>* self,
         return rp;
       }
       auto metrics = opts->metrics;
-      self->request(opts->store, opts->store_timeout, snapshot_save_atom_v,
-                    *snap)
+      self
+        ->request(opts->store, opts->store_timeout, snapshot_save_atom_v, *snap)
         .then(
           [rp, metrics](bool stored) mutable {
             if (stored)
               ++metrics->snapshots_written;
             rp.deliver(stored);
           },
-          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+          [rp](caf::error& err) mutable {
+            rp.deliver(std::move(err));
+          });
       return rp;
     },
   };

@@ -1,16 +1,16 @@
 // The aggregate region: routes commands to aggregate actors by id.
 #pragma once
 
-#include <chrono>
-#include <cstddef>
-#include <functional>
-#include <memory>
+#include "es/actors/aggregate_actor.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <caf/local_actor.hpp>
 
-#include "es/actors/aggregate_actor.hpp"
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
 
 namespace es {
 
@@ -25,8 +25,8 @@ struct region_options {
 };
 
 /// Spawns an aggregate actor for one id, as a child of the region.
-using aggregate_spawner = std::function<caf::actor(caf::local_actor* region,
-                                                   const uuid& id)>;
+using aggregate_spawner
+  = std::function<caf::actor(caf::local_actor* region, const uuid& id)>;
 
 /// Spawns a region that spawns its aggregates with `spawner`. Prefer
 /// `spawn_region<A>`.
@@ -49,12 +49,12 @@ caf::actor spawn_region_with(caf::actor_system& sys, region_options opts,
 template <class A>
 caf::actor spawn_region(caf::actor_system& sys, aggregate_options aggregates,
                         region_options opts = {}) {
-  auto shared = std::make_shared<const aggregate_options>(std::move(aggregates));
-  return spawn_region_with(sys, opts,
-                           [shared](caf::local_actor* region, const uuid& id) {
-                             return region->spawn(aggregate_actor<A>, id,
-                                                  shared);
-                           });
+  auto shared
+    = std::make_shared<const aggregate_options>(std::move(aggregates));
+  return spawn_region_with(
+    sys, opts, [shared](caf::local_actor* region, const uuid& id) {
+      return region->spawn(aggregate_actor<A>, id, shared);
+    });
 }
 
 } // namespace es

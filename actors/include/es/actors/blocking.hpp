@@ -1,17 +1,17 @@
 // Blocking facades for threads that are not actors.
 #pragma once
 
-#include <chrono>
+#include "es/actors/command.hpp"
+#include "es/actors/errors.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/store/event_store.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 #include <caf/scoped_actor.hpp>
 
-#include "es/actors/command.hpp"
-#include "es/actors/errors.hpp"
-#include "es/actors/store_actor.hpp"
-#include "es/store/event_store.hpp"
+#include <chrono>
 
 namespace es {
 
@@ -34,15 +34,18 @@ send_command(caf::actor_system& sys, const caf::actor& region,
   caf::scoped_actor self{sys};
   caf::expected<command_result> result{caf::error{}};
   self->request(region, caf::timespan{timeout}, env, std::move(cmd))
-    .receive([&](command_result& res) { result = std::move(res); },
-             [&](caf::error& err) {
-               if (err == caf::sec::request_timeout)
-                 result = caf::make_error(actors_errc::timeout,
-                                          std::string{"no answer from "
-                                                      "the region in time"});
-               else
-                 result = std::move(err);
-             });
+    .receive(
+      [&](command_result& res) {
+        result = std::move(res);
+      },
+      [&](caf::error& err) {
+        if (err == caf::sec::request_timeout)
+          result = caf::make_error(actors_errc::timeout,
+                                   std::string{"no answer from "
+                                               "the region in time"});
+        else
+          result = std::move(err);
+      });
   return result;
 }
 

@@ -1,13 +1,13 @@
 // What travels with a command, and what comes back.
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string>
+#include "es/store/uuid.hpp"
 
 #include <caf/meta/type_name.hpp>
 
-#include "es/store/uuid.hpp"
+#include <cstdint>
+#include <optional>
+#include <string>
 
 namespace es {
 
@@ -29,8 +29,8 @@ struct command_envelope {
   }
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 command_envelope& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, command_envelope& x) {
     return f(caf::meta::type_name("es.command_envelope"), x.aggregate_id,
              x.command_id, x.correlation_id, x.actor_id);
   }
@@ -50,8 +50,8 @@ struct command_result {
   uint32_t attempts = 1;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 command_result& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, command_result& x) {
     return f(caf::meta::type_name("es.command_result"), x.aggregate_id,
              x.version, x.events, x.last_position, x.attempts);
   }

@@ -1,12 +1,12 @@
 // Error codes of the actors module.
 #pragma once
 
-#include <cstdint>
-#include <string>
+#include "es/store/errors.hpp"
 
 #include <caf/error.hpp>
 
-#include "es/store/errors.hpp"
+#include <cstdint>
+#include <string>
 
 namespace es {
 
@@ -57,9 +57,8 @@ namespace detail {
 const char* render_actors_errc(uint8_t code);
 bool classify_actors_errc(uint8_t code);
 
-inline const bool actors_errors_registered
-  = register_error_category(caf::atom("es_actors"), render_actors_errc,
-                            classify_actors_errc);
+inline const bool actors_errors_registered = register_error_category(
+  caf::atom("es_actors"), render_actors_errc, classify_actors_errc);
 
 } // namespace detail
 

@@ -1,15 +1,15 @@
 // The repository: load and save aggregates from code that is not an actor.
 #pragma once
 
-#include <memory>
-#include <optional>
-
-#include <caf/expected.hpp>
-
 #include "es/actors/aggregate.hpp"
 #include "es/actors/errors.hpp"
 #include "es/bus/event_bus.hpp"
 #include "es/store/event_store.hpp"
+
+#include <caf/expected.hpp>
+
+#include <memory>
+#include <optional>
 
 namespace es {
 
@@ -89,9 +89,8 @@ public:
       return result;
     }
     auto events = agg.uncommitted_events();
-    auto res = store_->append(agg.stream(),
-                              expected_version::exact(agg.committed_version()),
-                              events);
+    auto res = store_->append(
+      agg.stream(), expected_version::exact(agg.committed_version()), events);
     if (!res)
       return res;
     agg.mark_committed();
@@ -122,8 +121,8 @@ public:
 
   /// Returns the version of the aggregate's stream (0 if it has none).
   caf::expected<int64_t> get_version(const uuid& id) const {
-    return store_->stream_version(stream_id{std::string{A::aggregate_type},
-                                            id});
+    return store_->stream_version(
+      stream_id{std::string{A::aggregate_type}, id});
   }
 
 private:

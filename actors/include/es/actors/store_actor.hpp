@@ -1,16 +1,16 @@
 // The store actor: an event store adapter behind actor messages.
 #pragma once
 
-#include <cstddef>
+#include "es/actors/type_ids.hpp"
+#include "es/store/event_store.hpp"
+#include "es/store/state_stores.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "es/actors/type_ids.hpp"
-#include "es/store/event_store.hpp"
-#include "es/store/state_stores.hpp"
+#include <cstddef>
 
 namespace es {
 

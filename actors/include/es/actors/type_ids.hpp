@@ -1,10 +1,10 @@
 // CAF type ids and atoms of the actors module, chained after the bus's.
 #pragma once
 
-#include <caf/type_id.hpp>
-
 #include "es/actors/command.hpp"
 #include "es/bus/type_ids.hpp"
+
+#include <caf/type_id.hpp>
 
 namespace caf {
 class actor_system_config;
@@ -25,8 +25,8 @@ struct region_stats {
   uint64_t crashed = 0;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 region_stats& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, region_stats& x) {
     return f(caf::meta::type_name("es.region_stats"), x.live, x.spawned,
              x.passivated, x.commands_routed, x.commands_stashed, x.crashed);
   }
@@ -36,25 +36,25 @@ struct region_stats {
 
 CAF_BEGIN_TYPE_ID_BLOCK(es_actors, caf::id_block::es_bus::end)
 
-  CAF_ADD_TYPE_ID(es_actors, (es::command_envelope))
-  CAF_ADD_TYPE_ID(es_actors, (es::command_result))
-  CAF_ADD_TYPE_ID(es_actors, (es::region_stats))
+CAF_ADD_TYPE_ID(es_actors, (es::command_envelope))
+CAF_ADD_TYPE_ID(es_actors, (es::command_result))
+CAF_ADD_TYPE_ID(es_actors, (es::region_stats))
 
-  CAF_ADD_ATOM(es_actors, es, append_atom, "append")
-  CAF_ADD_ATOM(es_actors, es, read_stream_atom, "readstream")
-  CAF_ADD_ATOM(es_actors, es, read_all_atom, "readall")
-  CAF_ADD_ATOM(es_actors, es, stream_version_atom, "streamver")
-  CAF_ADD_ATOM(es_actors, es, find_event_atom, "findevent")
-  CAF_ADD_ATOM(es_actors, es, head_position_atom, "head")
-  CAF_ADD_ATOM(es_actors, es, metrics_atom, "metrics")
-  CAF_ADD_ATOM(es_actors, es, flush_atom, "flush")
-  CAF_ADD_ATOM(es_actors, es, passivate_atom, "passivate")
-  CAF_ADD_ATOM(es_actors, es, tick_atom, "tick")
-  CAF_ADD_ATOM(es_actors, es, region_stats_atom, "regionstat")
-  CAF_ADD_ATOM(es_actors, es, version_atom, "version")
-  CAF_ADD_ATOM(es_actors, es, snapshot_atom, "snapshot")
-  CAF_ADD_ATOM(es_actors, es, snapshot_save_atom, "snapsave")
-  CAF_ADD_ATOM(es_actors, es, snapshot_load_atom, "snapload")
+CAF_ADD_ATOM(es_actors, es, append_atom, "append")
+CAF_ADD_ATOM(es_actors, es, read_stream_atom, "readstream")
+CAF_ADD_ATOM(es_actors, es, read_all_atom, "readall")
+CAF_ADD_ATOM(es_actors, es, stream_version_atom, "streamver")
+CAF_ADD_ATOM(es_actors, es, find_event_atom, "findevent")
+CAF_ADD_ATOM(es_actors, es, head_position_atom, "head")
+CAF_ADD_ATOM(es_actors, es, metrics_atom, "metrics")
+CAF_ADD_ATOM(es_actors, es, flush_atom, "flush")
+CAF_ADD_ATOM(es_actors, es, passivate_atom, "passivate")
+CAF_ADD_ATOM(es_actors, es, tick_atom, "tick")
+CAF_ADD_ATOM(es_actors, es, region_stats_atom, "regionstat")
+CAF_ADD_ATOM(es_actors, es, version_atom, "version")
+CAF_ADD_ATOM(es_actors, es, snapshot_atom, "snapshot")
+CAF_ADD_ATOM(es_actors, es, snapshot_save_atom, "snapsave")
+CAF_ADD_ATOM(es_actors, es, snapshot_load_atom, "snapload")
 
 CAF_END_TYPE_ID_BLOCK(es_actors)
 

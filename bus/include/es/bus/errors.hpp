@@ -1,11 +1,11 @@
 // Error codes of the bus module.
 #pragma once
 
-#include <cstdint>
+#include "es/store/errors.hpp"
 
 #include <caf/error.hpp>
 
-#include "es/store/errors.hpp"
+#include <cstdint>
 
 namespace es {
 
@@ -39,9 +39,8 @@ namespace detail {
 const char* render_bus_errc(uint8_t code);
 bool classify_bus_errc(uint8_t code);
 
-inline const bool bus_errors_registered
-  = register_error_category(caf::atom("es_bus"), render_bus_errc,
-                            classify_bus_errc);
+inline const bool bus_errors_registered = register_error_category(
+  caf::atom("es_bus"), render_bus_errc, classify_bus_errc);
 
 } // namespace detail
 

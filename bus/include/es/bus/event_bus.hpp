@@ -1,19 +1,19 @@
 // The event bus port: fans committed events out to subscribers.
 #pragma once
 
+#include "es/store/event.hpp"
+#include "es/store/event_registry.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <caf/actor.hpp>
-#include <caf/error.hpp>
-#include <caf/meta/type_name.hpp>
-
-#include "es/store/event.hpp"
-#include "es/store/event_registry.hpp"
 
 namespace es {
 
@@ -88,20 +88,18 @@ public:
   virtual caf::error publish(recorded_events events) = 0;
 
   /// Subscribes `fn` to events of `event_type`.
-  virtual subscription_id subscribe(std::string event_type,
-                                    event_handler_fn fn,
+  virtual subscription_id subscribe(std::string event_type, event_handler_fn fn,
                                     subscribe_options opts = {})
     = 0;
 
   /// Subscribes `sub` to the types it declares.
-  virtual subscription_id
-  subscribe_all(std::shared_ptr<event_subscriber> sub,
-                subscribe_options opts = {})
+  virtual subscription_id subscribe_all(std::shared_ptr<event_subscriber> sub,
+                                        subscribe_options opts = {})
     = 0;
 
   /// Subscribes `fn` to every event.
-  virtual subscription_id subscribe_to_all_events(event_handler_fn fn,
-                                                  subscribe_options opts = {})
+  virtual subscription_id
+  subscribe_to_all_events(event_handler_fn fn, subscribe_options opts = {})
     = 0;
 
   /// Subscribes an actor: it receives `(deliver_atom, recorded_events)`

@@ -1,10 +1,10 @@
 // The in-process event bus: actors inside one actor system.
 #pragma once
 
+#include "es/bus/event_bus.hpp"
+
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
-
-#include "es/bus/event_bus.hpp"
 
 namespace es {
 

@@ -1,10 +1,10 @@
 // CAF type ids and atoms of the bus module, chained after the store's.
 #pragma once
 
-#include <caf/type_id.hpp>
-
 #include "es/bus/event_bus.hpp"
 #include "es/supervision/type_ids.hpp"
+
+#include <caf/type_id.hpp>
 
 namespace caf {
 class actor_system_config;
@@ -12,14 +12,14 @@ class actor_system_config;
 
 CAF_BEGIN_TYPE_ID_BLOCK(es_bus, caf::id_block::es_supervision::end)
 
-  CAF_ADD_TYPE_ID(es_bus, (es::bus_stats))
+CAF_ADD_TYPE_ID(es_bus, (es::bus_stats))
 
-  CAF_ADD_ATOM(es_bus, es, publish_atom, "publish")
-  CAF_ADD_ATOM(es_bus, es, subscribe_atom, "subscribe")
-  CAF_ADD_ATOM(es_bus, es, unsubscribe_atom, "unsub")
-  CAF_ADD_ATOM(es_bus, es, deliver_atom, "deliver")
-  CAF_ADD_ATOM(es_bus, es, stats_atom, "stats")
-  CAF_ADD_ATOM(es_bus, es, drain_atom, "drain")
+CAF_ADD_ATOM(es_bus, es, publish_atom, "publish")
+CAF_ADD_ATOM(es_bus, es, subscribe_atom, "subscribe")
+CAF_ADD_ATOM(es_bus, es, unsubscribe_atom, "unsub")
+CAF_ADD_ATOM(es_bus, es, deliver_atom, "deliver")
+CAF_ADD_ATOM(es_bus, es, stats_atom, "stats")
+CAF_ADD_ATOM(es_bus, es, drain_atom, "drain")
 
 CAF_END_TYPE_ID_BLOCK(es_bus)
 

@@ -1,22 +1,22 @@
 // The coordinator: runs many projections under a supervisor.
 #pragma once
 
-#include <chrono>
-#include <functional>
-#include <map>
-#include <mutex>
-#include <memory>
-#include <string>
-#include <vector>
+#include "es/projections/projection.hpp"
+#include "es/projections/subscription.hpp"
+#include "es/supervision/actors.hpp"
+#include "es/supervision/error_handling.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
-#include "es/projections/projection.hpp"
-#include "es/projections/subscription.hpp"
-#include "es/supervision/actors.hpp"
-#include "es/supervision/error_handling.hpp"
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
 namespace es {
 

@@ -2,21 +2,21 @@
 // commit with their checkpoint.
 #pragma once
 
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+#include "es/store/sql.hpp"
+#include "es/store/state_stores.hpp"
+#include "es/supervision/error_handling.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/event_registry.hpp"
-#include "es/store/event_store.hpp"
-#include "es/store/sql.hpp"
-#include "es/store/state_stores.hpp"
-#include "es/supervision/error_handling.hpp"
 
 namespace es {
 
@@ -128,9 +128,8 @@ protected:
          auto x = reg.decode_as<E>(ev);
          if (!x)
            return std::move(x.error());
-         if constexpr (std::is_void_v<
-                         std::invoke_result_t<F&, const E&,
-                                              const recorded_event&>>) {
+         if constexpr (std::is_void_v<std::invoke_result_t<
+                         F&, const E&, const recorded_event&>>) {
            fn(*x, ev);
            return caf::none;
          } else {
@@ -146,8 +145,7 @@ protected:
 private:
   struct handler {
     std::string event_type;
-    std::function<caf::error(const event_registry&, const recorded_event&)>
-      fn;
+    std::function<caf::error(const event_registry&, const recorded_event&)> fn;
   };
 
   std::string name_;
@@ -172,8 +170,7 @@ public:
   }
 
   /// Applies one event with the statements of `tx`.
-  virtual caf::error handle(sql_transaction& tx, const recorded_event& ev)
-    = 0;
+  virtual caf::error handle(sql_transaction& tx, const recorded_event& ev) = 0;
 
   /// Clears the read model's tables with the statements of `tx`.
   virtual caf::error reset(sql_transaction& tx);

@@ -1,11 +1,11 @@
 // The projection actor: feeds one projection from its checkpoint, live.
 #pragma once
 
-#include <caf/actor.hpp>
-#include <caf/fwd.hpp>
-
 #include "es/projections/projection.hpp"
 #include "es/projections/subscription.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
 
 namespace es {
 

@@ -1,6 +1,15 @@
 // How a projection actor is fed, and what it reports.
 #pragma once
 
+#include "es/store/event_store.hpp"
+#include "es/store/state_stores.hpp"
+#include "es/supervision/classifier.hpp"
+#include "es/supervision/error_handling.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/timespan.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -8,15 +17,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <caf/actor.hpp>
-#include <caf/meta/type_name.hpp>
-#include <caf/timespan.hpp>
-
-#include "es/store/event_store.hpp"
-#include "es/store/state_stores.hpp"
-#include "es/supervision/classifier.hpp"
-#include "es/supervision/error_handling.hpp"
 
 namespace es {
 
@@ -76,10 +76,8 @@ struct subscription_config {
   /// Called on the projection actor's thread for each final failure (after
   /// retries) of at least the given severity, or of the given category:
   /// alerting, metrics. They must not block for long.
-  std::vector<std::pair<error_severity, error_tracker::callback>>
-    on_severity;
-  std::vector<std::pair<error_category, error_tracker::callback>>
-    on_category;
+  std::vector<std::pair<error_severity, error_tracker::callback>> on_severity;
+  std::vector<std::pair<error_category, error_tracker::callback>> on_category;
   checkpoint_mode checkpointing = checkpoint_mode::every_batch;
   caf::timespan checkpoint_interval = std::chrono::seconds(1);
   /// Events per page while catching up.
@@ -130,8 +128,8 @@ struct projection_status {
   health_status health;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 projection_status& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, projection_status& x) {
     return f(caf::meta::type_name("es.projection_status"), x.name, x.state,
              x.position, x.head, x.lag_events, x.lag_seconds,
              x.events_processed, x.last_processed_at_us, x.errors, x.health);

@@ -1,10 +1,10 @@
 // CAF type ids and atoms of the projections module.
 #pragma once
 
-#include <caf/type_id.hpp>
-
 #include "es/actors/type_ids.hpp"
 #include "es/projections/subscription.hpp"
+
+#include <caf/type_id.hpp>
 
 namespace caf {
 class actor_system_config;
@@ -12,14 +12,14 @@ class actor_system_config;
 
 CAF_BEGIN_TYPE_ID_BLOCK(es_projections, caf::id_block::es_actors::end)
 
-  CAF_ADD_TYPE_ID(es_projections, (es::projection_status))
-  CAF_ADD_TYPE_ID(es_projections, (std::vector<es::projection_status>))
+CAF_ADD_TYPE_ID(es_projections, (es::projection_status))
+CAF_ADD_TYPE_ID(es_projections, (std::vector<es::projection_status>))
 
-  CAF_ADD_ATOM(es_projections, es, status_atom, "status")
-  CAF_ADD_ATOM(es_projections, es, pause_atom, "pause")
-  CAF_ADD_ATOM(es_projections, es, resume_atom, "resume")
-  CAF_ADD_ATOM(es_projections, es, reset_atom, "reset")
-  CAF_ADD_ATOM(es_projections, es, pump_atom, "pump")
+CAF_ADD_ATOM(es_projections, es, status_atom, "status")
+CAF_ADD_ATOM(es_projections, es, pause_atom, "pause")
+CAF_ADD_ATOM(es_projections, es, resume_atom, "resume")
+CAF_ADD_ATOM(es_projections, es, reset_atom, "reset")
+CAF_ADD_ATOM(es_projections, es, pump_atom, "pump")
 
 CAF_END_TYPE_ID_BLOCK(es_projections)
 

@@ -20,6 +20,14 @@
 // unknown fields are ignored, so newer writers stay readable.
 #pragma once
 
+#include "es/store/errors.hpp"
+#include "es/store/event.hpp"
+#include "es/store/json.hpp"
+#include "es/store/uuid.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -30,14 +38,6 @@
 #include <string_view>
 #include <type_traits>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/errors.hpp"
-#include "es/store/event.hpp"
-#include "es/store/json.hpp"
-#include "es/store/uuid.hpp"
 
 namespace es {
 
@@ -326,15 +326,14 @@ template <class T>
 caf::error from_json(const json::value& in, T& x) {
   detail::decode_state st;
   if (!detail::decode_value(st, in, x))
-    return make_store_error(store_errc::malformed_payload,
-                            std::move(st.error));
+    return make_store_error(store_errc::malformed_payload, std::move(st.error));
   return caf::none;
 }
 
 /// Parses and decodes `x` from JSON text.
 template <class T>
-caf::expected<T> from_json(std::string_view text,
-                           const json::parse_limits& limits = {}) {
+caf::expected<T>
+from_json(std::string_view text, const json::parse_limits& limits = {}) {
   auto doc = json::document::parse(text, limits);
   if (!doc)
     return std::move(doc.error());

@@ -1,13 +1,13 @@
 // Error codes of the store module and helpers to build and inspect them.
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string>
-
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/sec.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
 
 namespace es {
 

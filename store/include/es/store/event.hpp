@@ -1,21 +1,21 @@
 // The event envelope: what an event store keeps for every event.
 #pragma once
 
+#include "es/store/uuid.hpp"
+
+#include <caf/meta/type_name.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <caf/meta/type_name.hpp>
-
-#include "es/store/uuid.hpp"
-
 namespace es {
 
 /// Points in time, UTC, at microsecond resolution (what the stores keep).
-using timestamp
-  = std::chrono::time_point<std::chrono::system_clock, std::chrono::microseconds>;
+using timestamp = std::chrono::time_point<std::chrono::system_clock,
+                                          std::chrono::microseconds>;
 
 /// Returns the current time truncated to microseconds.
 inline timestamp now_utc() {
@@ -30,8 +30,8 @@ struct optional_time_ref {
   std::optional<timestamp>& x;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 optional_time_ref& r) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, optional_time_ref& r) {
     if constexpr (Inspector::reads_state) {
       int64_t v = r.x ? r.x->time_since_epoch().count() : -1;
       return f(v);
@@ -118,8 +118,8 @@ struct recorded_event : event_data {
     = default;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 recorded_event& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, recorded_event& x) {
     return f(caf::meta::type_name("es.recorded_event"),
              static_cast<event_data&>(x), x.global_position);
   }

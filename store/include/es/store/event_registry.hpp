@@ -1,6 +1,14 @@
 // Maps (event type, schema version) to codecs and upcasters.
 #pragma once
 
+#include "es/store/codec.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/event.hpp"
+#include "es/store/json.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include <any>
 #include <concepts>
 #include <cstdint>
@@ -11,14 +19,6 @@
 #include <typeindex>
 #include <utility>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/codec.hpp"
-#include "es/store/errors.hpp"
-#include "es/store/event.hpp"
-#include "es/store/json.hpp"
 
 namespace es {
 
@@ -96,14 +96,13 @@ public:
   /// From&)`. The target must have a higher version or another type name.
   template <typed_event From, typed_event To, class F>
   caf::error add_upcaster(F fn) {
-    upcast_fn up = [fn = std::move(fn)](std::any& in)
-      -> caf::expected<std::any> {
+    upcast_fn up
+      = [fn = std::move(fn)](std::any& in) -> caf::expected<std::any> {
       const auto* from = std::any_cast<From>(&in);
       if (from == nullptr)
         return make_store_error(store_errc::internal,
                                 "upcaster input has the wrong type");
-      if constexpr (std::is_same_v<std::invoke_result_t<F&, const From&>,
-                                   To>) {
+      if constexpr (std::is_same_v<std::invoke_result_t<F&, const From&>, To>) {
         return std::any{fn(*from)};
       } else {
         auto res = fn(*from);

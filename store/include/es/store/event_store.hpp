@@ -1,6 +1,13 @@
 // The event store port: what every store adapter implements.
 #pragma once
 
+#include "es/store/event.hpp"
+#include "es/store/expected_version.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -9,13 +16,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-#include <caf/meta/type_name.hpp>
-
-#include "es/store/event.hpp"
-#include "es/store/expected_version.hpp"
 
 namespace es {
 
@@ -33,15 +33,14 @@ struct append_result {
   /// stream) and returned the original result without writing.
   bool deduplicated = false;
 
-  friend bool operator==(const append_result&, const append_result&)
-    = default;
+  friend bool operator==(const append_result&, const append_result&) = default;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 append_result& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, append_result& x) {
     return f(caf::meta::type_name("es.append_result"), x.stream,
-             x.first_version, x.last_version, x.first_position,
-             x.last_position, x.deduplicated);
+             x.first_version, x.last_version, x.first_position, x.last_position,
+             x.deduplicated);
   }
 };
 
@@ -52,8 +51,8 @@ struct append_request {
   event_batch events;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 append_request& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, append_request& x) {
     return f(caf::meta::type_name("es.append_request"), x.stream, x.expected,
              x.events);
   }
@@ -74,8 +73,8 @@ struct read_stream_options {
   size_t max_count = 1000;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 read_stream_options& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, read_stream_options& x) {
     return f(caf::meta::type_name("es.read_stream_options"), x.from_version,
              x.to_version, x.direction, x.max_count);
   }
@@ -93,10 +92,10 @@ struct stream_slice {
   int64_t stream_version = 0;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 stream_slice& x) {
-    return f(caf::meta::type_name("es.stream_slice"), x.events,
-             x.next_version, x.end_of_stream, x.stream_version);
+  friend typename Inspector::result_type
+  inspect(Inspector& f, stream_slice& x) {
+    return f(caf::meta::type_name("es.stream_slice"), x.events, x.next_version,
+             x.end_of_stream, x.stream_version);
   }
 };
 
@@ -115,8 +114,8 @@ struct event_filter {
   bool matches(const event_data& ev) const;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 event_filter& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, event_filter& x) {
     return f(caf::meta::type_name("es.event_filter"), x.event_types,
              x.aggregate_types, x.tenant_id);
   }
@@ -132,8 +131,8 @@ struct read_all_options {
   event_filter filter;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 read_all_options& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, read_all_options& x) {
     return f(caf::meta::type_name("es.read_all_options"), x.after_position,
              x.max_count, x.filter);
   }
@@ -186,8 +185,8 @@ struct store_metrics {
   uint64_t decided_again = 0;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 store_metrics& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, store_metrics& x) {
     return f(caf::meta::type_name("es.store_metrics"), x.append_requests,
              x.events_appended, x.transactions, x.version_conflicts,
              x.deduplicated, x.decided_again);
@@ -225,8 +224,7 @@ public:
   /// against a registry), and retryable storage errors. On error nothing is
   /// written.
   [[nodiscard]] virtual caf::expected<append_result>
-  append(const stream_id& stream, expected_version expected,
-         event_batch events)
+  append(const stream_id& stream, expected_version expected, event_batch events)
     = 0;
 
   /// Appends several independent requests: the group-commit entry point.
@@ -239,25 +237,21 @@ public:
   /// Reads one page of a stream. An unknown stream yields an empty page with
   /// `stream_version` 0.
   [[nodiscard]] virtual caf::expected<stream_slice>
-  read_stream(const stream_id& stream, const read_stream_options& options)
-    = 0;
+  read_stream(const stream_id& stream, const read_stream_options& options) = 0;
 
   /// Reads one page of the global feed in position order. Every committed
   /// event has a position; a reader that continues from `next_position`
   /// sees every event exactly once.
   [[nodiscard]] virtual caf::expected<all_slice>
-  read_all(const read_all_options& options)
-    = 0;
+  read_all(const read_all_options& options) = 0;
 
   /// Returns the stream's current version (0 when it has no events).
   [[nodiscard]] virtual caf::expected<int64_t>
-  stream_version(const stream_id& stream)
-    = 0;
+  stream_version(const stream_id& stream) = 0;
 
   /// Returns the event with id `event_id`, or `std::nullopt`.
   [[nodiscard]] virtual caf::expected<std::optional<recorded_event>>
-  find_event(const uuid& event_id)
-    = 0;
+  find_event(const uuid& event_id) = 0;
 
   /// Returns whether an event with id `event_id` is stored.
   [[nodiscard]] virtual caf::expected<bool> event_exists(const uuid& event_id);

@@ -1,10 +1,10 @@
 // The optimistic-concurrency condition of an append.
 #pragma once
 
+#include <caf/meta/type_name.hpp>
+
 #include <cstdint>
 #include <string>
-
-#include <caf/meta/type_name.hpp>
 
 namespace es {
 
@@ -60,8 +60,8 @@ public:
     = default;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 expected_version& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, expected_version& x) {
     return f(caf::meta::type_name("es.expected_version"), x.kind_, x.value_);
   }
 

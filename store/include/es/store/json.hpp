@@ -1,14 +1,14 @@
 // A small JSON facade over RapidJSON, so public headers stay free of it.
 #pragma once
 
+#include <caf/expected.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <caf/expected.hpp>
 
 namespace es::json {
 

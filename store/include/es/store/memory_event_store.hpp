@@ -1,10 +1,10 @@
 // The in-memory event store: the reference adapter and the test oracle.
 #pragma once
 
-#include <memory>
-
 #include "es/store/event_registry.hpp"
 #include "es/store/event_store.hpp"
+
+#include <memory>
 
 namespace es {
 

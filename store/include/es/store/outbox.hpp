@@ -2,17 +2,17 @@
 // relays that publish them to a broker.
 #pragma once
 
+#include "es/store/event.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/event.hpp"
 
 namespace es {
 
@@ -49,8 +49,8 @@ public:
 
   /// Marks a row as failed: its retry count grows and `error` is kept; it
   /// is claimed again until it reaches the relay's retry limit.
-  [[nodiscard]] virtual caf::error mark_failed(int64_t id,
-                                               const std::string& error)
+  [[nodiscard]] virtual caf::error
+  mark_failed(int64_t id, const std::string& error)
     = 0;
 
   /// Makes the marks durable and releases the rows.
@@ -74,13 +74,11 @@ public:
   /// failed rows retried fewer than `max_retries` times, skipping rows other
   /// relays hold.
   [[nodiscard]] virtual caf::expected<std::unique_ptr<outbox_claim>>
-  claim(size_t limit, int32_t max_retries = 10)
-    = 0;
+  claim(size_t limit, int32_t max_retries = 10) = 0;
 
   /// Deletes published rows published more than `age` ago; returns how
   /// many.
-  [[nodiscard]] virtual caf::expected<int64_t>
-  cleanup(std::chrono::seconds age)
+  [[nodiscard]] virtual caf::expected<int64_t> cleanup(std::chrono::seconds age)
     = 0;
 
   [[nodiscard]] virtual caf::expected<outbox_counts> counts() = 0;

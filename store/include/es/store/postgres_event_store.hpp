@@ -1,15 +1,15 @@
 // The PostgreSQL event store: the production backend.
 #pragma once
 
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+
+#include <caf/expected.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
-
-#include <caf/expected.hpp>
-
-#include "es/store/event_registry.hpp"
-#include "es/store/event_store.hpp"
 
 namespace es {
 
@@ -76,11 +76,11 @@ caf::error postgres_migrate(const postgres_config& cfg);
 /// own version check and result, and writes the accepted ones in one
 /// transaction. Stream heads the store already knows (or reads without a
 /// lock) let it decide first and send the insert as one pipeline (one
-/// implicit transaction, one round trip); when a head turns out stale, or a request would be refused,
-/// the group is decided again under the position lock from fresh reads.
-/// Global positions are allocated under a row lock held until commit, so
-/// they are dense and become visible in order: the feed never skips an
-/// event.
+/// implicit transaction, one round trip); when a head turns out stale, or a
+/// request would be refused, the group is decided again under the position lock
+/// from fresh reads. Global positions are allocated under a row lock held until
+/// commit, so they are dense and become visible in order: the feed never skips
+/// an event.
 ///
 /// Errors: `connection_failed` (retryable), `authentication_failed`,
 /// `unknown_database`, `schema_too_new`, `migration_failed`.

@@ -2,6 +2,11 @@
 // their checkpoint, so handler writes and checkpoint commit together.
 #pragma once
 
+#include "es/store/state_stores.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -10,11 +15,6 @@
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-
-#include "es/store/state_stores.hpp"
 
 namespace es {
 
@@ -42,15 +42,13 @@ public:
   virtual std::string dialect() const = 0;
 
   /// Runs a statement without results.
-  [[nodiscard]] virtual caf::error exec(std::string_view sql,
-                                        const std::vector<sql_value>& params
-                                        = {})
+  [[nodiscard]] virtual caf::error
+  exec(std::string_view sql, const std::vector<sql_value>& params = {})
     = 0;
 
   /// Runs a query and returns its rows.
   [[nodiscard]] virtual caf::expected<std::vector<sql_row>>
-  query(std::string_view sql, const std::vector<sql_value>& params = {})
-    = 0;
+  query(std::string_view sql, const std::vector<sql_value>& params = {}) = 0;
 };
 
 /// A database holding read models next to the framework's own
@@ -73,13 +71,11 @@ public:
   /// Saves a checkpoint inside `tx` (never moving it backwards) and returns
   /// the one now stored.
   [[nodiscard]] virtual caf::expected<checkpoint>
-  save_checkpoint(sql_transaction& tx, const checkpoint& cp)
-    = 0;
+  save_checkpoint(sql_transaction& tx, const checkpoint& cp) = 0;
 
   /// Adds a dead letter inside `tx` (same rules as `dead_letter_store::add`).
   [[nodiscard]] virtual caf::expected<int64_t>
-  add_dead_letter(sql_transaction& tx, const dead_letter& entry)
-    = 0;
+  add_dead_letter(sql_transaction& tx, const dead_letter& entry) = 0;
 
   /// Records that `projection` processed `event_id` inside `tx`; returns
   /// false if it had already (for at-least-once side effects).

@@ -1,15 +1,15 @@
 // The embedded SQLite event store: the default backend.
 #pragma once
 
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+
+#include <caf/expected.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
-
-#include <caf/expected.hpp>
-
-#include "es/store/event_registry.hpp"
-#include "es/store/event_store.hpp"
 
 namespace es {
 

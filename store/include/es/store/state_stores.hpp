@@ -3,6 +3,12 @@
 // PostgreSQL adapter with the same contract (tests/store/state_tests.cpp).
 #pragma once
 
+#include "es/store/event.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -10,12 +16,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-#include <caf/meta/type_name.hpp>
-
-#include "es/store/event.hpp"
 
 namespace es {
 
@@ -60,12 +60,10 @@ public:
 
   /// Returns the stored snapshot of `stream`, if any.
   [[nodiscard]] virtual caf::expected<std::optional<snapshot>>
-  load(const stream_id& stream)
-    = 0;
+  load(const stream_id& stream) = 0;
 
   /// Deletes the snapshot of `stream`; returns whether there was one.
-  [[nodiscard]] virtual caf::expected<bool> remove(const stream_id& stream)
-    = 0;
+  [[nodiscard]] virtual caf::expected<bool> remove(const stream_id& stream) = 0;
 };
 
 using snapshot_store_ptr = std::shared_ptr<snapshot_store>;
@@ -110,8 +108,7 @@ public:
 
   /// Returns the projection's checkpoint, if any.
   [[nodiscard]] virtual caf::expected<std::optional<checkpoint>>
-  load(const std::string& projection)
-    = 0;
+  load(const std::string& projection) = 0;
 
   /// Deletes the projection's checkpoint (for a rebuild); returns whether
   /// there was one.
@@ -155,8 +152,7 @@ struct dead_letter {
   std::string resolved_by;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 dead_letter& x) {
+  friend typename Inspector::result_type inspect(Inspector& f, dead_letter& x) {
     return f(caf::meta::type_name("es.dead_letter"), x.id, x.projection,
              x.event_id, x.global_position, x.event_type, x.event_data,
              x.error_message, x.error_context, x.retry_count, x.status,
@@ -184,8 +180,8 @@ struct dead_letter_stats {
   std::optional<timestamp> oldest_unresolved;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 dead_letter_stats& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, dead_letter_stats& x) {
     return f(caf::meta::type_name("es.dead_letter_stats"), x.total, x.failed,
              x.retrying, x.resolved, x.by_projection,
              detail::optional_time_ref{x.oldest_unresolved});
@@ -211,13 +207,11 @@ public:
     = 0;
 
   [[nodiscard]] virtual caf::expected<std::optional<dead_letter>>
-  get(int64_t id)
-    = 0;
+  get(int64_t id) = 0;
 
   /// Entries matching `q`, oldest first.
   [[nodiscard]] virtual caf::expected<std::vector<dead_letter>>
-  list(const dead_letter_query& q)
-    = 0;
+  list(const dead_letter_query& q) = 0;
 
   /// Marks an entry as being retried. Returns false for an unknown id.
   [[nodiscard]] virtual caf::expected<bool> mark_retrying(int64_t id) = 0;
@@ -225,16 +219,14 @@ public:
   /// Marks an entry resolved by `by` (a user or "replay"). Returns false for
   /// an unknown id.
   [[nodiscard]] virtual caf::expected<bool>
-  mark_resolved(int64_t id, const std::string& by)
-    = 0;
+  mark_resolved(int64_t id, const std::string& by) = 0;
 
   [[nodiscard]] virtual caf::expected<dead_letter_stats> stats() = 0;
 
   /// Deletes resolved entries resolved more than `age` ago; returns how
   /// many.
   [[nodiscard]] virtual caf::expected<int64_t>
-  purge_resolved(std::chrono::seconds age)
-    = 0;
+  purge_resolved(std::chrono::seconds age) = 0;
 };
 
 using dead_letter_store_ptr = std::shared_ptr<dead_letter_store>;

@@ -1,6 +1,9 @@
 // A 128-bit UUID value type backed by libuuid.
 #pragma once
 
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <array>
 #include <compare>
 #include <cstddef>
@@ -9,9 +12,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <caf/expected.hpp>
-#include <caf/meta/type_name.hpp>
 
 namespace es {
 
@@ -84,8 +84,7 @@ inline std::string to_string(const uuid& x) {
 /// Inspects an optional UUID as a flag followed by the value, so optional
 /// ids can travel in CAF messages. Found by argument-dependent lookup.
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f,
-                                        std::optional<uuid>& x) {
+typename Inspector::result_type inspect(Inspector& f, std::optional<uuid>& x) {
   if constexpr (Inspector::reads_state) {
     bool flag = x.has_value();
     uuid tmp = x.value_or(uuid{});

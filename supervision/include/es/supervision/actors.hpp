@@ -1,6 +1,14 @@
 // Supervision as actors: retrying wrapper, supervisor, dead-letter actor.
 #pragma once
 
+#include "es/store/state_stores.hpp"
+#include "es/supervision/classifier.hpp"
+#include "es/supervision/retry.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -8,24 +16,15 @@
 #include <string>
 #include <vector>
 
-#include <caf/actor.hpp>
-#include <caf/fwd.hpp>
-#include <caf/meta/type_name.hpp>
-
-#include "es/store/state_stores.hpp"
-#include "es/supervision/classifier.hpp"
-#include "es/supervision/retry.hpp"
-
 namespace es {
 
 /// Spawns an actor that forwards every request to `target` and, when the
 /// answer is an error `classifier` calls retryable, sends it again after a
 /// backoff, up to `cfg.max_retries` times; then it answers with
 /// `supervision_errc::retries_exhausted`. Other answers pass through.
-caf::actor spawn_retrying(caf::actor_system& sys, caf::actor target,
-                          retry_config cfg,
-                          std::shared_ptr<const error_classifier> classifier
-                          = nullptr);
+caf::actor
+spawn_retrying(caf::actor_system& sys, caf::actor target, retry_config cfg,
+               std::shared_ptr<const error_classifier> classifier = nullptr);
 
 // -- supervisor ---------------------------------------------------------------
 
@@ -38,8 +37,8 @@ struct restart_policy {
   /// Restarts allowed per child before it is reported unhealthy.
   uint32_t max_restarts = 5;
   /// Backoff between a crash and the restart.
-  retry_config backoff{0, std::chrono::milliseconds(100), std::chrono::seconds(10),
-                       2.0, 0.1};
+  retry_config backoff{0, std::chrono::milliseconds(100),
+                       std::chrono::seconds(10), 2.0, 0.1};
 };
 
 enum class child_state : uint8_t { running, restarting, failed, stopped };
@@ -54,8 +53,8 @@ struct child_status {
   std::string last_error;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 child_status& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, child_status& x) {
     return f(caf::meta::type_name("es.child_status"), x.name, x.state,
              x.restarts, x.last_error);
   }
@@ -73,10 +72,9 @@ caf::actor spawn_supervisor(caf::actor_system& sys, restart_policy policy = {});
 
 /// Starts `factory`'s child under `supervisor` as `name` and returns its
 /// first actor. Blocking: call it from a thread, not from an actor.
-caf::expected<caf::actor> supervise(caf::actor_system& sys,
-                                    const caf::actor& supervisor,
-                                    const std::string& name,
-                                    child_factory factory);
+caf::expected<caf::actor>
+supervise(caf::actor_system& sys, const caf::actor& supervisor,
+          const std::string& name, child_factory factory);
 
 // -- dead letters -------------------------------------------------------------
 

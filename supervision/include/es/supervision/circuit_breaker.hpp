@@ -1,8 +1,7 @@
 // The circuit breaker: stops calling a failing resource for a while.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
+#include "es/supervision/classifier.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_clock.hpp>
@@ -10,7 +9,8 @@
 #include <caf/meta/type_name.hpp>
 #include <caf/timespan.hpp>
 
-#include "es/supervision/classifier.hpp"
+#include <chrono>
+#include <cstdint>
 
 namespace es {
 
@@ -81,8 +81,8 @@ struct circuit_breaker_stats {
   uint64_t rejected = 0;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 circuit_breaker_stats& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, circuit_breaker_stats& x) {
     return f(caf::meta::type_name("es.circuit_breaker_stats"), x.state,
              x.consecutive_failures, x.calls, x.successes, x.failures,
              x.rejected);
@@ -97,10 +97,8 @@ struct circuit_breaker_stats {
 /// answers at once with `supervision_errc::circuit_open`, whose context says
 /// how many milliseconds remain (`retry_after_ms`). `(breaker_stats_atom)`
 /// returns `circuit_breaker_stats`.
-caf::actor spawn_circuit_breaker(caf::actor_system& sys, caf::actor target,
-                                 circuit_breaker_config cfg = {},
-                                 std::shared_ptr<const error_classifier>
-                                   classifier
-                                 = nullptr);
+caf::actor spawn_circuit_breaker(
+  caf::actor_system& sys, caf::actor target, circuit_breaker_config cfg = {},
+  std::shared_ptr<const error_classifier> classifier = nullptr);
 
 } // namespace es

@@ -2,17 +2,17 @@
 // can help.
 #pragma once
 
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/atom.hpp>
-#include <caf/error.hpp>
-#include <caf/meta/type_name.hpp>
-#include <caf/sec.hpp>
 
 namespace es {
 
@@ -41,8 +41,8 @@ struct error_classification {
   std::string description;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 error_classification& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, error_classification& x) {
     return f(caf::meta::type_name("es.error_classification"), x.category,
              x.severity, x.retryable, x.description);
   }

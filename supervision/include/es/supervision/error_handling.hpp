@@ -1,6 +1,13 @@
 // What a subscription does with handler errors, and what it counts.
 #pragma once
 
+#include "es/store/event.hpp"
+#include "es/supervision/classifier.hpp"
+#include "es/supervision/retry.hpp"
+
+#include <caf/error.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -10,13 +17,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/error.hpp>
-#include <caf/meta/type_name.hpp>
-
-#include "es/store/event.hpp"
-#include "es/supervision/classifier.hpp"
-#include "es/supervision/retry.hpp"
 
 namespace es {
 
@@ -65,8 +65,7 @@ struct error_info {
   timestamp at;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 error_info& x) {
+  friend typename Inspector::result_type inspect(Inspector& f, error_info& x) {
     return f(caf::meta::type_name("es.error_info"), x.event_id, x.event_type,
              x.global_position, x.message, x.classification, x.attempts,
              x.sent_to_dlq, x.at);
@@ -86,11 +85,9 @@ struct error_stats {
   std::vector<error_info> recent;
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 error_stats& x) {
+  friend typename Inspector::result_type inspect(Inspector& f, error_stats& x) {
     return f(caf::meta::type_name("es.error_stats"), x.total, x.sent_to_dlq,
-             x.skipped, x.by_category, x.by_type, x.rate_per_minute,
-             x.recent);
+             x.skipped, x.by_category, x.by_type, x.rate_per_minute, x.recent);
   }
 };
 
@@ -109,8 +106,8 @@ struct health_status {
   }
 
   template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f,
-                                                 health_status& x) {
+  friend typename Inspector::result_type
+  inspect(Inspector& f, health_status& x) {
     return f(caf::meta::type_name("es.health_status"), x.level, x.warnings,
              x.errors);
   }

@@ -1,12 +1,12 @@
 // Error codes of the supervision module.
 #pragma once
 
-#include <cstdint>
-#include <optional>
+#include "es/store/errors.hpp"
 
 #include <caf/error.hpp>
 
-#include "es/store/errors.hpp"
+#include <cstdint>
+#include <optional>
 
 namespace es {
 
@@ -42,9 +42,8 @@ namespace detail {
 const char* render_supervision_errc(uint8_t code);
 bool classify_supervision_errc(uint8_t code);
 
-inline const bool supervision_errors_registered
-  = register_error_category(caf::atom("es_superv"), render_supervision_errc,
-                            classify_supervision_errc);
+inline const bool supervision_errors_registered = register_error_category(
+  caf::atom("es_superv"), render_supervision_errc, classify_supervision_errc);
 
 } // namespace detail
 

@@ -1,18 +1,18 @@
 // Retries with exponential backoff and jitter.
 #pragma once
 
+#include "es/supervision/errors.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <random>
 #include <thread>
 #include <type_traits>
-
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-#include <caf/timespan.hpp>
-
-#include "es/supervision/errors.hpp"
 
 namespace es {
 
