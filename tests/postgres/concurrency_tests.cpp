@@ -277,7 +277,8 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   for (int i = 0; i < 200 && !waiting; ++i)
     waiting = older_admin.value(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type"
-                " = 'Lock' AND application_name = 'eventsource'")
+                " = 'Lock' AND application_name = '"
+                + cfg.application_name + "'")
               != "0";
   REQUIRE(waiting);
   CHECK_FALSE(younger_done);

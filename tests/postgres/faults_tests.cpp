@@ -48,10 +48,11 @@ TEST_CASE("a terminated connection fails once, retryable, then recovers",
   auto s = new_stream();
   REQUIRE((*store)->append(s, expected_version::any(), make_batch(s, 2)));
   REQUIRE((*store)->read_stream(s, {}));
-  // Kill every connection of the store.
+  // Kill every connection of this store (and no other test's).
   auto killed = fx.admin.value(
     "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
-    " WHERE application_name = 'eventsource' AND pid <> pg_backend_pid()");
+    " WHERE application_name = '"
+    + cfg.application_name + "' AND pid <> pg_backend_pid()");
   CHECK(killed != "0");
   auto res = (*store)->append(s, expected_version::any(), make_batch(s, 1));
   if (!res) {

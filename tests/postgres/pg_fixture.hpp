@@ -119,6 +119,9 @@ struct postgres_fixture {
     schemas.push_back(schema);
     postgres_config cfg;
     cfg.dsn = pg_dsn_for(schema);
+    // Tests that look for the store's sessions (to kill them or to see them
+    // wait) find only their own: other test binaries run at the same time.
+    cfg.application_name = schema;
     return cfg;
   }
 

@@ -229,7 +229,7 @@ connection::open(const postgres_config& cfg) {
   const char* keys[]
     = {"connect_timeout", "application_name", "dbname", nullptr};
   const char* vals[]
-    = {timeout.c_str(), "eventsource", cfg.dsn.c_str(), nullptr};
+    = {timeout.c_str(), cfg.application_name.c_str(), cfg.dsn.c_str(), nullptr};
   PGconn* conn = PQconnectdbParams(keys, vals, 1);
   if (conn == nullptr)
     return make_store_error(store_errc::connection_failed,

@@ -20,6 +20,9 @@ struct postgres_config {
   /// leaves out come from the usual libpq environment variables (PGHOST,
   /// PGSSLMODE, PGSSLROOTCERT, ...), so TLS is configured the libpq way.
   std::string dsn;
+  /// The name the store's sessions show in pg_stat_activity and server logs
+  /// unless the DSN sets `application_name`.
+  std::string application_name = "eventsource";
   /// Connections for reads (opened on demand, kept while idle).
   size_t read_connections = 4;
   /// Most append requests committed together in one transaction.
