@@ -12,8 +12,12 @@
 #include <caf/system_messages.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <exception>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 
 namespace es {
 
@@ -29,15 +33,23 @@ namespace {
 
 // -- delivery actors ----------------------------------------------------------
 
+/// Cleared by `unsubscribe` before the bus hears of it: from then on a
+/// delivery actor starts no handler, whatever its mailbox still holds.
+using active_flag = std::shared_ptr<std::atomic<bool>>;
+
 /// Runs a handler for each event of a delivery, isolating its failures.
 caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
-                                std::string label) {
+                                std::string label, active_flag active) {
   return {
-    [fn,
-     label](deliver_atom,
-            const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
+    [fn, label,
+     active](deliver_atom,
+             const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
+      uint64_t invoked = 0;
       uint64_t errors = 0;
       for (const auto& ev : events) {
+        if (!active->load())
+          break;
+        ++invoked;
         caf::error err;
         try {
           err = fn(ev);
@@ -56,17 +68,20 @@ caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
                                     + ev.event_type + "): " + describe(err));
         }
       }
-      return {static_cast<uint64_t>(events.size()), errors};
+      return {invoked, errors};
     },
   };
 }
 
 /// Forwards deliveries to a user actor and waits for its (empty) reply.
-caf::behavior actor_delivery(caf::event_based_actor* self, caf::actor target) {
+caf::behavior actor_delivery(caf::event_based_actor* self, caf::actor target,
+                             active_flag active) {
   return {
-    [self,
-     target](deliver_atom,
+    [self, target,
+     active](deliver_atom,
              const recorded_events& events) -> caf::result<uint64_t, uint64_t> {
+      if (!active->load())
+        return {uint64_t{0}, uint64_t{0}};
       auto rp = self->make_response_promise<uint64_t, uint64_t>();
       auto n = static_cast<uint64_t>(events.size());
       self->request(target, caf::infinite, deliver_atom_v, events)
@@ -324,8 +339,9 @@ public:
   subscription_id subscribe(std::string event_type, event_handler_fn fn,
                             subscribe_options opts) override {
     auto label = event_type;
-    return add(spawn_function(std::move(fn), std::move(label), opts),
-               {std::move(event_type)}, opts);
+    auto active = make_active();
+    return add(spawn_function(std::move(fn), std::move(label), opts, active),
+               {std::move(event_type)}, opts, active);
   }
 
   subscription_id subscribe_all(std::shared_ptr<event_subscriber> sub,
@@ -334,23 +350,36 @@ public:
     auto fn = [sub](const recorded_event& ev) {
       return sub->handle(ev);
     };
-    return add(spawn_function(std::move(fn), "subscriber", opts),
-               std::move(types), opts);
+    auto active = make_active();
+    return add(spawn_function(std::move(fn), "subscriber", opts, active),
+               std::move(types), opts, active);
   }
 
   subscription_id subscribe_to_all_events(event_handler_fn fn,
                                           subscribe_options opts) override {
-    return add(spawn_function(std::move(fn), "all-events", opts), {}, opts);
+    auto active = make_active();
+    return add(spawn_function(std::move(fn), "all-events", opts, active), {},
+               opts, active);
   }
 
   subscription_id subscribe_actor(caf::actor target,
                                   std::vector<std::string> event_types,
                                   subscribe_options opts) override {
-    return add(sys_.spawn(actor_delivery, std::move(target)),
-               std::move(event_types), opts);
+    auto active = make_active();
+    return add(sys_.spawn(actor_delivery, std::move(target), active),
+               std::move(event_types), opts, active);
   }
 
   bool unsubscribe(subscription_id id) override {
+    {
+      // Events still queued for the subscription are dropped from here on,
+      // even those already in its delivery actor's mailbox.
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (auto i = active_.find(id); i != active_.end()) {
+        i->second->store(false);
+        active_.erase(i);
+      }
+    }
     caf::scoped_actor self{sys_};
     bool result = false;
     self->request(bus_, caf::infinite, unsubscribe_atom_v, id)
@@ -394,16 +423,21 @@ private:
     return err && err == code;
   }
 
+  static active_flag make_active() {
+    return std::make_shared<std::atomic<bool>>(true);
+  }
+
   caf::actor spawn_function(event_handler_fn fn, std::string label,
-                            const subscribe_options& opts) {
+                            const subscribe_options& opts, active_flag active) {
     if (opts.blocking)
       return sys_.spawn<caf::detached>(function_delivery, std::move(fn),
-                                       std::move(label));
-    return sys_.spawn(function_delivery, std::move(fn), std::move(label));
+                                       std::move(label), std::move(active));
+    return sys_.spawn(function_delivery, std::move(fn), std::move(label),
+                      std::move(active));
   }
 
   subscription_id add(caf::actor delivery, std::vector<std::string> types,
-                      const subscribe_options& opts) {
+                      const subscribe_options& opts, active_flag active) {
     caf::scoped_actor self{sys_};
     subscription_id result = 0;
     self
@@ -412,6 +446,8 @@ private:
       .receive(
         [&](subscription_id id) {
           result = id;
+          std::lock_guard<std::mutex> guard{mtx_};
+          active_.emplace(id, std::move(active));
         },
         [&](caf::error&) {
           caf::anon_send_exit(delivery, caf::exit_reason::user_shutdown);
@@ -421,6 +457,9 @@ private:
 
   caf::actor_system& sys_;
   caf::actor bus_;
+  std::mutex mtx_;
+  /// The flags of the subscriptions made through this facade.
+  std::unordered_map<subscription_id, active_flag> active_;
 };
 
 } // namespace

@@ -393,7 +393,7 @@ TEST_CASE_METHOD(deterministic_fixture,
   REQUIRE(log->published.size() == 1);
   caf::anon_send_exit(bus, caf::exit_reason::user_shutdown);
   sched.run();
-  // Fails today: the held response promises die with the bus state without
-  // an answer, so these requesters (caf::infinite) wait forever.
+  // The held publishes are answered with an error when the bus stops;
+  // their requesters (caf::infinite) would otherwise wait forever.
   CHECK(log->errors.size() == 2);
 }
