@@ -902,9 +902,16 @@ private:
 } // namespace
 
 caf::error postgres_migrate(const postgres_config& cfg) {
-  auto conn = detail::pg::connection::open(cfg);
+  // The application's statement_timeout bounds its queries, not schema
+  // changes: a migration may build indexes, or wait for another process
+  // applying the same step under the advisory lock.
+  auto migration_cfg = cfg;
+  migration_cfg.statement_timeout = std::chrono::milliseconds{0};
+  auto conn = detail::pg::connection::open(migration_cfg);
   if (!conn)
     return std::move(conn.error());
+  if (auto res = (*conn)->exec("SET statement_timeout = 0"); !res)
+    return std::move(res.error());
   return detail::pg::migrate(**conn, cfg.events_partitions);
 }
 

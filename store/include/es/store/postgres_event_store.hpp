@@ -69,7 +69,9 @@ int postgres_schema_version();
 
 /// Applies pending migrations to the database behind `cfg.dsn`. Each runs in
 /// its own transaction under an advisory lock, so concurrent callers apply
-/// each step once; running it again is harmless.
+/// each step once; running it again is harmless. Migrations run without
+/// `statement_timeout`: a step may build indexes or wait for another process
+/// applying it.
 caf::error postgres_migrate(const postgres_config& cfg);
 
 /// Opens the PostgreSQL event store (migrating first if `cfg.migrate`).
