@@ -178,6 +178,22 @@ caf::error migrate(connection& conn) {
   return caf::none;
 }
 
+caf::expected<std::unique_ptr<connection>>
+open_migrated(const std::string& path, int cache_pages, const char* what) {
+  if (path.empty())
+    return make_store_error(store_errc::invalid_argument,
+                            std::string{what} + " needs a file path");
+  constexpr int busy_timeout_ms = 5000;
+  auto conn = connection::open(path, true, busy_timeout_ms, cache_pages);
+  if (!conn)
+    return std::move(conn.error());
+  if (auto err = enable_wal(**conn, std::chrono::milliseconds{busy_timeout_ms}))
+    return err;
+  if (auto err = migrate(**conn))
+    return err;
+  return std::move(*conn);
+}
+
 } // namespace es::detail::sqlite
 
 namespace es {

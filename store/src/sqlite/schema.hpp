@@ -24,4 +24,10 @@ const std::vector<migration>& migrations();
 /// translations of `translate`.
 caf::error migrate(connection& conn);
 
+/// Opens (creating it if needed) the file at `path` for a state store or a
+/// read-model database: busy timeout of 5 s, WAL, schema migrated. `what`
+/// names the caller in the error for an empty path.
+caf::expected<std::unique_ptr<connection>>
+open_migrated(const std::string& path, int cache_pages, const char* what);
+
 } // namespace es::detail::sqlite

@@ -184,17 +184,10 @@ private:
 } // namespace
 
 caf::expected<read_model_db_ptr> make_sqlite_read_model_db(std::string path) {
-  if (path.empty())
-    return make_store_error(store_errc::invalid_argument,
-                            "a read-model database needs a file path");
-  auto conn = connection::open(path, true, 5000, 2000);
+  auto conn
+    = detail::sqlite::open_migrated(path, 2000, "a read-model database");
   if (!conn)
     return std::move(conn.error());
-  if (auto err
-      = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
-    return err;
-  if (auto err = detail::sqlite::migrate(**conn))
-    return err;
   return read_model_db_ptr{
     std::make_shared<sqlite_read_model_db>(std::move(path), std::move(*conn))};
 }

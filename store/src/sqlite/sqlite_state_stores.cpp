@@ -453,18 +453,7 @@ private:
 };
 
 caf::expected<std::unique_ptr<connection>> open_state(const std::string& path) {
-  if (path.empty())
-    return make_store_error(store_errc::invalid_argument,
-                            "a SQLite state store needs a file path");
-  auto conn = connection::open(path, true, 5000, 500);
-  if (!conn)
-    return std::move(conn.error());
-  if (auto err
-      = detail::sqlite::enable_wal(**conn, std::chrono::milliseconds{5000}))
-    return err;
-  if (auto err = detail::sqlite::migrate(**conn))
-    return err;
-  return std::move(*conn);
+  return detail::sqlite::open_migrated(path, 500, "a SQLite state store");
 }
 
 } // namespace
