@@ -4,7 +4,12 @@
 
 #include "rapidjson.hpp"
 
+#include <charconv>
 #include <cmath>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <system_error>
 
 namespace es::json {
 
@@ -12,12 +17,157 @@ namespace {
 
 using rj_value = rapidjson::Value;
 
-/// Forwards SAX events to `Handler` and fails once nesting exceeds a limit.
+// -- numbers ------------------------------------------------------------------
+
+/// A JSON number converted from its text.
+struct converted_number {
+  enum class form : uint8_t {
+    /// A negative integer that fits int64_t (`i`).
+    signed_integer,
+    /// A non-negative integer that fits uint64_t (`u`).
+    unsigned_integer,
+    /// Any other number, correctly rounded (`d`).
+    floating,
+    /// Rounds to an infinity, or a nonzero number rounds to zero.
+    out_of_range,
+  };
+  form type;
+  int64_t i = 0;
+  uint64_t u = 0;
+  double d = 0;
+};
+
+/// Returns whether the digits before the exponent of `raw` are all zero.
+bool zero_mantissa(std::string_view raw) noexcept {
+  for (auto c : raw) {
+    if (c == 'e' || c == 'E')
+      break;
+    if (c >= '1' && c <= '9')
+      return false;
+  }
+  return true;
+}
+
+/// Returns whether a JSON number is written as an integer (no fraction, no
+/// exponent). A plain loop: `find_first_of` calls memchr for every character.
+bool integer_text(std::string_view raw) noexcept {
+  for (auto c : raw)
+    if (c == '.' || c == 'e' || c == 'E')
+      return false;
+  return true;
+}
+
+/// Converts the text of a JSON number that RapidJSON has checked for syntax.
+/// Uses `std::from_chars`, which libstdc++ (12 and later) rounds correctly
+/// without allocating.
+converted_number convert_number(std::string_view raw) noexcept {
+  using form = converted_number::form;
+  const char* first = raw.data();
+  const char* last = first + raw.size();
+  if (integer_text(raw)) {
+    // An integer: exact if it fits, else a double like any other number.
+    if (raw.front() == '-') {
+      int64_t i = 0;
+      auto res = std::from_chars(first, last, i);
+      if (res.ec == std::errc{} && res.ptr == last)
+        return {form::signed_integer, i, 0, 0};
+    } else {
+      uint64_t u = 0;
+      auto res = std::from_chars(first, last, u);
+      if (res.ec == std::errc{} && res.ptr == last)
+        return {form::unsigned_integer, 0, u, 0};
+    }
+  }
+  double d = 0;
+  auto res = std::from_chars(first, last, d);
+  // libstdc++ reports overflow and underflow to zero as out of range; the
+  // explicit checks keep that rule with a library that returns inf or 0.
+  if (res.ec != std::errc{} || res.ptr != last || std::isinf(d)
+      || (d == 0 && !zero_mantissa(raw)))
+    return {form::out_of_range, 0, 0, 0};
+  return {form::floating, 0, 0, d};
+}
+
+// -- strings ------------------------------------------------------------------
+
+/// Returns whether decoded UTF-8 holds an encoded surrogate (U+D800 to
+/// U+DFFF: lead byte 0xED, next byte 0xA0 or above). After
+/// kParseValidateEncodingFlag, RapidJSON only produces one from a lone low
+/// surrogate escape (it refuses lone high ones itself).
+bool has_encoded_surrogate(const char* str, size_t len) noexcept {
+  const char* end = str + len;
+  for (const char* p = str;; ++p) {
+    p = static_cast<const char*>(std::memchr(p, '\xED', end - p));
+    if (p == nullptr || p + 1 == end)
+      return false;
+    if (static_cast<unsigned char>(p[1]) >= 0xA0)
+      return true;
+  }
+}
+
+/// Returns the value of the four hex digits at `p`.
+unsigned hex4(const char* p) noexcept {
+  unsigned result = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto c = p[i];
+    unsigned digit = c <= '9'   ? static_cast<unsigned>(c - '0')
+                     : c <= 'F' ? static_cast<unsigned>(c - 'A' + 10)
+                                : static_cast<unsigned>(c - 'a' + 10);
+    result = result * 16 + digit;
+  }
+  return result;
+}
+
+/// Returns the offset of the first lone low surrogate escape of the string
+/// literal that ends (after its closing quote) at offset `end` of `text`,
+/// which RapidJSON has parsed up to there.
+size_t lone_surrogate_offset(std::string_view text, size_t end) noexcept {
+  // Inside a literal every '"' follows a backslash; the opening quote
+  // follows a structural character, whitespace or nothing.
+  size_t close = end - 1;
+  size_t open = close;
+  while (open > 0) {
+    --open;
+    if (text[open] == '"' && (open == 0 || text[open - 1] != '\\'))
+      break;
+  }
+  for (size_t i = open + 1; i < close;) {
+    if (text[i] != '\\') {
+      ++i;
+    } else if (text[i + 1] != 'u') {
+      i += 2;
+    } else {
+      auto unit = hex4(text.data() + i + 2);
+      if (unit >= 0xDC00 && unit <= 0xDFFF)
+        return i;
+      // A high surrogate escape is followed by its low half: skip both.
+      i += unit >= 0xD800 && unit <= 0xDBFF ? 12 : 6;
+    }
+  }
+  return open; // Not reached for text RapidJSON has parsed.
+}
+
+// -- SAX guard ----------------------------------------------------------------
+
+/// Why `input_guard` stopped a parse.
+enum class guard_failure : uint8_t {
+  none,
+  too_deep,
+  number_out_of_range,
+  lone_surrogate,
+};
+
+/// Sits between RapidJSON's reader (with `untrusted_parse_flags`) and
+/// `Handler`: converts numbers from their text, refuses numbers a double
+/// cannot hold and strings with lone surrogate escapes, and fails once
+/// nesting exceeds a limit. Reads offsets from `in`, the stream the reader
+/// consumes, which starts at `text`.
 template <class Handler>
-class depth_guard {
+class input_guard {
 public:
-  depth_guard(Handler& next, size_t max_depth)
-    : next_(next), max_depth_(max_depth) {
+  input_guard(Handler& next, std::string_view text,
+              const rapidjson::MemoryStream& in, size_t max_depth)
+    : next_(next), text_(text), in_(in), max_depth_(max_depth) {
     // nop
   }
 
@@ -27,6 +177,7 @@ public:
   bool Bool(bool b) {
     return next_.Bool(b);
   }
+  // The reader calls RawNumber instead of these (kParseNumbersAsStrings).
   bool Int(int i) {
     return next_.Int(i);
   }
@@ -42,16 +193,38 @@ public:
   bool Double(double d) {
     return next_.Double(d);
   }
-  bool RawNumber(const char* str, rapidjson::SizeType len, bool copy) {
-    return next_.RawNumber(str, len, copy);
+  bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
+    using form = converted_number::form;
+    auto num = convert_number({str, len});
+    switch (num.type) {
+      case form::signed_integer:
+        // Same events as RapidJSON's own conversion.
+        if (num.i >= std::numeric_limits<int32_t>::min())
+          return next_.Int(static_cast<int32_t>(num.i));
+        return next_.Int64(num.i);
+      case form::unsigned_integer:
+        if (num.u <= std::numeric_limits<uint32_t>::max())
+          return next_.Uint(static_cast<uint32_t>(num.u));
+        return next_.Uint64(num.u);
+      case form::floating: return next_.Double(num.d);
+      case form::out_of_range: break;
+    }
+    // The reader calls this right after the number's last character.
+    return fail(guard_failure::number_out_of_range, in_.Tell() - len);
   }
   bool String(const char* str, rapidjson::SizeType len, bool copy) {
+    if (has_encoded_surrogate(str, len))
+      return fail(guard_failure::lone_surrogate,
+                  lone_surrogate_offset(text_, in_.Tell()));
     return next_.String(str, len, copy);
   }
   bool StartObject() {
     return enter() && next_.StartObject();
   }
   bool Key(const char* str, rapidjson::SizeType len, bool copy) {
+    if (has_encoded_surrogate(str, len))
+      return fail(guard_failure::lone_surrogate,
+                  lone_surrogate_offset(text_, in_.Tell()));
     return next_.Key(str, len, copy);
   }
   bool EndObject(rapidjson::SizeType n) {
@@ -66,23 +239,35 @@ public:
     return next_.EndArray(n);
   }
 
-  bool too_deep() const noexcept {
-    return too_deep_;
+  guard_failure failure() const noexcept {
+    return failure_;
+  }
+
+  /// Offset of the refused number or escape.
+  size_t failure_offset() const noexcept {
+    return failure_offset_;
   }
 
 private:
   bool enter() {
-    if (++depth_ > max_depth_) {
-      too_deep_ = true;
-      return false;
-    }
+    if (++depth_ > max_depth_)
+      return fail(guard_failure::too_deep, in_.Tell());
     return true;
   }
 
+  bool fail(guard_failure why, size_t offset) {
+    failure_ = why;
+    failure_offset_ = offset;
+    return false;
+  }
+
   Handler& next_;
+  std::string_view text_;
+  const rapidjson::MemoryStream& in_;
   size_t max_depth_;
   size_t depth_ = 0;
-  bool too_deep_ = false;
+  guard_failure failure_ = guard_failure::none;
+  size_t failure_offset_ = 0;
 };
 
 /// A SAX handler that accepts everything: used for validation only.
@@ -93,17 +278,69 @@ struct null_handler
   }
 };
 
-caf::error parse_error(const rapidjson::Reader& reader, bool too_deep,
-                       const parse_limits& limits) {
-  if (too_deep)
-    return make_store_error(store_errc::malformed_payload,
-                            "JSON nested deeper than "
-                              + std::to_string(limits.max_depth) + " levels");
+constexpr const char* number_out_of_range = "number out of range";
+
+constexpr const char* lone_surrogate = "lone UTF-16 surrogate escape";
+
+caf::error malformed_at(size_t offset, const char* reason) {
   std::string msg = "invalid JSON at offset ";
-  msg += std::to_string(reader.GetErrorOffset());
+  msg += std::to_string(offset);
   msg += ": ";
-  msg += rapidjson::GetParseError_En(reader.GetParseErrorCode());
+  msg += reason;
   return make_store_error(store_errc::malformed_payload, std::move(msg));
+}
+
+template <class Handler>
+caf::error parse_error(const rapidjson::Reader& reader,
+                       const input_guard<Handler>& guard,
+                       const parse_limits& limits) {
+  switch (guard.failure()) {
+    case guard_failure::too_deep:
+      return make_store_error(store_errc::malformed_payload,
+                              "JSON nested deeper than "
+                                + std::to_string(limits.max_depth) + " levels");
+    case guard_failure::number_out_of_range:
+      return malformed_at(guard.failure_offset(), number_out_of_range);
+    case guard_failure::lone_surrogate:
+      return malformed_at(guard.failure_offset(), lone_surrogate);
+    case guard_failure::none: break;
+  }
+  auto offset = reader.GetErrorOffset();
+  switch (reader.GetParseErrorCode()) {
+    // The reader refuses some numbers itself (see json.hpp): same wording.
+    case rapidjson::kParseErrorNumberTooBig:
+      return malformed_at(offset, number_out_of_range);
+    // A high surrogate escape without its low half.
+    case rapidjson::kParseErrorStringUnicodeSurrogateInvalid:
+      return malformed_at(offset, lone_surrogate);
+    default:
+      return malformed_at(
+        offset, rapidjson::GetParseError_En(reader.GetParseErrorCode()));
+  }
+}
+
+/// Parses `text` into `next` through an `input_guard`; the one place that
+/// runs RapidJSON's reader. Returns `malformed_payload` on failure.
+template <class Handler>
+caf::error guarded_parse(std::string_view text, const parse_limits& limits,
+                         Handler& next) {
+  rapidjson::MemoryStream ms{text.data(), text.size()};
+  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in{
+    ms};
+  rapidjson::Reader reader;
+  input_guard<Handler> guard{next, text, ms, limits.max_depth};
+  if (reader.Parse<detail::untrusted_parse_flags>(in, guard))
+    return caf::none;
+  return parse_error(reader, guard, limits);
+}
+
+/// Turns an exception that escaped RapidJSON (a failed RAPIDJSON_ASSERT, or
+/// running out of memory) into an error: none may leave the parse entry
+/// points.
+caf::error parse_exception(const std::exception& e) {
+  return make_store_error(store_errc::malformed_payload,
+                          std::string{"internal error while parsing JSON: "}
+                            + e.what());
 }
 
 caf::error check_size(std::string_view text, const parse_limits& limits) {
@@ -136,15 +373,12 @@ caf::error validate(std::string_view text, const parse_limits& limits,
   if (require_object && (first == std::string_view::npos || text[first] != '{'))
     return make_store_error(store_errc::malformed_payload,
                             "expected a JSON object");
-  rapidjson::MemoryStream ms{text.data(), text.size()};
-  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in{
-    ms};
-  rapidjson::Reader reader;
-  null_handler sink;
-  depth_guard<null_handler> guard{sink, limits.max_depth};
-  if (!reader.Parse<detail::untrusted_parse_flags>(in, guard))
-    return parse_error(reader, guard.too_deep(), limits);
-  return caf::none;
+  try {
+    null_handler sink;
+    return guarded_parse(text, limits, sink);
+  } catch (const std::exception& e) {
+    return parse_exception(e);
+  }
 }
 
 // -- writer -------------------------------------------------------------------
@@ -373,25 +607,22 @@ caf::expected<document> document::parse(std::string_view text,
                                         const parse_limits& limits) {
   if (auto err = check_size(text, limits))
     return err;
-  document result;
-  rapidjson::MemoryStream ms{text.data(), text.size()};
-  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in{
-    ms};
-  rapidjson::Reader reader;
-  bool too_deep = false;
-  bool ok = false;
-  auto generate = [&](rapidjson::Document& handler) {
-    depth_guard<rapidjson::Document> guard{handler, limits.max_depth};
-    // The reader does not copy strings out of a non-null-terminated memory
-    // stream, so the document copies them (kParseDefaultFlags, no in-situ).
-    ok = reader.Parse<detail::untrusted_parse_flags>(in, guard);
-    too_deep = guard.too_deep();
-    return ok;
-  };
-  result.impl_->doc.Populate(generate);
-  if (!ok)
-    return parse_error(reader, too_deep, limits);
-  return result;
+  try {
+    document result;
+    caf::error err;
+    auto generate = [&](rapidjson::Document& handler) {
+      // The reader does not copy strings out of a non-null-terminated memory
+      // stream, so the document copies them (no in-situ parsing).
+      err = guarded_parse(text, limits, handler);
+      return !err;
+    };
+    result.impl_->doc.Populate(generate);
+    if (err)
+      return err;
+    return result;
+  } catch (const std::exception& e) {
+    return parse_exception(e);
+  }
 }
 
 value document::root() const noexcept {

@@ -7,7 +7,8 @@
 
 // RapidJSON asserts on misuse (reading a string as a number, ...). The
 // project checks types before reading, so a failed assertion is a bug: throw
-// instead of aborting, and let the adapter edge turn it into `internal`.
+// instead of aborting, and let the adapter edge turn it into `internal`. The
+// parse entry points in json.cpp catch it themselves.
 #ifndef RAPIDJSON_ASSERT
 #  define RAPIDJSON_ASSERT(x)                                                  \
     do {                                                                       \
@@ -26,9 +27,15 @@
 namespace es::detail {
 
 /// Parse flags for untrusted input: no recursion (deep nesting cannot
-/// overflow the stack), UTF-8 validated, full-precision numbers.
+/// overflow the stack), UTF-8 validated, numbers handed over as text.
+///
+/// Numbers come as text because RapidJSON 1.1.0's own conversion is wrong
+/// for some valid input (with kParseFullPrecisionFlag it reads `0e308` as
+/// 1e93 and `9e308` as a tiny negative number, and can fail an assertion).
+/// Only the SAX guard in json.cpp may parse with these flags: it converts
+/// each number with `std::from_chars` and refuses lone surrogate escapes.
 constexpr unsigned untrusted_parse_flags
   = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag
-    | rapidjson::kParseFullPrecisionFlag;
+    | rapidjson::kParseNumbersAsStringsFlag;
 
 } // namespace es::detail

@@ -22,7 +22,38 @@ struct parse_limits {
 
 /// Checks that `text` is one well-formed JSON value of valid UTF-8 within
 /// `limits`. With `require_object`, the value must be an object. Returns
-/// `malformed_payload` or `payload_too_large` with a description.
+/// `malformed_payload` or `payload_too_large` with a description. Never
+/// throws: an internal failure (out of memory, a failed RapidJSON assertion)
+/// is `malformed_payload` "internal error while parsing JSON: ...".
+///
+/// `validate` (without `require_object`) and `document::parse` accept the
+/// same texts. Beyond the JSON grammar they refuse, with `malformed_payload`
+/// and a description "invalid JSON at offset N: ..." where N is the item's
+/// byte offset:
+///
+/// - "lone UTF-16 surrogate escape" (N: its backslash): a string or member
+///   name with a `\uD800`-`\uDBFF` escape not followed by a `\uDC00`-`\uDFFF`
+///   escape, or a `\uDC00`-`\uDFFF` escape not preceded by one. A pair
+///   decodes to one 4-byte UTF-8 character.
+/// - "number out of range" (N: the number's first character):
+///   - a number whose correctly rounded value is infinite, i.e. magnitude
+///     DBL_MAX plus half a unit in the last place (about
+///     1.797693134862315807937e308) or more;
+///   - a number with a nonzero digit whose value rounds to zero, i.e.
+///     magnitude 2^-1075 (about 2.470328229206232720882e-324) or less;
+///   - two forms RapidJSON's scanner refuses before any conversion: a zero
+///     whose positive exponent exceeds 308 plus its number of fraction
+///     digits (`0e309`, `0.0e310`; `0.0e309` is accepted), and a number
+///     whose integer part (the digits before `.`, `e` or `E`) has 310 or
+///     more digits, or 309 digits worth about 1.7976931348623157e308 or
+///     more (the scanner sums the digits in a double and stops there),
+///     whatever its fraction and exponent. (A nonzero number whose
+///     exponent the scanner refuses would be infinite anyway.)
+///
+/// Every other number reads as written: one without fraction or exponent
+/// that fits `int64_t` (negative) or `uint64_t` (otherwise) is that integer
+/// (`-0` is the integer 0); any other is the correctly rounded double
+/// (nearest, ties to even), subnormal values included.
 caf::error validate(std::string_view text, const parse_limits& limits = {},
                     bool require_object = true);
 
@@ -104,7 +135,8 @@ private:
 class document {
 public:
   /// Parses `text` under `limits`. Errors: `malformed_payload` with the
-  /// offset and reason, `payload_too_large`.
+  /// offset and reason, `payload_too_large`; never throws. Accepts and
+  /// reads numbers and strings by the rules described at `validate`.
   static caf::expected<document> parse(std::string_view text,
                                        const parse_limits& limits = {});
 
