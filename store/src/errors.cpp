@@ -36,6 +36,7 @@ const char* to_string(store_errc x) {
     case store_errc::authentication_failed: return "authentication_failed";
     case store_errc::unknown_database: return "unknown_database";
     case store_errc::permission_denied: return "permission_denied";
+    case store_errc::commit_outcome_unknown: return "commit_outcome_unknown";
   }
   return "unknown";
 }
@@ -45,7 +46,8 @@ bool is_retryable(store_errc x) {
     case store_errc::storage_busy:
     case store_errc::connection_failed:
     case store_errc::timeout:
-    case store_errc::serialization_failure: return true;
+    case store_errc::serialization_failure:
+    case store_errc::commit_outcome_unknown: return true;
     default: return false;
   }
 }

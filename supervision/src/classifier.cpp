@@ -54,6 +54,9 @@ error_classifier::error_classifier() {
         make(c::transient, s::medium, true, "the database is busy"));
   add(store, code_of(store_errc::connection_failed),
       make(c::infrastructure, s::high, true, "the database is unreachable"));
+  add(store, code_of(store_errc::commit_outcome_unknown),
+      make(c::infrastructure, s::high, true,
+           "a commit's outcome is unknown; retry with the same event ids"));
   for (auto e : {store_errc::io_error, store_errc::corrupt_database,
                  store_errc::migration_failed, store_errc::schema_too_new,
                  store_errc::authentication_failed,

@@ -67,6 +67,12 @@ enum class store_errc : uint8_t {
   unknown_database,
   /// The database role lacks a privilege the operation needs.
   permission_denied,
+  /// The connection was lost while the database committed (or was about
+  /// to commit) an append, and the store could not find out whether the
+  /// commit happened: the events are stored once or not at all. Retry with
+  /// the same event ids (never new ones): the retry either writes them or
+  /// is answered as a replay of the stored batch.
+  commit_outcome_unknown,
 };
 
 /// Returns the name of `x`, for example "wrong_expected_version".
