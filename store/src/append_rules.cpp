@@ -3,6 +3,12 @@
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
 
+#include "rapidjson.hpp"
+
+#include <rapidjson/encodings.h>
+#include <rapidjson/memorystream.h>
+
+#include <functional>
 #include <unordered_set>
 
 namespace es::detail {
@@ -26,7 +32,55 @@ std::string event_label(size_t index, const event_data& ev) {
          + ")";
 }
 
+/// Discards what RapidJSON's UTF-8 validator copies.
+struct discard_stream {
+  using Ch = char;
+  void Put(char) {
+    // nop
+  }
+};
+
+uint64_t mix(uint64_t seed, uint64_t x) {
+  // A 64-bit variant of the usual hash_combine step.
+  return seed ^ (x + 0x9e3779b97f4a7c15ULL + (seed << 12) + (seed >> 4));
+}
+
 } // namespace
+
+bool is_storable_text(std::string_view text) {
+  if (text.find('\0') != std::string_view::npos)
+    return false;
+  // ASCII needs no decoding: skip to the first byte that does.
+  size_t i = 0;
+  while (i < text.size() && static_cast<unsigned char>(text[i]) < 0x80)
+    ++i;
+  if (i == text.size())
+    return true;
+  rapidjson::MemoryStream in{text.data() + i, text.size() - i};
+  discard_stream out;
+  while (in.Tell() < text.size() - i)
+    if (!rapidjson::UTF8<>::Validate(in, out))
+      return false;
+  return true;
+}
+
+size_t append_bytes(const event_batch& events) {
+  size_t result = 0;
+  for (const auto& ev : events)
+    result += ev.payload.size() + ev.metadata.size() + ev.actor_id.size();
+  return result;
+}
+
+uint64_t content_digest(std::string_view event_type, int32_t event_version,
+                        std::string_view payload) {
+  std::hash<std::string_view> h;
+  auto result = mix(h(event_type), static_cast<uint64_t>(event_version));
+  return mix(result, h(payload));
+}
+
+uint64_t content_digest(const event_data& ev) {
+  return content_digest(ev.event_type, ev.event_version, ev.payload);
+}
 
 caf::error check_type_name(std::string_view what, std::string_view name) {
   if (name.empty())
@@ -60,6 +114,11 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
     return invalid("an append may carry at most "
                    + std::to_string(limits.max_events_per_append)
                    + " events, got " + std::to_string(events.size()));
+  if (auto bytes = append_bytes(events); bytes > limits.max_append_bytes)
+    return make_store_error(store_errc::payload_too_large,
+                            "an append of " + std::to_string(bytes)
+                              + " bytes exceeds the limit of "
+                              + std::to_string(limits.max_append_bytes));
   json::parse_limits payload_limits{limits.max_payload_bytes, 64};
   json::parse_limits metadata_limits{limits.max_metadata_bytes, 64};
   std::unordered_set<uuid> ids;
@@ -95,6 +154,19 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
                                   "the same tenant");
     if (ev.tenant_id && ev.tenant_id->is_nil())
       return invalid(event_label(i, ev) + ": tenant_id must not be nil");
+    if (ev.actor_id.size() > limits.max_actor_id_bytes)
+      return make_store_error(store_errc::payload_too_large,
+                              event_label(i, ev) + ": actor_id of "
+                                + std::to_string(ev.actor_id.size())
+                                + " bytes exceeds the limit of "
+                                + std::to_string(limits.max_actor_id_bytes));
+    if (!is_storable_text(ev.actor_id))
+      return invalid(event_label(i, ev)
+                     + ": actor_id must be UTF-8 text without NUL bytes");
+    if (auto us = ev.occurred_at.time_since_epoch().count();
+        us < min_occurred_at_us || us > max_occurred_at_us)
+      return invalid(event_label(i, ev)
+                     + ": occurred_at must lie in the years 1 to 9999 UTC");
     if (ev.payload.size() > limits.max_payload_bytes)
       return make_store_error(store_errc::payload_too_large,
                               event_label(i, ev) + ": payload of "
@@ -123,6 +195,31 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
                                   + error_description(err));
   }
   return caf::none;
+}
+
+std::vector<caf::error> normalize_requests(std::vector<append_request>& requests,
+                                           const store_limits& limits,
+                                           const event_registry* registry) {
+  std::vector<caf::error> result(requests.size());
+  size_t total = 0;
+  for (const auto& req : requests)
+    total += append_bytes(req.events);
+  if (total > limits.max_append_bytes) {
+    auto err = make_store_error(
+      store_errc::payload_too_large,
+      "an append_many call of " + std::to_string(total)
+        + " bytes exceeds the limit of "
+        + std::to_string(limits.max_append_bytes) + "; nothing was written");
+    for (auto& x : result)
+      x = err;
+    return result;
+  }
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto& req = requests[i];
+    result[i] = normalize_append(req.stream, req.expected, req.events, limits,
+                                 registry);
+  }
+  return result;
 }
 
 caf::error
@@ -191,6 +288,22 @@ check_replay(const stream_id& stream, const event_batch& events,
                               + std::to_string(found.size())
                               + " event ids are already stored, not as "
                                 "this batch");
+  for (size_t i = 0; i < found.size(); ++i) {
+    const auto& ev = events[i];
+    if (ev.aggregate_version != 0 && ev.aggregate_version != found[i]->version)
+      return make_store_error(store_errc::idempotency_conflict,
+                              "event " + ev.event_id.to_string()
+                                + " is stored at version "
+                                + std::to_string(found[i]->version)
+                                + ", not at version "
+                                + std::to_string(ev.aggregate_version));
+    if (content_digest(ev) != found[i]->digest)
+      return make_store_error(store_errc::idempotency_conflict,
+                              "event " + ev.event_id.to_string()
+                                + " is already stored with another type, "
+                                  "schema version or payload: an event id "
+                                  "may not be reused for other content");
+  }
   append_result result;
   result.stream = stream;
   result.first_version = found.front()->version;

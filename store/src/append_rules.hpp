@@ -18,13 +18,36 @@ namespace es::detail {
 /// with a letter or underscore. Returns `invalid_argument` naming `what`.
 caf::error check_type_name(std::string_view what, std::string_view name);
 
+/// Earliest and latest `occurred_at` every adapter stores: years 1 to 9999
+/// (UTC), the range of ISO 8601 four-digit years.
+inline constexpr int64_t min_occurred_at_us = -62'135'596'800'000'000;
+inline constexpr int64_t max_occurred_at_us = 253'402'300'799'999'999;
+
+/// Returns whether `text` is valid UTF-8 without NUL bytes: what every
+/// text column of every adapter accepts.
+bool is_storable_text(std::string_view text);
+
 /// Validates an append request against the port's contract and `limits`,
 /// and fills in the stream fields of events that left them empty. Checks
-/// payloads and metadata as JSON and, with a registry, that each event
-/// decodes. Touches no storage.
+/// payloads and metadata as JSON, every text field as UTF-8 without NUL,
+/// `occurred_at` against the range above and, with a registry, that each
+/// event decodes. Everything a database could refuse about one event is
+/// refused here, so adapters agree and one bad request cannot fail the
+/// group it is committed with. Touches no storage.
 caf::error normalize_append(const stream_id& stream, expected_version expected,
                             event_batch& events, const store_limits& limits,
                             const event_registry* registry);
+
+/// Runs `normalize_append` on every request of an `append_many` call and
+/// returns one error (or none) per request. A call larger in total than
+/// `limits.max_append_bytes` is refused as a whole.
+std::vector<caf::error> normalize_requests(std::vector<append_request>& requests,
+                                           const store_limits& limits,
+                                           const event_registry* registry);
+
+/// Bytes of an append's variable-length fields (payloads, metadata, actor
+/// ids): what the size limits count.
+size_t append_bytes(const event_batch& events);
 
 /// The state of a stream an append needs to know.
 struct stream_head {
@@ -40,11 +63,20 @@ caf::error
 check_and_assign_versions(const stream_id& stream, expected_version expected,
                           const stream_head& head, event_batch& events);
 
-/// Where a stored event lives.
+/// Digest of what makes a re-sent event the same event: its type, schema
+/// version and payload (metadata, actor and time may differ on a retry).
+uint64_t content_digest(const event_data& ev);
+
+/// Digest of a stored event's content, from its columns.
+uint64_t content_digest(std::string_view event_type, int32_t event_version,
+                        std::string_view payload);
+
+/// Where a stored event lives, and a digest of its content.
 struct stored_location {
   stream_id stream;
   int64_t version = 0;
   int64_t position = 0;
+  uint64_t digest = 0;
 };
 
 using location_lookup
@@ -54,9 +86,11 @@ using location_lookup
 /// event id; when it is stored (or when `check_all` holds, for every id),
 /// returns:
 /// - the original `append_result` (deduplicated) when all ids are stored in
-///   `stream` at consecutive versions in batch order;
+///   `stream` at consecutive versions in batch order, each with the same
+///   content (`content_digest`) and, where the event names a version, at
+///   that version;
 /// - `idempotency_conflict` when some are stored in `stream` but not as that
-///   exact batch;
+///   exact batch, or an id is stored with other content;
 /// - `duplicate_event_id` when one is stored in another stream.
 /// Returns `std::nullopt` when the batch is new.
 caf::expected<std::optional<append_result>>

@@ -4,6 +4,8 @@
 #include "store_fixtures.hpp"
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 // The adapters under test; other test binaries compile this file with their
 // own list (for example the store actor behind the blocking facade).
 #ifdef ES_CONTRACT_FIXTURES_HEADER
@@ -92,6 +94,104 @@ TEMPLATE_TEST_CASE("oversized payloads hit the configured limit", "[bad-input]",
   auto fits = R"({"blob":")" + std::string(1000, 'x') + R"("})";
   REQUIRE(store->append(s, expected_version::any(), with_payload(s, fits)));
   REQUIRE(store->append(s, expected_version::any(), make_batch(s, 10)));
+}
+
+TEMPLATE_TEST_CASE("actor ids follow the text rules of every column",
+                   "[bad-input]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  store_limits limits;
+  limits.max_actor_id_bytes = 64;
+  auto store = fx.open(nullptr, limits);
+  auto s = new_stream();
+  auto with_actor = [&](std::string actor) {
+    auto batch = make_batch(s, 2);
+    batch[1].actor_id = std::move(actor);
+    return batch;
+  };
+  refuse(*store, s, with_actor(std::string("user\0root", 9)),
+         store_errc::invalid_argument);
+  refuse(*store, s, with_actor("caf\xc3\x28"), store_errc::invalid_argument);
+  refuse(*store, s, with_actor("surrogate \xed\xa0\x80"),
+         store_errc::invalid_argument);
+  refuse(*store, s, with_actor("overlong \xc0\xaf"),
+         store_errc::invalid_argument);
+  refuse(*store, s, with_actor(std::string(65, 'a')),
+         store_errc::payload_too_large);
+  // Valid UTF-8 up to the limit is stored as given.
+  auto fine = with_actor("J\xc3\xbcrgen \xf0\x9f\x98\x80 " + std::string(51, 'a'));
+  REQUIRE(fine[1].actor_id.size() == 64);
+  REQUIRE(store->append(s, expected_version::any(), fine));
+  auto back = store->find_event(fine[1].event_id);
+  REQUIRE(back);
+  REQUIRE(*back);
+  CHECK((*back)->actor_id == fine[1].actor_id);
+}
+
+TEMPLATE_TEST_CASE("occurred_at must lie in the years 1 to 9999",
+                   "[bad-input]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto s = new_stream();
+  auto at = [&](int64_t us) {
+    auto batch = make_batch(s, 1);
+    batch[0].occurred_at = timestamp{std::chrono::microseconds{us}};
+    return batch;
+  };
+  // 4714 BC (PostgreSQL's own limit is 4713 BC) and the far future.
+  refuse(*store, s, at(-210'900'000'000'000'000), store_errc::invalid_argument);
+  refuse(*store, s, at(-62'135'596'800'000'001), store_errc::invalid_argument);
+  refuse(*store, s, at(253'402'300'800'000'000), store_errc::invalid_argument);
+  refuse(*store, s, at(std::numeric_limits<int64_t>::max()),
+         store_errc::invalid_argument);
+  // The edges themselves read back exactly.
+  for (int64_t us : {int64_t{-62'135'596'800'000'000},
+                     int64_t{253'402'300'799'999'999}, int64_t{0}}) {
+    auto batch = at(us);
+    REQUIRE(store->append(s, expected_version::any(), batch));
+    auto back = store->find_event(batch[0].event_id);
+    REQUIRE(back);
+    REQUIRE(*back);
+    CHECK((*back)->occurred_at.time_since_epoch().count() == us);
+  }
+}
+
+TEMPLATE_TEST_CASE("appends and calls have a size limit", "[bad-input]",
+                   ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  store_limits limits;
+  limits.max_append_bytes = 4096;
+  auto store = fx.open(nullptr, limits);
+  auto s = new_stream();
+  auto big = [&](int n) {
+    auto batch = make_batch(s, n);
+    for (auto& ev : batch)
+      ev.actor_id = std::string(900, 'a');
+    return batch;
+  };
+  refuse(*store, s, big(5), store_errc::payload_too_large);
+  REQUIRE(store->append(s, expected_version::any(), big(4)));
+  // The actor facade sends a call's requests as separate appends, so only
+  // adapters see (and limit) a call as a whole.
+  if (store->name() == "actor")
+    return;
+  // A call whose requests fit alone but not together is refused whole.
+  auto t = new_stream();
+  std::vector<append_request> reqs;
+  reqs.push_back({s, expected_version::any(), big(3)});
+  reqs.push_back({t, expected_version::any(), big(3)});
+  auto ids = std::vector<uuid>{};
+  for (const auto& r : reqs)
+    for (const auto& ev : r.events)
+      ids.push_back(ev.event_id);
+  auto results = store->append_many(std::move(reqs));
+  REQUIRE(results.size() == 2);
+  for (auto& res : results) {
+    REQUIRE_FALSE(res);
+    CHECK(has_code(res.error(), store_errc::payload_too_large));
+  }
+  for (const auto& id : ids)
+    CHECK_FALSE(*store->event_exists(id));
+  CHECK(*store->head_position() == 4);
 }
 
 TEMPLATE_TEST_CASE("type names with SQL-meaningful characters are refused",

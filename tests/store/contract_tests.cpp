@@ -274,6 +274,80 @@ TEMPLATE_TEST_CASE("appends are idempotent by event id", "[contract]",
         == static_cast<size_t>(require(store->head_position())));
 }
 
+TEMPLATE_TEST_CASE("a replay must carry the same events", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto s = new_stream();
+  auto batch = make_batch(s, 2);
+  auto first = require(store->append(s, expected_version::no_stream(), batch));
+  auto changed = batch;
+  SECTION("another payload under a stored id is refused") {
+    changed[1].payload = R"({"sku":"SKU-X","quantity":9,"price_cents":1})";
+    require_code(store->append(s, expected_version::any(), changed),
+                 store_errc::idempotency_conflict);
+  }
+  SECTION("another type under a stored id is refused") {
+    changed[0].event_type = "NoteWritten";
+    changed[0].payload = R"({"text":"not the same event"})";
+    require_code(store->append(s, expected_version::any(), changed),
+                 store_errc::idempotency_conflict);
+  }
+  SECTION("another schema version under a stored id is refused") {
+    changed[0].event_version = 2;
+    require_code(store->append(s, expected_version::any(), changed),
+                 store_errc::idempotency_conflict);
+  }
+  SECTION("explicit versions other than the stored ones are refused") {
+    changed[0].aggregate_version = 5;
+    changed[1].aggregate_version = 6;
+    require_code(store->append(s, expected_version::any(), changed),
+                 store_errc::idempotency_conflict);
+  }
+  SECTION("metadata, actor and time may differ on a retry") {
+    for (auto& ev : changed) {
+      ev.metadata = R"({"attempt":2})";
+      ev.actor_id = "retrier";
+      ev.occurred_at += std::chrono::seconds{5};
+    }
+    changed[0].aggregate_version = 1;
+    auto again = require(store->append(s, expected_version::any(), changed));
+    CHECK(again.deduplicated);
+    CHECK(again.last_position == first.last_position);
+  }
+  CHECK(require(store->head_position()) == 2);
+  CHECK(require(store->stream_version(s)) == 2);
+}
+
+TEMPLATE_TEST_CASE("a request repeated within one call shares its fate",
+                   "[contract]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto s = new_stream();
+  auto t = new_stream();
+  auto x = make_batch(s, 1);
+  auto bad = make_batch(t, 1);
+  bad[0].payload = "[1,2]";
+  std::vector<append_request> reqs;
+  reqs.push_back({s, expected_version::any(), x});
+  reqs.push_back({s, expected_version::any(), x});
+  reqs.push_back({t, expected_version::any(), bad});
+  auto results = store->append_many(std::move(reqs));
+  REQUIRE(results.size() == 3);
+  auto first = require(results[0]);
+  auto second = require(results[1]);
+  CHECK_FALSE(first.deduplicated);
+  CHECK(second.deduplicated);
+  CHECK(second.first_version == first.first_version);
+  CHECK(second.last_position == first.last_position);
+  require_code(results[2], store_errc::malformed_payload);
+  // Whatever the answer said is in the log.
+  CHECK(require(store->event_exists(x[0].event_id)));
+  CHECK(require(store->stream_version(s)) == 1);
+  CHECK(require(store->stream_version(t)) == 0);
+  CHECK(read_feed(*store).size() == 1);
+}
+
 TEMPLATE_TEST_CASE("a failing batch writes nothing", "[contract]",
                    ES_CONTRACT_FIXTURES) {
   TestType fx;

@@ -12,6 +12,8 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <set>
+#include <unordered_set>
 
 namespace es {
 
@@ -87,12 +89,8 @@ public:
   append_many(std::vector<append_request> requests) override {
     // Validation (JSON parsing included) runs on the caller's thread, so
     // concurrent callers validate in parallel.
-    std::vector<caf::error> rejected(requests.size());
-    for (size_t i = 0; i < requests.size(); ++i) {
-      auto& req = requests[i];
-      rejected[i] = detail::normalize_append(
-        req.stream, req.expected, req.events, cfg_.limits, cfg_.registry.get());
-    }
+    auto rejected = detail::normalize_requests(requests, cfg_.limits,
+                                               cfg_.registry.get());
     detail::write_job job;
     job.requests = &requests;
     job.rejected = &rejected;
@@ -385,6 +383,11 @@ private:
 
   // -- group commit -----------------------------------------------------------
 
+  /// Commits a group in one transaction. Requests are decided in order, each
+  /// seeing what the earlier ones wrote; a request whose answer rests on
+  /// such an uncommitted write (a replay of it, a refusal because of it)
+  /// shares the fate of the transaction: if the commit fails, it gets the
+  /// commit's error too, never an answer about rows that do not exist.
   void commit_group(const std::vector<detail::write_job*>& group) {
     auto fail_all = [&](const caf::error& err) {
       detail::fail_group(group, err);
@@ -397,35 +400,77 @@ private:
       fail_all(caf::error{});
       return;
     }
+    // Results that stand or fall with the transaction.
+    std::vector<caf::expected<append_result>*> bound;
     try {
       if (auto err = writer_->exec("BEGIN IMMEDIATE")) {
         fail_all(err);
         return;
       }
       bool wrote = false;
+      caf::error aborted;
+      std::unordered_set<uuid> written_ids;
+      std::set<stream_id> written_streams;
       for (auto* j : group) {
+        j->results.reserve(j->requests->size());
         for (size_t i = 0; i < j->requests->size(); ++i) {
           if ((*j->rejected)[i]) {
             j->results.emplace_back((*j->rejected)[i]);
             continue;
           }
+          if (aborted) {
+            // SQLite rolled the transaction back: nothing of the group
+            // is written, and later statements would commit on their own.
+            j->results.emplace_back(aborted);
+            continue;
+          }
           auto& req = (*j->requests)[i];
+          bool depends = written_streams.count(req.stream) > 0;
+          for (size_t k = 0; !depends && k < req.events.size(); ++k)
+            depends = written_ids.count(req.events[k].event_id) > 0;
           // A lone request needs no savepoint: if it fails, the whole
           // transaction rolls back.
           auto res = append_one(req, valid > 1);
-          wrote |= res && !res->deduplicated;
+          if (!res && sqlite3_get_autocommit(writer_->handle()) != 0) {
+            aborted = make_store_error(
+              static_cast<store_errc>(res.error().code()),
+              "the group's transaction was rolled back, nothing of it was "
+              "written: "
+                + error_description(res.error()));
+            for (auto* r : bound)
+              *r = aborted;
+            j->results.emplace_back(aborted);
+            continue;
+          }
+          if (res && !res->deduplicated) {
+            wrote = true;
+            written_streams.insert(req.stream);
+            for (const auto& ev : req.events)
+              written_ids.insert(ev.event_id);
+          }
           j->results.emplace_back(std::move(res));
+          if (depends || (j->results.back() && !j->results.back()->deduplicated))
+            bound.push_back(&j->results.back());
         }
+      }
+      if (aborted) {
+        static_cast<void>(writer_->exec("ROLLBACK"));
+        return;
       }
       auto err = writer_->exec(wrote ? "COMMIT" : "ROLLBACK");
       if (!err && wrote)
         metrics_.count_transaction();
       if (err) {
+        bool still_open = sqlite3_get_autocommit(writer_->handle()) == 0;
         static_cast<void>(writer_->exec("ROLLBACK"));
-        for (auto* j : group)
-          for (auto& res : j->results)
-            if (res && !res->deduplicated)
-              res = err;
+        // A commit that failed writing or syncing the log may still be
+        // found committed after a crash; busy and full leave nothing.
+        if (wrote && has_code(err, store_errc::io_error) && !still_open)
+          err = make_store_error(store_errc::commit_outcome_unknown,
+                                 "commit failed: " + error_description(err)
+                                   + "; retry with the same event ids");
+        for (auto* r : bound)
+          *r = err;
       }
     } catch (const std::exception& ex) {
       static_cast<void>(writer_->exec("ROLLBACK"));
@@ -437,8 +482,8 @@ private:
   caf::expected<std::optional<detail::stored_location>>
   locate(const uuid& event_id) {
     auto st = writer_->prepare(
-      "SELECT aggregate_type, aggregate_id, aggregate_version, global_position"
-      " FROM events WHERE event_id = ?1");
+      "SELECT aggregate_type, aggregate_id, aggregate_version, global_position,"
+      " event_type, event_version, payload FROM events WHERE event_id = ?1");
     if (!st)
       return std::move(st.error());
     reset_guard guard{**st};
@@ -453,6 +498,9 @@ private:
     loc.stream.aggregate_id = (*st)->uuid_at(1);
     loc.version = (*st)->int64_at(2);
     loc.position = (*st)->int64_at(3);
+    loc.digest = detail::content_digest(
+      (*st)->text_at(4), static_cast<int32_t>((*st)->int64_at(5)),
+      (*st)->text_at(6));
     return std::optional<detail::stored_location>{std::move(loc)};
   }
 

@@ -18,7 +18,9 @@ namespace es {
 /// Returns the event store port implemented by messages to `store`: every
 /// call sends a request and waits at most `timeout` for the answer
 /// (`store_errc::timeout` otherwise). For threads that are not actors, like
-/// eventsource-py's SyncEventStoreAdapter.
+/// eventsource-py's SyncEventStoreAdapter. `append_many` sends its requests
+/// as separate appends (the writer still commits them together), so the
+/// store's size limit applies to each request, not to the call.
 event_store_ptr make_actor_event_store(caf::actor_system& sys,
                                        store_actor store,
                                        std::chrono::milliseconds timeout

@@ -161,8 +161,14 @@ struct store_limits {
   size_t max_payload_bytes = 1024 * 1024;
   /// Largest metadata text in bytes.
   size_t max_metadata_bytes = 64 * 1024;
+  /// Longest `actor_id` in bytes.
+  size_t max_actor_id_bytes = 1024;
   /// Most events in one append.
   size_t max_events_per_append = 10'000;
+  /// Largest append in bytes (payloads, metadata and actor ids of all its
+  /// events), and largest `append_many` call (of all its requests): a call
+  /// beyond it is refused as a whole with `payload_too_large`.
+  size_t max_append_bytes = 64 * 1024 * 1024;
   /// Largest page a read returns, whatever the caller asks.
   size_t max_page_size = 10'000;
 };
