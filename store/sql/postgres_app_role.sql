@@ -29,8 +29,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE
   TO :"role";
 GRANT USAGE ON SEQUENCE :"schema".dead_letter_queue_id_seq TO :"role";
 
--- The partitioned variant also writes event ids to their own table.
+-- The partitioned variant keeps event ids in their own table, written only
+-- by a trigger on events (running as the owner): the role reads it but
+-- cannot add ids without events. Privileges on the partitions are not
+-- granted either, so every insert goes through events and its trigger.
 SELECT to_regclass(:'schema' || '.event_ids') IS NOT NULL AS partitioned \gset
 \if :partitioned
-GRANT SELECT, INSERT ON :"schema".event_ids TO :"role";
+GRANT SELECT ON :"schema".event_ids TO :"role";
 \endif

@@ -1,6 +1,7 @@
 #include "postgres/connection.hpp"
 
 #include "es/store/errors.hpp"
+#include "es/store/log.hpp"
 
 #include <endian.h>
 
@@ -45,6 +46,17 @@ caf::error from_state(const std::string& state, std::string msg) {
   if (starts("53") || state == "55P03")
     return make_store_error(store_errc::storage_busy, std::move(msg));
   return make_store_error(store_errc::internal, std::move(msg));
+}
+
+/// Passes a server notice to the library's log: warnings and worse (a
+/// FATAL message of a terminated session arrives this way) as warnings,
+/// the rest as debug output.
+void route_notice(void*, const char* message) {
+  std::string text = trim(message == nullptr ? "" : message);
+  auto serious = text.rfind("WARNING", 0) == 0 || text.rfind("ERROR", 0) == 0
+                 || text.rfind("FATAL", 0) == 0
+                 || text.rfind("PANIC", 0) == 0;
+  log(serious ? log_level::warning : log_level::debug, "postgres: " + text);
 }
 
 } // namespace
@@ -103,7 +115,6 @@ std::optional<uuid> result::opt_uuid(int row, int col) const {
 
 timestamp result::time_at(int row, int col) const {
   // Binary timestamptz: microseconds since 2000-01-01 00:00:00 UTC.
-  constexpr int64_t pg_epoch_offset_us = 946'684'800'000'000;
   return timestamp{
     std::chrono::microseconds{int8(row, col) + pg_epoch_offset_us}};
 }
@@ -249,14 +260,23 @@ connection::open(const postgres_config& cfg) {
     return make_store_error(store_errc::connection_failed,
                             "cannot connect to PostgreSQL: " + msg);
   }
+  // Notices (and the FATAL message of a session the server ends while it
+  // is idle) go to the library's log, not to the application's stderr.
+  PQsetNoticeProcessor(conn, route_notice, nullptr);
   std::unique_ptr<connection> result{new connection(conn)};
   std::string setup = "SET client_min_messages = warning;";
   if (cfg.statement_timeout.count() > 0)
     setup += " SET statement_timeout = "
              + std::to_string(cfg.statement_timeout.count()) + ";";
+  // The session's start time tells this backend apart from a later one
+  // that reuses its process id (see `backend_start`).
+  setup += " SELECT backend_start::text FROM pg_stat_activity"
+           " WHERE pid = pg_backend_pid()";
   auto res = result->exec(setup);
   if (!res)
     return std::move(res.error());
+  if (res->rows() > 0)
+    result->backend_start_ = res->text(0, 0);
   return result;
 }
 

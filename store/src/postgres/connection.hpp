@@ -147,6 +147,10 @@ inline constexpr uint32_t int4_oid = 23;
 inline constexpr uint32_t int8_oid = 20;
 inline constexpr uint32_t text_oid = 25;
 inline constexpr uint32_t uuid_oid = 2950;
+inline constexpr uint32_t timestamptz_oid = 1184;
+
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's binary epoch.
+inline constexpr int64_t pg_epoch_offset_us = 946'684'800'000'000;
 
 /// Binary encodings of single values (network byte order).
 std::string binary_int4(int32_t x);
@@ -185,9 +189,15 @@ public:
   caf::error ensure_prepared(const char* name, const std::string& sql,
                              int nparams);
 
-  /// The server's backend process id (for tests that terminate it).
+  /// The server's backend process id.
   int backend_pid() const {
     return PQbackendPID(conn_);
+  }
+
+  /// When the backend started (`pg_stat_activity.backend_start` as text):
+  /// with the process id, identifies this session even after it ended.
+  const std::string& backend_start() const noexcept {
+    return backend_start_;
   }
 
 private:
@@ -196,6 +206,7 @@ private:
   }
 
   PGconn* conn_;
+  std::string backend_start_;
   std::unordered_set<std::string> prepared_;
 };
 

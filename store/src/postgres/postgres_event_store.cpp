@@ -56,32 +56,38 @@ struct call {
   const std::string* sql;
   params ps;
   bool binary = true;
+  /// This statement is the commit point (`COMMIT`).
+  bool commits = false;
 };
 
 const std::string begin_sql = "BEGIN";
 const std::string lock_sql
   = "SELECT position FROM es_position WHERE id = 1 FOR UPDATE";
 // Heads of the group's streams (rows with a NULL event id) and the stored
-// events with the group's event ids, in one statement. The partitioned
-// variant finds event ids in event_ids.
+// events with the group's event ids with what identifies their content, in
+// one statement. The partitioned variant finds event ids in event_ids.
+const std::string lookup_heads_part
+  = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
+    " NULL::bigint, NULL::text, NULL::integer, NULL::text"
+    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
 const std::string lookup_partitioned_sql
-  = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
-    " NULL::bigint FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
-    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
-    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
-    " ORDER BY aggregate_version DESC LIMIT 1) h ON true"
-    " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
-    " aggregate_version, NULL::uuid, global_position FROM event_ids"
-    " WHERE event_id = ANY ($3::uuid[])";
+  = lookup_heads_part
+    + " UNION ALL SELECT i.event_id, i.aggregate_type, i.aggregate_id,"
+      " i.aggregate_version, NULL::uuid, i.global_position, e.event_type,"
+      " e.event_version, e.payload::text FROM event_ids i JOIN events e"
+      " ON e.aggregate_type = i.aggregate_type"
+      " AND e.aggregate_id = i.aggregate_id"
+      " AND e.aggregate_version = i.aggregate_version"
+      " WHERE i.event_id = ANY ($3::uuid[])";
 const std::string lookup_sql
-  = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
-    " NULL::bigint FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
-    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
-    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
-    " ORDER BY aggregate_version DESC LIMIT 1) h ON true"
-    " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
-    " aggregate_version, NULL::uuid, global_position FROM events"
-    " WHERE event_id = ANY ($3::uuid[])";
+  = lookup_heads_part
+    + " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
+      " aggregate_version, NULL::uuid, global_position, event_type,"
+      " event_version, payload::text FROM events"
+      " WHERE event_id = ANY ($3::uuid[])";
 // Heads alone, read outside any transaction and without the position lock
 // (the optimistic path).
 const std::string heads_sql
@@ -90,53 +96,52 @@ const std::string heads_sql
     " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
     " WHERE aggregate_type = s.t AND aggregate_id = s.i"
     " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
-// Moves the counter by $14 events (taking the position lock, or keeping
-// it on the locked path), inserts the rows at the positions after the old
-// value and returns that value. Under READ COMMITTED a caller that waited
-// for the lock sees the counter as its previous holder committed it.
-const std::string insert_columns_sql
-  = "global_position, event_id, event_type,"
+// Writes a group in one statement. `chk` counts the streams whose first
+// new version lacks its predecessor ($15-$17: type, id and version - 1 of
+// each stream's first row when that version is above 1): with any missing,
+// the counter does not move and nothing is inserted (no row comes back),
+// so versions stay dense even when a head the writer remembered was lost
+// (a restore, a failover). Otherwise it moves the counter by $14 events
+// (taking the position lock, or keeping it on the locked path), inserts
+// the rows at the positions after the old value and returns that value.
+// Under READ COMMITTED a caller that waited for the lock sees the counter
+// as its previous holder committed it. On the partitioned variant a
+// trigger copies the new rows' ids into event_ids.
+const std::string write_head_sql
+  = "WITH chk AS (SELECT count(*) AS missing"
+    " FROM unnest($15::text[], $16::uuid[], $17::bigint[]) AS c(t, i, v)"
+    " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = c.t"
+    " AND e.aggregate_id = c.i AND e.aggregate_version = c.v)),"
+    " p AS (UPDATE es_position SET position = position + $14"
+    " WHERE id = 1 AND (SELECT missing FROM chk) = 0"
+    " RETURNING position - $14 AS base),"
+    " t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::integer[],"
+    " $4::text[], $5::uuid[], $6::bigint[], $7::uuid[], $8::timestamptz[],"
+    " $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[])"
+    " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, occ,"
+    " corr, caus, actor, meta, payload, ord)),"
+    " ins AS (INSERT INTO events (global_position, event_id, event_type,"
     " event_version, aggregate_type, aggregate_id, aggregate_version,"
     " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
     " metadata, payload)"
     " SELECT p.base + t.ord, t.id, t.etype, t.ever, t.atype, t.aid, t.aver,"
-    " t.tenant, 'epoch'::timestamptz + t.occ * interval '1 microsecond',"
-    " t.corr, t.caus, t.actor, t.meta, t.payload::json"
-    " FROM p, unnest($1::uuid[], $2::text[], $3::integer[], $4::text[],"
-    " $5::uuid[], $6::bigint[], $7::uuid[], $8::bigint[], $9::uuid[],"
-    " $10::uuid[], $11::text[], $12::text[], $13::text[])"
-    " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, occ,"
-    " corr, caus, actor, meta, payload, ord)";
-const std::string insert_sql
-  = "WITH p AS (UPDATE es_position SET position = position + $14"
-    " WHERE id = 1 RETURNING position - $14 AS base),"
-    " ins AS (INSERT INTO events ("
-    + insert_columns_sql
-    + " RETURNING 1)"
-      " SELECT base FROM p";
-const std::string insert_partitioned_sql
-  = "WITH p AS (UPDATE es_position SET position = position + $14"
-    " WHERE id = 1 RETURNING position - $14 AS base),"
-    " ins AS (INSERT INTO events ("
-    + insert_columns_sql
-    + " RETURNING event_id,"
-      " aggregate_type, aggregate_id, aggregate_version, global_position),"
-      " ids AS (INSERT INTO event_ids SELECT * FROM ins)"
-      " SELECT base FROM p";
-// Outbox rows, after the insert: the counter already holds the group's
-// last position ($6 events in the group).
-const std::string outbox_sql
-  = "INSERT INTO event_outbox (event_id, global_position, event_type,"
-    " aggregate_type, aggregate_id, tenant_id)"
-    " SELECT t.id, (SELECT position FROM es_position WHERE id = 1) - $6"
-    " + t.ord, t.etype, t.atype, t.aid, t.tenant"
-    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[],"
-    " $5::uuid[]) WITH ORDINALITY AS t(id, etype, atype, aid, tenant, ord)";
+    " t.tenant, t.occ,"
+    " t.corr, t.caus, t.actor, t.meta, t.payload::json FROM p, t)";
+const std::string write_sql = write_head_sql + " SELECT base FROM p";
+// The same with an outbox row per event, in the same statement.
+const std::string write_outbox_sql
+  = write_head_sql
+    + ", ob AS (INSERT INTO event_outbox (event_id, global_position,"
+      " event_type, aggregate_type, aggregate_id, tenant_id)"
+      " SELECT t.id, p.base + t.ord, t.etype, t.atype, t.aid, t.tenant"
+      " FROM p, t) SELECT base FROM p";
 const std::string commit_sql = "COMMIT";
 const std::string rollback_sql = "ROLLBACK";
 const std::string unique_violation = "23505";
 /// Most stream heads `known_heads_` keeps before it starts over.
 constexpr size_t max_known_heads = 65'536;
+/// How long settling an ambiguous commit waits for the old session to end.
+constexpr int settle_timeout_ms = 5'000;
 
 struct stream_hash {
   size_t operator()(const stream_id& x) const noexcept {
@@ -145,15 +150,36 @@ struct stream_hash {
   }
 };
 
+/// Returns whether a failed statement's SQLSTATE says the database refused
+/// the data itself (data exceptions, integrity rules other than the unique
+/// keys the store relies on, program limits): something about one request,
+/// not about the group or the connection.
+bool refuses_data(const std::string& state) {
+  if (state.size() != 5)
+    return false;
+  if (state.rfind("22", 0) == 0 || state.rfind("54", 0) == 0)
+    return true;
+  return state.rfind("23", 0) == 0 && state != unique_violation;
+}
+
 /// Collects array columns of the rows one group inserts.
 struct insert_columns {
   // Values in binary format; an empty string in a nullable uuid column is
   // NULL.
   std::vector<std::string> id, etype, ever, atype, aid, aver, tenant, occ, corr,
     caus, actor, meta, payload;
+  // Predecessors that must exist: (type, id, version) of the version
+  // before each stream's first new row, when that row is not version 1.
+  std::vector<std::string> pred_type, pred_id, pred_version;
+  std::unordered_set<stream_id, stream_hash> streams;
 
   void add(const event_data& ev) {
     using namespace detail::pg;
+    if (streams.insert(ev.stream()).second && ev.aggregate_version > 1) {
+      pred_type.push_back(ev.aggregate_type);
+      pred_id.push_back(binary_uuid(ev.aggregate_id));
+      pred_version.push_back(binary_int8(ev.aggregate_version - 1));
+    }
     id.push_back(binary_uuid(ev.event_id));
     etype.push_back(ev.event_type);
     ever.push_back(binary_int4(ev.event_version));
@@ -161,7 +187,11 @@ struct insert_columns {
     aid.push_back(binary_uuid(ev.aggregate_id));
     aver.push_back(binary_int8(ev.aggregate_version));
     tenant.push_back(ev.tenant_id ? binary_uuid(*ev.tenant_id) : "");
-    occ.push_back(binary_int8(ev.occurred_at.time_since_epoch().count()));
+    // Binary timestamptz: microseconds since 2000-01-01 UTC (exact; an
+    // interval product would go through a double and lose microseconds
+    // beyond about 285 years from 1970).
+    occ.push_back(binary_int8(ev.occurred_at.time_since_epoch().count()
+                              - pg_epoch_offset_us));
     corr.push_back(ev.correlation_id ? binary_uuid(*ev.correlation_id) : "");
     caus.push_back(ev.causation_id ? binary_uuid(*ev.causation_id) : "");
     actor.push_back(ev.actor_id);
@@ -173,8 +203,8 @@ struct insert_columns {
     return id.empty();
   }
 
-  /// Parameters of `insert_sql` (and its partitioned twin).
-  params insert_params() const {
+  /// Parameters of `write_sql` and `write_outbox_sql`.
+  params write_params() const {
     using namespace detail::pg;
     params ps;
     put_binary(ps, uuid_oid, id);
@@ -184,26 +214,16 @@ struct insert_columns {
     put_binary(ps, uuid_oid, aid);
     put_binary(ps, int8_oid, aver);
     put_binary(ps, uuid_oid, tenant, true);
-    put_binary(ps, int8_oid, occ);
+    put_binary(ps, timestamptz_oid, occ);
     put_binary(ps, uuid_oid, corr, true);
     put_binary(ps, uuid_oid, caus, true);
     put_binary(ps, text_oid, actor);
     put_binary(ps, text_oid, meta);
     put_binary(ps, text_oid, payload);
     ps.add(static_cast<int64_t>(id.size()));
-    return ps;
-  }
-
-  /// Parameters of `outbox_sql`.
-  params outbox_params() const {
-    using namespace detail::pg;
-    params ps;
-    put_binary(ps, uuid_oid, id);
-    put_binary(ps, text_oid, etype);
-    put_binary(ps, text_oid, atype);
-    put_binary(ps, uuid_oid, aid);
-    put_binary(ps, uuid_oid, tenant, true);
-    ps.add(static_cast<int64_t>(id.size()));
+    put_binary(ps, text_oid, pred_type);
+    put_binary(ps, uuid_oid, pred_id);
+    put_binary(ps, int8_oid, pred_version);
     return ps;
   }
 
@@ -231,6 +251,27 @@ struct insert_columns {
                          ? std::nullopt
                          : std::optional<std::string_view>{x});
     return result;
+  }
+};
+
+/// How a pipeline ended.
+struct pipeline_result {
+  /// One result per statement that answered.
+  std::vector<result> results;
+  /// The first error, if any.
+  caf::error error;
+  /// SQLSTATE of the server's first error, if it reported one.
+  std::string state;
+  /// The server failed a statement before the commit point: the
+  /// transaction of the pipeline (its implicit one, or the explicit one it
+  /// runs in) cannot commit.
+  bool server_error = false;
+  /// The pipeline failed after something was sent and without such an
+  /// error: if it carried a commit point, the commit may have happened.
+  bool in_doubt = false;
+
+  explicit operator bool() const {
+    return !error;
   }
 };
 
@@ -271,12 +312,8 @@ public:
 
   std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests) override {
-    std::vector<caf::error> rejected(requests.size());
-    for (size_t i = 0; i < requests.size(); ++i) {
-      auto& req = requests[i];
-      rejected[i] = detail::normalize_append(
-        req.stream, req.expected, req.events, cfg_.limits, cfg_.registry.get());
-    }
+    auto rejected = detail::normalize_requests(requests, cfg_.limits,
+                                               cfg_.registry.get());
     detail::write_job job;
     job.requests = &requests;
     job.rejected = &rejected;
@@ -491,11 +528,19 @@ private:
     }
   }
 
-  /// One request of a group: job and index.
+  // -- group commit -----------------------------------------------------------
+
+  /// One request of a group.
   struct slot {
     detail::write_job* job;
     size_t index;
+    /// The versions of its events as the caller gave them: a group decided
+    /// again starts from these, not from versions an earlier decision
+    /// assigned.
+    std::vector<int64_t> given;
   };
+
+  using slots = std::vector<slot>;
 
   using head_map
     = std::unordered_map<stream_id, detail::stream_head, stream_hash>;
@@ -508,62 +553,133 @@ private:
     return s.job->results[s.index];
   }
 
+  /// Puts the caller's versions back into the request's events.
+  static void restore(const slot& s) {
+    size_t n = 0;
+    for (auto& ev : request_of(s).events)
+      ev.aggregate_version = s.given[n++];
+  }
+
+  static void fail(const slots& xs, const caf::error& err) {
+    for (const auto& s : xs)
+      result_of(s) = err;
+  }
+
+  /// Answers `xs` with `commit_outcome_unknown`, naming what hid the
+  /// outcome.
+  static void fail_unknown(const slots& xs, const caf::error& cause) {
+    fail(xs, make_store_error(store_errc::commit_outcome_unknown,
+                              "the connection broke while the append was "
+                              "committing and its outcome could not be "
+                              "established ("
+                                + describe(cause)
+                                + "); retry with the same event ids"));
+  }
+
+  /// The writer connection of one group: replaced when it breaks, and
+  /// remembering which session it used last.
+  class writer_lease {
+  public:
+    explicit writer_lease(pool& p) : pool_(p) {
+      // nop
+    }
+
+    /// Returns a usable connection, opening a fresh one when the last one
+    /// broke.
+    caf::expected<connection*> get() {
+      if (lease_ && (*lease_)->ok())
+        return &**lease_;
+      drop();
+      auto l = pool_.take();
+      if (!l)
+        return std::move(l.error());
+      lease_.emplace(std::move(*l));
+      return &**lease_;
+    }
+
+    /// Lets go of the current connection (it goes back to the pool only if
+    /// it still works).
+    void drop() {
+      lease_.reset();
+    }
+
+  private:
+    pool& pool_;
+    std::optional<pool::lease> lease_;
+  };
+
+  /// Identifies the server session a commit was in flight on.
+  struct session_id {
+    int pid = 0;
+    std::string started;
+  };
+
   /// Commits a group: optimistically first (one round trip while nothing
   /// is locked, see `commit_optimistic`), and under the position lock when
   /// that cannot decide every request (see `commit_locked`).
   void commit_group(const std::vector<detail::write_job*>& group) {
-    std::vector<slot> slots;
+    slots all;
     for (auto* j : group) {
       j->results.clear();
       for (size_t i = 0; i < j->requests->size(); ++i) {
-        if ((*j->rejected)[i])
+        if ((*j->rejected)[i]) {
           j->results.emplace_back((*j->rejected)[i]);
-        else {
-          j->results.emplace_back(caf::error{});
-          slots.push_back({j, i});
+          continue;
         }
+        j->results.emplace_back(caf::error{});
+        slot s{j, i, {}};
+        for (const auto& ev : (*j->requests)[i].events)
+          s.given.push_back(ev.aggregate_version);
+        all.push_back(std::move(s));
       }
     }
-    if (slots.empty())
+    if (all.empty())
       return;
-    auto fail = [&](const caf::error& err) {
-      for (auto& s : slots)
-        s.job->results[s.index] = err;
-    };
-    auto conn = writers_.take();
-    if (!conn) {
-      fail(conn.error());
-      return;
-    }
-    if (!commit_optimistic(**conn, slots)) {
-      metrics_.count_decided_again();
-      commit_locked(**conn, slots);
+    writer_lease w{writers_};
+    session_id lost_on;
+    switch (commit_optimistic(w, all, lost_on)) {
+      case optimistic_outcome::committed: return;
+      case optimistic_outcome::in_doubt:
+        redo_after_loss(w, all, all, lost_on);
+        return;
+      case optimistic_outcome::decide_again:
+        metrics_.count_decided_again();
+        commit_locked(w, all, false);
+        return;
     }
   }
+
+  enum class optimistic_outcome { committed, decide_again, in_doubt };
 
   /// Tries to commit the group without holding the position lock while
   /// deciding. Stream heads come from the last heads this store wrote or
   /// read (`known_heads_`), from the assumption that a `no_stream` stream
   /// is new, or from one read outside any transaction; the requests are
   /// decided on them and the accepted rows go out as one pipeline (one
-  /// implicit transaction) whose insert takes the position lock itself, so
-  /// the lock is held only while the server inserts and commits.
+  /// implicit transaction) whose statement takes the position lock itself,
+  /// so the lock is held only while the server inserts and commits.
   ///
-  /// A head can only be stale by being behind (versions never go away), and
-  /// versions are contiguous, so a stale head makes the insert hit the
-  /// unique (aggregate, version) key; a stored event id hits the unique
-  /// event id key. Either way nothing is written and the group goes to the
-  /// locked path, which decides again on fresh state. So does any request
-  /// this path would refuse (conflict, tenant, replay), so that refusals
-  /// always come from the locked path's fresh reads. Returns false when the
-  /// group needs the locked path; the requests are then as they came.
-  bool commit_optimistic(connection& conn, std::vector<slot>& slots) {
+  /// A head can only be stale by being behind, unless acknowledged data was
+  /// lost (a restore, a failover to a standby that missed commits). Behind,
+  /// the insert hits the unique (aggregate, version) key; ahead, the
+  /// statement finds the predecessor of a stream's first new version
+  /// missing and writes nothing; a stored event id hits the unique event id
+  /// key. Either way nothing is written and the group is decided again
+  /// under the lock on fresh state. So is any request this path would
+  /// refuse (conflict, tenant, replay), so that refusals always come from
+  /// fresh reads. Returns `in_doubt` (with the session in `lost_on`) when
+  /// the connection broke while the commit may have happened.
+  optimistic_outcome commit_optimistic(writer_lease& w, slots& xs,
+                                       session_id& lost_on) {
+    auto conn = w.get();
+    if (!conn)
+      return optimistic_outcome::decide_again;
     head_map heads;
     std::vector<std::string> types;
     std::vector<std::string> ids;
     {
       std::lock_guard guard{heads_mtx_};
-      for (auto& s : slots) {
+      for (auto& s : xs) {
         const auto& req = request_of(s);
         if (heads.count(req.stream) > 0)
           continue;
@@ -585,40 +701,28 @@ private:
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
       calls.push_back({"es_heads", &heads_sql, std::move(ps), true});
-      auto got = run_pipeline(conn, calls);
+      auto got = run_pipeline(**conn, calls);
       if (!got)
-        return false;
-      const auto& found = (*got)[0];
+        return optimistic_outcome::decide_again;
+      const auto& found = got.results[0];
       for (int row = 0; row < found.rows(); ++row)
         heads[stream_id{found.text(row, 0), found.uuid_at(row, 1)}]
           = detail::stream_head{found.int8(row, 2), found.opt_uuid(row, 3)};
     }
-    // Versions as they came, to put back before the locked path decides.
-    std::vector<int64_t> given;
-    for (auto& s : slots)
-      for (const auto& ev : request_of(s).events)
-        given.push_back(ev.aggregate_version);
-    auto restore = [&] {
-      size_t n = 0;
-      for (auto& s : slots)
-        for (auto& ev : request_of(s).events)
-          ev.aggregate_version = given[n++];
-      return false;
-    };
     std::unordered_set<uuid> seen;
     insert_columns rows;
     std::vector<append_result> decided;
-    decided.reserve(slots.size());
+    decided.reserve(xs.size());
     int64_t position = 0; // relative to the group's first position - 1
-    for (auto& s : slots) {
+    for (auto& s : xs) {
       auto& req = request_of(s);
       for (const auto& ev : req.events)
         if (!seen.insert(ev.event_id).second)
-          return restore();
+          return optimistic_outcome::decide_again;
       auto& head = heads[req.stream];
       if (detail::check_and_assign_versions(req.stream, req.expected, head,
                                             req.events))
-        return restore();
+        return optimistic_outcome::decide_again;
       append_result res;
       res.stream = req.stream;
       res.first_version = req.events.front().aggregate_version;
@@ -636,37 +740,41 @@ private:
     // implicit transaction, which commits at the sync (or rolls back
     // entirely at the first error).
     std::vector<call> calls;
-    add_writes(calls, rows);
-    std::string state;
-    auto done = run_pipeline(conn, calls, &state);
-    if (!done) {
-      abandon(conn);
-      if (state == unique_violation && conn.ok())
-        return restore();
-      for (auto& s : slots)
-        result_of(s) = done.error();
-      return true;
+    add_write(calls, rows);
+    auto done = run_pipeline(**conn, calls);
+    if (done && done.results[0].rows() == 1) {
+      int64_t base = done.results[0].int8(0, 0);
+      for (size_t k = 0; k < xs.size(); ++k) {
+        decided[k].first_position += base;
+        decided[k].last_position += base;
+        result_of(xs[k]) = std::move(decided[k]);
+      }
+      remember(heads);
+      metrics_.count_transaction();
+      return optimistic_outcome::committed;
     }
-    int64_t base = (*done)[0].int8(0, 0);
-    for (size_t k = 0; k < slots.size(); ++k) {
-      decided[k].first_position += base;
-      decided[k].last_position += base;
-      result_of(slots[k]) = std::move(decided[k]);
+    if (done) {
+      // A remembered head is ahead of the log: start over from the log.
+      forget_heads();
+      return optimistic_outcome::decide_again;
     }
-    remember(heads);
-    metrics_.count_transaction();
-    return true;
+    abandon(**conn);
+    if (done.in_doubt) {
+      forget_heads();
+      lost_on = session_id{(*conn)->backend_pid(), (*conn)->backend_start()};
+      w.drop();
+      return optimistic_outcome::in_doubt;
+    }
+    return optimistic_outcome::decide_again;
   }
 
-  /// Adds the statements that write `rows` (and their outbox rows).
-  void add_writes(std::vector<call>& calls, const insert_columns& rows) {
-    if (partitioned_)
-      calls.push_back(
-        {"es_insert_p", &insert_partitioned_sql, rows.insert_params(), true});
-    else
-      calls.push_back({"es_insert", &insert_sql, rows.insert_params(), true});
+  /// Adds the statement that writes `rows` (and their outbox rows).
+  void add_write(std::vector<call>& calls, const insert_columns& rows) {
     if (cfg_.outbox)
-      calls.push_back({"es_outbox", &outbox_sql, rows.outbox_params(), false});
+      calls.push_back(
+        {"es_write_ob", &write_outbox_sql, rows.write_params(), true});
+    else
+      calls.push_back({"es_write", &write_sql, rows.write_params(), true});
   }
 
   /// Records heads seen or written; a head never moves back.
@@ -684,33 +792,66 @@ private:
     }
   }
 
-  /// Commits a group in one transaction and two round trips. The first
-  /// takes the position lock and fetches, for every stream and event id of
-  /// the group, what the store holds; the rules of `append_rules.hpp` then
+  /// Forgets every remembered head: after a broken connection the server
+  /// may be another one (a failover) that lacks what this store wrote.
+  void forget_heads() {
+    std::lock_guard guard{heads_mtx_};
+    known_heads_.clear();
+  }
+
+  /// Commits `xs` in one transaction and two round trips. The first takes
+  /// the position lock and fetches, for every stream and event id of the
+  /// group, what the store holds; the rules of `append_rules.hpp` then
   /// decide each request in order, exactly as on the other adapters; the
   /// second round trip inserts the accepted events with one statement,
   /// moves the position counter and commits.
-  void commit_locked(connection& conn, std::vector<slot>& slots) {
-    auto fail = [&](const caf::error& err) {
-      for (auto& s : slots)
-        result_of(s) = err;
+  ///
+  /// A request whose answer rests on an earlier request of the group (a
+  /// replay of its events, a refusal because of its version) shares that
+  /// request's fate: if the transaction does not commit, it gets the same
+  /// error. When the database refuses the data of the group (a constraint,
+  /// a value it cannot store), the group is split in halves, each decided
+  /// and committed again, until the request it refuses stands alone; the
+  /// others succeed. When the connection breaks while the commit may have
+  /// happened, the outcome is settled (`redo_after_loss`). With `resolving`
+  /// this is itself such a settling run, and what cannot be established
+  /// becomes `commit_outcome_unknown`.
+  void commit_locked(writer_lease& w, const slots& xs, bool resolving,
+                     int reconnects = 1) {
+    for (const auto& s : xs)
+      restore(s);
+    auto fail_or_unknown = [&](const slots& ys, const caf::error& err) {
+      if (resolving)
+        fail_unknown(ys, err);
+      else
+        fail(ys, err);
     };
     // Round trip 1: lock, then read heads and stored ids (fresh snapshots
-    // after the lock, so nothing committed before it is missed).
+    // after the lock, so nothing committed before it is missed). It
+    // writes nothing: a broken connection is replaced and the trip made
+    // again.
     std::vector<std::string> types;
     std::vector<std::string> ids;
     std::vector<std::string> event_ids;
-    for (auto& s : slots) {
-      const auto& req = (*s.job->requests)[s.index];
+    for (const auto& s : xs) {
+      const auto& req = request_of(s);
       types.push_back(req.stream.aggregate_type);
       ids.push_back(req.stream.aggregate_id.to_string());
       for (const auto& ev : req.events)
         event_ids.push_back(ev.event_id.to_string());
     }
-    std::vector<call> first;
-    first.push_back({"es_begin", &begin_sql, {}, false});
-    first.push_back({"es_lock", &lock_sql, {}, true});
-    {
+    connection* conn = nullptr;
+    pipeline_result got;
+    for (;;) {
+      auto c = w.get();
+      if (!c) {
+        fail_or_unknown(xs, c.error());
+        return;
+      }
+      conn = *c;
+      std::vector<call> first;
+      first.push_back({"es_begin", &begin_sql, {}, false});
+      first.push_back({"es_lock", &lock_sql, {}, true});
       params ps;
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
@@ -720,14 +861,18 @@ private:
           {"es_lookup_p", &lookup_partitioned_sql, std::move(ps), true});
       else
         first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
+      got = run_pipeline(*conn, first);
+      if (got)
+        break;
+      abandon(*conn);
+      if (conn->ok() || reconnects-- <= 0) {
+        fail_or_unknown(xs, got.error);
+        return;
+      }
+      forget_heads();
+      w.drop();
     }
-    auto got = run_pipeline(conn, first);
-    if (!got) {
-      abandon(conn);
-      fail(got.error());
-      return;
-    }
-    auto& rs = *got;
+    auto& rs = got.results;
     int64_t position = rs[1].int8(0, 0);
     std::map<stream_id, detail::stream_head> heads;
     std::unordered_map<uuid, detail::stored_location> stored;
@@ -739,7 +884,9 @@ private:
           = detail::stream_head{found.int8(row, 3), found.opt_uuid(row, 4)};
       else
         stored[found.uuid_at(row, 0)] = detail::stored_location{
-          sid, found.int8(row, 3), found.int8(row, 5)};
+          sid, found.int8(row, 3), found.int8(row, 5),
+          detail::content_digest(found.view(row, 6), found.int4(row, 7),
+                                 found.view(row, 8))};
     }
     // Decide every request in order; accepted ones become visible to the
     // later requests of the same group.
@@ -751,10 +898,20 @@ private:
         return std::optional<detail::stored_location>{};
       return std::optional<detail::stored_location>{i->second};
     };
-    std::vector<size_t> accepted;
-    for (size_t k = 0; k < slots.size(); ++k) {
-      auto& req = (*slots[k].job->requests)[slots[k].index];
-      auto& out = slots[k].job->results[slots[k].index];
+    // Requests that stand or fall with this transaction, and which of them
+    // it writes.
+    slots bound;
+    slots accepted;
+    std::unordered_set<uuid> group_ids;
+    std::unordered_set<stream_id, stream_hash> group_streams;
+    for (const auto& s : xs) {
+      auto& req = request_of(s);
+      auto& out = result_of(s);
+      bool depends = group_streams.count(req.stream) > 0;
+      for (size_t k = 0; !depends && k < req.events.size(); ++k)
+        depends = group_ids.count(req.events[k].event_id) > 0;
+      if (depends)
+        bound.push_back(s);
       auto replay = detail::check_replay(req.stream, req.events, lookup, true);
       if (!replay) {
         out = std::move(replay.error());
@@ -778,56 +935,174 @@ private:
       for (const auto& ev : req.events) {
         rows.add(ev);
         ++position;
-        stored[ev.event_id]
-          = detail::stored_location{req.stream, ev.aggregate_version, position};
+        stored[ev.event_id] = detail::stored_location{
+          req.stream, ev.aggregate_version, position,
+          detail::content_digest(ev)};
+        group_ids.insert(ev.event_id);
       }
+      group_streams.insert(req.stream);
       res.last_position = position;
       head.version = res.last_version;
       head.tenant_id = req.events.front().tenant_id;
       out = std::move(res);
-      accepted.push_back(k);
+      if (!depends)
+        bound.push_back(s);
+      accepted.push_back(s);
     }
-    // Round trip 2: write and commit, or just end the transaction. The
-    // insert moves the counter from the locked value, which is where this
-    // transaction's positions start.
-    std::vector<call> second;
-    if (!rows.empty()) {
-      add_writes(second, rows);
-      second.push_back({"es_commit", &commit_sql, {}, false});
-    } else {
-      second.push_back({"es_rollback", &rollback_sql, {}, false});
-    }
-    auto done = run_pipeline(conn, second);
-    if (!done) {
-      // Nothing of the group was committed.
-      abandon(conn);
-      for (auto k : accepted)
-        slots[k].job->results[slots[k].index] = done.error();
+    // `bound` in group order (a request was added when seen).
+    if (rows.empty()) {
+      // Nothing to write: every answer rests on committed rows.
+      std::vector<call> end;
+      end.push_back({"es_rollback", &rollback_sql, {}, false});
+      static_cast<void>(run_pipeline(*conn, end));
+      remember(heads);
       return;
     }
-    remember(heads);
-    if (!rows.empty())
+    // Round trip 2: write and commit. The statement moves the counter from
+    // the locked value, which is where this transaction's positions start.
+    std::vector<call> second;
+    add_write(second, rows);
+    second.push_back({"es_commit", &commit_sql, {}, false, true});
+    auto done = run_pipeline(*conn, second);
+    if (done && done.results[0].rows() == 1) {
+      remember(heads);
       metrics_.count_transaction();
+      return;
+    }
+    abandon(*conn);
+    if (done) {
+      // Decided under the lock, yet a version below a head is missing:
+      // the log itself has a hole (a deleted row).
+      fail(bound, make_store_error(store_errc::internal,
+                                   "a stream of the group lacks a version "
+                                   "below its head; nothing was written"));
+      return;
+    }
+    if (done.server_error) {
+      // Nothing of the transaction was written.
+      if (refuses_data(done.state)) {
+        if (bound.size() > 1) {
+          auto mid = bound.begin() + static_cast<ptrdiff_t>(bound.size() / 2);
+          slots front(bound.begin(), mid);
+          slots back(mid, bound.end());
+          commit_locked(w, front, resolving);
+          commit_locked(w, back, resolving);
+          return;
+        }
+        fail(bound, make_store_error(store_errc::invalid_argument,
+                                     "the database refused the append: "
+                                       + error_description(done.error)));
+        return;
+      }
+      if (!conn->ok() && reconnects > 0) {
+        // The session ended before the commit (killed, restarted): try
+        // once more on a fresh one.
+        forget_heads();
+        w.drop();
+        commit_locked(w, bound, resolving, reconnects - 1);
+        return;
+      }
+      fail_or_unknown(bound, done.error);
+      return;
+    }
+    // The connection broke while the commit was in flight.
+    forget_heads();
+    session_id lost_on{conn->backend_pid(), conn->backend_start()};
+    w.drop();
+    if (resolving) {
+      fail_unknown(bound, done.error);
+      return;
+    }
+    redo_after_loss(w, bound, accepted, lost_on);
+  }
+
+  /// Settles a group whose commit was in flight when its connection broke:
+  /// waits until the session that ran it has ended (ending it if need be),
+  /// so that whatever it committed is visible and nothing of it can still
+  /// commit, then decides and commits `xs` again under the lock. Requests
+  /// the lost attempt wrote are answered from the log; as this call wrote
+  /// them, they are not reported as replays. Returns
+  /// `commit_outcome_unknown` where the session's end cannot be
+  /// established.
+  void redo_after_loss(writer_lease& w, const slots& xs, const slots& wrote,
+                       const session_id& lost_on) {
+    if (auto err = settle(w, lost_on)) {
+      fail_unknown(xs, err);
+      return;
+    }
+    commit_locked(w, xs, true);
+    for (const auto& s : wrote) {
+      auto& res = result_of(s);
+      if (res && res->deduplicated)
+        res->deduplicated = false;
+    }
+  }
+
+  /// Makes sure the server session `id` has ended: waits for it (ending
+  /// it first) up to `settle_timeout_ms`.
+  caf::error settle(writer_lease& w, const session_id& id) {
+    if (id.pid == 0 || id.started.empty())
+      return make_store_error(store_errc::connection_failed,
+                              "the lost session is unknown");
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto conn = w.get();
+      if (!conn)
+        return std::move(conn.error());
+      params ps;
+      ps.add(int64_t{id.pid});
+      ps.add(id.started);
+      ps.add(int64_t{settle_timeout_ms});
+      auto r = (*conn)->run("es_settle",
+                            "SELECT pg_terminate_backend(pid, $3::bigint)"
+                            " FROM pg_stat_activity WHERE pid = $1::integer"
+                            " AND backend_start = $2::timestamptz",
+                            ps, false);
+      if (!r) {
+        if ((*conn)->ok())
+          return std::move(r.error());
+        w.drop();
+        continue;
+      }
+      if (r->rows() == 0 || r->text(0, 0) == "t")
+        return caf::none;
+      return make_store_error(store_errc::timeout,
+                              "the lost session did not end within "
+                                + std::to_string(settle_timeout_ms) + " ms");
+    }
+    return make_store_error(store_errc::connection_failed,
+                            "no connection to settle the lost session");
   }
 
   /// Leaves a failed transaction so the connection can be reused.
-  static void abandon(connection& conn) {
-    if (conn.ok() && PQtransactionStatus(conn.handle()) != PQTRANS_IDLE)
-      static_cast<void>(conn.exec("ROLLBACK"));
+  static void abandon(connection* conn) {
+    if (conn->ok() && PQtransactionStatus(conn->handle()) != PQTRANS_IDLE)
+      static_cast<void>(conn->exec("ROLLBACK"));
   }
 
-  /// Sends all calls and one sync; returns their results, or the first
-  /// error (after which the server skipped the rest).
-  static caf::expected<std::vector<result>>
-  run_pipeline(connection& conn, std::vector<call>& calls,
-               std::string* failed_state = nullptr) {
+  static void abandon(connection& conn) {
+    abandon(&conn);
+  }
+
+  /// Sends all calls and one sync and collects their results. A statement
+  /// the server fails makes it skip the rest (`server_error`); a pipeline
+  /// that breaks once something was sent is `in_doubt`, unless the server
+  /// failed a statement before the commit point first. A failed `COMMIT`
+  /// is in doubt too: the commit may have happened before the error.
+  static pipeline_result run_pipeline(connection& conn,
+                                      std::vector<call>& calls) {
+    pipeline_result out;
     auto* pg = conn.handle();
     for (auto& c : calls)
-      if (auto err
-          = conn.ensure_prepared(c.name, *c.sql, static_cast<int>(c.ps.size())))
-        return err;
-    if (PQenterPipelineMode(pg) != 1)
-      return detail::pg::translate(nullptr, pg, "cannot enter pipeline mode");
+      if (auto err = conn.ensure_prepared(c.name, *c.sql,
+                                          static_cast<int>(c.ps.size()))) {
+        out.error = std::move(err);
+        return out;
+      }
+    if (PQenterPipelineMode(pg) != 1) {
+      out.error
+        = detail::pg::translate(nullptr, pg, "cannot enter pipeline mode");
+      return out;
+    }
     caf::error failure;
     size_t sent = 0;
     for (auto& c : calls) {
@@ -846,8 +1121,7 @@ private:
     bool synced = PQpipelineSync(pg) == 1;
     if (!synced && !failure)
       failure = detail::pg::translate(nullptr, pg, "cannot sync pipeline");
-    std::vector<result> results;
-    results.reserve(sent);
+    out.results.reserve(sent);
     for (size_t k = 0; k < sent; ++k) {
       result r{PQgetResult(pg)};
       if (r.get() == nullptr) {
@@ -856,16 +1130,20 @@ private:
         break;
       }
       auto status = PQresultStatus(r.get());
-      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && !failure) {
+      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK
+          && !failure) {
         failure = detail::pg::translate(r.get(), pg, calls[k].name);
-        if (failed_state != nullptr)
-          *failed_state = detail::pg::sqlstate(r.get());
+        out.state = detail::pg::sqlstate(r.get());
+        // An error the server reported for a statement before the commit
+        // point: its transaction cannot commit any more.
+        out.server_error = !out.state.empty() && !calls[k].commits;
       }
-      results.push_back(std::move(r));
+      out.results.push_back(std::move(r));
       result terminator{PQgetResult(pg)};
       static_cast<void>(terminator);
     }
     // Drain up to the sync point (two nulls in a row: nothing more comes).
+    bool reached_sync = false;
     for (int nulls = 0; synced && nulls < 2 && PQstatus(pg) == CONNECTION_OK;) {
       result r{PQgetResult(pg)};
       if (r.get() == nullptr) {
@@ -874,8 +1152,10 @@ private:
       }
       nulls = 0;
       auto status = PQresultStatus(r.get());
-      if (status == PGRES_PIPELINE_SYNC)
+      if (status == PGRES_PIPELINE_SYNC) {
+        reached_sync = true;
         break;
+      }
       if (status == PGRES_FATAL_ERROR && !failure)
         failure = detail::pg::translate(r.get(), pg, "pipeline failed");
     }
@@ -883,9 +1163,13 @@ private:
       PQexitPipelineMode(pg);
     else if (!failure)
       failure = detail::pg::translate(nullptr, pg, "connection lost");
-    if (failure)
-      return failure;
-    return results;
+    if (!failure && !reached_sync)
+      failure = detail::pg::translate(nullptr, pg, "pipeline did not finish");
+    if (failure) {
+      out.error = std::move(failure);
+      out.in_doubt = sent > 0 && !out.server_error;
+    }
+    return out;
   }
 
   postgres_config cfg_;

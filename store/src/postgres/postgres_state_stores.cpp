@@ -17,8 +17,11 @@ using detail::pg::params;
 using detail::pg::pool;
 using detail::pg::result;
 
+// Exact to the microsecond: interval input keeps integers, while
+// multiplying an interval goes through a double and drifts for times far
+// from 1970.
 constexpr const char* from_micros_sql
-  = "'epoch'::timestamptz + %s::bigint * interval '1 microsecond'";
+  = "'epoch'::timestamptz + (%s::bigint || ' microseconds')::interval";
 
 std::string at(int n) {
   std::string result = from_micros_sql;

@@ -149,12 +149,41 @@ CREATE TABLE processed_events (
 );
 )sql";
 
+// Version 3: on the partitioned variant, event_ids is kept by a trigger
+// on events instead of by the application, so every row of events has its
+// id there whoever inserts it (the application role may insert into events
+// but neither into event_ids nor into the partitions themselves; see
+// store/sql/postgres_app_role.sql). The trigger runs once per statement
+// over its new rows, and as the schema owner.
+constexpr const char* schema_v3 = R"sql(
+DO $do$
+BEGIN
+  IF to_regclass('event_ids') IS NOT NULL THEN
+    CREATE FUNCTION es_record_event_ids() RETURNS trigger
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+    BEGIN
+      INSERT INTO event_ids (event_id, aggregate_type, aggregate_id,
+                             aggregate_version, global_position)
+        SELECT event_id, aggregate_type, aggregate_id, aggregate_version,
+               global_position FROM es_new_events;
+      RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER es_record_event_ids AFTER INSERT ON events
+      REFERENCING NEW TABLE AS es_new_events
+      FOR EACH STATEMENT EXECUTE FUNCTION es_record_event_ids();
+  END IF;
+END
+$do$;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
   static const std::vector<migration> list{
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
     {2, "processed events", schema_v2},
+    {3, "event ids of the partitioned variant kept by a trigger", schema_v3},
   };
   return list;
 }
