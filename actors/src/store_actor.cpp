@@ -22,20 +22,31 @@ namespace {
 
 struct pending_append {
   append_request request;
-  /// A copy of the events for publishing, when a bus is attached.
+  /// The events as the caller sent them, when a bus is attached (for
+  /// publishing) or the store can fail in a retryable way (for retries).
   event_batch events;
   caf::typed_response_promise<append_result> rp;
+  /// Retries so far.
+  uint32_t attempts = 0;
+  /// An earlier attempt ended with the outcome unknown: a replay now means
+  /// that attempt wrote the events.
+  bool in_doubt = false;
 };
 
 struct writer_state {
   static inline const char* name = "es.store_writer";
 
   event_store_ptr store;
-  caf::actor bus;
-  size_t max_pending_publishes = 4;
+  store_actor_config cfg;
+  /// Keep the caller's events (see `pending_append::events`).
+  bool keep_events = false;
   size_t pending_publishes = 0;
   std::vector<pending_append> pending;
+  /// Appends waiting for their retry, and when the next retry is due.
+  std::vector<pending_append> retrying;
+  std::chrono::milliseconds backoff{0};
   bool flush_scheduled = false;
+  bool retry_scheduled = false;
 };
 
 using writer_actor = caf::stateful_actor<writer_state>;
@@ -67,15 +78,39 @@ void publish(writer_actor* self, recorded_events events) {
     log(log_level::warning,
         "publishing committed events failed: " + describe(err));
   };
-  auto handle
-    = self->request(st.bus, caf::infinite, publish_atom_v, std::move(events));
+  auto handle = self->request(st.cfg.bus, caf::infinite, publish_atom_v,
+                              std::move(events));
   // Beyond the limit, stop taking messages until the bus accepted this
   // publish: appends wait in the mailbox, so a slow subscriber slows the
   // writers instead of letting queues grow.
-  if (st.pending_publishes > st.max_pending_publishes)
+  if (st.pending_publishes > st.cfg.max_pending_publishes)
     handle.await(on_done, on_error);
   else
     handle.then(on_done, on_error);
+}
+
+/// Returns whether sending the same append again may succeed: the store
+/// wrote nothing, or cannot tell, for a reason that can pass.
+bool worth_retrying(const caf::error& err) {
+  return has_code(err, store_errc::commit_outcome_unknown)
+         || has_code(err, store_errc::connection_failed)
+         || has_code(err, store_errc::storage_busy)
+         || has_code(err, store_errc::timeout)
+         || has_code(err, store_errc::serialization_failure);
+}
+
+/// Puts `p` back for a retry after the current backoff.
+void schedule_retry(writer_actor* self, pending_append p) {
+  auto& st = self->state;
+  ++p.attempts;
+  st.retrying.push_back(std::move(p));
+  if (st.retry_scheduled)
+    return;
+  st.retry_scheduled = true;
+  st.backoff = st.backoff.count() == 0
+                 ? st.cfg.retry_backoff
+                 : std::min(st.backoff * 2, st.cfg.max_retry_backoff);
+  self->delayed_send(self, st.backoff, tick_atom_v);
 }
 
 /// Commits everything that queued up since the last flush in one
@@ -87,43 +122,64 @@ void flush(writer_actor* self) {
   st.pending.clear();
   std::vector<append_request> requests;
   requests.reserve(batch.size());
-  for (auto& p : batch)
-    requests.push_back(std::move(p.request));
-  // Keep the stream ids; append_many consumes the requests.
-  std::vector<append_request> heads;
-  if (st.bus) {
-    heads.reserve(requests.size());
-    for (const auto& r : requests)
-      heads.push_back(append_request{r.stream, r.expected, {}});
+  for (auto& p : batch) {
+    // The request keeps its stream and expected version for publishing and
+    // retries; a retry sends the caller's events again (the store may have
+    // assigned versions to the ones it got).
+    append_request r{p.request.stream, p.request.expected, {}};
+    if (p.attempts > 0)
+      r.events = p.events;
+    else
+      r.events = std::move(p.request.events);
+    requests.push_back(std::move(r));
   }
   auto results = st.store->append_many(std::move(requests));
   recorded_events committed;
+  bool any_ok = false;
   for (size_t i = 0; i < batch.size(); ++i) {
+    auto& p = batch[i];
     auto& res = results[i];
-    if (res && st.bus && !res->deduplicated) {
-      auto recs = to_recorded(heads[i], std::move(batch[i].events), *res);
-      committed.insert(committed.end(), std::make_move_iterator(recs.begin()),
-                       std::make_move_iterator(recs.end()));
+    if (!res && st.keep_events && p.attempts < st.cfg.append_retries
+        && worth_retrying(res.error())) {
+      p.in_doubt
+        = p.in_doubt || has_code(res.error(), store_errc::commit_outcome_unknown);
+      schedule_retry(self, std::move(p));
+      continue;
     }
-    if (res)
-      batch[i].rp.deliver(std::move(*res));
-    else
-      batch[i].rp.deliver(std::move(res.error()));
+    if (res) {
+      any_ok = true;
+      // A replay answering an attempt that ended in doubt: that attempt
+      // wrote the events, so this call did.
+      if (p.in_doubt && res->deduplicated)
+        res->deduplicated = false;
+      if (st.cfg.bus && !res->deduplicated) {
+        auto recs = to_recorded(p.request, std::move(p.events), *res);
+        committed.insert(committed.end(),
+                         std::make_move_iterator(recs.begin()),
+                         std::make_move_iterator(recs.end()));
+      }
+      p.rp.deliver(std::move(*res));
+    } else {
+      p.rp.deliver(std::move(res.error()));
+    }
   }
+  if (any_ok && st.retrying.empty())
+    st.backoff = std::chrono::milliseconds{0};
   if (!committed.empty())
     publish(self, std::move(committed));
 }
 
 caf::behavior store_writer(writer_actor* self, event_store_ptr store,
-                           caf::actor bus, size_t max_pending_publishes) {
-  self->state.store = std::move(store);
-  self->state.bus = std::move(bus);
-  self->state.max_pending_publishes = max_pending_publishes;
+                           store_actor_config cfg) {
+  auto& st = self->state;
+  st.keep_events = cfg.bus || store->name() != "memory";
+  st.store = std::move(store);
+  st.cfg = std::move(cfg);
   return {
     [self](append_atom, append_request& req) -> caf::result<append_result> {
       auto& st = self->state;
       pending_append p;
-      if (st.bus)
+      if (st.keep_events)
         p.events = req.events;
       p.request = std::move(req);
       p.rp = self->make_response_promise<append_result>();
@@ -145,6 +201,14 @@ caf::behavior store_writer(writer_actor* self, event_store_ptr store,
     [self](flush_atom) {
       if (self->state.flush_scheduled)
         flush(self);
+    },
+    [self](tick_atom) {
+      auto& st = self->state;
+      st.retry_scheduled = false;
+      for (auto& p : st.retrying)
+        st.pending.push_back(std::move(p));
+      st.retrying.clear();
+      flush(self);
     },
   };
 }
@@ -245,12 +309,11 @@ store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
     caf::anon_send(pool, caf::sys_atom::value, caf::put_atom::value, worker);
   };
   if (detached) {
-    add(sys.spawn<caf::detached>(store_writer, store, cfg.bus,
-                                 cfg.max_pending_publishes));
+    add(sys.spawn<caf::detached>(store_writer, store, cfg));
     for (size_t i = 0; i < cfg.readers; ++i)
       add(sys.spawn<caf::detached>(store_reader, store, cfg.snapshots));
   } else {
-    add(sys.spawn(store_writer, store, cfg.bus, cfg.max_pending_publishes));
+    add(sys.spawn(store_writer, store, cfg));
     for (size_t i = 0; i < cfg.readers; ++i)
       add(sys.spawn(store_reader, store, cfg.snapshots));
   }

@@ -286,7 +286,13 @@ void run_command(aggregate_actor_type<A>* self,
             });
           return;
         }
-        rp.deliver(std::move(err));
+        rp.deliver(err);
+        // The store actor retried with the same event ids and still cannot
+        // tell whether they are stored: this state may be behind the log.
+        // End, so the next command loads the aggregate afresh instead of
+        // running its handler again on top of events that may exist.
+        if (has_code(err, store_errc::commit_outcome_unknown))
+          self->quit(err);
       });
 }
 

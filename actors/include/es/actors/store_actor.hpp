@@ -10,6 +10,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <chrono>
 #include <cstddef>
 
 namespace es {
@@ -48,6 +49,16 @@ struct store_actor_config {
   size_t max_pending_publishes = 4;
   /// Where snapshots go (served by the reader actors).
   snapshot_store_ptr snapshots;
+  /// How often the writer sends an append again, with the same event ids,
+  /// after a retryable store error (a lost connection, a busy database, a
+  /// commit whose outcome is unknown) before the error goes to the caller.
+  /// A retry of an append that was in fact committed is answered from the
+  /// log, so the caller never has to choose between losing events and
+  /// writing them twice; its events are published then too.
+  uint32_t append_retries = 5;
+  /// Wait before the first retry; it doubles up to `max_retry_backoff`.
+  std::chrono::milliseconds retry_backoff{20};
+  std::chrono::milliseconds max_retry_backoff{1'000};
 };
 
 /// Spawns the store actor in front of `store`: one writer that turns the
