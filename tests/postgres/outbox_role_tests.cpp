@@ -143,3 +143,82 @@ TEST_CASE("the application role can append but not change the log",
   INFO(describe(migrated));
   CHECK(has_code(migrated, store_errc::permission_denied));
 }
+
+TEST_CASE("on the partitioned variant every event has its id recorded",
+          "[postgres][role]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.events_partitions = 4;
+  REQUIRE(make_postgres_event_store(cfg));
+  auto role = "es_app_" + uuid::random().to_string().substr(0, 8);
+  auto schema = fx.schemas.back();
+  std::string cmd = "psql -q -v ON_ERROR_STOP=1 -v role=" + role
+                    + " -v schema=" + schema + " -f " + ES_ROLE_SCRIPT + " \""
+                    + pg_test_dsn() + "\"";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  struct cleanup {
+    pg_admin& admin;
+    std::string role;
+    std::string schema;
+    ~cleanup() {
+      std::string msg;
+      admin.try_exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE", msg);
+      admin.try_exec("DROP ROLE IF EXISTS " + role, msg);
+    }
+  } guard{fx.admin, role, schema};
+  postgres_config app = cfg;
+  app.dsn += " user=" + role;
+  app.migrate = false;
+  auto store = make_postgres_event_store(app);
+  REQUIRE(store);
+  auto s = new_stream();
+  auto batch = make_batch(s, 2);
+  REQUIRE((*store)->append(s, expected_version::any(), batch));
+  auto ids = fx.admin.value("SELECT count(*) FROM " + schema + ".event_ids");
+  CHECK(ids == "2");
+  PGconn* conn = PQconnectdb(app.dsn.c_str());
+  require_pg_server(conn);
+  auto state_of = [&](const std::string& sql) {
+    PGresult* r = PQexec(conn, sql.c_str());
+    std::string state = PQresultErrorField(r, PG_DIAG_SQLSTATE)
+                          ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
+                          : "";
+    PQclear(r);
+    return state;
+  };
+  auto row = [&](const uuid& event_id, const uuid& aggregate_id,
+                 int64_t position) {
+    return "(" + std::to_string(position) + ", '" + event_id.to_string()
+           + "', 'ItemAdded', 1, 'Order', '" + aggregate_id.to_string()
+           + "', 1, now(), '{}')";
+  };
+  constexpr const char* columns
+    = " (global_position, event_id, event_type, event_version,"
+      " aggregate_type, aggregate_id, aggregate_version, occurred_at,"
+      " payload) VALUES ";
+  // Neither the id table nor a partition can be written around the
+  // trigger.
+  CHECK(state_of("INSERT INTO event_ids VALUES ('" + uuid::random().to_string()
+                 + "', 'Order', '" + uuid::random().to_string() + "', 1, 99)")
+        == "42501");
+  for (int p = 0; p < 4; ++p)
+    CHECK(state_of("INSERT INTO events_p" + std::to_string(p) + columns
+                   + row(uuid::random(), uuid::random(), 100 + p))
+          == "42501");
+  // A row written straight into events (a bug, or a hand-written tool) gets
+  // its id recorded, and an id already stored in another partition is
+  // refused.
+  auto other = uuid::random();
+  auto fresh = uuid::random();
+  CHECK(state_of("INSERT INTO events" + std::string{columns}
+                 + row(fresh, other, 200))
+        == "");
+  CHECK(fx.admin.value("SELECT aggregate_id::text FROM " + schema
+                       + ".event_ids WHERE event_id = '" + fresh.to_string()
+                       + "'")
+        == other.to_string());
+  CHECK(state_of("INSERT INTO events" + std::string{columns}
+                 + row(batch[0].event_id, uuid::random(), 201))
+        == "23505");
+  PQfinish(conn);
+}

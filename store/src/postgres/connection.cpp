@@ -264,6 +264,7 @@ connection::open(const postgres_config& cfg) {
   // is idle) go to the library's log, not to the application's stderr.
   PQsetNoticeProcessor(conn, route_notice, nullptr);
   std::unique_ptr<connection> result{new connection(conn)};
+  result->backend_pid_ = PQbackendPID(conn);
   std::string setup = "SET client_min_messages = warning;";
   if (cfg.statement_timeout.count() > 0)
     setup += " SET statement_timeout = "

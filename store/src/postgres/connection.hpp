@@ -189,9 +189,10 @@ public:
   caf::error ensure_prepared(const char* name, const std::string& sql,
                              int nparams);
 
-  /// The server's backend process id.
+  /// The server's backend process id (kept after the connection broke,
+  /// when libpq no longer tells it).
   int backend_pid() const {
-    return PQbackendPID(conn_);
+    return backend_pid_;
   }
 
   /// When the backend started (`pg_stat_activity.backend_start` as text):
@@ -206,6 +207,7 @@ private:
   }
 
   PGconn* conn_;
+  int backend_pid_ = 0;
   std::string backend_start_;
   std::unordered_set<std::string> prepared_;
 };
