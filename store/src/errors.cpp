@@ -37,6 +37,9 @@ const char* to_string(store_errc x) {
     case store_errc::unknown_database: return "unknown_database";
     case store_errc::permission_denied: return "permission_denied";
     case store_errc::commit_outcome_unknown: return "commit_outcome_unknown";
+    case store_errc::checkpoint_conflict: return "checkpoint_conflict";
+    case store_errc::lease_held: return "lease_held";
+    case store_errc::lease_lost: return "lease_lost";
   }
   return "unknown";
 }

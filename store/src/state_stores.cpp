@@ -5,13 +5,20 @@
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
 
+#include "state_common.hpp"
+
 #include <algorithm>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 namespace es {
 
 snapshot_store::~snapshot_store() {
+  // nop
+}
+
+projection_lease::~projection_lease() {
   // nop
 }
 
@@ -41,6 +48,22 @@ std::optional<dead_letter_status> parse_dead_letter_status(std::string_view x) {
     return dead_letter_status::resolved;
   return std::nullopt;
 }
+
+namespace detail {
+
+caf::error make_checkpoint_conflict(const std::string& projection,
+                                    int64_t expected_position,
+                                    std::optional<int64_t> found_position) {
+  std::string msg = "the checkpoint of projection '" + projection
+                    + "' moved under this writer: expected position "
+                    + std::to_string(expected_position) + ", found ";
+  msg += found_position ? "position " + std::to_string(*found_position)
+                        : std::string{"no checkpoint"};
+  msg += " (another instance of the projection is running?)";
+  return make_store_error(store_errc::checkpoint_conflict, std::move(msg));
+}
+
+} // namespace detail
 
 // -- recorded events as JSON --------------------------------------------------
 
@@ -166,10 +189,72 @@ private:
   std::unordered_map<stream_id, snapshot, stream_hash> snaps_;
 };
 
+/// The leases of one in-memory checkpoint store, shared with the leases it
+/// granted (which may outlive it).
+struct memory_lease_table {
+  std::mutex mtx;
+  std::set<std::string> held;
+};
+
+class memory_lease final : public projection_lease {
+public:
+  memory_lease(std::shared_ptr<memory_lease_table> table, std::string name)
+    : table_(std::move(table)), name_(std::move(name)) {
+    // nop
+  }
+
+  ~memory_lease() override {
+    std::lock_guard guard{table_->mtx};
+    table_->held.erase(name_);
+  }
+
+  const std::string& projection() const override {
+    return name_;
+  }
+
+  caf::error check() override {
+    // Nothing can take it away.
+    return caf::none;
+  }
+
+private:
+  std::shared_ptr<memory_lease_table> table_;
+  std::string name_;
+};
+
 class memory_checkpoint_store final : public checkpoint_store {
 public:
   bool blocking() const override {
     return false;
+  }
+
+  caf::expected<checkpoint> save_if(const checkpoint& cp,
+                                    int64_t expected_position) override {
+    std::lock_guard guard{mtx_};
+    auto i = cps_.find(cp.projection);
+    if (i == cps_.end()) {
+      if (expected_position != 0)
+        return detail::make_checkpoint_conflict(
+          cp.projection, expected_position, std::nullopt);
+    } else if (i->second.position != expected_position) {
+      return detail::make_checkpoint_conflict(cp.projection, expected_position,
+                                              i->second.position);
+    } else if (i->second.position > cp.position) {
+      return i->second;
+    }
+    cps_.insert_or_assign(cp.projection, cp);
+    return cp;
+  }
+
+  caf::expected<projection_lease_ptr>
+  try_lease(const std::string& name) override {
+    std::lock_guard guard{leases_->mtx};
+    if (!leases_->held.insert(name).second)
+      return make_store_error(store_errc::lease_held,
+                              "projection '" + name
+                                + "' is leased by another holder in this"
+                                  " process");
+    return projection_lease_ptr{std::make_unique<memory_lease>(leases_, name)};
   }
 
   caf::expected<checkpoint> save(const checkpoint& cp) override {
@@ -206,6 +291,8 @@ public:
 private:
   std::mutex mtx_;
   std::map<std::string, checkpoint> cps_;
+  std::shared_ptr<memory_lease_table> leases_
+    = std::make_shared<memory_lease_table>();
 };
 
 class memory_dead_letter_store final : public dead_letter_store {

@@ -31,6 +31,20 @@ read_model_db_ptr read_model_next_to_store(postgres_fixture& fx) {
   return *db;
 }
 
+/// A read-model database on the schema of the fixture's last store whose
+/// sessions show `application_name` in pg_stat_activity.
+read_model_db_ptr read_model_named(postgres_fixture& fx,
+                                   const std::string& application_name) {
+  postgres_config cfg;
+  cfg.dsn = pg_dsn_for(fx.schemas.back());
+  cfg.application_name = application_name;
+  cfg.migrate = false;
+  auto db = make_postgres_read_model_db(cfg);
+  if (!db)
+    FAIL("cannot open the read-model database: " << describe(db.error()));
+  return *db;
+}
+
 /// Records the positions it sees, in order.
 class recorder : public projection {
 public:
@@ -114,4 +128,73 @@ TEST_CASE("on PostgreSQL, a projection following the store sees every "
   REQUIRE(cp);
   REQUIRE(*cp);
   CHECK((*cp)->position == *head);
+}
+
+TEST_CASE("on PostgreSQL, two read-model databases on one schema: a batch "
+          "whose checkpoint moved under it rolls back",
+          "[postgres][projections][cas]") {
+  postgres_fixture fx;
+  fx.open();
+  auto a = read_model_next_to_store(fx);
+  auto b = read_model_next_to_store(fx);
+  SECTION("no checkpoint yet") {
+    check_checkpoint_cas(*a, *b, false);
+  }
+  SECTION("a checkpoint at 0") {
+    check_checkpoint_cas(*a, *b, true);
+  }
+}
+
+// READ COMMITTED: B's compare-and-set waits for A's uncommitted checkpoint
+// write (a row lock, or the unique index for a first checkpoint), then
+// compares with what A committed.
+TEST_CASE("on PostgreSQL, a checkpoint write waiting for a concurrent one "
+          "compares with what that one committed",
+          "[postgres][projections][cas]") {
+  postgres_fixture fx;
+  fx.open();
+  auto schema = fx.schemas.back();
+  auto a = read_model_named(fx, schema + "_a");
+  auto b = read_model_named(fx, schema + "_b");
+  bool stored_at_zero = false;
+  SECTION("no checkpoint yet") {
+    stored_at_zero = false;
+  }
+  SECTION("a checkpoint at 0") {
+    stored_at_zero = true;
+  }
+  prepare_cas(*a, stored_at_zero);
+  caf::error b_result;
+  std::jthread b_thread;
+  auto a_result = a->transact([&](sql_transaction& tx) -> caf::error {
+    for (int64_t pos = 1; pos <= 5; ++pos)
+      if (auto err = tx.exec("INSERT INTO cas_rows VALUES ($1, $2)",
+                             {sql_value{std::string{"a"}}, sql_value{pos}}))
+        return err;
+    checkpoint cp{"cas", 5, uuid::time_ordered(), "from a", 5, now_utc()};
+    if (auto saved = a->save_checkpoint(tx, cp, 0); !saved)
+      return std::move(saved.error());
+    // A holds the checkpoint row (or its key) until it commits.
+    b_thread = std::jthread{[&] {
+      b_result = write_cas_batch(*b, "b", 0, 5);
+    }};
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (fx.admin.value("SELECT count(*) FROM pg_stat_activity"
+                          " WHERE application_name = '"
+                          + schema + "_b' AND wait_event_type = 'Lock'")
+           != "1") {
+      if (std::chrono::steady_clock::now() > give_up)
+        FAIL("B's checkpoint write never waited for A's");
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return caf::none;
+  });
+  REQUIRE_FALSE(a_result);
+  b_thread.join();
+  INFO("B's batch: " << describe(b_result));
+  CHECK(has_code(b_result, store_errc::checkpoint_conflict));
+  CHECK(describe(b_result).find("found position 5") != std::string::npos);
+  CHECK(cas_rows(*a, "b") == 0);
+  CHECK(cas_rows(*a, "a") == 5);
+  CHECK(cas_position(*b) == 5);
 }

@@ -112,9 +112,10 @@ public:
     });
   }
 
-  caf::expected<checkpoint> save_checkpoint(sql_transaction& tx,
-                                            const checkpoint& cp) override {
-    return inner_->save_checkpoint(tx, cp);
+  caf::expected<checkpoint>
+  save_checkpoint(sql_transaction& tx, const checkpoint& cp,
+                  std::optional<int64_t> expected_position) override {
+    return inner_->save_checkpoint(tx, cp, expected_position);
   }
 
   caf::expected<int64_t> add_dead_letter(sql_transaction& tx,
@@ -260,6 +261,101 @@ inline void check_exactly_once(event_store_ptr store, read_model_db_ptr inner,
   REQUIRE_FALSE(
     coord2.wait_until_caught_up("counts", std::chrono::seconds(30)));
   CHECK(model->total() == 109);
+}
+
+// -- checkpoints written with compare-and-set
+// ----------------------------------
+
+/// The read-model rows a writer of `check_checkpoint_cas` left, read in a
+/// transaction of `db`'s own.
+inline int64_t cas_rows(read_model_db& db, const std::string& writer) {
+  int64_t result = -1;
+  auto err = db.transact([&](sql_transaction& tx) -> caf::error {
+    auto rows = tx.query(tx.dialect() == "sqlite"
+                           ? "SELECT COUNT(*) FROM cas_rows WHERE writer = ?1"
+                           : "SELECT COUNT(*) FROM cas_rows WHERE writer = $1",
+                         {sql_value{writer}});
+    if (!rows)
+      return std::move(rows.error());
+    result = sql_int(rows->at(0).at(0)).value_or(-2);
+    return caf::none;
+  });
+  INFO(describe(err));
+  REQUIRE_FALSE(err);
+  return result;
+}
+
+/// Writes a batch of read-model rows for positions (`from`, `to`] as
+/// `writer` and its checkpoint at `to`, expecting the stored checkpoint at
+/// `from`, all in one transaction of `db`.
+inline caf::error write_cas_batch(read_model_db& db, const std::string& writer,
+                                  int64_t from, int64_t to) {
+  return db.transact([&](sql_transaction& tx) -> caf::error {
+    auto sqlite = tx.dialect() == "sqlite";
+    for (auto pos = from + 1; pos <= to; ++pos)
+      if (auto err = tx.exec(sqlite ? "INSERT INTO cas_rows VALUES (?1, ?2)"
+                                    : "INSERT INTO cas_rows VALUES ($1, $2)",
+                             {sql_value{writer}, sql_value{pos}}))
+        return err;
+    checkpoint cp{"cas", to,       uuid::time_ordered(), "from " + writer,
+                  to,    now_utc()};
+    auto saved = db.save_checkpoint(tx, cp, from);
+    return saved ? caf::error{} : std::move(saved.error());
+  });
+}
+
+/// Creates the rows table, and with `stored_at_zero` a checkpoint at 0 (else
+/// there is none).
+inline void prepare_cas(read_model_db& db, bool stored_at_zero) {
+  auto err = db.transact([](sql_transaction& tx) {
+    return tx.exec("CREATE TABLE IF NOT EXISTS cas_rows (writer TEXT NOT NULL,"
+                   " position BIGINT NOT NULL)");
+  });
+  REQUIRE_FALSE(err);
+  if (stored_at_zero)
+    REQUIRE(db.checkpoints()->save(checkpoint{"cas", 0, {}, "", 0, now_utc()}));
+}
+
+/// The position `db` sees for the checkpoint of `check_checkpoint_cas`.
+inline int64_t cas_position(read_model_db& db) {
+  auto cp = db.checkpoints()->load("cas");
+  REQUIRE(cp);
+  return *cp ? (*cp)->position : 0;
+}
+
+/// Two read-model databases `a` and `b` on one database, as two instances
+/// of a projection would have: both read checkpoint 0, A commits positions
+/// 1-5 with its checkpoint, B's batch over the same positions fails with
+/// `checkpoint_conflict` and leaves none of its writes; B, knowing the new
+/// position, then goes on from there.
+inline void check_checkpoint_cas(read_model_db& a, read_model_db& b,
+                                 bool stored_at_zero) {
+  prepare_cas(a, stored_at_zero);
+  auto a_pos = cas_position(a);
+  auto b_pos = cas_position(b);
+  REQUIRE(a_pos == 0);
+  REQUIRE(b_pos == 0);
+  REQUIRE_FALSE(write_cas_batch(a, "a", a_pos, 5));
+  auto err = write_cas_batch(b, "b", b_pos, 5);
+  INFO("B's batch: " << describe(err));
+  CHECK(has_code(err, store_errc::checkpoint_conflict));
+  CHECK(describe(err).find("expected position 0") != std::string::npos);
+  CHECK(describe(err).find("found position 5") != std::string::npos);
+  CHECK(cas_rows(a, "b") == 0);
+  CHECK(cas_rows(b, "b") == 0);
+  CHECK(cas_rows(b, "a") == 5);
+  auto stored = b.checkpoints()->load("cas");
+  REQUIRE(stored);
+  REQUIRE(stored->has_value());
+  CHECK((*stored)->position == 5);
+  CHECK((*stored)->event_type == "from a");
+  // Now A is the one behind.
+  REQUIRE_FALSE(write_cas_batch(b, "b", cas_position(b), 8));
+  CHECK(
+    has_code(write_cas_batch(a, "a", 5, 8), store_errc::checkpoint_conflict));
+  CHECK(cas_rows(a, "a") == 5);
+  CHECK(cas_rows(a, "b") == 3);
+  CHECK(cas_position(a) == 8);
 }
 
 } // namespace es::test

@@ -37,6 +37,22 @@ TEST_CASE("a transactional read model counts every event exactly once, "
   }
 }
 
+TEST_CASE("two read-model databases on one SQLite file: a batch whose "
+          "checkpoint moved under it rolls back",
+          "[projections][transactional][cas]") {
+  temp_dir dir;
+  auto a = make_sqlite_read_model_db(dir.file("read.db"));
+  REQUIRE(a);
+  auto b = make_sqlite_read_model_db(dir.file("read.db"));
+  REQUIRE(b);
+  SECTION("no checkpoint yet") {
+    check_checkpoint_cas(**a, **b, false);
+  }
+  SECTION("a checkpoint at 0") {
+    check_checkpoint_cas(**a, **b, true);
+  }
+}
+
 TEST_CASE("a crashed projection is restarted from its checkpoint and "
           "loses nothing",
           "[projections][supervision]") {

@@ -1,8 +1,13 @@
 // One fixture per state store adapter, so the state suite runs for every
-// backend. Each call returns a fresh, empty store.
+// backend. Each call returns a fresh, empty store. Fixtures of adapters
+// whose stores share a database across objects and processes also open
+// more objects on the database of their last checkpoint store
+// (`reopen_checkpoints`, `reopen_as_read_model`); those never FAIL, so a
+// forked child can call them.
 #pragma once
 
 #include "es/store/errors.hpp"
+#include "es/store/sql.hpp"
 #include "es/store/state_stores.hpp"
 
 #include "temp_dir.hpp"
@@ -33,6 +38,7 @@ struct sqlite_state_fixture {
 
   temp_dir dir;
   int opened = 0;
+  std::string checkpoints_file;
 
   snapshot_store_ptr snapshots() {
     auto store = make_sqlite_snapshot_store(next_file());
@@ -43,11 +49,22 @@ struct sqlite_state_fixture {
   }
 
   checkpoint_store_ptr checkpoints() {
-    auto store = make_sqlite_checkpoint_store(next_file());
+    checkpoints_file = next_file();
+    auto store = make_sqlite_checkpoint_store(checkpoints_file);
     if (!store)
       FAIL(
         "cannot open the SQLite checkpoint store: " << describe(store.error()));
     return *store;
+  }
+
+  /// Another checkpoint store on the file of the last `checkpoints()`.
+  caf::expected<checkpoint_store_ptr> reopen_checkpoints() {
+    return make_sqlite_checkpoint_store(checkpoints_file);
+  }
+
+  /// A read-model database on the file of the last `checkpoints()`.
+  caf::expected<read_model_db_ptr> reopen_as_read_model() {
+    return make_sqlite_read_model_db(checkpoints_file);
   }
 
   dead_letter_store_ptr dead_letters() {

@@ -1,5 +1,7 @@
 // The state store contract: every adapter of the snapshot, checkpoint and
-// dead-letter ports must pass every test here.
+// dead-letter ports must pass every test here. Tests of what only adapters
+// on a shared database can do (leases across objects and processes) pass
+// trivially for the others.
 #include "es/store/errors.hpp"
 #include "es/store/event.hpp"
 #include "es/store/state_stores.hpp"
@@ -7,6 +9,11 @@
 
 #include "state_fixtures.hpp"
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -496,6 +503,386 @@ TEMPLATE_TEST_CASE("projection names with quotes and unicode work",
     CHECK_FALSE(require(store->load(name)).has_value());
   }
   CHECK(require(store->list()).empty());
+}
+
+// -- compare-and-set checkpoints ----------------------------------------------
+
+namespace {
+
+/// Checks that `res` is a `checkpoint_conflict` whose text names the
+/// expected position and what was `found` ("position 5", "no checkpoint").
+void check_conflict(const caf::expected<checkpoint>& res, int64_t expected,
+                    const std::string& found) {
+  REQUIRE_FALSE(res);
+  auto text = describe(res.error());
+  INFO("error: " << text);
+  CHECK(has_code(res.error(), store_errc::checkpoint_conflict));
+  CHECK_FALSE(is_retryable(res.error()));
+  CHECK(text.find("expected position " + std::to_string(expected))
+        != std::string::npos);
+  CHECK(text.find("found " + found) != std::string::npos);
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("save_if stores a checkpoint at the expected position",
+                   "[state][checkpoint][cas]", ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  // 0 matches "no checkpoint".
+  auto first = make_checkpoint("orders", 5);
+  check_checkpoint(require(store->save_if(first, 0)), first);
+  check_stored(*store, first);
+  auto next = make_checkpoint("orders", 9);
+  next.event_id = uuid{};
+  check_checkpoint(require(store->save_if(next, 5)), next);
+  check_stored(*store, next);
+  // The same position again, with new counters.
+  auto again = make_checkpoint("orders", 9);
+  again.events_processed = next.events_processed + 3;
+  again.updated_at = next.updated_at + 1s;
+  check_checkpoint(require(store->save_if(again, 9)), again);
+  check_stored(*store, again);
+  // Other projections are not involved.
+  auto billing = make_checkpoint("billing", 3);
+  check_checkpoint(require(store->save_if(billing, 0)), billing);
+  check_stored(*store, billing);
+  check_stored(*store, again);
+}
+
+TEMPLATE_TEST_CASE("save_if refuses a checkpoint that moved",
+                   "[state][checkpoint][cas]", ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  auto want = make_checkpoint("orders", 7);
+  SECTION("no checkpoint is stored") {
+    check_conflict(store->save_if(want, 2), 2, "no checkpoint");
+    check_conflict(store->save_if(want, 7), 7, "no checkpoint");
+    CHECK_FALSE(require(store->load("orders")).has_value());
+  }
+  SECTION("another position is stored") {
+    auto stored = make_checkpoint("orders", 5);
+    check_checkpoint(require(store->save(stored)), stored);
+    for (int64_t expected : {int64_t{0}, int64_t{3}, int64_t{6}}) {
+      INFO("expected " << expected);
+      check_conflict(store->save_if(want, expected), expected, "position 5");
+    }
+    check_stored(*store, stored);
+    // The writer that knows the position still gets through.
+    check_checkpoint(require(store->save_if(want, 5)), want);
+  }
+}
+
+TEMPLATE_TEST_CASE("after a reset, save_if expects position 0",
+                   "[state][checkpoint][cas]", ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  auto old = make_checkpoint("orders", 50);
+  check_checkpoint(require(store->save(old)), old);
+  REQUIRE(require(store->reset("orders")));
+  auto rebuilt = make_checkpoint("orders", 3);
+  check_conflict(store->save_if(rebuilt, 50), 50, "no checkpoint");
+  check_checkpoint(require(store->save_if(rebuilt, 0)), rebuilt);
+  check_stored(*store, rebuilt);
+  // A checkpoint stored at position 0 matches 0 as well.
+  auto zero = make_checkpoint("billing", 0);
+  check_checkpoint(require(store->save(zero)), zero);
+  auto moved = make_checkpoint("billing", 2);
+  check_checkpoint(require(store->save_if(moved, 0)), moved);
+  check_stored(*store, moved);
+}
+
+TEMPLATE_TEST_CASE("save_if never moves a checkpoint backwards",
+                   "[state][checkpoint][cas]", ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  auto stored = make_checkpoint("orders", 8);
+  check_checkpoint(require(store->save(stored)), stored);
+  auto lower = make_checkpoint("orders", 3);
+  check_checkpoint(require(store->save_if(lower, 8)), stored);
+  check_stored(*store, stored);
+}
+
+// -- leases -------------------------------------------------------------------
+
+namespace {
+
+/// Adapters whose stores share one database between objects and processes
+/// (SQLite, PostgreSQL; the in-memory adapter's are per object).
+template <class Fixture>
+concept shares_database = requires(Fixture& fx) {
+  fx.reopen_checkpoints();
+};
+
+/// Adapters whose leases live in a database session the test can end.
+template <class Fixture>
+concept has_lease_sessions = requires(Fixture& fx) {
+  fx.end_lease_sessions();
+};
+
+void check_held(const caf::expected<projection_lease_ptr>& res,
+                const std::string& name) {
+  REQUIRE_FALSE(res);
+  auto text = describe(res.error());
+  INFO("error: " << text);
+  CHECK(has_code(res.error(), store_errc::lease_held));
+  CHECK_FALSE(is_retryable(res.error()));
+  CHECK(text.find("'" + name + "'") != std::string::npos);
+}
+
+/// Tries `store.try_lease(name)` until it succeeds, a few milliseconds
+/// apart, for at most `timeout`; FAILs on other errors and on timeout.
+projection_lease_ptr lease_eventually(checkpoint_store& store,
+                                      const std::string& name,
+                                      std::chrono::milliseconds timeout) {
+  auto give_up = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto res = store.try_lease(name);
+    if (res)
+      return std::move(*res);
+    if (!has_code(res.error(), store_errc::lease_held))
+      FAIL("cannot take the lease: " << describe(res.error()));
+    if (std::chrono::steady_clock::now() > give_up)
+      FAIL("the lease of " << name << " is still held after " << timeout.count()
+                           << " ms: " << describe(res.error()));
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+/// A child process that takes the lease of a projection through a store of
+/// its own on the fixture's database, tells the parent, and then holds it
+/// until it is killed.
+class lease_holder_process {
+public:
+  template <class Fixture>
+  lease_holder_process(Fixture& fx, const std::string& name) {
+    int ready[2];
+    int hold[2];
+    REQUIRE(::pipe2(ready, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(hold, O_CLOEXEC) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::close(ready[0]);
+      ::close(hold[1]);
+      run_child(fx, name, ready[1], hold[0]);
+    }
+    ::close(ready[1]);
+    ::close(hold[0]);
+    ready_ = ready[0];
+    hold_ = hold[1];
+  }
+
+  ~lease_holder_process() {
+    kill();
+    ::close(ready_);
+    ::close(hold_);
+  }
+
+  lease_holder_process(const lease_holder_process&) = delete;
+  lease_holder_process& operator=(const lease_holder_process&) = delete;
+
+  /// Returns once the child holds the lease; FAILs if it exits first or
+  /// takes longer than `timeout`.
+  void wait_until_held(std::chrono::milliseconds timeout) {
+    pollfd p{ready_, POLLIN, 0};
+    int n;
+    while ((n = ::poll(&p, 1, static_cast<int>(timeout.count()))) < 0
+           && errno == EINTR) {
+      // retry
+    }
+    REQUIRE(n == 1);
+    char c = 0;
+    if (::read(ready_, &c, 1) == 1)
+      return;
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    FAIL("the child exited before it held the lease, status " << status);
+  }
+
+  /// Kills the child with SIGKILL (no destructor, no clean-up of its own
+  /// runs) and reaps it; returns its wait status.
+  int kill() {
+    int status = 0;
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    return status;
+  }
+
+private:
+  /// Never returns, and never runs the parent's destructors or Catch2's
+  /// handlers: the exit code tells how far it got.
+  template <class Fixture>
+  [[noreturn]] static void
+  run_child(Fixture& fx, const std::string& name, int ready, int hold) {
+    int code = 0;
+    try {
+      auto store = fx.reopen_checkpoints();
+      if (!store)
+        ::_exit(3);
+      auto lease = (*store)->try_lease(name);
+      if (!lease)
+        ::_exit(4);
+      char c = 'L';
+      if (::write(ready, &c, 1) != 1)
+        ::_exit(5);
+      // Blocks until killed (or the parent went away).
+      while (::read(hold, &c, 1) < 0 && errno == EINTR) {
+        // retry
+      }
+    } catch (...) {
+      code = 6;
+    }
+    ::_exit(code);
+  }
+
+  pid_t pid_ = -1;
+  int ready_ = -1;
+  int hold_ = -1;
+};
+
+} // namespace
+
+TEMPLATE_TEST_CASE("a projection has one lease at a time", "[state][lease]",
+                   ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  auto first = require(store->try_lease("orders"));
+  CHECK(first->projection() == "orders");
+  CHECK_FALSE(first->check());
+  check_held(store->try_lease("orders"), "orders");
+  check_held(store->try_lease("orders"), "orders");
+  // Refused attempts leave the holder alone.
+  CHECK_FALSE(first->check());
+  first.reset();
+  auto second = require(store->try_lease("orders"));
+  CHECK_FALSE(second->check());
+  check_held(store->try_lease("orders"), "orders");
+}
+
+TEMPLATE_TEST_CASE("leases of different projections are independent",
+                   "[state][lease]", ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  std::vector<std::string> names{"orders",           "billing",    "Orders",
+                                 R"(it's "quoted")", "Zürich ☃ 😀", "orders/2"};
+  std::vector<projection_lease_ptr> leases;
+  for (const auto& name : names) {
+    INFO("projection " << name);
+    leases.push_back(require(store->try_lease(name)));
+    CHECK(leases.back()->projection() == name);
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    INFO("projection " << names[i]);
+    CHECK_FALSE(leases[i]->check());
+    check_held(store->try_lease(names[i]), names[i]);
+  }
+  // Releasing one frees that one only.
+  leases[1].reset();
+  auto billing = require(store->try_lease("billing"));
+  check_held(store->try_lease("orders"), "orders");
+  CHECK_FALSE(leases[0]->check());
+}
+
+TEMPLATE_TEST_CASE("a lease may outlive its store", "[state][lease]",
+                   ES_STATE_FIXTURES) {
+  TestType fx;
+  auto store = fx.checkpoints();
+  auto lease = require(store->try_lease("orders"));
+  store.reset();
+  CHECK_FALSE(lease->check());
+  if constexpr (shares_database<TestType>) {
+    auto other = require(fx.reopen_checkpoints());
+    check_held(other->try_lease("orders"), "orders");
+    lease.reset();
+    auto taken = require(other->try_lease("orders"));
+    CHECK_FALSE(taken->check());
+  } else {
+    lease.reset();
+    SUCCEED("the lease was released after its store");
+  }
+}
+
+TEMPLATE_TEST_CASE("stores on one database share leases and checkpoints",
+                   "[state][lease][cas]", ES_STATE_FIXTURES) {
+  TestType fx;
+  if constexpr (shares_database<TestType>) {
+    auto a = fx.checkpoints();
+    auto b = require(fx.reopen_checkpoints());
+    auto db = require(fx.reopen_as_read_model());
+    auto c = db->checkpoints();
+    REQUIRE(c != nullptr);
+    auto held_by_a = require(a->try_lease("orders"));
+    check_held(b->try_lease("orders"), "orders");
+    check_held(c->try_lease("orders"), "orders");
+    held_by_a.reset();
+    auto held_by_c = require(c->try_lease("orders"));
+    check_held(a->try_lease("orders"), "orders");
+    check_held(b->try_lease("orders"), "orders");
+    // Another name is free everywhere.
+    auto billing = require(b->try_lease("billing"));
+    // Two writers that both read position 0: the second one loses.
+    auto from_a = make_checkpoint("orders", 5);
+    auto from_b = make_checkpoint("orders", 5);
+    check_checkpoint(require(a->save_if(from_a, 0)), from_a);
+    check_conflict(b->save_if(from_b, 0), 0, "position 5");
+    check_conflict(c->save_if(from_b, 0), 0, "position 5");
+    check_stored(*b, from_a);
+  } else {
+    SUCCEED(TestType::name << " stores share nothing");
+  }
+}
+
+TEMPLATE_TEST_CASE("a lease held by a killed process is free again",
+                   "[state][lease][process]", ES_STATE_FIXTURES) {
+  TestType fx;
+  if constexpr (shares_database<TestType>) {
+    auto store = fx.checkpoints();
+    lease_holder_process child{fx, "orders"};
+    child.wait_until_held(30s);
+    check_held(store->try_lease("orders"), "orders");
+    // Not a lease of this process: other names stay free.
+    auto billing = require(store->try_lease("billing"));
+    auto status = child.kill();
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+    // The OS (file locks) or the database (a session whose client is gone)
+    // releases it; the database may take a moment to notice.
+    auto lease = lease_eventually(*store, "orders", 30s);
+    CHECK_FALSE(lease->check());
+    check_held(store->try_lease("orders"), "orders");
+  } else {
+    SUCCEED(TestType::name << " leases do not leave the store object");
+  }
+}
+
+TEMPLATE_TEST_CASE("a lease whose database session ends is lost",
+                   "[state][lease]", ES_STATE_FIXTURES) {
+  TestType fx;
+  if constexpr (has_lease_sessions<TestType>) {
+    auto store = fx.checkpoints();
+    auto lease = require(store->try_lease("orders"));
+    REQUIRE_FALSE(lease->check());
+    REQUIRE(fx.end_lease_sessions() == 1);
+    auto lost = lease->check();
+    INFO("check: " << describe(lost));
+    CHECK(has_code(lost, store_errc::lease_lost));
+    CHECK(describe(lost).find("'orders'") != std::string::npos);
+    // Lost stays lost.
+    CHECK(has_code(lease->check(), store_errc::lease_lost));
+    auto successor = lease_eventually(*store, "orders", 30s);
+    CHECK_FALSE(successor->check());
+    // Dropping the lost lease does not release its successor's.
+    lease.reset();
+    CHECK_FALSE(successor->check());
+    check_held(store->try_lease("orders"), "orders");
+  } else {
+    SUCCEED(TestType::name << " leases have no session to end");
+  }
 }
 
 // -- dead-letter contract -----------------------------------------------------

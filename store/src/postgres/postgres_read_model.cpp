@@ -149,8 +149,11 @@ public:
     return caf::none;
   }
 
-  caf::expected<checkpoint> save_checkpoint(sql_transaction& tx,
-                                            const checkpoint& cp) override {
+  caf::expected<checkpoint>
+  save_checkpoint(sql_transaction& tx, const checkpoint& cp,
+                  std::optional<int64_t> expected_position) override {
+    if (expected_position)
+      return detail::pg::save_checkpoint_if(own(tx), cp, *expected_position);
     return detail::pg::save_checkpoint(own(tx), cp);
   }
 

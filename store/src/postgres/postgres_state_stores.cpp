@@ -7,6 +7,7 @@
 #include "postgres/pool.hpp"
 #include "postgres/schema.hpp"
 #include "postgres/state_sql.hpp"
+#include "state_common.hpp"
 
 namespace es {
 
@@ -121,6 +122,28 @@ constexpr const char* checkpoint_columns
   = "projection_name, global_position, event_id, event_type,"
     " events_processed, updated_at";
 
+/// The fields of `cp` as $1 ... $6 in column order ($6 in microseconds,
+/// see `at`).
+params checkpoint_params(const checkpoint& cp) {
+  params ps;
+  ps.add(cp.projection);
+  ps.add(cp.position);
+  if (cp.event_id.is_nil())
+    ps.add_null();
+  else
+    ps.add(cp.event_id);
+  ps.add(cp.event_type);
+  ps.add(cp.events_processed);
+  ps.add(micros(cp.updated_at));
+  return ps;
+}
+
+/// Loads one checkpoint ($1: the projection).
+std::string load_checkpoint_sql() {
+  return std::string{"SELECT "} + checkpoint_columns
+         + " FROM projection_checkpoints WHERE projection_name = $1";
+}
+
 checkpoint read_checkpoint(const result& r, int row) {
   checkpoint cp;
   cp.projection = r.text(row, 0);
@@ -138,16 +161,7 @@ namespace detail::pg {
 
 caf::expected<checkpoint> save_checkpoint(connection& conn,
                                           const checkpoint& cp) {
-  params ps;
-  ps.add(cp.projection);
-  ps.add(cp.position);
-  if (cp.event_id.is_nil())
-    ps.add_null();
-  else
-    ps.add(cp.event_id);
-  ps.add(cp.event_type);
-  ps.add(cp.events_processed);
-  ps.add(micros(cp.updated_at));
+  auto ps = checkpoint_params(cp);
   // The upsert changes nothing when the stored checkpoint is further; the
   // second part returns what is stored either way.
   auto r = conn.run("es_cp_save",
@@ -175,6 +189,67 @@ caf::expected<checkpoint> save_checkpoint(connection& conn,
   if (r->rows() == 0)
     return make_store_error(store_errc::internal, "checkpoint vanished");
   return read_checkpoint(*r, 0);
+}
+
+caf::expected<checkpoint> save_checkpoint_if(connection& conn,
+                                             const checkpoint& cp,
+                                             int64_t expected_position) {
+  // Under READ COMMITTED the UPDATE waits for a concurrent writer's lock on
+  // the row and then checks its WHERE again against what that writer
+  // committed; the INSERT waits for a concurrent insert of the same name
+  // and then does nothing. Either way, 0 rows means the position is not the
+  // expected one, and the SELECT, a statement of its own, sees the one that
+  // is. Only a checkpoint that moves away and back between these statements
+  // (a reset and new saves) makes us compare again.
+  std::optional<int64_t> found;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto ps = checkpoint_params(cp);
+    ps.add(expected_position);
+    auto updated
+      = conn.run("es_cp_save_if_update",
+                 "UPDATE projection_checkpoints SET global_position = $2,"
+                 " event_id = $3::uuid, event_type = $4, events_processed = $5,"
+                 " updated_at = "
+                   + at(6)
+                   + " WHERE projection_name = $1 AND global_position = $7"
+                     " AND global_position <= $2 RETURNING 1",
+                 ps, true);
+    if (!updated)
+      return std::move(updated.error());
+    if (updated->rows() > 0)
+      return cp;
+    if (expected_position == 0) {
+      auto inserted = conn.run(
+        "es_cp_save_if_insert",
+        "INSERT INTO projection_checkpoints (projection_name,"
+        " global_position, event_id, event_type, events_processed,"
+        " updated_at) VALUES ($1, $2, $3::uuid, $4, $5, "
+          + at(6) + ") ON CONFLICT (projection_name) DO NOTHING RETURNING 1",
+        checkpoint_params(cp), true);
+      if (!inserted)
+        return std::move(inserted.error());
+      if (inserted->rows() > 0)
+        return cp;
+    }
+    params name;
+    name.add(cp.projection);
+    auto stored = conn.run("es_cp_load", load_checkpoint_sql(), name, true);
+    if (!stored)
+      return std::move(stored.error());
+    if (stored->rows() == 0) {
+      found.reset();
+      if (expected_position != 0)
+        break;
+      continue;
+    }
+    auto current = read_checkpoint(*stored, 0);
+    found = current.position;
+    if (current.position != expected_position)
+      break;
+    if (cp.position < expected_position)
+      return current; // Never backwards.
+  }
+  return make_checkpoint_conflict(cp.projection, expected_position, found);
 }
 
 caf::expected<int64_t> add_dead_letter(connection& conn, const dead_letter& e) {
@@ -228,6 +303,78 @@ caf::expected<bool> mark_processed(connection& conn,
 
 namespace {
 
+// -- leases -------------------------------------------------------------------
+
+/// Takes the advisory lock of a projection: its key hashes the schema the
+/// tables live in (the first of the search path) and the name, so stores on
+/// other schemas of the database, which have checkpoints of their own, do
+/// not exclude each other. Returns whether it got the lock, and the key.
+constexpr const char* try_lease_sql
+  = "SELECT pg_try_advisory_lock(k), k FROM (SELECT hashtextextended("
+    "'es.projection/' || COALESCE(current_schema(), '') || '/' || $1, 0)"
+    " AS k) AS lease";
+
+/// Who holds the advisory lock $1 (a bigint key: the high half in classid,
+/// the low half in objid, objsubid 1).
+constexpr const char* lease_holder_sql
+  = "SELECT l.pid, COALESCE(a.application_name, '') FROM pg_locks l"
+    " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.database = (SELECT oid FROM pg_database"
+    " WHERE datname = current_database())"
+    " AND l.classid = (($1::bigint >> 32) & 4294967295)::oid"
+    " AND l.objid = ($1::bigint & 4294967295)::oid LIMIT 1";
+
+/// A session-level advisory lock on a connection of its own: held while the
+/// session lives, so the server releases it when the process dies or the
+/// connection breaks.
+class pg_lease final : public projection_lease {
+public:
+  pg_lease(std::string name, std::unique_ptr<connection> conn, int64_t key)
+    : name_(std::move(name)), conn_(std::move(conn)), key_(key),
+      pid_(conn_->backend_pid()) {
+    // nop
+  }
+
+  ~pg_lease() override {
+    if (conn_ && conn_->ok()) {
+      params ps;
+      ps.add(key_);
+      static_cast<void>(conn_->run(
+        "es_lease_unlock", "SELECT pg_advisory_unlock($1::bigint)", ps, false));
+    }
+    // Closing the connection ends the session, which releases it anyway.
+  }
+
+  const std::string& projection() const override {
+    return name_;
+  }
+
+  caf::error check() override {
+    if (conn_) {
+      auto r = conn_->exec("SELECT 1");
+      if (r && conn_->ok())
+        return caf::none;
+      lost_because_ = r ? "the connection broke" : describe(r.error());
+      // Whatever happened, give the session up: if the server still has it,
+      // closing ends it and frees the lock for a successor.
+      conn_.reset();
+    }
+    return make_store_error(store_errc::lease_lost,
+                            "the lease of projection '" + name_
+                              + "' is lost: its PostgreSQL session (backend "
+                              + std::to_string(pid_)
+                              + ") ended: " + lost_because_);
+  }
+
+private:
+  std::string name_;
+  std::unique_ptr<connection> conn_;
+  int64_t key_;
+  int pid_;
+  std::string lost_because_;
+};
+
 class pg_checkpoint_store final : public checkpoint_store, pg_state_base {
 public:
   using pg_state_base::pg_state_base;
@@ -239,14 +386,48 @@ public:
     return detail::pg::save_checkpoint(**conn, cp);
   }
 
+  caf::expected<checkpoint> save_if(const checkpoint& cp,
+                                    int64_t expected_position) override {
+    auto conn = pool_.take();
+    if (!conn)
+      return std::move(conn.error());
+    return detail::pg::save_checkpoint_if(**conn, cp, expected_position);
+  }
+
+  caf::expected<projection_lease_ptr>
+  try_lease(const std::string& name) override {
+    // A connection per lease: the lock lives exactly as long as it.
+    auto conn = connection::open(pool_.config());
+    if (!conn)
+      return std::move(conn.error());
+    params ps;
+    ps.add(name);
+    auto r = (*conn)->run("es_lease_try", try_lease_sql, ps, true);
+    if (!r)
+      return std::move(r.error());
+    auto key = r->int8(0, 1);
+    if (r->boolean(0, 0))
+      return projection_lease_ptr{
+        std::make_unique<pg_lease>(name, std::move(*conn), key)};
+    std::string msg = "projection '" + name
+                      + "' is leased by another holder (PostgreSQL advisory"
+                        " lock "
+                      + std::to_string(key);
+    params key_param;
+    key_param.add(key);
+    if (auto h
+        = (*conn)->run("es_lease_holder", lease_holder_sql, key_param, true);
+        h && h->rows() > 0)
+      msg += ", held by backend " + std::to_string(h->int4(0, 0))
+             + " of application '" + h->text(0, 1) + "'";
+    return make_store_error(store_errc::lease_held, msg + ")");
+  }
+
   caf::expected<std::optional<checkpoint>>
   load(const std::string& projection) override {
     params ps;
     ps.add(projection);
-    auto r = run("es_cp_load",
-                 std::string{"SELECT "} + checkpoint_columns
-                   + " FROM projection_checkpoints WHERE projection_name = $1",
-                 ps);
+    auto r = run("es_cp_load", load_checkpoint_sql(), ps);
     if (!r)
       return std::move(r.error());
     if (r->rows() == 0)

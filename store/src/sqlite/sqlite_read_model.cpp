@@ -133,8 +133,12 @@ public:
     return caf::none;
   }
 
-  caf::expected<checkpoint> save_checkpoint(sql_transaction& tx,
-                                            const checkpoint& cp) override {
+  caf::expected<checkpoint>
+  save_checkpoint(sql_transaction& tx, const checkpoint& cp,
+                  std::optional<int64_t> expected_position) override {
+    if (expected_position)
+      return detail::sqlite::save_checkpoint_if(own(tx), cp,
+                                                *expected_position);
     return detail::sqlite::save_checkpoint(own(tx), cp);
   }
 

@@ -5,7 +5,17 @@
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
 #include "sqlite/state_sql.hpp"
+#include "state_common.hpp"
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
 
 namespace es {
@@ -123,6 +133,19 @@ public:
   }
 };
 
+/// Binds the fields of `cp` to ?1 ... ?6 in column order.
+void bind_checkpoint(statement& st, const checkpoint& cp) {
+  st.bind(1, std::string_view{cp.projection});
+  st.bind(2, cp.position);
+  if (cp.event_id.is_nil())
+    st.bind_null(3);
+  else
+    st.bind(3, cp.event_id);
+  st.bind(4, std::string_view{cp.event_type});
+  st.bind(5, cp.events_processed);
+  st.bind(6, micros(cp.updated_at));
+}
+
 checkpoint read_checkpoint(const statement& st) {
   checkpoint cp;
   cp.projection = st.text_at(0);
@@ -173,15 +196,7 @@ caf::expected<checkpoint> save_checkpoint(connection& conn,
     if (!st)
       return std::move(st.error());
     reset_guard reset{**st};
-    (*st)->bind(1, std::string_view{cp.projection});
-    (*st)->bind(2, cp.position);
-    if (cp.event_id.is_nil())
-      (*st)->bind_null(3);
-    else
-      (*st)->bind(3, cp.event_id);
-    (*st)->bind(4, std::string_view{cp.event_type});
-    (*st)->bind(5, cp.events_processed);
-    (*st)->bind(6, micros(cp.updated_at));
+    bind_checkpoint(**st, cp);
     auto rc = (*st)->step();
     if (rc != SQLITE_DONE)
       return translate(rc, conn.handle(), "cannot save checkpoint");
@@ -192,6 +207,59 @@ caf::expected<checkpoint> save_checkpoint(connection& conn,
   if (!*stored)
     return make_store_error(store_errc::internal, "checkpoint vanished");
   return std::move(**stored);
+}
+
+caf::expected<checkpoint> save_checkpoint_if(connection& conn,
+                                             const checkpoint& cp,
+                                             int64_t expected_position) {
+  // The caller's write transaction holds SQLite's only write lock, so
+  // nothing moves the checkpoint between these statements.
+  auto run = [&](const char* sql, bool bind_expected) -> caf::expected<bool> {
+    auto st = conn.prepare(sql);
+    if (!st)
+      return std::move(st.error());
+    reset_guard reset{**st};
+    bind_checkpoint(**st, cp);
+    if (bind_expected)
+      (*st)->bind(7, expected_position);
+    auto rc = (*st)->step();
+    if (rc != SQLITE_DONE)
+      return translate(rc, conn.handle(), "cannot save checkpoint");
+    return sqlite3_changes(conn.handle()) > 0;
+  };
+  auto updated = run(
+    "UPDATE projection_checkpoints SET global_position = ?2, event_id = ?3,"
+    " event_type = ?4, events_processed = ?5, updated_at = ?6"
+    " WHERE projection_name = ?1 AND global_position = ?7"
+    " AND global_position <= ?2",
+    true);
+  if (!updated)
+    return std::move(updated.error());
+  if (*updated)
+    return cp;
+  if (expected_position == 0) {
+    auto inserted = run(
+      "INSERT INTO projection_checkpoints (projection_name, global_position,"
+      " event_id, event_type, events_processed, updated_at)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (projection_name)"
+      " DO NOTHING",
+      false);
+    if (!inserted)
+      return std::move(inserted.error());
+    if (*inserted)
+      return cp;
+  }
+  auto stored = load_checkpoint(conn, cp.projection);
+  if (!stored)
+    return std::move(stored.error());
+  if (!*stored)
+    return make_checkpoint_conflict(cp.projection, expected_position,
+                                    std::nullopt);
+  if ((*stored)->position == expected_position
+      && cp.position < expected_position)
+    return std::move(**stored); // Never backwards.
+  return make_checkpoint_conflict(cp.projection, expected_position,
+                                  (*stored)->position);
 }
 
 caf::expected<int64_t> add_dead_letter(connection& conn, const dead_letter& e) {
@@ -251,14 +319,176 @@ caf::expected<bool> mark_processed(connection& conn,
 
 namespace {
 
+// -- leases -------------------------------------------------------------------
+
+/// FNV-1a: a 64-bit hash that every build and process computes alike (unlike
+/// std::hash), so all of them agree on a projection's lock file.
+uint64_t fnv1a(std::string_view x) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : x) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// `<database>.lease-<16 hex digits of the name's hash>`.
+std::string lease_file(const std::string& database, const std::string& name) {
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016" PRIx64, fnv1a(name));
+  return database + ".lease-" + hex;
+}
+
+caf::error file_error(const std::string& what, const std::string& file,
+                      int code) {
+  return make_store_error(store_errc::io_error,
+                          what + " " + file + ": " + std::strerror(code));
+}
+
+bool same_file(const struct stat& x, const struct stat& y) {
+  return x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/// An exclusive `flock` on the projection's lock file. flock locks belong to
+/// the open file description: two leases in one process exclude each other
+/// like leases in two processes, and the kernel drops the lock the moment
+/// the last descriptor closes, also when the process dies (kill -9). A
+/// child forked while the lease is held shares the lock until it exits or
+/// execs (the descriptor is close-on-exec).
+class file_lease final : public projection_lease {
+public:
+  file_lease(std::string name, std::string file, int fd, struct stat id)
+    : name_(std::move(name)), file_(std::move(file)), fd_(fd), id_(id) {
+    // nop
+  }
+
+  ~file_lease() override {
+    // The file stays: removing it would let a process that opened it just
+    // before lock a file nobody else can find any more.
+    ::close(fd_);
+  }
+
+  const std::string& projection() const override {
+    return name_;
+  }
+
+  /// Lost only when the lock file was removed or replaced (another inode at
+  /// its path): then a newcomer would lock another file.
+  caf::error check() override {
+    struct stat now;
+    if (::stat(file_.c_str(), &now) == 0 && same_file(now, id_))
+      return caf::none;
+    return make_store_error(store_errc::lease_lost,
+                            "the lease of projection '" + name_
+                              + "' is lost: its lock file " + file_
+                              + " was removed or replaced");
+  }
+
+private:
+  std::string name_;
+  std::string file_;
+  int fd_;
+  struct stat id_;
+};
+
+/// Writes who holds the lease into the lock file, for `lease_held` errors
+/// of others. Best effort: the lock, not the text, is the lease.
+void note_holder(int fd, const std::string& name) {
+  auto text = "pid " + std::to_string(::getpid()) + ", projection " + name;
+  if (::ftruncate(fd, 0) == 0)
+    if (::pwrite(fd, text.data(), text.size(), 0) < 0)
+      return;
+}
+
+/// The text `note_holder` wrote, if any.
+std::string read_holder(int fd) {
+  char buf[256];
+  auto n = ::pread(fd, buf, sizeof(buf), 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string{};
+}
+
+caf::expected<projection_lease_ptr> take_file_lease(const std::string& database,
+                                                    const std::string& name) {
+  auto file = lease_file(database, name);
+  // A file replaced between our open and our lock is not the lock file any
+  // more: try again with the new one.
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return file_error("cannot open the lock file", file, errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      auto code = errno;
+      auto holder = read_holder(fd);
+      ::close(fd);
+      if (code == EINTR)
+        continue;
+      if (code != EWOULDBLOCK)
+        return file_error("cannot lock", file, code);
+      std::string msg = "projection '" + name
+                        + "' is leased by another holder (lock file " + file;
+      if (!holder.empty())
+        msg += ", held by " + holder;
+      return make_store_error(store_errc::lease_held, msg + ")");
+    }
+    struct stat by_fd;
+    struct stat by_path;
+    if (::fstat(fd, &by_fd) != 0) {
+      auto code = errno;
+      ::close(fd);
+      return file_error("cannot stat", file, code);
+    }
+    if (::stat(file.c_str(), &by_path) != 0 || !same_file(by_fd, by_path)) {
+      ::close(fd);
+      continue;
+    }
+    note_holder(fd, name);
+    return projection_lease_ptr{
+      std::make_unique<file_lease>(name, std::move(file), fd, by_fd)};
+  }
+  return make_store_error(store_errc::io_error,
+                          "the lock file " + file + " keeps being replaced");
+}
+
 class sqlite_checkpoint_store final : public checkpoint_store,
                                       sqlite_state_base {
 public:
-  using sqlite_state_base::sqlite_state_base;
+  /// `database` is the canonical path of the database file (empty if there
+  /// is none: then there are no leases).
+  sqlite_checkpoint_store(std::unique_ptr<connection> conn,
+                          std::string database)
+    : sqlite_state_base(std::move(conn)), database_(std::move(database)) {
+    // nop
+  }
 
   caf::expected<checkpoint> save(const checkpoint& cp) override {
     std::lock_guard guard{mtx_};
     return detail::sqlite::save_checkpoint(*conn_, cp);
+  }
+
+  caf::expected<checkpoint> save_if(const checkpoint& cp,
+                                    int64_t expected_position) override {
+    std::lock_guard guard{mtx_};
+    if (auto err = conn_->exec("BEGIN IMMEDIATE"))
+      return err;
+    auto res
+      = detail::sqlite::save_checkpoint_if(*conn_, cp, expected_position);
+    if (!res) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return res;
+    }
+    if (auto err = conn_->exec("COMMIT")) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return err;
+    }
+    return res;
+  }
+
+  caf::expected<projection_lease_ptr>
+  try_lease(const std::string& name) override {
+    if (database_.empty())
+      return make_store_error(store_errc::invalid_argument,
+                              "leases need a database file");
+    return take_file_lease(database_, name);
   }
 
   caf::expected<std::optional<checkpoint>>
@@ -293,6 +523,9 @@ public:
                   return result;
                 });
   }
+
+private:
+  std::string database_;
 };
 
 constexpr const char* dead_letter_columns
@@ -472,8 +705,13 @@ make_sqlite_checkpoint_store(const std::string& path) {
   auto conn = open_state(path);
   if (!conn)
     return std::move(conn.error());
-  return checkpoint_store_ptr{
-    std::make_shared<sqlite_checkpoint_store>(std::move(*conn))};
+  // Lock files go next to the file itself, however it was named ("db",
+  // "./db", a symlink), so every store on it agrees on them. Resolved now:
+  // the working directory may change later.
+  std::error_code ec;
+  auto database = std::filesystem::canonical(path, ec);
+  return checkpoint_store_ptr{std::make_shared<sqlite_checkpoint_store>(
+    std::move(*conn), ec ? std::string{} : database.string())};
 }
 
 caf::expected<dead_letter_store_ptr>

@@ -73,6 +73,13 @@ enum class store_errc : uint8_t {
   /// the same event ids (never new ones): the retry either writes them or
   /// is answered as a replay of the stored batch.
   commit_outcome_unknown,
+  /// A checkpoint write expected the stored position to be one value and
+  /// found another: another instance of the projection moved it.
+  checkpoint_conflict,
+  /// Another holder has the lease of this projection.
+  lease_held,
+  /// A lease this process held is gone (its connection broke).
+  lease_lost,
 };
 
 /// Returns the name of `x`, for example "wrong_expected_version".

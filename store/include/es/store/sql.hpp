@@ -69,9 +69,16 @@ public:
     = 0;
 
   /// Saves a checkpoint inside `tx` (never moving it backwards) and returns
-  /// the one now stored.
+  /// the one now stored. With `expected_position`, a compare-and-set as
+  /// `checkpoint_store::save_if`: `checkpoint_conflict` when the stored
+  /// position is another one (0 also matches "no checkpoint"), so the
+  /// caller's transaction, and with it the batch of read-model writes,
+  /// rolls back. On PostgreSQL a concurrent writer of the same checkpoint
+  /// makes this wait for its commit, then compare with what it stored.
   [[nodiscard]] virtual caf::expected<checkpoint>
-  save_checkpoint(sql_transaction& tx, const checkpoint& cp) = 0;
+  save_checkpoint(sql_transaction& tx, const checkpoint& cp,
+                  std::optional<int64_t> expected_position = std::nullopt)
+    = 0;
 
   /// Adds a dead letter inside `tx` (same rules as `dead_letter_store::add`).
   [[nodiscard]] virtual caf::expected<int64_t>
@@ -84,7 +91,9 @@ public:
                  const uuid& event_id)
     = 0;
 
-  /// The checkpoint and dead-letter stores of this database.
+  /// The checkpoint and dead-letter stores of this database. The leases of
+  /// `checkpoints()` exclude those taken through any other store or
+  /// read-model database on the same SQLite file or PostgreSQL schema.
   virtual checkpoint_store_ptr checkpoints() = 0;
   virtual dead_letter_store_ptr dead_letters() = 0;
 };

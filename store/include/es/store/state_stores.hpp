@@ -90,6 +90,35 @@ struct checkpoint {
   }
 };
 
+/// The exclusive right to run one projection, across threads and processes,
+/// held until destroyed or lost. Not thread-safe.
+///
+/// A lease keeps a second instance of a projection (another actor, another
+/// process) from applying the positions the first one applies. It guards
+/// only those who ask for it: writers check it with `check()` and still
+/// write their checkpoints with `checkpoint_store::save_if` (or
+/// `read_model_db::save_checkpoint` with an expected position), so a holder
+/// that lost its lease without noticing cannot overwrite its successor's
+/// progress.
+class projection_lease {
+public:
+  /// Releases the lease.
+  virtual ~projection_lease();
+
+  /// The projection this lease is for.
+  virtual const std::string& projection() const = 0;
+
+  /// None while held; `lease_lost` once it is not (e.g. its database session
+  /// ended). Cheap enough to call every second. Once lost, always lost.
+  /// PostgreSQL: lost when a trivial query on the lease's session fails
+  /// (the session ended or the connection broke; the connection is then
+  /// closed, so a lost lease is not held on the server either). SQLite: lost
+  /// only when the lock file was removed or replaced. In memory: never.
+  [[nodiscard]] virtual caf::error check() = 0;
+};
+
+using projection_lease_ptr = std::unique_ptr<projection_lease>;
+
 /// Keeps one checkpoint per projection. Thread-safe.
 class checkpoint_store {
 public:
@@ -105,6 +134,36 @@ public:
   /// (checkpoints never move backwards). Returns the checkpoint now stored.
   [[nodiscard]] virtual caf::expected<checkpoint> save(const checkpoint& cp)
     = 0;
+
+  /// Stores `cp` only if the stored checkpoint of `cp.projection` is at
+  /// `expected_position` (0 also matches "no checkpoint"); returns the stored
+  /// checkpoint, or `checkpoint_conflict` naming both positions when it
+  /// moved. Like `save`, never moves a checkpoint backwards: when the
+  /// position matches but `cp.position` is below it, nothing changes and the
+  /// stored checkpoint is returned.
+  [[nodiscard]] virtual caf::expected<checkpoint>
+  save_if(const checkpoint& cp, int64_t expected_position) = 0;
+
+  /// Tries to take the lease of projection `name` without waiting:
+  /// `lease_held` when another holder (this process or another) has it.
+  /// Released when the lease object is destroyed, and by the OS / the
+  /// database when its process dies. A lease may outlive the store that
+  /// granted it. Other errors: `io_error` (SQLite lock file),
+  /// `connection_failed` (PostgreSQL, retryable), `invalid_argument` (a
+  /// SQLite database without a file).
+  ///
+  /// Who excludes whom. In memory: leases of the same store object. SQLite:
+  /// a lease is a `flock` on a lock file next to the database file,
+  /// `<database path>.lease-<16 hex digits of the name's FNV-1a hash>`
+  /// (created on first use, never removed), so every store and read-model
+  /// database on that file, in any process of the host, excludes every
+  /// other (on local file systems). PostgreSQL: a lease is a session
+  /// advisory lock on a connection of its own, key
+  /// `hashtextextended('es.projection/' || current_schema() || '/' || name,
+  /// 0)`, so every store and read-model database on that schema excludes
+  /// every other, from any process.
+  [[nodiscard]] virtual caf::expected<projection_lease_ptr>
+  try_lease(const std::string& name) = 0;
 
   /// Returns the projection's checkpoint, if any.
   [[nodiscard]] virtual caf::expected<std::optional<checkpoint>>

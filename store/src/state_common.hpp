@@ -1,0 +1,19 @@
+// What the state store adapters (memory, SQLite, PostgreSQL) share.
+#pragma once
+
+#include <caf/error.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace es::detail {
+
+/// The `checkpoint_conflict` of a compare-and-set checkpoint write that
+/// expected `expected_position` and found `found_position` (nullopt: no
+/// checkpoint).
+caf::error make_checkpoint_conflict(const std::string& projection,
+                                    int64_t expected_position,
+                                    std::optional<int64_t> found_position);
+
+} // namespace es::detail
