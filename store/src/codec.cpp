@@ -2,22 +2,41 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 
 namespace es {
 
 std::string format_timestamp(timestamp t) {
-  using namespace std::chrono;
-  auto days = floor<std::chrono::days>(t);
-  year_month_day ymd{days};
-  hh_mm_ss<microseconds> tod{t - days};
-  char buf[40];
-  std::snprintf(
-    buf, sizeof(buf), "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ",
-    static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-    static_cast<unsigned>(ymd.day()), static_cast<int>(tod.hours().count()),
-    static_cast<int>(tod.minutes().count()),
-    static_cast<int>(tod.seconds().count()),
-    static_cast<int>(tod.subseconds().count()));
+  // Integer arithmetic valid for every time point: std::chrono::floor to
+  // days overflows near the ends of the microsecond range, and
+  // year_month_day holds years up to 32767 only.
+  constexpr int64_t us_per_day = 86'400'000'000;
+  auto us = t.time_since_epoch().count();
+  auto days = us / us_per_day;
+  auto tod = us % us_per_day;
+  if (tod < 0) {
+    tod += us_per_day;
+    --days;
+  }
+  // The civil date of a day count (H. Hinnant's civil_from_days).
+  auto z = days + 719'468;
+  auto era = (z >= 0 ? z : z - 146'096) / 146'097;
+  auto doe = z - era * 146'097;
+  auto yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
+  auto doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  auto mp = (5 * doy + 2) / 153;
+  auto day = doy - (153 * mp + 2) / 5 + 1;
+  auto month = mp < 10 ? mp + 3 : mp - 9;
+  auto year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  char buf[48];
+  std::snprintf(buf, sizeof(buf),
+                "%s%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ",
+                year < 0 ? "-" : "", static_cast<long long>(std::abs(year)),
+                static_cast<long long>(month), static_cast<long long>(day),
+                static_cast<long long>(tod / 3'600'000'000),
+                static_cast<long long>(tod / 60'000'000 % 60),
+                static_cast<long long>(tod / 1'000'000 % 60),
+                static_cast<long long>(tod % 1'000'000));
   return buf;
 }
 
@@ -26,6 +45,10 @@ namespace {
 bool read_int(std::string_view& in, size_t digits, int& out) {
   if (in.size() < digits)
     return false;
+  // Digits only: from_chars would take a sign too ("-1" as an hour).
+  for (size_t i = 0; i < digits; ++i)
+    if (in[i] < '0' || in[i] > '9')
+      return false;
   auto res = std::from_chars(in.data(), in.data() + digits, out);
   if (res.ec != std::errc{} || res.ptr != in.data() + digits)
     return false;
@@ -81,6 +104,10 @@ caf::expected<timestamp> parse_timestamp(std::string_view text) {
     return fail();
   auto tp = sys_days{ymd} + hours{h} + minutes{mi} + seconds{s}
             + microseconds{micros};
+  // A leap second at the end of 9999 would carry into a year that the form
+  // has no digits for.
+  if (tp >= sys_days{year{10000} / January / 1})
+    return fail();
   return timestamp{tp};
 }
 

@@ -324,12 +324,13 @@ caf::error parse_error(const rapidjson::Reader& reader,
 template <class Handler>
 caf::error guarded_parse(std::string_view text, const parse_limits& limits,
                          Handler& next) {
+  // The reader takes the bytes as they are: RapidJSON's EncodedInputStream
+  // would skip leading 0xEF, 0xBB and 0xBF bytes (a byte order mark, or any
+  // part of one), which are not JSON text.
   rapidjson::MemoryStream ms{text.data(), text.size()};
-  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in{
-    ms};
   rapidjson::Reader reader;
   input_guard<Handler> guard{next, text, ms, limits.max_depth};
-  if (reader.Parse<detail::untrusted_parse_flags>(in, guard))
+  if (reader.Parse<detail::untrusted_parse_flags>(ms, guard))
     return caf::none;
   return parse_error(reader, guard, limits);
 }

@@ -51,6 +51,15 @@ bool fields(F& f, everything& x) {
          && f("counts", x.counts) && f("shade", x.shade);
 }
 
+struct measurement {
+  float value = 0;
+};
+
+template <class F>
+bool fields(F& f, measurement& x) {
+  return f("value", x.value);
+}
+
 std::string error_text(const caf::error& err) {
   return error_description(err);
 }
@@ -77,6 +86,21 @@ TEST_CASE("struct codecs round-trip every supported member type", "[json]") {
   auto back = from_json<everything>(*text);
   REQUIRE(back);
   CHECK(*back == x);
+}
+
+// Found by tests/fuzz/fuzz_codec: a double beyond float's range decoded
+// into an infinite float (undefined behaviour) that could not be encoded.
+TEST_CASE("float members refuse numbers beyond their range", "[json]") {
+  auto ok = from_json<measurement>(R"({"value":-3.4028234663852886e38})");
+  REQUIRE(ok);
+  CHECK(ok->value == std::numeric_limits<float>::lowest());
+  for (const char* text : {R"({"value":1e300})", R"({"value":-3.5e38})"}) {
+    INFO(text);
+    auto res = from_json<measurement>(text);
+    REQUIRE_FALSE(res);
+    CHECK(has_code(res.error(), store_errc::malformed_payload));
+    CHECK(error_text(res.error()) == "value: number out of range");
+  }
 }
 
 TEST_CASE("decoding names the failing field", "[json]") {
@@ -159,6 +183,14 @@ TEST_CASE("validation refuses hostile JSON without crashing", "[json]") {
   std::string deeper
     = "{\"a\":" + std::string(40, '[') + std::string(40, ']') + "}";
   CHECK(code(deeper) == store_errc::malformed_payload);
+  // Found by tests/fuzz/fuzz_json: RapidJSON's input stream skipped leading
+  // byte order mark bytes, so parse took "\xEF\xBB\xBF{}" (or "\xBB6") for
+  // JSON, which validate with require_object refused.
+  for (std::string_view bom : {"\xEF\xBB\xBF{}", "\xBB\x36", "\xEF[]"}) {
+    CHECK(code(bom) == store_errc::malformed_payload);
+    CHECK(code(bom, false) == store_errc::malformed_payload);
+    CHECK_FALSE(json::document::parse(bom));
+  }
   json::parse_limits huge;
   huge.max_depth = 1'000'000;
   std::string very_deep = std::string(200'000, '[') + std::string(200'000, ']');
@@ -207,10 +239,36 @@ TEST_CASE("timestamps format and parse as ISO 8601 UTC", "[json]") {
   for (const char* bad :
        {"2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-23",
         "2026-11-23T14:34:05", "2026-11-23T14:34:05+02:00",
-        "2026-11-23T25:00:00Z", "2026-11-23T14:34:05.Z"}) {
+        "2026-11-23T25:00:00Z", "2026-11-23T14:34:05.Z",
+        // Found by tests/fuzz/fuzz_codec: signs were read as digits.
+        "2026-11-23T-1:34:05Z", "2026-11-23T14:-4:05Z", "-026-11-23T14:34:05Z",
+        "2026-11-23T14:34:+5Z"}) {
     INFO(bad);
     CHECK_FALSE(parse_timestamp(bad));
   }
   auto now = now_utc();
   CHECK(*parse_timestamp(format_timestamp(now)) == now);
+}
+
+// Found by tests/fuzz/fuzz_stored_row (a damaged row's occurred_at) and
+// tests/fuzz/fuzz_codec (a leap second carrying into year 10000).
+TEST_CASE("every time point formats, and parsing keeps to four-digit years",
+          "[json]") {
+  auto at = [](int64_t us) {
+    return format_timestamp(timestamp{std::chrono::microseconds{us}});
+  };
+  CHECK(at(std::numeric_limits<int64_t>::min())
+        == "-290308-12-21T19:59:05.224192Z");
+  CHECK(at(std::numeric_limits<int64_t>::max())
+        == "294247-01-10T04:00:54.775807Z");
+  CHECK(at(-62'167'219'200'000'001) == "-0001-12-31T23:59:59.999999Z");
+  CHECK(at(-62'135'596'800'000'000) == "0001-01-01T00:00:00.000000Z");
+  CHECK(at(-1) == "1969-12-31T23:59:59.999999Z");
+  auto last = parse_timestamp("9999-12-31T23:59:59.999999Z");
+  REQUIRE(last);
+  CHECK(format_timestamp(*last) == "9999-12-31T23:59:59.999999Z");
+  CHECK_FALSE(parse_timestamp("9999-12-31T23:59:60Z"));
+  auto leap = parse_timestamp("2016-12-31T23:59:60Z");
+  REQUIRE(leap);
+  CHECK(format_timestamp(*leap) == "2017-01-01T00:00:00.000000Z");
 }

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -217,4 +218,47 @@ TEST_CASE("group commit writes concurrent appends in shared transactions",
   INFO("transactions: " << m.transactions);
   CHECK(m.transactions < m.append_requests);
   CHECK(m.transactions >= m.append_requests / cfg.max_group_size);
+}
+
+// Found by tests/fuzz/fuzz_stored_row: a row at the largest version (the
+// schema's CHECK allows it) overflowed the page's next version.
+TEST_CASE("a stream at the largest version reads without overflow",
+          "[sqlite]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("events.db");
+  auto s = new_stream();
+  {
+    auto store = make_sqlite_event_store(cfg);
+    REQUIRE(store);
+    REQUIRE(
+      (*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  }
+  raw_exec(cfg.path,
+           "UPDATE events SET aggregate_version = 9223372036854775807");
+  auto store = make_sqlite_event_store(cfg);
+  REQUIRE(store);
+  constexpr auto largest = std::numeric_limits<int64_t>::max();
+  CHECK(*(*store)->stream_version(s) == largest);
+  auto page = (*store)->read_stream(s, {});
+  REQUIRE(page);
+  REQUIRE(page->events.size() == 1);
+  CHECK(page->events[0].aggregate_version == largest);
+  CHECK(page->end_of_stream);
+  CHECK(page->next_version == largest);
+  read_stream_options backwards;
+  backwards.direction = read_direction::backwards;
+  page = (*store)->read_stream(s, backwards);
+  REQUIRE(page);
+  REQUIRE(page->events.size() == 1);
+  CHECK(page->next_version == largest - 1);
+  // A real number beyond the integers reads as the largest version but
+  // matches no integer bound: an empty page that ends the stream.
+  raw_exec(cfg.path, "UPDATE events SET aggregate_version = 1e19");
+  CHECK(*(*store)->stream_version(s) == largest);
+  page = (*store)->read_stream(s, backwards);
+  REQUIRE(page);
+  CHECK(page->events.empty());
+  CHECK(page->end_of_stream);
+  CHECK(page->next_version == largest);
 }

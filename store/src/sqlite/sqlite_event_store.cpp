@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <unordered_set>
@@ -155,16 +156,20 @@ public:
       result.events.push_back(read_row(**st));
     if (rc != SQLITE_DONE)
       return translate(rc, (*conn)->handle(), "read_stream failed");
-    if (forwards) {
-      auto last = result.events.empty()
-                    ? from - 1
-                    : result.events.back().aggregate_version;
-      result.next_version = last + 1;
+    // As on PostgreSQL: nothing between `from` and `bound` means nothing
+    // lies beyond. (Computing `from - 1` or `from + 1` instead overflowed
+    // for damaged rows at the ends of the version range.)
+    if (result.events.empty()) {
+      result.next_version = from;
+      result.end_of_stream = true;
+    } else if (forwards) {
+      auto last = result.events.back().aggregate_version;
+      // Saturated: a (damaged) row may hold the largest version.
+      result.next_version
+        = last == std::numeric_limits<int64_t>::max() ? last : last + 1;
       result.end_of_stream = last >= bound;
     } else {
-      auto last = result.events.empty()
-                    ? from + 1
-                    : result.events.back().aggregate_version;
+      auto last = result.events.back().aggregate_version;
       result.next_version = last - 1;
       result.end_of_stream = last <= bound;
     }
@@ -196,7 +201,11 @@ public:
     // short even when few events match; the slice then ends early with
     // `next_position` at the window's end.
     int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
-    auto upper = std::min(*head, opts.after_position + window);
+    // Saturated: a checkpoint near the largest position must not overflow.
+    auto upper = std::min(
+      *head, opts.after_position > std::numeric_limits<int64_t>::max() - window
+               ? std::numeric_limits<int64_t>::max()
+               : opts.after_position + window);
     std::string sql = "SELECT ";
     sql += event_columns;
     sql += " FROM events WHERE global_position > ?1 AND global_position <= ?2";

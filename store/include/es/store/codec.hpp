@@ -12,12 +12,13 @@
 //     return f("sku", x.sku) && f("quantity", x.quantity);
 //   }
 //
-// Supported members: bool, integers, double, std::string, es::uuid,
-// es::timestamp (ISO 8601 UTC text), std::optional (omitted when empty;
-// missing or null on decode), std::vector, std::map with string keys, and
-// structs that have `fields` themselves. Decoding is strict: a missing
-// required field or a wrong type is an error naming the field's path;
-// unknown fields are ignored, so newer writers stay readable.
+// Supported members: bool, integers, double, float (a number beyond its
+// range is an error), std::string, es::uuid, es::timestamp (ISO 8601 UTC
+// text), std::optional (omitted when empty; missing or null on decode),
+// std::vector, std::map with string keys, and structs that have `fields`
+// themselves. Decoding is strict: a missing required field or a wrong type
+// is an error naming the field's path; unknown fields are ignored, so newer
+// writers stay readable.
 #pragma once
 
 #include "es/store/errors.hpp"
@@ -41,11 +42,13 @@
 
 namespace es {
 
-/// Formats `t` as "YYYY-MM-DDTHH:MM:SS.ffffffZ".
+/// Formats `t` as "YYYY-MM-DDTHH:MM:SS.ffffffZ". Any time point formats; a
+/// year beyond 9999 has more digits, one before year 0 a minus sign (forms
+/// `parse_timestamp` refuses: stores keep years 1 to 9999).
 std::string format_timestamp(timestamp t);
 
-/// Parses the form `format_timestamp` writes (fraction optional, 'Z' or
-/// "+00:00" suffix). Returns `invalid_argument` otherwise.
+/// Parses the form `format_timestamp` writes for years 0 to 9999 (fraction
+/// optional, 'Z' or "+00:00" suffix). Returns `invalid_argument` otherwise.
 caf::expected<timestamp> parse_timestamp(std::string_view text);
 
 namespace detail {
@@ -226,6 +229,10 @@ bool decode_value(decode_state& st, const json::value& in, T& x) {
     auto v = in.as_double();
     if (!v)
       return st.fail(type_mismatch("number", in.type()));
+    // Converting a double beyond a narrower type's range is undefined.
+    if (*v < std::numeric_limits<T>::lowest()
+        || *v > std::numeric_limits<T>::max())
+      return st.fail("number out of range");
     x = static_cast<T>(*v);
     return true;
   } else if constexpr (std::is_same_v<T, std::string>) {

@@ -27,7 +27,9 @@ struct parse_limits {
 /// is `malformed_payload` "internal error while parsing JSON: ...".
 ///
 /// `validate` (without `require_object`) and `document::parse` accept the
-/// same texts. Beyond the JSON grammar they refuse, with `malformed_payload`
+/// same texts, read as they are: a leading byte order mark is not JSON text
+/// (RFC 8259, section 8.1) and is refused like any other byte outside the
+/// grammar. Beyond the JSON grammar they refuse, with `malformed_payload`
 /// and a description "invalid JSON at offset N: ..." where N is the item's
 /// byte offset:
 ///
