@@ -15,8 +15,10 @@ GRANT SELECT ON :"schema".schema_migrations TO :"role";
 
 -- The log: append-only for the application.
 GRANT SELECT, INSERT ON :"schema".events TO :"role";
--- Position allocation locks and moves the counter.
+-- Position allocation locks and moves the counter; each writing connection
+-- marks its last write (read and removed after a lost connection).
 GRANT SELECT, UPDATE ON :"schema".es_position TO :"role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".es_write_marks TO :"role";
 
 -- Outbox rows are written with appends and marked by relays.
 GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".event_outbox TO :"role";

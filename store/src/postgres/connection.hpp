@@ -195,6 +195,12 @@ public:
     return backend_pid_;
   }
 
+  /// A key of this connection, chosen when it opened: names its writes in
+  /// `es_write_marks`.
+  const uuid& key() const noexcept {
+    return key_;
+  }
+
   /// When the backend started (`pg_stat_activity.backend_start` as text):
   /// with the process id, identifies this session even after it ended.
   const std::string& backend_start() const noexcept {
@@ -208,6 +214,7 @@ private:
 
   PGconn* conn_;
   int backend_pid_ = 0;
+  uuid key_ = uuid::random();
   std::string backend_start_;
   std::unordered_set<std::string> prepared_;
 };

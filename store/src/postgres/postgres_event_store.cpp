@@ -105,8 +105,11 @@ const std::string heads_sql
 // (taking the position lock, or keeping it on the locked path), inserts
 // the rows at the positions after the old value and returns that value.
 // Under READ COMMITTED a caller that waited for the lock sees the counter
-// as its previous holder committed it. On the partitioned variant a
-// trigger copies the new rows' ids into event_ids.
+// as its previous holder committed it. $18 names the write and $19 the
+// writing connection: es_write_marks keeps each connection's last write,
+// so after the connection is lost the store can tell whether this write
+// committed. On the partitioned variant a trigger copies the new rows' ids
+// into event_ids.
 const std::string write_head_sql
   = "WITH chk AS (SELECT count(*) AS missing"
     " FROM unnest($15::text[], $16::uuid[], $17::bigint[]) AS c(t, i, v)"
@@ -126,7 +129,10 @@ const std::string write_head_sql
     " metadata, payload)"
     " SELECT p.base + t.ord, t.id, t.etype, t.ever, t.atype, t.aid, t.aver,"
     " t.tenant, t.occ,"
-    " t.corr, t.caus, t.actor, t.meta, t.payload::json FROM p, t)";
+    " t.corr, t.caus, t.actor, t.meta, t.payload::json FROM p, t),"
+    " mk AS (INSERT INTO es_write_marks (writer, last_write)"
+    " SELECT $19::uuid, $18::uuid FROM p ON CONFLICT (writer)"
+    " DO UPDATE SET last_write = EXCLUDED.last_write, updated_at = now())";
 const std::string write_sql = write_head_sql + " SELECT base FROM p";
 // The same with an outbox row per event, in the same statement.
 const std::string write_outbox_sql
@@ -204,7 +210,7 @@ struct insert_columns {
   }
 
   /// Parameters of `write_sql` and `write_outbox_sql`.
-  params write_params() const {
+  params write_params(const uuid& write_id, const uuid& writer) const {
     using namespace detail::pg;
     params ps;
     put_binary(ps, uuid_oid, id);
@@ -224,6 +230,8 @@ struct insert_columns {
     put_binary(ps, text_oid, pred_type);
     put_binary(ps, uuid_oid, pred_id);
     put_binary(ps, int8_oid, pred_version);
+    ps.add(write_id);
+    ps.add(writer);
     return ps;
   }
 
@@ -376,7 +384,8 @@ public:
     }
     auto last = slice.events.back().aggregate_version;
     if (forwards) {
-      slice.next_version = last + 1;
+      slice.next_version
+        = last < std::numeric_limits<int64_t>::max() ? last + 1 : last;
       slice.end_of_stream = last >= std::min(bound, slice.stream_version);
     } else {
       slice.next_version = last - 1;
@@ -451,7 +460,11 @@ public:
       if (!r->is_null(row, 1))
         slice.events.push_back(read_event(*r, row, 1));
     }
-    auto upper = std::min(head, opts.after_position + window);
+    // Saturating: a checkpoint near the largest position must not wrap.
+    auto upper
+      = opts.after_position > std::numeric_limits<int64_t>::max() - window
+          ? head
+          : std::min(head, opts.after_position + window);
     if (static_cast<int64_t>(slice.events.size()) == count)
       slice.next_position = slice.events.back().global_position;
     else
@@ -608,10 +621,14 @@ private:
     std::optional<pool::lease> lease_;
   };
 
-  /// Identifies the server session a commit was in flight on.
-  struct session_id {
+  /// A write whose commit was in flight when its connection broke: the
+  /// server session it ran on, the connection's key and the id the write
+  /// left in `es_write_marks` if it committed.
+  struct lost_write {
     int pid = 0;
     std::string started;
+    uuid writer;
+    uuid write_id;
   };
 
   /// Commits a group: optimistically first (one round trip while nothing
@@ -636,7 +653,7 @@ private:
     if (all.empty())
       return;
     writer_lease w{writers_};
-    session_id lost_on;
+    lost_write lost_on;
     switch (commit_optimistic(w, all, lost_on)) {
       case optimistic_outcome::committed: return;
       case optimistic_outcome::in_doubt:
@@ -670,7 +687,7 @@ private:
   /// fresh reads. Returns `in_doubt` (with the session in `lost_on`) when
   /// the connection broke while the commit may have happened.
   optimistic_outcome commit_optimistic(writer_lease& w, slots& xs,
-                                       session_id& lost_on) {
+                                       lost_write& lost_on) {
     auto conn = w.get();
     if (!conn)
       return optimistic_outcome::decide_again;
@@ -740,7 +757,8 @@ private:
     // implicit transaction, which commits at the sync (or rolls back
     // entirely at the first error).
     std::vector<call> calls;
-    add_write(calls, rows);
+    auto write_id = uuid::random();
+    add_write(calls, rows, write_id, (*conn)->key());
     auto done = run_pipeline(**conn, calls);
     if (done && done.results[0].rows() == 1) {
       int64_t base = done.results[0].int8(0, 0);
@@ -761,20 +779,24 @@ private:
     abandon(**conn);
     if (done.in_doubt) {
       forget_heads();
-      lost_on = session_id{(*conn)->backend_pid(), (*conn)->backend_start()};
+      lost_on = lost_write{(*conn)->backend_pid(), (*conn)->backend_start(),
+                           (*conn)->key(), write_id};
       w.drop();
       return optimistic_outcome::in_doubt;
     }
     return optimistic_outcome::decide_again;
   }
 
-  /// Adds the statement that writes `rows` (and their outbox rows).
-  void add_write(std::vector<call>& calls, const insert_columns& rows) {
+  /// Adds the statement that writes `rows` (and their outbox rows) as the
+  /// write `write_id`.
+  void add_write(std::vector<call>& calls, const insert_columns& rows,
+                 const uuid& write_id, const uuid& writer) {
     if (cfg_.outbox)
-      calls.push_back(
-        {"es_write_ob", &write_outbox_sql, rows.write_params(), true});
+      calls.push_back({"es_write_ob", &write_outbox_sql,
+                       rows.write_params(write_id, writer), true});
     else
-      calls.push_back({"es_write", &write_sql, rows.write_params(), true});
+      calls.push_back(
+        {"es_write", &write_sql, rows.write_params(write_id, writer), true});
   }
 
   /// Records heads seen or written; a head never moves back.
@@ -961,7 +983,8 @@ private:
     // Round trip 2: write and commit. The statement moves the counter from
     // the locked value, which is where this transaction's positions start.
     std::vector<call> second;
-    add_write(second, rows);
+    auto write_id = uuid::random();
+    add_write(second, rows, write_id, conn->key());
     second.push_back({"es_commit", &commit_sql, {}, false, true});
     auto done = run_pipeline(*conn, second);
     if (done && done.results[0].rows() == 1) {
@@ -1007,7 +1030,8 @@ private:
     }
     // The connection broke while the commit was in flight.
     forget_heads();
-    session_id lost_on{conn->backend_pid(), conn->backend_start()};
+    lost_write lost_on{conn->backend_pid(), conn->backend_start(), conn->key(),
+                       write_id};
     w.drop();
     if (resolving) {
       fail_unknown(bound, done.error);
@@ -1019,18 +1043,21 @@ private:
   /// Settles a group whose commit was in flight when its connection broke:
   /// waits until the session that ran it has ended (ending it if need be),
   /// so that whatever it committed is visible and nothing of it can still
-  /// commit, then decides and commits `xs` again under the lock. Requests
-  /// the lost attempt wrote are answered from the log; as this call wrote
-  /// them, they are not reported as replays. Returns
-  /// `commit_outcome_unknown` where the session's end cannot be
-  /// established.
+  /// commit, then decides and commits `xs` again under the lock, which
+  /// answers from the log what is stored. When the lost write committed,
+  /// the requests in `wrote` were written by this call and are not
+  /// reported as replays. Answers `commit_outcome_unknown` where the
+  /// session's end cannot be established.
   void redo_after_loss(writer_lease& w, const slots& xs, const slots& wrote,
-                       const session_id& lost_on) {
-    if (auto err = settle(w, lost_on)) {
-      fail_unknown(xs, err);
+                       const lost_write& lost) {
+    auto committed = settle(w, lost);
+    if (!committed) {
+      fail_unknown(xs, committed.error());
       return;
     }
     commit_locked(w, xs, true);
+    if (!*committed)
+      return;
     for (const auto& s : wrote) {
       auto& res = result_of(s);
       if (res && res->deduplicated)
@@ -1038,10 +1065,11 @@ private:
     }
   }
 
-  /// Makes sure the server session `id` has ended: waits for it (ending
-  /// it first) up to `settle_timeout_ms`.
-  caf::error settle(writer_lease& w, const session_id& id) {
-    if (id.pid == 0 || id.started.empty())
+  /// Makes sure the server session of `lost` has ended: waits for it
+  /// (ending it first) up to `settle_timeout_ms`, then returns whether its
+  /// write committed.
+  caf::expected<bool> settle(writer_lease& w, const lost_write& lost) {
+    if (lost.pid == 0 || lost.started.empty())
       return make_store_error(store_errc::connection_failed,
                               "the lost session is unknown");
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -1049,8 +1077,8 @@ private:
       if (!conn)
         return std::move(conn.error());
       params ps;
-      ps.add(int64_t{id.pid});
-      ps.add(id.started);
+      ps.add(int64_t{lost.pid});
+      ps.add(lost.started);
       ps.add(int64_t{settle_timeout_ms});
       auto r = (*conn)->run("es_settle",
                             "SELECT pg_terminate_backend(pid, $3::bigint)"
@@ -1063,11 +1091,34 @@ private:
         w.drop();
         continue;
       }
-      if (r->rows() == 0 || r->text(0, 0) == "t")
-        return caf::none;
-      return make_store_error(store_errc::timeout,
-                              "the lost session did not end within "
-                                + std::to_string(settle_timeout_ms) + " ms");
+      if (r->rows() > 0 && r->text(0, 0) != "t")
+        return make_store_error(store_errc::timeout,
+                                "the lost session did not end within "
+                                  + std::to_string(settle_timeout_ms)
+                                  + " ms");
+      params marker;
+      marker.add(lost.writer);
+      marker.add(lost.write_id);
+      auto m = (*conn)->run("es_read_mark",
+                            "SELECT last_write = $2::uuid FROM es_write_marks"
+                            " WHERE writer = $1::uuid",
+                            marker, false);
+      if (!m) {
+        if ((*conn)->ok())
+          return std::move(m.error());
+        w.drop();
+        continue;
+      }
+      bool committed = m->rows() > 0 && m->text(0, 0) == "t";
+      // The ended connection's mark is not needed any more. Only removed
+      // once read: a removal whose reply was lost must not hide it from a
+      // second look.
+      params gone;
+      gone.add(lost.writer);
+      static_cast<void>((*conn)->run(
+        "es_drop_mark", "DELETE FROM es_write_marks WHERE writer = $1::uuid",
+        gone, false));
+      return committed;
     }
     return make_store_error(store_errc::connection_failed,
                             "no connection to settle the lost session");
@@ -1210,11 +1261,25 @@ caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg) {
   auto conn = detail::pg::connection::open(cfg);
   if (!conn)
     return std::move(conn.error());
-  auto variant = (*conn)->exec("SELECT (to_regclass('event_ids') IS NOT NULL)"
-                               "::text");
+  auto variant = (*conn)->exec(
+    "SELECT (to_regclass('event_ids') IS NOT NULL)::text,"
+    " (SELECT COALESCE(MAX(version), 0) FROM schema_migrations)::text");
   if (!variant)
     return std::move(variant.error());
   bool partitioned = variant->text(0, 0) == "true";
+  auto version = std::stoi(variant->text(0, 1));
+  if (version < postgres_schema_version())
+    return make_store_error(
+      store_errc::migration_failed,
+      "the database schema is at version " + std::to_string(version)
+        + ", this library needs version "
+        + std::to_string(postgres_schema_version())
+        + ": run postgres_migrate as the schema owner");
+  // Marks of connections long gone (see es_write_marks).
+  if (auto swept = (*conn)->exec("DELETE FROM es_write_marks"
+                                 " WHERE updated_at < now() - interval '1 day'");
+      !swept)
+    return std::move(swept.error());
   return std::make_shared<postgres_event_store>(std::move(cfg), partitioned);
 }
 

@@ -177,6 +177,18 @@ END
 $do$;
 )sql";
 
+// Version 4: each writing connection's last write, so that after losing a
+// connection during a commit the store can tell whether the commit
+// happened (see postgres_event_store.cpp). Rows of ended connections are
+// removed when read, and by age when a store opens.
+constexpr const char* schema_v4 = R"sql(
+CREATE TABLE es_write_marks (
+  writer     uuid        PRIMARY KEY,
+  last_write uuid        NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
@@ -184,6 +196,7 @@ const std::vector<migration>& migrations() {
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
     {2, "processed events", schema_v2},
     {3, "event ids of the partitioned variant kept by a trigger", schema_v3},
+    {4, "marks of writes in flight", schema_v4},
   };
   return list;
 }
