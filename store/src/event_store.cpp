@@ -2,6 +2,8 @@
 
 #include "es/store/errors.hpp"
 
+#include <caf/message.hpp>
+
 #include <algorithm>
 
 namespace es {
@@ -30,6 +32,36 @@ caf::error make_version_conflict(const stream_id& stream,
               + std::to_string(actual);
   return caf::make_error(store_errc::wrong_expected_version, std::move(desc),
                          to_string(stream), to_string(expected), actual);
+}
+
+std::string describe_event(const recorded_event& ev) {
+  std::string result = "event ";
+  result += ev.event_id.to_string();
+  result += " at position ";
+  result += std::to_string(ev.global_position);
+  result += " (stream ";
+  result += to_string(ev.stream());
+  result += " version ";
+  result += std::to_string(ev.aggregate_version);
+  result += ", ";
+  result += ev.event_type;
+  result += " v";
+  result += std::to_string(ev.event_version);
+  result += ')';
+  return result;
+}
+
+caf::error in_event_context(const caf::error& err, const recorded_event& ev) {
+  if (!err)
+    return err;
+  auto text = describe_event(ev);
+  auto desc = error_description(err);
+  // Already in context (wrapped once by an inner layer).
+  if (desc.rfind(text, 0) == 0)
+    return err;
+  text += ": ";
+  text += desc.empty() ? describe(err) : desc;
+  return caf::error{err.code(), err.category(), caf::make_message(text)};
 }
 
 bool event_filter::matches(const event_data& ev) const {

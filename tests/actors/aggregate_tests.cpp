@@ -176,7 +176,10 @@ TEST_CASE("unhandled events follow the aggregate's policy", "[aggregate]") {
     ev.payload = "{}";
     recorded_events h = history(acc.stream(), {ev});
     auto err = acc.load_from_history(h);
-    CHECK(has_code(err, actors_errc::unhandled_event));
+    // Named as what it is, with the event it is about.
+    CHECK(has_code(err, store_errc::unknown_event_type));
+    CHECK_THAT(describe(err), Catch::Contains("SomethingElse")
+                                && Catch::Contains(ev.event_id.to_string()));
     acc.set_unhandled_policy(unhandled_event_policy::ignore);
     CHECK_FALSE(acc.load_from_history(h));
     CHECK(acc.version() == 1);

@@ -191,11 +191,12 @@ public:
     return caf::none;
   }
 
-  /// Applies a page of stored events in order.
+  /// Applies a page of stored events in order. An error names the event
+  /// (`in_event_context`).
   caf::error load_from_history(const recorded_events& events) {
     for (const auto& ev : events)
       if (auto err = apply_stored(ev))
-        return err;
+        return in_event_context(err, ev);
     return caf::none;
   }
 
@@ -321,9 +322,10 @@ private:
       return unhandled(ev.event_type);
     auto decoded = registry_->decode(ev);
     if (!decoded) {
-      // A type the registry does not know is unhandled by definition.
+      // Not an event the aggregate chose not to handle: one the
+      // application cannot read at all.
       if (has_code(decoded.error(), store_errc::unknown_event_type))
-        return unhandled(ev.event_type);
+        return unknown(ev);
       return std::move(decoded.error());
     }
     // The chain may end at a type that has a declarative handler.
@@ -334,6 +336,25 @@ private:
     if (apply_event(state_, *decoded))
       return caf::none;
     return unhandled(ev.event_type);
+  }
+
+  /// A stored event whose type (and version) the registry does not know:
+  /// `store_errc::unknown_event_type` under the `error` policy; skipped
+  /// (with a warning under `warn`) otherwise.
+  caf::error unknown(const event_data& ev) {
+    auto text = "aggregate " + to_string(stream()) + ": stored event "
+                + ev.event_id.to_string() + " at version "
+                + std::to_string(ev.aggregate_version) + " has type "
+                + ev.event_type + " v" + std::to_string(ev.event_version)
+                + ", which the registry does not know";
+    switch (policy_) {
+      case unhandled_event_policy::ignore: return caf::none;
+      case unhandled_event_policy::warn:
+        log(log_level::warning, text + "; event skipped");
+        return caf::none;
+      case unhandled_event_policy::error: break;
+    }
+    return make_store_error(store_errc::unknown_event_type, std::move(text));
   }
 
   caf::error unhandled(const std::string& event_type) {

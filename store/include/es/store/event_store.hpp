@@ -223,12 +223,18 @@ public:
   /// in the same order, returns the original result with `deduplicated` set
   /// and writes nothing, whatever `expected` says.
   ///
+  /// Re-sent ids must carry the same content (type, schema version,
+  /// payload, and the versions they name), or the answer is
+  /// `idempotency_conflict`; metadata, actor and time may differ.
+  ///
   /// Errors: `wrong_expected_version` (with the actual version, see
   /// `get_version_conflict`), `duplicate_event_id`, `idempotency_conflict`,
   /// `invalid_argument`, `invalid_uuid`, `malformed_payload`,
   /// `payload_too_large`, `unknown_event_type` (when the store validates
-  /// against a registry), and retryable storage errors. On error nothing is
-  /// written.
+  /// against a registry), and retryable storage errors. On every error but
+  /// one nothing is written. The exception is `commit_outcome_unknown`
+  /// (retryable): the events are stored once or not at all, and a retry
+  /// with the same event ids settles which (never retry with new ids).
   [[nodiscard]] virtual caf::expected<append_result>
   append(const stream_id& stream, expected_version expected, event_batch events)
     = 0;
@@ -278,6 +284,15 @@ using event_store_ptr = std::shared_ptr<event_store>;
 /// followed by the stream, the expected and the actual version.
 caf::error make_version_conflict(const stream_id& stream,
                                  expected_version expected, int64_t actual);
+
+/// Names a stored event for error messages and logs: "event ID at position
+/// P (stream TYPE/ID version V, EventType vN)".
+std::string describe_event(const recorded_event& ev);
+
+/// Returns `err` (same category and code) with its description prefixed by
+/// `describe_event(ev)`, so a decode or handler error says which event it
+/// is about. Returns `err` unchanged when it is empty.
+caf::error in_event_context(const caf::error& err, const recorded_event& ev);
 
 /// Calls `fn` for every event of `stream` in the read direction, one page of
 /// `options.max_count` events at a time, so memory stays bounded by one
