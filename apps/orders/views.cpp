@@ -71,6 +71,10 @@ order_summary_view::order_summary_view(
   // nop
 }
 
+const es::event_registry* order_summary_view::type_registry() const {
+  return registry_.get();
+}
+
 std::string order_summary_view::name() const {
   return projection_name;
 }

@@ -39,6 +39,8 @@ public:
 
   caf::error reset(es::sql_transaction& tx) override;
 
+  const es::event_registry* type_registry() const override;
+
   /// Every row, read in a transaction of its own.
   caf::expected<std::map<es::uuid, summary_row>> rows();
 

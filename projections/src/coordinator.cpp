@@ -43,6 +43,18 @@ caf::error projection_coordinator::add(projection_ptr proj,
     name += "#" + std::to_string(cfg.partition.index) + "/"
             + std::to_string(cfg.partition.count);
   cfg.checkpoint_name = name;
+  // Resolved here rather than by each actor, so that restarts share the
+  // store (an in-memory checkpoint survives them) and the coordinator can
+  // read a checkpoint while the actor is down.
+  if (!cfg.checkpoints) {
+    if (auto* tp = dynamic_cast<transactional_projection*>(proj.get()))
+      cfg.checkpoints = tp->db().checkpoints();
+    else if (auto* cp
+             = dynamic_cast<checkpoint_tracking_projection*>(proj.get()))
+      cfg.checkpoints = cp->checkpoints();
+    if (!cfg.checkpoints)
+      cfg.checkpoints = make_memory_checkpoint_store();
+  }
   {
     std::lock_guard guard{mtx_};
     for (const auto& n : names_)
@@ -50,6 +62,7 @@ caf::error projection_coordinator::add(projection_ptr proj,
         return caf::make_error(store_errc::invalid_argument,
                                "a projection named " + name + " runs already");
     names_.push_back(name);
+    entries_[name] = entry{cfg.checkpoints, cfg.store};
   }
   auto factory = [proj, cfg](caf::actor_system& sys) {
     return spawn_projection_actor(sys, proj, cfg);
@@ -107,6 +120,21 @@ projection_coordinator::status(const std::string& name) {
   auto unavailable = [&](const caf::error& why) {
     projection_status s;
     s.name = name;
+    s.detail = describe(why);
+    // Its checkpoint and the head still say how far it got.
+    entry e;
+    {
+      std::lock_guard guard{mtx_};
+      if (auto i = entries_.find(name); i != entries_.end())
+        e = i->second;
+    }
+    if (e.checkpoints)
+      if (auto cp = e.checkpoints->load(name); cp && *cp)
+        s.position = (*cp)->position;
+    if (e.store)
+      if (auto head = e.store->head_position())
+        s.head = std::max(*head, s.position);
+    s.lag_events = s.head - s.position;
     bool restarting = false;
     for (const auto& c : supervision())
       if (c.name == name
@@ -189,8 +217,10 @@ caf::error projection_coordinator::wait_until_caught_up(
     if (s->state == projection_state::error)
       return caf::make_error(supervision_errc::too_many_errors,
                              name + " stopped on errors");
-    // A restarting projection reports no position yet: wait for it.
-    if (s->state != projection_state::starting) {
+    // A restarting projection reports no position yet, and a standby
+    // waits for another instance: wait for them.
+    if (s->state != projection_state::starting
+        && s->state != projection_state::standby) {
       if (target < 0)
         target = s->head;
       if (s->position >= target)

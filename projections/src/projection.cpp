@@ -20,6 +20,7 @@ const char* to_string(projection_state x) {
     case projection_state::paused: return "paused";
     case projection_state::stopped: return "stopped";
     case projection_state::error: return "error";
+    case projection_state::standby: return "standby";
   }
   return "?";
 }
@@ -40,6 +41,10 @@ caf::error projection::reset() {
 
 bool projection::blocking() const {
   return false;
+}
+
+const event_registry* projection::type_registry() const {
+  return nullptr;
 }
 
 namespace detail {
@@ -231,6 +236,10 @@ std::vector<std::string> declarative_projection::subscribed_to() const {
   for (const auto& h : handlers_)
     result.push_back(h.event_type);
   return result;
+}
+
+const event_registry* declarative_projection::type_registry() const {
+  return registry_.get();
 }
 
 caf::error declarative_projection::handle(const recorded_event& ev) {

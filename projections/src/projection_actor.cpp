@@ -13,8 +13,10 @@
 
 #include "detail.hpp"
 
+#include <chrono>
 #include <deque>
 #include <random>
+#include <set>
 
 namespace es {
 
@@ -33,6 +35,11 @@ struct projection_actor_state {
 
   projection_ptr proj;
   transactional_projection* tx_proj = nullptr;
+  /// The projection's registry, if any (see `projection::type_registry`).
+  const event_registry* registry = nullptr;
+  /// Aggregate types whose streams it follows, learned from the events it
+  /// handles (unless the filter names them).
+  std::set<std::string> followed;
   subscription_config cfg;
   std::string checkpoint_name;
   std::vector<std::string> types;
@@ -64,6 +71,25 @@ struct projection_actor_state {
   bool tick_scheduled = false;
   /// Our subscription at the bus (0 before the bus answered).
   uint64_t subscription = 0;
+  /// The last page read every position (no filter at the store): missing
+  /// positions in it are holes.
+  bool reads_every_position = false;
+  /// A hole waited for: its first and last missing position, and when it
+  /// was first seen.
+  int64_t hole_from = 0;
+  int64_t hole_to = 0;
+  std::chrono::steady_clock::time_point hole_seen;
+  uint64_t holes_skipped = 0;
+  uint64_t unknown_events = 0;
+  /// Why the projection stopped or waits.
+  std::string detail;
+  /// Set when the last page ended in missing positions up to this one.
+  int64_t trailing_hole_to = 0;
+  /// The projection's lease while this instance runs it.
+  projection_lease_ptr lease;
+  /// The stored checkpoint's position as this instance last read or wrote
+  /// it: what every checkpoint write expects to find.
+  int64_t stored_position = 0;
 
   ~projection_actor_state() {
     if (cfg.bus && subscription != 0)
@@ -75,15 +101,61 @@ using projection_actor = caf::stateful_actor<projection_actor_state>;
 
 void pump(projection_actor* self);
 
-bool matches(const projection_actor_state& st, const recorded_event& ev) {
-  return detail::wants(st.types, ev.event_type) && st.cfg.filter.matches(ev)
-         && st.cfg.partition.owns(ev.aggregate_id);
+/// What the projection does with an event of the feed.
+enum class disposition {
+  /// Its handler runs.
+  handle,
+  /// Not its business (type, filter or partition).
+  skip,
+  /// In a stream it follows, of a type its registry does not know: fails
+  /// under the error policy instead of being skipped silently.
+  unknown,
+};
+
+disposition classify(projection_actor_state& st, const recorded_event& ev) {
+  if (!st.cfg.filter.matches(ev) || !st.cfg.partition.owns(ev.aggregate_id))
+    return disposition::skip;
+  if (detail::wants(st.types, ev.event_type)) {
+    if (st.registry != nullptr && st.cfg.filter.aggregate_types.empty())
+      st.followed.insert(ev.aggregate_type);
+    return disposition::handle;
+  }
+  if (st.registry != nullptr
+      && (!st.cfg.filter.aggregate_types.empty()
+          || st.followed.count(ev.aggregate_type) > 0)
+      && !st.registry->contains(ev.event_type, ev.event_version))
+    return disposition::unknown;
+  return disposition::skip;
+}
+
+bool matches(projection_actor_state& st, const recorded_event& ev) {
+  return classify(st, ev) != disposition::skip;
+}
+
+/// The error an event of an unknown type fails with.
+caf::error unknown_type_error(const recorded_event& ev) {
+  return in_event_context(
+    make_store_error(store_errc::unknown_event_type,
+                     "the registry knows no type " + ev.event_type + " v"
+                       + std::to_string(ev.event_version)
+                       + " in a stream this projection follows"),
+    ev);
+}
+
+/// Runs the projection's handler for `ev`, or fails it as unknown; errors
+/// name the event.
+caf::error apply(projection_actor_state& st, const recorded_event& ev,
+                 const std::function<caf::error()>& handler) {
+  if (classify(st, ev) == disposition::unknown)
+    return unknown_type_error(ev);
+  return in_event_context(detail::call_handler(handler), ev);
 }
 
 /// Ends the actor with `err`: a supervisor restarts it from the checkpoint.
 void fail(projection_actor* self, caf::error err) {
   log(log_level::error,
       "projection " + self->state.checkpoint_name + " stops: " + describe(err));
+  self->state.detail = describe(err);
   self->state.state = projection_state::error;
   for (auto& a : self->state.acks)
     a.rp.deliver(a.count, uint64_t{0});
@@ -91,9 +163,36 @@ void fail(projection_actor* self, caf::error err) {
   self->quit(std::move(err));
 }
 
+/// Stops applying events because another instance took over (the lease
+/// was lost, or the checkpoint moved under this one): drops what is queued
+/// and waits as a standby, or stops for good with `ownership::exclusive`.
+void lose_ownership(projection_actor* self, const caf::error& err) {
+  auto& st = self->state;
+  if (st.cfg.owner == ownership::exclusive) {
+    fail(self, err);
+    return;
+  }
+  log(log_level::warning, "projection " + st.checkpoint_name
+                            + " stops applying and waits: " + describe(err));
+  st.lease.reset();
+  st.queue.clear();
+  for (auto& a : st.acks)
+    a.rp.deliver(a.count, uint64_t{0});
+  st.acks.clear();
+  st.catching_up = true;
+  st.attempt = 0;
+  st.state = projection_state::standby;
+  st.detail = "standby: " + describe(err);
+  // Without leases no timer runs yet: come back after the interval and
+  // start again from the stored checkpoint.
+  if (st.cfg.owner == ownership::none)
+    self->delayed_send(self, st.cfg.lease_retry_interval, lease_atom_v);
+}
+
 caf::error save_checkpoint(projection_actor* self) {
   auto& st = self->state;
-  if (st.position <= st.saved_position || st.tx_proj != nullptr)
+  if (st.position <= st.saved_position || st.tx_proj != nullptr
+      || st.state == projection_state::standby)
     return caf::none;
   checkpoint cp{st.checkpoint_name,
                 st.position,
@@ -101,10 +200,16 @@ caf::error save_checkpoint(projection_actor* self) {
                 st.last_event_type,
                 static_cast<int64_t>(st.processed),
                 now_utc()};
-  auto res = st.cfg.checkpoints->save(cp);
-  if (!res)
+  auto res = st.cfg.checkpoints->save_if(cp, st.stored_position);
+  if (!res) {
+    if (has_code(res.error(), store_errc::checkpoint_conflict)) {
+      lose_ownership(self, res.error());
+      return caf::none;
+    }
     return std::move(res.error());
+  }
   st.saved_position = res->position;
+  st.stored_position = res->position;
   st.processed_since_save = 0;
   return caf::none;
 }
@@ -141,6 +246,14 @@ void advance(projection_actor* self, const recorded_event& ev, bool handled) {
   st.head = std::max(st.head, st.position);
 }
 
+/// Whether a failure lies with the platform (a full disk, a database that
+/// cannot be reached or is damaged) rather than with the event: such
+/// events are never dead-lettered or skipped. (Transient errors, a busy
+/// database or a timeout, go through the policy's retries as before.)
+bool is_environment_failure(const error_classification& c) {
+  return c.category == error_category::infrastructure;
+}
+
 /// What the policy says after a final failure: record it (dead-letter if
 /// the strategy says so) and whether to go on.
 bool finish_failure(projection_actor* self, const recorded_event& ev,
@@ -151,6 +264,17 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
   error_info info{
     ev.event_id, ev.event_type, ev.global_position, describe(err), c,
     attempts,    false,         now_utc()};
+  if (is_environment_failure(c)) {
+    // Not the event's fault: it stays unapplied (no dead letter, no
+    // skip), and the projection stops until the cause is fixed.
+    st.tracker->record(info);
+    st.state = projection_state::error;
+    st.detail = "stopped on an infrastructure error, nothing skipped or "
+                "dead-lettered: "
+                + describe(err);
+    log(log_level::error, "projection " + st.checkpoint_name + " " + st.detail);
+    return false;
+  }
   if (strategy == error_strategy::retry_then_dlq
       || strategy == error_strategy::dlq_only) {
     auto dl
@@ -166,10 +290,9 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
   st.tracker->record(info);
   if (strategy == error_strategy::stop || !st.tracker->should_continue()) {
     st.state = projection_state::error;
-    log(log_level::error, "projection " + st.checkpoint_name
-                            + " stopped after an error at position "
-                            + std::to_string(ev.global_position) + ": "
-                            + describe(err));
+    st.detail = describe(err);
+    log(log_level::error,
+        "projection " + st.checkpoint_name + " stopped: " + describe(err));
     return false;
   }
   return true;
@@ -198,7 +321,7 @@ bool handle_front(projection_actor* self) {
   auto& st = self->state;
   const auto& ev = st.queue.front();
   ++st.attempt;
-  auto err = detail::call_handler([&] {
+  auto err = apply(st, ev, [&] {
     return st.proj->handle(ev);
   });
   if (!err) {
@@ -213,6 +336,9 @@ bool handle_front(projection_actor* self) {
   }
   auto attempts = st.attempt;
   st.attempt = 0;
+  if (has_code(err, store_errc::unknown_event_type)
+      && classify(st, ev) == disposition::unknown)
+    ++st.unknown_events;
   if (!finish_failure(self, ev, err, c, attempts, nullptr))
     return false;
   advance(self, ev, false);
@@ -234,6 +360,9 @@ bool handle_front_transactional(projection_actor* self) {
     run.push_back(&ev);
     ++expected;
   }
+  // The caller handles holes first; an empty run would make no progress.
+  if (run.empty())
+    return false;
   auto& db = st.tx_proj->db();
   size_t consumed = 0;
   uint64_t handled = 0;
@@ -258,7 +387,7 @@ bool handle_front_transactional(projection_actor* self) {
         if (savepoints)
           if (auto e = tx.exec("SAVEPOINT es_event"))
             return e;
-        auto herr = detail::call_handler([&] {
+        auto herr = apply(st, ev, [&] {
           return st.tx_proj->handle(tx, ev);
         });
         if (herr && !savepoints) {
@@ -269,6 +398,10 @@ bool handle_front_transactional(projection_actor* self) {
           if (auto e = tx.exec("ROLLBACK TO SAVEPOINT es_event"))
             return e;
           auto c = st.tracker->classify(herr);
+          // The environment failed, not the event: the whole batch waits
+          // (retried, then the actor stops), nothing is dead-lettered.
+          if (is_environment_failure(c))
+            return herr;
           if (should_retry(st, c, st.attempt + 1)) {
             // Commit what came before; retry this event later.
             retry_err = herr;
@@ -315,13 +448,19 @@ bool handle_front_transactional(projection_actor* self) {
                   last.event_type,
                   static_cast<int64_t>(st.processed + handled),
                   now_utc()};
-    auto saved = db.save_checkpoint(tx, cp);
+    auto saved = db.save_checkpoint(tx, cp, st.stored_position);
     return saved ? caf::error{} : std::move(saved.error());
   };
   auto err = db.transact(body);
   if (rerun) {
     savepoints = true;
     err = db.transact(body);
+  }
+  if (err && has_code(err, store_errc::checkpoint_conflict)) {
+    // Another instance applied these positions: nothing of the batch took
+    // effect, and this instance must not go on.
+    lose_ownership(self, err);
+    return false;
   }
   if (err) {
     // Nothing of the batch took effect.
@@ -334,8 +473,11 @@ bool handle_front_transactional(projection_actor* self) {
     fail(self, std::move(err));
     return false;
   }
-  for (auto& [info, unused] : failures)
+  for (auto& [info, unused] : failures) {
+    if (info.message.find("es_store.unknown_event_type") == 0)
+      ++st.unknown_events;
     st.tracker->record(info);
+  }
   for (size_t i = 0; i < consumed; ++i) {
     const auto& ev = st.queue.front();
     bool failed_here = false;
@@ -344,10 +486,14 @@ bool handle_front_transactional(projection_actor* self) {
     advance(self, ev, matches(st, ev) && !failed_here);
     st.queue.pop_front();
   }
-  if (consumed > 0)
+  if (consumed > 0) {
     st.saved_position = st.position;
+    st.stored_position = st.position;
+  }
   if (stop || !st.tracker->should_continue()) {
     st.state = projection_state::error;
+    if (!failures.empty())
+      st.detail = failures.back().first.message;
     return false;
   }
   if (retry_err) {
@@ -368,32 +514,93 @@ bool read_page(projection_actor* self) {
   opts.max_count = st.cfg.page_size;
   // A transactional projection needs every position in order (its runs
   // are consecutive); others can let the store filter.
+  // With a registry, events of unknown types must arrive too: the store
+  // filters by aggregate type and tenant only.
   if (st.tx_proj == nullptr) {
     opts.filter = st.cfg.filter;
-    if (!st.types.empty() && opts.filter.event_types.empty())
+    if (!st.types.empty() && opts.filter.event_types.empty()
+        && st.registry == nullptr)
       opts.filter.event_types = st.types;
   }
+  st.reads_every_position = opts.filter.empty();
   auto page = st.cfg.store->read_all(opts);
   if (!page) {
     fail(self, std::move(page.error()));
     return false;
   }
-  for (auto& ev : page->events)
+  int64_t last = st.position;
+  for (auto& ev : page->events) {
+    last = ev.global_position;
     st.queue.push_back(std::move(ev));
+  }
   st.page_end = page->next_position;
-  if (page->events.empty() && page->next_position > st.position) {
+  if (st.reads_every_position && page->next_position > last
+      && page->events.size() < opts.max_count) {
+    // The page examined positions up to `next_position` and found none
+    // after `last`: those positions are missing (a hole at the head).
+    st.page_end = last;
+    st.trailing_hole_to = page->next_position;
+  } else {
+    st.trailing_hole_to = 0;
+  }
+  if (page->events.empty() && st.page_end > st.position) {
     // Filtered past events that do not concern this projection.
-    st.position = page->next_position;
+    st.position = st.page_end;
     st.head = std::max(st.head, st.position);
   }
   if (page->end_of_feed) {
     st.head = std::max(st.head, page->next_position);
-    if (page->events.empty()) {
+    if (page->events.empty() && st.trailing_hole_to == 0) {
       st.catching_up = false;
       return false;
     }
   }
   return true;
+}
+
+/// Deals with positions `from` to `to` missing from the feed: waits for
+/// them (reading the store again every `hole_retry_interval`) until
+/// `hole_timeout`, then stops or skips them as `on_hole` says. Returns
+/// whether the projection may go on now (the hole was skipped).
+bool on_hole(projection_actor* self, int64_t from, int64_t to) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  auto range = std::to_string(from)
+               + (to > from ? " to " + std::to_string(to) : std::string{});
+  if (st.hole_from != from) {
+    st.hole_from = from;
+    st.hole_to = to;
+    st.hole_seen = now;
+    log(log_level::warning, "projection " + st.checkpoint_name + ": position "
+                              + range + " missing from the feed; waiting for "
+                              + "it before deciding");
+  }
+  if (now - st.hole_seen < st.cfg.hole_timeout) {
+    st.detail = "waiting for position " + range + ", missing from the feed";
+    // Read the store again later (nothing else happens meanwhile).
+    st.queue.clear();
+    st.page_end = st.position;
+    st.catching_up = true;
+    st.retry_pending = true;
+    self->delayed_send(self, st.cfg.hole_retry_interval, retry_atom_v);
+    return false;
+  }
+  st.hole_from = 0;
+  if (st.cfg.on_hole == hole_policy::skip) {
+    ++st.holes_skipped;
+    st.detail = "skipped position " + range + ", missing from the feed";
+    log(log_level::warning,
+        "projection " + st.checkpoint_name + ": " + st.detail);
+    st.position = to;
+    st.head = std::max(st.head, to);
+    return true;
+  }
+  st.state = projection_state::error;
+  st.detail = "stopped: position " + range
+              + " is missing from the feed (damaged or partly restored "
+                "log?); repair the log, or skip it with hole_policy::skip";
+  log(log_level::error, "projection " + st.checkpoint_name + " " + st.detail);
+  return false;
 }
 
 void schedule_tick(projection_actor* self) {
@@ -415,9 +622,19 @@ void pump(projection_actor* self) {
   // and stop requests, and shares its thread with other actors.
   bool page_read = false;
   bool yielded = false;
+  if (st.state == projection_state::standby)
+    return;
   while (!st.paused && !st.retry_pending && st.state != projection_state::error
-         && st.state != projection_state::stopped) {
+         && st.state != projection_state::stopped
+         && st.state != projection_state::standby) {
     if (st.queue.empty()) {
+      if (st.trailing_hole_to > st.position) {
+        auto to = st.trailing_hole_to;
+        st.trailing_hole_to = 0;
+        if (!on_hole(self, st.position + 1, to))
+          break;
+        continue;
+      }
       // A filtered page may end past its last event: everything up to its
       // end is accounted for once its events are.
       if (st.catching_up && st.page_end > st.position)
@@ -445,11 +662,21 @@ void pump(projection_actor* self) {
       st.catching_up = true;
       continue;
     }
+    if (ev.global_position > st.position + 1 && st.reads_every_position) {
+      // The store itself lacks these positions.
+      if (!on_hole(self, st.position + 1, ev.global_position - 1))
+        break;
+      continue;
+    }
+    if (st.hole_from != 0) {
+      st.hole_from = 0;
+      st.detail.clear();
+    }
     if (st.tx_proj != nullptr) {
       if (!handle_front_transactional(self))
         break;
     } else {
-      if (!matches(st, ev)) {
+      if (classify(st, ev) == disposition::skip) {
         advance(self, ev, false);
         st.queue.pop_front();
       } else {
@@ -470,7 +697,8 @@ void pump(projection_actor* self) {
         return;
       }
   }
-  if (st.state == projection_state::error) {
+  if (st.state == projection_state::error
+      || st.state == projection_state::standby) {
     release_acks(self);
     return;
   }
@@ -505,6 +733,10 @@ projection_status make_status(projection_actor* self) {
   s.name = st.checkpoint_name;
   s.state = st.paused ? projection_state::paused : st.state;
   s.position = st.position;
+  // A standby reports how far the instance holding the lease got.
+  if (st.state == projection_state::standby)
+    if (auto cp = st.cfg.checkpoints->load(st.checkpoint_name); cp && *cp)
+      s.position = (*cp)->position;
   if (auto head = st.cfg.store->head_position())
     st.head = std::max(st.head, *head);
   s.head = st.head;
@@ -520,19 +752,30 @@ projection_status make_status(projection_actor* self) {
   s.health = st.tracker->health(now);
   if (st.state == projection_state::error)
     s.health.level = health_level::errors;
+  s.holes_skipped = st.holes_skipped;
+  s.unknown_events = st.unknown_events;
+  s.detail = st.detail;
   return s;
 }
 
 caf::error start(projection_actor* self) {
   auto& st = self->state;
+  // Read after taking the lease: the previous holder may have moved it.
+  auto stored = st.cfg.checkpoints->load(st.checkpoint_name);
+  if (!stored)
+    return std::move(stored.error());
+  st.stored_position = *stored ? (*stored)->position : 0;
+  st.saved_position = -1;
+  st.queue.clear();
+  st.catching_up = true;
+  st.page_end = 0;
   switch (st.cfg.start) {
     case start_from::checkpoint: {
-      auto cp = st.cfg.checkpoints->load(st.checkpoint_name);
-      if (!cp)
-        return std::move(cp.error());
-      if (*cp) {
-        st.position = (*cp)->position;
-        st.processed = static_cast<uint64_t>((*cp)->events_processed);
+      const auto& cp = *stored;
+      st.position = 0;
+      if (cp) {
+        st.position = cp->position;
+        st.processed = static_cast<uint64_t>(cp->events_processed);
         st.saved_position = st.position;
       }
       break;
@@ -551,11 +794,39 @@ caf::error start(projection_actor* self) {
   return caf::none;
 }
 
+/// Takes the projection's lease when its ownership mode wants one.
+/// Returns whether the projection may run now; otherwise it is a standby
+/// (another instance holds the lease) or has ended (`ownership::exclusive`,
+/// or a store that cannot lease).
+bool acquire(projection_actor* self) {
+  auto& st = self->state;
+  if (st.cfg.owner == ownership::none || st.lease)
+    return true;
+  auto lease = st.cfg.checkpoints->try_lease(st.checkpoint_name);
+  if (lease) {
+    st.lease = std::move(*lease);
+    return true;
+  }
+  if (has_code(lease.error(), store_errc::lease_held)
+      && st.cfg.owner == ownership::standby) {
+    if (st.state != projection_state::standby)
+      log(log_level::info, "projection " + st.checkpoint_name
+                             + " waits as a standby: "
+                             + describe(lease.error()));
+    st.state = projection_state::standby;
+    st.detail = "standby: " + error_description(lease.error());
+    return false;
+  }
+  fail(self, std::move(lease.error()));
+  return false;
+}
+
 caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
                               subscription_config cfg) {
   auto& st = self->state;
   st.proj = std::move(proj);
   st.tx_proj = dynamic_cast<transactional_projection*>(st.proj.get());
+  st.registry = st.proj->type_registry();
   st.cfg = std::move(cfg);
   st.types = st.proj->subscribed_to();
   st.tracker
@@ -566,10 +837,17 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
     st.tracker->on_category(category, fn);
   if (st.checkpoint_name.empty())
     st.checkpoint_name = st.cfg.checkpoint_name;
-  if (auto err = start(self)) {
-    self->quit(std::move(err));
+  if (acquire(self)) {
+    if (auto err = start(self)) {
+      self->quit(std::move(err));
+      return {};
+    }
+    request_pump(self);
+  } else if (st.state != projection_state::standby) {
     return {};
   }
+  if (st.cfg.owner != ownership::none)
+    self->delayed_send(self, st.cfg.lease_retry_interval, lease_atom_v);
   if (st.cfg.bus)
     self
       ->request(st.cfg.bus, caf::infinite, subscribe_atom_v, caf::actor{self},
@@ -587,8 +865,26 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
           self->state.cfg.bus = caf::actor{};
           schedule_tick(self);
         });
-  request_pump(self);
   return {
+    [self](lease_atom) {
+      auto& st = self->state;
+      if (st.lease) {
+        if (auto err = st.lease->check())
+          lose_ownership(self, err);
+      } else if (st.state == projection_state::standby && acquire(self)) {
+        log(log_level::info, "projection " + st.checkpoint_name
+                               + " took over from the previous holder");
+        st.detail.clear();
+        st.state = projection_state::starting;
+        if (auto err = start(self)) {
+          fail(self, std::move(err));
+          return;
+        }
+        request_pump(self);
+      }
+      if (st.cfg.owner != ownership::none || st.state == projection_state::standby)
+        self->delayed_send(self, st.cfg.lease_retry_interval, lease_atom_v);
+    },
     [self](pump_atom) {
       self->state.pump_scheduled = false;
       pump(self);
@@ -616,7 +912,8 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       if (events.empty())
         return {n, uint64_t{0}};
       st.head = std::max(st.head, events.back().global_position);
-      if (st.state == projection_state::error)
+      if (st.state == projection_state::error
+          || st.state == projection_state::standby)
         return {n, uint64_t{0}};
       if (st.catching_up
           || st.queue.size() + events.size() > st.cfg.max_live_queue) {
@@ -661,6 +958,7 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       st.position = 0;
       st.page_end = 0;
       st.saved_position = -1;
+      st.stored_position = 0;
       st.processed = 0;
       st.queue.clear();
       st.catching_up = true;

@@ -92,10 +92,18 @@ public:
 private:
   caf::expected<caf::actor> current(const std::string& name);
 
+  /// What the coordinator needs to report on a projection whose actor is
+  /// down: where its checkpoint lives and the feed it follows.
+  struct entry {
+    checkpoint_store_ptr checkpoints;
+    event_store_ptr store;
+  };
+
   caf::actor_system& sys_;
   caf::actor supervisor_;
   mutable std::mutex mtx_;
   std::vector<std::string> names_;
+  std::map<std::string, entry> entries_;
 };
 
 } // namespace es

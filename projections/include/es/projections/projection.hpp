@@ -42,6 +42,16 @@ public:
   /// Whether `handle` blocks (disk, network): its actor then runs on its
   /// own thread.
   virtual bool blocking() const;
+
+  /// The registry that defines the event types the application knows, if
+  /// the projection has one. With a registry, an event of a stream the
+  /// projection follows whose type (and version) the registry does not
+  /// know is not skipped like an event the projection never asked for: it
+  /// fails with `unknown_event_type` under the error policy (dead letter or
+  /// stop), and is counted. The streams it follows are those of the
+  /// subscription's `aggregate_types` filter, or else those of the
+  /// aggregate types of events it has handled.
+  virtual const event_registry* type_registry() const;
 };
 
 using projection_ptr = std::shared_ptr<projection>;
@@ -115,6 +125,8 @@ public:
   std::vector<std::string> subscribed_to() const override;
 
   caf::error handle(const recorded_event& ev) final;
+
+  const event_registry* type_registry() const override;
 
 protected:
   /// Registers the handler for `E`: `fn(const E&, const recorded_event&)`

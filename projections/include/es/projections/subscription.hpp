@@ -41,6 +41,35 @@ enum class checkpoint_mode : uint8_t {
   periodic,
 };
 
+/// What a projection does about a hole in the global feed (a position
+/// missing below the head) that does not fill within
+/// `subscription_config::hole_timeout`. The stores of this library never
+/// leave holes in normal operation; they come from damage, manual repair,
+/// partial restores or erasure.
+enum class hole_policy : uint8_t {
+  /// Stop with `store_errc::feed_hole` naming the missing positions (the
+  /// default): an operator decides.
+  stop,
+  /// Step over it, logging a warning and counting it in
+  /// `projection_status::holes_skipped`.
+  skip,
+};
+
+/// How a projection actor makes sure it is the only one applying its
+/// projection, in this process or any other.
+enum class ownership : uint8_t {
+  /// Hold the projection's lease (`checkpoint_store::try_lease`) while
+  /// running; while another instance holds it, wait as a standby
+  /// (`projection_state::standby`), trying again every
+  /// `lease_retry_interval`, and take over once it is free (the default).
+  standby,
+  /// Hold the lease, or stop at once with `store_errc::lease_held`.
+  exclusive,
+  /// No lease; only the compare-and-set on checkpoint writes keeps two
+  /// instances from applying the same positions.
+  none,
+};
+
 /// Only aggregates whose id hashes to `index` modulo `count`.
 struct partition_spec {
   uint32_t index = 0;
@@ -94,6 +123,21 @@ struct subscription_config {
   /// The checkpoint's name; by default the projection's name, with
   /// "#index/count" for partitions.
   std::string checkpoint_name;
+  /// How long a hole in the feed may stay before `on_hole` applies, and how
+  /// often the store is read again meanwhile. Holes are seen where the
+  /// projection reads every position: transactional projections, and
+  /// others that read the feed unfiltered.
+  caf::timespan hole_timeout = std::chrono::seconds(2);
+  caf::timespan hole_retry_interval = std::chrono::milliseconds(100);
+  hole_policy on_hole = hole_policy::stop;
+  /// Single ownership (see `ownership`). Whatever the mode, every
+  /// checkpoint write is a compare-and-set on the position this instance
+  /// last read or wrote: when another instance moved it, the write (and a
+  /// transactional batch with it) fails and this instance stops applying.
+  ownership owner = ownership::standby;
+  /// How often a standby tries to take the lease, and how often a holder
+  /// checks that it still has it.
+  caf::timespan lease_retry_interval = std::chrono::seconds(1);
 };
 
 enum class projection_state : uint8_t {
@@ -103,6 +147,8 @@ enum class projection_state : uint8_t {
   paused,
   stopped,
   error,
+  /// Another instance holds the projection's lease; this one waits.
+  standby,
 };
 
 const char* to_string(projection_state x);
@@ -126,13 +172,21 @@ struct projection_status {
   int64_t last_processed_at_us = -1;
   error_stats errors;
   health_status health;
+  /// Holes in the feed stepped over under `hole_policy::skip`.
+  uint64_t holes_skipped = 0;
+  /// Events of streams it follows whose type the registry does not know.
+  uint64_t unknown_events = 0;
+  /// Why it stopped or waits (a hole, a lost lease, the error that ended
+  /// it); empty while all is well.
+  std::string detail;
 
   template <class Inspector>
   friend typename Inspector::result_type
   inspect(Inspector& f, projection_status& x) {
     return f(caf::meta::type_name("es.projection_status"), x.name, x.state,
              x.position, x.head, x.lag_events, x.lag_seconds,
-             x.events_processed, x.last_processed_at_us, x.errors, x.health);
+             x.events_processed, x.last_processed_at_us, x.errors, x.health,
+             x.holes_skipped, x.unknown_events, x.detail);
   }
 };
 
