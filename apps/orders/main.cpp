@@ -282,6 +282,12 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
     std::printf("  %-28s %10llu  first: %s\n", "commands failed",
                 static_cast<unsigned long long>(all.failed),
                 all.first_failure.c_str());
+  if (auto n = w->commands_abandoned.load(); n > 0)
+    std::printf("  %-28s %10llu  (their plan failed or the run stopped)\n",
+                "commands not sent", static_cast<unsigned long long>(n));
+  if (w->stopped.load())
+    std::printf("  stopped early on an infrastructure failure: %s\n",
+                w->stop_reason.c_str());
   std::printf("  %-28s %10.0f  (%.2f s)\n", "commands/s",
               static_cast<double>(all.latencies_us.size()) / seconds, seconds);
   std::printf("  %-28s %10.0f us\n", "command latency p50", pct(0.50));
@@ -321,7 +327,9 @@ caf::expected<size_t> verify_summary_view(es::event_store& store,
     return std::move(cp.error());
   auto at = *cp ? (*cp)->position : 0;
   order_summary expected{make_registry()};
-  if (auto err = expected.catch_up(store, at))
+  // Events that cannot be read were reported with the log's replay.
+  std::vector<caf::error> unreadable;
+  if (auto err = expected.catch_up(store, at, &unreadable))
     return err;
   auto actual = v.summary->rows();
   if (!actual)
@@ -396,8 +404,11 @@ caf::expected<size_t> verify_customer_view(es::event_store& store,
   size_t lost = 0;
   es::read_all_options opts;
   auto res = es::for_each_in_feed(store, opts, [&](es::recorded_event& ev) {
-    if (processed->count(ev.event_id) > 0)
-      return expected.apply(ev);
+    if (processed->count(ev.event_id) > 0) {
+      // An unreadable event was reported with the log's replay.
+      static_cast<void>(expected.apply(ev));
+      return caf::error{};
+    }
     if (ev.global_position <= at && waiting.count(ev.event_id) == 0
         && std::find(types.begin(), types.end(), ev.event_type) != types.end()
         && ++lost <= 10)
@@ -434,10 +445,17 @@ int verify(const orders_config& cfg) {
   }
   auto registry = make_registry();
   order_summary rm{registry};
-  if (auto err = rm.catch_up(**store)) {
+  // Every event that cannot be read is reported; the others are checked.
+  std::vector<caf::error> bad;
+  if (auto err = rm.catch_up(**store, std::numeric_limits<int64_t>::max(),
+                             &bad)) {
     std::cerr << "orders: cannot replay the log: " << es::describe(err) << "\n";
     return 1;
   }
+  for (size_t i = 0; i < bad.size() && i < 100; ++i)
+    std::printf("  bad event: %s\n", es::describe(bad[i]).c_str());
+  if (bad.size() > 100)
+    std::printf("  ... and %zu more bad events\n", bad.size() - 100);
   auto head = (*store)->head_position();
   if (!head) {
     std::cerr << "orders: " << es::describe(head.error()) << "\n";
@@ -486,6 +504,7 @@ int verify(const orders_config& cfg) {
   } else {
     std::printf("  no read models at %s: not checked\n", path.c_str());
   }
+  differences += bad.size();
   std::printf("verified %zu orders, %lld events: ", rows.size(),
               static_cast<long long>(*head));
   if (differences == 0) {
@@ -514,7 +533,7 @@ int show(const orders_config& cfg, const std::string& id_text) {
   auto err = es::for_each_in_stream(
     **store, agg.stream(), {}, [&](es::recorded_event& ev) -> caf::error {
       if (auto err = agg.apply_stored(ev))
-        return err;
+        return es::in_event_context(err, ev);
       const auto& s = agg.state();
       std::printf("  v%-3lld #%-6lld %s  %-15s %s\n",
                   static_cast<long long>(ev.aggregate_version),

@@ -13,7 +13,7 @@ caf::error order_summary::apply(const es::recorded_event& ev) {
     return caf::none;
   auto decoded = registry_->decode(ev);
   if (!decoded)
-    return std::move(decoded.error());
+    return es::in_event_context(decoded.error(), ev);
   auto& row = rows_[ev.aggregate_id];
   auto& lines = lines_[ev.aggregate_id];
   if (auto* created = decoded->as<order_created>()) {
@@ -47,16 +47,22 @@ caf::error order_summary::apply(const es::recorded_event& ev) {
   return caf::none;
 }
 
-caf::error order_summary::catch_up(es::event_store& store, int64_t up_to) {
+caf::error order_summary::catch_up(es::event_store& store, int64_t up_to,
+                                   std::vector<caf::error>* bad) {
   es::read_all_options opts;
   opts.after_position = last_position();
   opts.max_count = 1000;
-  auto res
-    = es::for_each_in_feed(store, opts, [this, up_to](es::recorded_event& ev) {
-        if (ev.global_position > up_to)
-          return caf::error{};
-        return apply(ev);
-      });
+  auto res = es::for_each_in_feed(
+    store, opts, [this, up_to, bad](es::recorded_event& ev) {
+      if (ev.global_position > up_to)
+        return caf::error{};
+      auto err = apply(ev);
+      if (err && bad != nullptr) {
+        bad->push_back(std::move(err));
+        return caf::error{};
+      }
+      return err;
+    });
   if (!res)
     return std::move(res.error());
   return caf::none;

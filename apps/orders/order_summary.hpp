@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <vector>
 #include <mutex>
 #include <string>
 
@@ -32,13 +33,17 @@ class order_summary {
 public:
   explicit order_summary(std::shared_ptr<const es::event_registry> registry);
 
-  /// Applies one event. Errors: the registry's decoding errors.
+  /// Applies one event. Errors: the registry's decoding errors, naming
+  /// the event (`es::in_event_context`).
   caf::error apply(const es::recorded_event& ev);
 
   /// Replays the store's feed from the last applied position, up to
-  /// `up_to` (the whole feed by default).
+  /// `up_to` (the whole feed by default). Stops at the first event that
+  /// fails, unless `bad` is given: then each failing event's error is added
+  /// there, the event is left out, and the replay goes on.
   caf::error catch_up(es::event_store& store,
-                      int64_t up_to = std::numeric_limits<int64_t>::max());
+                      int64_t up_to = std::numeric_limits<int64_t>::max(),
+                      std::vector<caf::error>* bad = nullptr);
 
   std::map<es::uuid, summary_row> rows() const;
   std::map<order_status, size_t> counts_by_status() const;

@@ -2,6 +2,7 @@
 
 #include "es/actors/errors.hpp"
 #include "es/actors/type_ids.hpp"
+#include "es/supervision/classifier.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -116,6 +117,13 @@ using client_actor = caf::stateful_actor<client_state>;
 void next(client_actor* self, caf::actor region, std::shared_ptr<workload> w,
           size_t index, caf::actor done) {
   auto& st = self->state;
+  if (w->stopped.load()) {
+    if (st.has_plan && st.step < w->plans[st.plan].commands.size())
+      w->commands_abandoned += w->plans[st.plan].commands.size() - st.step;
+    self->send(done, caf::ok_atom::value, static_cast<uint64_t>(index));
+    self->quit();
+    return;
+  }
   if (!st.has_plan || st.step >= w->plans[st.plan].commands.size()) {
     st.plan = w->next_plan.fetch_add(1);
     st.step = 0;
@@ -144,6 +152,17 @@ void next(client_actor* self, caf::actor region, std::shared_ptr<workload> w,
     } else {
       if (report.failed++ == 0)
         report.first_failure = es::describe(*err);
+      // The plan's later commands assumed this one took effect.
+      auto& st = self->state;
+      auto left = w->plans[st.plan].commands.size() - st.step;
+      w->commands_abandoned += left;
+      st.step += left;
+      if (es::error_classifier{}.classify(*err).category
+          == es::error_category::infrastructure) {
+        std::lock_guard guard{w->stop_mtx};
+        if (!w->stopped.exchange(true))
+          w->stop_reason = es::describe(*err);
+      }
     }
     w->commands_done.fetch_add(1, std::memory_order_relaxed);
     next(self, region, w, index, done);

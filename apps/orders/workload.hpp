@@ -8,6 +8,7 @@
 #include "order_summary.hpp"
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -50,12 +51,23 @@ struct workload {
   std::atomic<uint64_t> commands_done{0};
   uint64_t total_commands = 0;
   std::vector<client_report> reports;
+  /// Set by the first infrastructure failure (a full disk, a lost
+  /// database): clients then take no new plans.
+  std::atomic<bool> stopped{false};
+  std::mutex stop_mtx;
+  std::string stop_reason;
+  /// Commands not sent because their plan's earlier command failed, or the
+  /// workload stopped.
+  std::atomic<uint64_t> commands_abandoned{0};
 };
 
 /// Spawns client number `index`: it takes plans from `w` one at a time,
 /// sends their commands to `region` one after the other, records results in
 /// `w->reports[index]`, and sends `(caf::ok_atom, uint64_t index)` to
-/// `done` when no plan is left.
+/// `done` when no plan is left. A command that fails for a reason other
+/// than a business rule ends its plan (the later commands would only be
+/// rejected for what did not happen); an infrastructure failure stops the
+/// whole workload.
 caf::actor spawn_client(caf::actor_system& sys, caf::actor region,
                         std::shared_ptr<workload> w, size_t index,
                         caf::actor done);
