@@ -78,7 +78,9 @@ struct projection_actor_state {
   /// was first seen.
   int64_t hole_from = 0;
   int64_t hole_to = 0;
-  std::chrono::steady_clock::time_point hole_seen;
+  /// Re-reads made for it so far: `hole_timeout` is counted in re-read
+  /// intervals, so deterministic tests run on the scheduler's clock.
+  int64_t hole_waits = 0;
   uint64_t holes_skipped = 0;
   uint64_t unknown_events = 0;
   /// Why the projection stopped or waits.
@@ -564,18 +566,19 @@ bool read_page(projection_actor* self) {
 /// whether the projection may go on now (the hole was skipped).
 bool on_hole(projection_actor* self, int64_t from, int64_t to) {
   auto& st = self->state;
-  auto now = std::chrono::steady_clock::now();
   auto range = std::to_string(from)
                + (to > from ? " to " + std::to_string(to) : std::string{});
   if (st.hole_from != from) {
     st.hole_from = from;
     st.hole_to = to;
-    st.hole_seen = now;
+    st.hole_waits = 0;
     log(log_level::warning, "projection " + st.checkpoint_name + ": position "
                               + range + " missing from the feed; waiting for "
                               + "it before deciding");
   }
-  if (now - st.hole_seen < st.cfg.hole_timeout) {
+  auto interval = std::max(st.cfg.hole_retry_interval, caf::timespan{1});
+  if (st.hole_waits * interval.count() < st.cfg.hole_timeout.count()) {
+    ++st.hole_waits;
     st.detail = "waiting for position " + range + ", missing from the feed";
     // Read the store again later (nothing else happens meanwhile).
     st.queue.clear();
