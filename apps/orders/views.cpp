@@ -75,6 +75,19 @@ const es::event_registry* order_summary_view::type_registry() const {
   return registry_.get();
 }
 
+std::vector<std::string> order_summary_view::tables() const {
+  return {"order_summary", "order_lines"};
+}
+
+caf::error order_summary_view::create_tables(sql_transaction& tx) {
+  return create_summary_tables(tx);
+}
+
+std::shared_ptr<es::transactional_projection>
+order_summary_view::with_db(es::read_model_db_ptr db) const {
+  return std::make_shared<order_summary_view>(std::move(db), registry_);
+}
+
 std::string order_summary_view::name() const {
   return projection_name;
 }

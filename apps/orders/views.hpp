@@ -41,6 +41,14 @@ public:
 
   const es::event_registry* type_registry() const override;
 
+  /// Rebuilt in a shadow database and swapped in (`orders rebuild`).
+  std::vector<std::string> tables() const override;
+
+  caf::error create_tables(es::sql_transaction& tx) override;
+
+  std::shared_ptr<es::transactional_projection>
+  with_db(es::read_model_db_ptr db) const override;
+
   /// Every row, read in a transaction of its own.
   caf::expected<std::map<es::uuid, summary_row>> rows();
 

@@ -5,6 +5,8 @@
 #include "es/supervision/errors.hpp"
 #include "es/supervision/type_ids.hpp"
 
+#include "es/store/log.hpp"
+
 #include <caf/scoped_actor.hpp>
 
 #include <thread>
@@ -62,7 +64,7 @@ caf::error projection_coordinator::add(projection_ptr proj,
         return caf::make_error(store_errc::invalid_argument,
                                "a projection named " + name + " runs already");
     names_.push_back(name);
-    entries_[name] = entry{cfg.checkpoints, cfg.store};
+    entries_[name] = entry{cfg.checkpoints, cfg.store, proj, cfg};
   }
   auto factory = [proj, cfg](caf::actor_system& sys) {
     return spawn_projection_actor(sys, proj, cfg);
@@ -241,6 +243,15 @@ caf::error projection_coordinator::rebuild(
   const std::string& name,
   const std::function<void(const rebuild_progress&)>& progress,
   std::chrono::milliseconds timeout, std::chrono::milliseconds every) {
+  entry e;
+  {
+    std::lock_guard guard{mtx_};
+    if (auto i = entries_.find(name); i != entries_.end())
+      e = i->second;
+  }
+  if (auto* tp = dynamic_cast<transactional_projection*>(e.proj.get());
+      tp != nullptr && !tp->tables().empty())
+    return rebuild_in_shadow(name, e, progress, timeout, every);
   auto a = current(name);
   if (!a)
     return std::move(a.error());
@@ -272,6 +283,159 @@ caf::error projection_coordinator::rebuild(
                              "the rebuild of " + name + " did not finish");
     std::this_thread::sleep_for(every);
   }
+}
+
+namespace {
+
+/// The status of an actor that is not supervised (the shadow).
+caf::expected<projection_status> status_of(caf::actor_system& sys,
+                                           const caf::actor& a) {
+  caf::scoped_actor self{sys};
+  caf::expected<projection_status> result{caf::error{}};
+  self->request(a, std::chrono::seconds(30), status_atom_v)
+    .receive(
+      [&](projection_status& s) {
+        result = std::move(s);
+      },
+      [&](caf::error& err) {
+        result = std::move(err);
+      });
+  return result;
+}
+
+/// Ends `a` and waits until it is gone (its last transaction done).
+void stop_and_wait(caf::actor_system& sys, const caf::actor& a) {
+  caf::scoped_actor self{sys};
+  self->monitor(a);
+  self->send_exit(a, caf::exit_reason::user_shutdown);
+  self->receive([](const caf::down_msg&) {},
+                caf::after(std::chrono::seconds(60)) >> [] {});
+}
+
+/// A name usable in a file or schema name.
+std::string tag_of(const std::string& name) {
+  std::string result = "rebuild_";
+  for (char c : name)
+    result += ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9'))
+                ? c
+                : '_';
+  return result.substr(0, 40);
+}
+
+} // namespace
+
+caf::error projection_coordinator::rebuild_in_shadow(
+  const std::string& name, const entry& e,
+  const std::function<void(const rebuild_progress&)>& progress,
+  std::chrono::milliseconds timeout, std::chrono::milliseconds every) {
+  auto& live = static_cast<transactional_projection&>(*e.proj);
+  // One rebuild of this projection at a time, in any process.
+  auto rebuilding = e.checkpoints->try_lease(name + "@rebuild");
+  if (!rebuilding)
+    return caf::error{rebuilding.error().code(), rebuilding.error().category(),
+                      caf::make_message("a rebuild of " + name
+                                        + " is already running: "
+                                        + describe(rebuilding.error()))};
+  auto shadow_db = live.db().open_shadow(tag_of(name));
+  if (!shadow_db)
+    return std::move(shadow_db.error());
+  auto discard = [&] {
+    if (auto err = (*shadow_db)->discard())
+      log(log_level::warning, "the shadow of " + name
+                                + " was not removed: " + describe(err));
+  };
+  auto shadow = live.with_db(*shadow_db);
+  if (!shadow) {
+    discard();
+    return caf::make_error(store_errc::invalid_argument,
+                           name + " names its tables but cannot run on "
+                                  "another database (with_db)");
+  }
+  if (auto err = (*shadow_db)->transact([&](sql_transaction& tx) {
+        return shadow->create_tables(tx);
+      })) {
+    discard();
+    return err;
+  }
+  auto cfg = e.cfg;
+  cfg.bus = caf::actor{};
+  cfg.checkpoints = (*shadow_db)->checkpoints();
+  cfg.dead_letters = (*shadow_db)->dead_letters();
+  cfg.start = start_from::beginning;
+  cfg.owner = ownership::none;
+  cfg.poll_interval = std::min(cfg.poll_interval, caf::timespan{every});
+  cfg.checkpoint_name = name;
+  auto worker = spawn_projection_actor(sys_, shadow, cfg);
+  auto started = std::chrono::steady_clock::now();
+  auto deadline = started + timeout;
+  // Waits until the shadow reached `target`, reporting progress.
+  auto catch_up = [&](int64_t target) -> caf::error {
+    for (;;) {
+      auto s = status_of(sys_, worker);
+      if (!s)
+        return std::move(s.error());
+      auto secs = std::chrono::duration<double>(
+                    std::chrono::steady_clock::now() - started)
+                    .count();
+      if (progress)
+        progress(rebuild_progress{
+          std::min(s->position, target), target,
+          secs > 0 ? static_cast<double>(s->position) / secs : 0});
+      if (s->state == projection_state::error)
+        return caf::make_error(supervision_errc::too_many_errors,
+                               "the rebuild of " + name + " stopped: "
+                                 + s->detail);
+      if (s->position >= target)
+        return caf::none;
+      if (std::chrono::steady_clock::now() >= deadline)
+        return caf::make_error(store_errc::timeout,
+                               "the rebuild of " + name + " did not finish");
+      // Polling a status: the projection reports progress, nothing
+      // signals completion.
+      std::this_thread::sleep_for(every);
+    }
+  };
+  auto fail = [&](caf::error err) {
+    stop_and_wait(sys_, worker);
+    discard();
+    return err;
+  };
+  auto head = e.store->head_position();
+  if (!head)
+    return fail(std::move(head.error()));
+  if (auto err = catch_up(*head))
+    return fail(std::move(err));
+  // The live projection stops applying; the shadow takes the last events.
+  auto a = current(name);
+  if (a)
+    if (auto err = ask_bool(sys_, *a, pause_atom_v))
+      a = caf::expected<caf::actor>{std::move(err)};
+  auto resume = [&] {
+    if (a)
+      static_cast<void>(ask_bool(sys_, *a, resume_atom_v));
+  };
+  head = e.store->head_position();
+  if (!head) {
+    resume();
+    return fail(std::move(head.error()));
+  }
+  if (auto err = catch_up(*head)) {
+    resume();
+    return fail(std::move(err));
+  }
+  stop_and_wait(sys_, worker);
+  if (auto err = live.db().replace_from(**shadow_db, live.tables(), name)) {
+    resume();
+    discard();
+    return err;
+  }
+  discard();
+  // The live projection goes on from the rebuilt model's checkpoint.
+  if (a)
+    if (auto err = ask_bool(sys_, *a, reload_atom_v))
+      return err;
+  return caf::none;
 }
 
 std::vector<child_status> projection_coordinator::supervision() {

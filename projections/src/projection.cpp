@@ -285,6 +285,19 @@ caf::error transactional_projection::reset() {
   });
 }
 
+std::vector<std::string> transactional_projection::tables() const {
+  return {};
+}
+
+caf::error transactional_projection::create_tables(sql_transaction&) {
+  return caf::none;
+}
+
+std::shared_ptr<transactional_projection>
+transactional_projection::with_db(read_model_db_ptr) const {
+  return nullptr;
+}
+
 bool transactional_projection::blocking() const {
   return true;
 }

@@ -971,6 +971,21 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       request_pump(self);
       return true;
     },
+    [self](reload_atom) -> caf::result<bool> {
+      // The read model was replaced underneath (a shadow rebuild swapped
+      // in): start again from the stored checkpoint, unpaused.
+      auto& st = self->state;
+      st.paused = false;
+      st.attempt = 0;
+      if (st.state == projection_state::error)
+        st.state = projection_state::starting;
+      if (st.state == projection_state::standby)
+        return true;
+      if (auto err = start(self))
+        return err;
+      request_pump(self);
+      return true;
+    },
     [self](replay_atom, const recorded_event& ev) -> caf::result<void> {
       auto err = detail::call_handler([&] {
         return self->state.proj->handle(ev);

@@ -137,6 +137,21 @@ public:
     return inner_->dead_letters();
   }
 
+  caf::expected<read_model_db_ptr>
+  open_shadow(const std::string& tag) override {
+    return inner_->open_shadow(tag);
+  }
+
+  caf::error replace_from(read_model_db& shadow,
+                          const std::vector<std::string>& tables,
+                          const std::string& name) override {
+    return inner_->replace_from(shadow, tables, name);
+  }
+
+  caf::error discard() override {
+    return inner_->discard();
+  }
+
   std::atomic<int> fail_call_{-1};
   std::atomic<int> calls_{0};
 

@@ -266,6 +266,17 @@ connection::open(const postgres_config& cfg) {
   std::unique_ptr<connection> result{new connection(conn)};
   result->backend_pid_ = PQbackendPID(conn);
   std::string setup = "SET client_min_messages = warning;";
+  if (!cfg.schema.empty()) {
+    char* quoted
+      = PQescapeIdentifier(conn, cfg.schema.data(), cfg.schema.size());
+    if (quoted == nullptr)
+      return make_store_error(store_errc::invalid_argument,
+                              "cannot quote schema name " + cfg.schema);
+    setup += " SET search_path TO ";
+    setup += quoted;
+    setup += ";";
+    PQfreemem(quoted);
+  }
   if (cfg.statement_timeout.count() > 0)
     setup += " SET statement_timeout = "
              + std::to_string(cfg.statement_timeout.count()) + ";";

@@ -184,7 +184,146 @@ public:
     return dead_letters_;
   }
 
+  caf::expected<read_model_db_ptr>
+  open_shadow(const std::string& tag) override {
+    if (auto err = check_name(tag))
+      return err;
+    std::string schema;
+    {
+      std::lock_guard guard{mtx_};
+      if (auto err = reconnect())
+        return err;
+      auto current = conn_->exec("SELECT current_schema()::text");
+      if (!current)
+        return std::move(current.error());
+      schema = current->text(0, 0) + "_" + tag;
+      auto q = quote(schema);
+      if (!q)
+        return std::move(q.error());
+      auto fresh = conn_->exec("DROP SCHEMA IF EXISTS " + *q
+                               + " CASCADE; CREATE SCHEMA " + *q);
+      if (!fresh)
+        return std::move(fresh.error());
+    }
+    auto cfg = cfg_;
+    cfg.schema = schema;
+    cfg.migrate = true;
+    return make_postgres_read_model_db(cfg);
+  }
+
+  caf::error replace_from(read_model_db& shadow,
+                          const std::vector<std::string>& tables,
+                          const std::string& name) override {
+    auto* other = dynamic_cast<pg_read_model_db*>(&shadow);
+    if (other == nullptr || other->cfg_.schema.empty())
+      return make_store_error(store_errc::invalid_argument,
+                              "the shadow is not a PostgreSQL read-model "
+                              "database from open_shadow");
+    for (const auto& t : tables)
+      if (auto err = check_name(t))
+        return err;
+    std::lock_guard guard{mtx_};
+    if (auto err = reconnect())
+      return err;
+    auto from = quote(other->cfg_.schema);
+    if (!from)
+      return std::move(from.error());
+    std::string sql = "BEGIN;";
+    for (const auto& t : tables)
+      sql += " DELETE FROM " + t + "; INSERT INTO " + t + " SELECT * FROM "
+             + *from + "." + t + ";";
+    auto literal = [&](const std::string& x) {
+      std::string r = "'";
+      for (char c : x) {
+        if (c == '\'')
+          r += '\'';
+        r += c;
+      }
+      return r + "'";
+    };
+    auto n = literal(name);
+    constexpr const char* dl_columns
+      = "projection_name, event_id, global_position, event_type,"
+        " event_data, error_message, error_context, retry_count, status,"
+        " first_failed_at, last_failed_at, resolved_at, resolved_by";
+    sql += " DELETE FROM projection_checkpoints WHERE projection_name = " + n
+           + "; INSERT INTO projection_checkpoints SELECT * FROM " + *from
+           + ".projection_checkpoints WHERE projection_name = " + n
+           + "; DELETE FROM dead_letter_queue WHERE projection_name = " + n
+           + " AND status <> 'resolved'; INSERT INTO dead_letter_queue ("
+           + dl_columns + ") SELECT " + dl_columns + " FROM " + *from
+           + ".dead_letter_queue WHERE projection_name = " + n
+           + " ON CONFLICT (projection_name, event_id) DO UPDATE SET"
+             " global_position = EXCLUDED.global_position,"
+             " event_type = EXCLUDED.event_type,"
+             " event_data = EXCLUDED.event_data,"
+             " error_message = EXCLUDED.error_message,"
+             " error_context = EXCLUDED.error_context,"
+             " retry_count = EXCLUDED.retry_count, status = EXCLUDED.status,"
+             " first_failed_at = EXCLUDED.first_failed_at,"
+             " last_failed_at = EXCLUDED.last_failed_at,"
+             " resolved_at = EXCLUDED.resolved_at,"
+             " resolved_by = EXCLUDED.resolved_by; COMMIT";
+    auto res = conn_->exec(sql);
+    if (!res) {
+      static_cast<void>(conn_->exec("ROLLBACK"));
+      return std::move(res.error());
+    }
+    return caf::none;
+  }
+
+  caf::error discard() override {
+    std::lock_guard guard{mtx_};
+    checkpoints_.reset();
+    dead_letters_.reset();
+    if (cfg_.schema.empty())
+      return make_store_error(store_errc::invalid_argument,
+                              "only a shadow read-model database is discarded");
+    if (auto err = reconnect())
+      return err;
+    auto q = quote(cfg_.schema);
+    if (!q)
+      return std::move(q.error());
+    auto res = conn_->exec("DROP SCHEMA IF EXISTS " + *q + " CASCADE");
+    conn_.reset();
+    return res ? caf::error{} : std::move(res.error());
+  }
+
 private:
+  caf::error reconnect() {
+    if (conn_ && conn_->ok())
+      return caf::none;
+    auto fresh = connection::open(cfg_);
+    if (!fresh)
+      return std::move(fresh.error());
+    conn_ = std::move(*fresh);
+    statements_.clear();
+    return caf::none;
+  }
+
+  caf::expected<std::string> quote(const std::string& ident) {
+    char* q = PQescapeIdentifier(conn_->handle(), ident.data(), ident.size());
+    if (q == nullptr)
+      return make_store_error(store_errc::invalid_argument,
+                              "cannot quote " + ident);
+    std::string result{q};
+    PQfreemem(q);
+    return result;
+  }
+
+  /// Table names and tags take part in SQL text: letters, digits and _.
+  static caf::error check_name(const std::string& x) {
+    bool ok = !x.empty() && x.size() <= 40;
+    for (char c : x)
+      ok = ok
+           && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9') || c == '_');
+    if (!ok)
+      return make_store_error(store_errc::invalid_argument,
+                              "not a plain SQL name: " + x);
+    return caf::none;
+  }
+
   static connection& own(sql_transaction& tx) {
     return static_cast<pg_tx&>(tx).conn();
   }

@@ -6,6 +6,7 @@
 #include "sqlite/schema.hpp"
 #include "sqlite/state_sql.hpp"
 
+#include <filesystem>
 #include <mutex>
 
 namespace es {
@@ -173,7 +174,130 @@ public:
     return dead_letters_;
   }
 
+  caf::expected<read_model_db_ptr>
+  open_shadow(const std::string& tag) override {
+    if (auto err = check_tag(tag))
+      return err;
+    auto path = path_ + "." + tag;
+    if (auto err = remove_files(path))
+      return err;
+    auto conn
+      = detail::sqlite::open_migrated(path, 2000, "a shadow read-model database");
+    if (!conn)
+      return std::move(conn.error());
+    return read_model_db_ptr{
+      std::make_shared<sqlite_read_model_db>(path, std::move(*conn))};
+  }
+
+  caf::error replace_from(read_model_db& shadow,
+                          const std::vector<std::string>& tables,
+                          const std::string& name) override {
+    auto* other = dynamic_cast<sqlite_read_model_db*>(&shadow);
+    if (other == nullptr)
+      return make_store_error(store_errc::invalid_argument,
+                              "the shadow is not a SQLite read-model database");
+    for (const auto& t : tables)
+      if (auto err = check_tag(t))
+        return err;
+    std::lock_guard guard{mtx_};
+    // ATTACH cannot run inside a transaction.
+    std::string attach = "ATTACH DATABASE '";
+    for (char c : other->path_) {
+      if (c == '\'')
+        attach += '\'';
+      attach += c;
+    }
+    attach += "' AS es_shadow";
+    if (auto err = conn_->exec(attach.c_str()))
+      return err;
+    auto err = swap_in(tables, name);
+    if (err)
+      static_cast<void>(conn_->exec("ROLLBACK"));
+    static_cast<void>(conn_->exec("DETACH DATABASE es_shadow"));
+    return err;
+  }
+
+  caf::error discard() override {
+    std::lock_guard guard{mtx_};
+    checkpoints_.reset();
+    dead_letters_.reset();
+    conn_.reset();
+    return remove_files(path_);
+  }
+
 private:
+  /// The statements of `replace_from`, with the shadow attached.
+  caf::error swap_in(const std::vector<std::string>& tables,
+                     const std::string& name) {
+    if (auto err = conn_->exec("BEGIN IMMEDIATE"))
+      return err;
+    for (const auto& t : tables) {
+      auto del = "DELETE FROM main." + t;
+      if (auto err = conn_->exec(del.c_str()))
+        return err;
+      auto ins = "INSERT INTO main." + t + " SELECT * FROM es_shadow." + t;
+      if (auto err = conn_->exec(ins.c_str()))
+        return err;
+    }
+    auto run = [&](const char* sql) -> caf::error {
+      auto st = conn_->prepare(sql);
+      if (!st)
+        return std::move(st.error());
+      detail::sqlite::reset_guard guard{**st};
+      (*st)->bind(1, std::string_view{name});
+      auto rc = (*st)->step();
+      if (rc != SQLITE_DONE)
+        return detail::sqlite::translate(rc, conn_->handle(),
+                                         "swapping in the rebuilt model");
+      return caf::none;
+    };
+    constexpr const char* dl_columns
+      = "projection_name, event_id, global_position, event_type,"
+        " event_data, error_message, error_context, retry_count, status,"
+        " first_failed_at, last_failed_at, resolved_at, resolved_by";
+    std::string copy_dead_letters = "INSERT OR REPLACE INTO main.dead_letter_queue (";
+    copy_dead_letters += dl_columns;
+    copy_dead_letters += ") SELECT ";
+    copy_dead_letters += dl_columns;
+    copy_dead_letters += " FROM es_shadow.dead_letter_queue"
+                         " WHERE projection_name = ?1";
+    for (const char* sql :
+         {"DELETE FROM main.projection_checkpoints WHERE projection_name = ?1",
+          "INSERT INTO main.projection_checkpoints SELECT * FROM"
+          " es_shadow.projection_checkpoints WHERE projection_name = ?1",
+          "DELETE FROM main.dead_letter_queue WHERE projection_name = ?1"
+          " AND status <> 'resolved'",
+          copy_dead_letters.c_str()})
+      if (auto err = run(sql))
+        return err;
+    return conn_->exec("COMMIT");
+  }
+
+  /// Table names and tags take part in SQL text: letters, digits and _.
+  static caf::error check_tag(const std::string& x) {
+    bool ok = !x.empty() && x.size() <= 63;
+    for (char c : x)
+      ok = ok
+           && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9') || c == '_');
+    if (!ok)
+      return make_store_error(store_errc::invalid_argument,
+                              "not a plain SQL name: " + x);
+    return caf::none;
+  }
+
+  static caf::error remove_files(const std::string& path) {
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::filesystem::remove(path + suffix, ec);
+      if (ec)
+        return make_store_error(store_errc::io_error,
+                                "cannot remove " + path + suffix + ": "
+                                  + ec.message());
+    }
+    return caf::none;
+  }
+
   static connection& own(sql_transaction& tx) {
     return static_cast<sqlite_tx&>(tx).conn();
   }

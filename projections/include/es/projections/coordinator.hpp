@@ -66,9 +66,18 @@ public:
   caf::error wait_until_caught_up(const std::string& name,
                                   std::chrono::milliseconds timeout);
 
-  /// Clears the read model and checkpoint and replays the whole feed,
-  /// calling `progress` about every `every` until it caught up or
-  /// `timeout` passed.
+  /// Builds the read model anew from the whole feed, calling `progress`
+  /// about every `every` until it caught up or `timeout` passed.
+  /// Transactional projections that name their tables and can run on
+  /// another database (`transactional_projection::tables`, `with_db`) are
+  /// rebuilt in a shadow database while the live model keeps serving and
+  /// its projection keeps running; when the shadow has caught up, the live
+  /// projection pauses, the shadow catches up with the last events, and
+  /// its tables, checkpoint and dead letters replace the live ones in one
+  /// transaction. A failed or interrupted rebuild leaves the live model as
+  /// it was (the shadow is discarded, or replaced by the next rebuild).
+  /// One rebuild of a projection runs at a time, across processes.
+  /// Other projections are cleared and replayed in place.
   caf::error
   rebuild(const std::string& name,
           const std::function<void(const rebuild_progress&)>& progress = {},
@@ -97,7 +106,16 @@ private:
   struct entry {
     checkpoint_store_ptr checkpoints;
     event_store_ptr store;
+    projection_ptr proj;
+    subscription_config cfg;
   };
+
+  /// `rebuild` into a shadow database, swapped in when caught up.
+  caf::error
+  rebuild_in_shadow(const std::string& name, const entry& e,
+                    const std::function<void(const rebuild_progress&)>& progress,
+                    std::chrono::milliseconds timeout,
+                    std::chrono::milliseconds every);
 
   caf::actor_system& sys_;
   caf::actor supervisor_;

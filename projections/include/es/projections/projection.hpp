@@ -197,6 +197,25 @@ public:
   /// The database blocks.
   bool blocking() const override;
 
+  // -- shadow rebuilds -----------------------------------------------------
+
+  /// The tables of the read model (plain SQL names). With tables and
+  /// `with_db`, `projection_coordinator::rebuild` builds the model anew in
+  /// a shadow database (`read_model_db::open_shadow`) while this one keeps
+  /// serving, and swaps it in once caught up; a rebuild that fails or is
+  /// interrupted leaves this one as it was. Without (the default), the
+  /// rebuild clears the model and replays in place.
+  virtual std::vector<std::string> tables() const;
+
+  /// Creates the read model's tables (and indexes) with the statements of
+  /// `tx`, in an empty database (the shadow).
+  virtual caf::error create_tables(sql_transaction& tx);
+
+  /// The same projection working on another database (the shadow); the
+  /// default returns nullptr (no shadow rebuilds).
+  virtual std::shared_ptr<transactional_projection>
+  with_db(read_model_db_ptr db) const;
+
 private:
   read_model_db_ptr db_;
 };

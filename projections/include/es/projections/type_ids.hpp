@@ -21,6 +21,7 @@ CAF_ADD_ATOM(es_projections, es, resume_atom, "resume")
 CAF_ADD_ATOM(es_projections, es, reset_atom, "reset")
 CAF_ADD_ATOM(es_projections, es, pump_atom, "pump")
 CAF_ADD_ATOM(es_projections, es, lease_atom, "lease")
+CAF_ADD_ATOM(es_projections, es, reload_atom, "reload")
 
 CAF_END_TYPE_ID_BLOCK(es_projections)
 

@@ -23,6 +23,9 @@ struct postgres_config {
   /// The name the store's sessions show in pg_stat_activity and server logs
   /// unless the DSN sets `application_name`.
   std::string application_name = "eventsource";
+  /// When set, sessions work in this schema (`SET search_path`), whatever
+  /// the DSN says.
+  std::string schema;
   /// Connections for reads (opened on demand, kept while idle).
   size_t read_connections = 4;
   /// Most append requests committed together in one transaction.

@@ -96,6 +96,30 @@ public:
   /// read-model database on the same SQLite file or PostgreSQL schema.
   virtual checkpoint_store_ptr checkpoints() = 0;
   virtual dead_letter_store_ptr dead_letters() = 0;
+
+  // -- shadow rebuilds (see projection_coordinator::rebuild) -----------------
+
+  /// Opens an empty database of the same kind next to this one, named by
+  /// `tag` ([A-Za-z0-9_] only), for a read model to be rebuilt into while
+  /// this one keeps serving: on SQLite the file `<path>.<tag>`, on
+  /// PostgreSQL the schema `<schema>_<tag>` of the same database. Whatever
+  /// was there before is removed first.
+  [[nodiscard]] virtual caf::expected<std::shared_ptr<read_model_db>>
+  open_shadow(const std::string& tag) = 0;
+
+  /// In one transaction of this database, replaces the rows of `tables`
+  /// with those of the same tables in `shadow` (opened by `open_shadow`),
+  /// and the checkpoint and unresolved dead letters of projection `name`
+  /// with those `shadow` holds for it. The tables must have the same
+  /// columns in both. On error nothing changed.
+  [[nodiscard]] virtual caf::error
+  replace_from(read_model_db& shadow, const std::vector<std::string>& tables,
+               const std::string& name)
+    = 0;
+
+  /// Removes this database (a shadow: its file or its schema); the object
+  /// is unusable afterwards.
+  [[nodiscard]] virtual caf::error discard() = 0;
 };
 
 using read_model_db_ptr = std::shared_ptr<read_model_db>;
