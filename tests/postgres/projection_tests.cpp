@@ -10,6 +10,7 @@
 
 #include "pg_fixture.hpp"
 #include "read_model_helpers.hpp"
+#include "shadow_rebuild_checks.hpp"
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -197,4 +198,21 @@ TEST_CASE("on PostgreSQL, a checkpoint write waiting for a concurrent one "
   CHECK(cas_rows(*a, "b") == 0);
   CHECK(cas_rows(*a, "a") == 5);
   CHECK(cas_position(*b) == 5);
+}
+
+TEST_CASE("on PostgreSQL, a read model is rebuilt in a shadow schema and "
+          "swapped in",
+          "[postgres][projections][rebuild]") {
+  postgres_fixture fx;
+  auto store = fx.open();
+  auto schema = fx.schemas.back();
+  check_shadow_rebuilds(store, read_model_next_to_store(fx), [&] {
+    return fx.admin.value("SELECT count(*) FROM pg_namespace WHERE nspname = '"
+                          + schema + "_rebuild_sums'")
+           != "0";
+  });
+  // Dropped with the fixture's schemas otherwise.
+  std::string msg;
+  fx.admin.try_exec("DROP SCHEMA IF EXISTS " + schema + "_rebuild_sums CASCADE",
+                    msg);
 }
