@@ -743,7 +743,8 @@ projection_status make_status(projection_actor* self) {
   if (auto head = st.cfg.store->head_position())
     st.head = std::max(st.head, *head);
   s.head = st.head;
-  s.lag_events = std::max<int64_t>(0, st.head - st.position);
+  // From the position reported (a standby's is the holder's).
+  s.lag_events = std::max<int64_t>(0, st.head - s.position);
   if (s.lag_events > 0 && st.last_event_time)
     s.lag_seconds
       = std::chrono::duration<double>(now_utc() - *st.last_event_time).count();
