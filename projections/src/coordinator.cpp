@@ -139,10 +139,13 @@ projection_coordinator::status(const std::string& name) {
     s.lag_events = s.head - s.position;
     bool restarting = false;
     for (const auto& c : supervision())
-      if (c.name == name
-          && (c.state == child_state::restarting
-              || c.state == child_state::running))
-        restarting = true;
+      if (c.name == name) {
+        restarting = c.state == child_state::restarting
+                     || c.state == child_state::running;
+        // The supervisor knows why the actor went down.
+        if (!c.last_error.empty())
+          s.detail = c.last_error;
+      }
     if (restarting) {
       s.state = projection_state::starting;
       s.health.level = health_level::warnings;

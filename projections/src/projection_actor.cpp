@@ -269,6 +269,7 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
   if (is_environment_failure(c)) {
     // Not the event's fault: it stays unapplied (no dead letter, no
     // skip), and the projection stops until the cause is fixed.
+    info.stopped = true;
     st.tracker->record(info);
     st.state = projection_state::error;
     st.detail = "stopped on an infrastructure error, nothing skipped or "
@@ -289,6 +290,7 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
     }
     info.sent_to_dlq = true;
   }
+  info.stopped = strategy == error_strategy::stop;
   st.tracker->record(info);
   if (strategy == error_strategy::stop || !st.tracker->should_continue()) {
     st.state = projection_state::error;

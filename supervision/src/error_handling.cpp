@@ -39,7 +39,7 @@ void error_tracker::record(error_info info) {
   ++stats_.total;
   if (info.sent_to_dlq)
     ++stats_.sent_to_dlq;
-  else
+  else if (!info.stopped)
     ++stats_.skipped;
   ++stats_.by_category[to_string(info.classification.category)];
   auto type = info.message.substr(0, info.message.find(':'));

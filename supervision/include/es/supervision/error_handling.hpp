@@ -63,12 +63,15 @@ struct error_info {
   uint32_t attempts = 1;
   bool sent_to_dlq = false;
   timestamp at;
+  /// The subscription stopped at this event: it was neither dead-lettered
+  /// nor skipped.
+  bool stopped = false;
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, error_info& x) {
     return f(caf::meta::type_name("es.error_info"), x.event_id, x.event_type,
              x.global_position, x.message, x.classification, x.attempts,
-             x.sent_to_dlq, x.at);
+             x.sent_to_dlq, x.at, x.stopped);
   }
 };
 
