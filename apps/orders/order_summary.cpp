@@ -1,5 +1,9 @@
 #include "order_summary.hpp"
 
+#include "es/store/errors.hpp"
+
+#include <string>
+
 namespace orders {
 
 order_summary::order_summary(std::shared_ptr<const es::event_registry> registry)
@@ -52,10 +56,24 @@ caf::error order_summary::catch_up(es::event_store& store, int64_t up_to,
   es::read_all_options opts;
   opts.after_position = last_position();
   opts.max_count = 1000;
+  // Positions are dense: a gap means events are missing from the log.
+  auto previous = opts.after_position;
   auto res = es::for_each_in_feed(
-    store, opts, [this, up_to, bad](es::recorded_event& ev) {
+    store, opts, [this, up_to, bad, &previous](es::recorded_event& ev) {
       if (ev.global_position > up_to)
         return caf::error{};
+      if (bad != nullptr && ev.global_position > previous + 1) {
+        auto from = std::to_string(previous + 1);
+        auto to = std::to_string(ev.global_position - 1);
+        bad->push_back(es::make_store_error(
+          es::store_errc::corrupt_database,
+          (from == to ? "position " + from + " is"
+                      : "positions " + from + " to " + to + " are")
+            + " missing from the log (deleted, or a partly restored "
+              "backup?); the next is "
+            + es::describe_event(ev)));
+      }
+      previous = ev.global_position;
       auto err = apply(ev);
       if (err && bad != nullptr) {
         bad->push_back(std::move(err));

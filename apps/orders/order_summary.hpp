@@ -40,7 +40,10 @@ public:
   /// Replays the store's feed from the last applied position, up to
   /// `up_to` (the whole feed by default). Stops at the first event that
   /// fails, unless `bad` is given: then each failing event's error is added
-  /// there, the event is left out, and the replay goes on.
+  /// there, the event is left out, and the replay goes on; each run of
+  /// global positions missing from the feed (a deleted row, a partly
+  /// restored log) is added there as a `corrupt_database` error naming the
+  /// positions and the event after them.
   caf::error catch_up(es::event_store& store,
                       int64_t up_to = std::numeric_limits<int64_t>::max(),
                       std::vector<caf::error>* bad = nullptr);
