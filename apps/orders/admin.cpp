@@ -255,6 +255,50 @@ int dlq_purge(const orders_config& cfg, views& v) {
   return 0;
 }
 
+/// After a rebuild: the events of `projection` waiting in the dead-letter
+/// queue are not in the read model, so the rebuild did not give the model
+/// the log describes. Names the first of them; returns the exit code.
+int report_dead_letters(views& v, const std::string& projection) {
+  auto stats = v.db->dead_letters()->stats();
+  if (!stats) {
+    std::cerr << "orders: " << es::describe(stats.error()) << "\n";
+    return 1;
+  }
+  auto i = stats->by_projection.find(projection);
+  if (i == stats->by_projection.end() || i->second == 0)
+    return 0;
+  std::printf("  but %lld event%s in the dead-letter queue of %s, not in "
+              "its read model:\n",
+              static_cast<long long>(i->second),
+              i->second == 1 ? " is" : "s are", projection.c_str());
+  constexpr size_t shown = 10;
+  size_t listed = 0;
+  for (auto state :
+       {es::dead_letter_status::failed, es::dead_letter_status::retrying}) {
+    es::dead_letter_query q;
+    q.projection = projection;
+    q.status = state;
+    q.limit = shown - listed;
+    auto entries = v.db->dead_letters()->list(q);
+    if (!entries) {
+      std::cerr << "orders: " << es::describe(entries.error()) << "\n";
+      return 1;
+    }
+    for (const auto& e : *entries)
+      std::printf("    #%lld %s at position %lld (event %s): %s\n",
+                  static_cast<long long>(e.id), e.event_type.c_str(),
+                  static_cast<long long>(e.global_position),
+                  e.event_id.to_string().c_str(), e.error_message.c_str());
+    listed += entries->size();
+    if (listed >= shown)
+      break;
+  }
+  std::printf("  (`orders dlq list --projection=%s` shows them; fix the "
+              "events or the projection, then `orders dlq replay all`)\n",
+              projection.c_str());
+  return 1;
+}
+
 } // namespace
 
 int status(const orders_config& cfg) {
@@ -379,7 +423,7 @@ int rebuild(caf::actor_system& sys, const orders_config& cfg,
                 "queue\n",
                 static_cast<unsigned long long>(st->errors.total),
                 static_cast<unsigned long long>(st->errors.sent_to_dlq));
-  return 0;
+  return report_dead_letters(v, projection);
 }
 
 } // namespace orders

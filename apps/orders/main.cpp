@@ -51,7 +51,8 @@ commands:
   dlq resolve ID       mark a dead letter resolved by hand (--by)
   dlq purge            delete resolved entries (--older-than-days)
   rebuild PROJECTION   clear a read model and replay the whole log into it,
-                       with a progress bar
+                       with a progress bar; exit 1 if events of it are
+                       left in the dead-letter queue
 
 Options can also be set in caf-application.ini (section [global]).
 )";
