@@ -7,6 +7,8 @@
 #include "es/actors/store_actor.hpp"
 #include "es/bus/in_process_bus.hpp"
 #include "es/store/codec.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/state_stores.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -25,6 +27,7 @@
 #include <limits>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace orders {
@@ -101,6 +104,35 @@ std::string key_text(const std::string& x) {
   return x;
 }
 
+/// The name of the views' run lease (see `hold_views`).
+constexpr const char* run_lease_name = "orders run";
+
+/// Takes the views' run lease, waiting up to `timeout` while another
+/// `orders run` holds it. Each projection has a lease of its own, so two
+/// runs started together could each take one and then wait for the other's
+/// for good; holding the views for the whole run keeps a second run from
+/// starting anything until the first has ended (or died).
+caf::expected<es::projection_lease_ptr>
+hold_views(const views& v, const std::string& path,
+           std::chrono::milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  bool told = false;
+  for (;;) {
+    auto lease = v.db->checkpoints()->try_lease(run_lease_name);
+    if (lease || !es::has_code(lease.error(), es::store_errc::lease_held)
+        || clock_type::now() >= deadline)
+      return lease;
+    if (!told) {
+      std::printf("another orders run is using the views %s (%s); waiting "
+                  "as a standby until it ends\n",
+                  path.c_str(), es::error_description(lease.error()).c_str());
+      std::fflush(stdout);
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 /// Compares two maps row by row, printing the first few differences.
 template <class Key, class Row>
 size_t compare_rows(const char* what, const std::map<Key, Row>& expected,
@@ -147,6 +179,12 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
     cfg.store.c_str(), views_path(cfg).c_str(),
     static_cast<long long>(cfg.orders), static_cast<long long>(cfg.clients),
     cfg.fail_cancellations ? ", customer_stats failing on cancellations" : "");
+  auto held = hold_views(*v, views_path(cfg), std::chrono::minutes(10));
+  if (!held) {
+    std::cerr << "orders: cannot hold the views for this run: "
+              << es::describe(held.error()) << "\n";
+    return 1;
+  }
   auto before = v->db->checkpoints()->load(order_summary_view::projection_name);
   auto head = (*store)->head_position();
   if (!before || !head) {
