@@ -14,6 +14,20 @@
 
 namespace orders {
 
+namespace {
+
+/// `err` (same category and code) with its description prefixed by
+/// `what`, so that a damaged file is named: the store and the views are
+/// both SQLite files and fail with the same words.
+caf::error in_file_context(const caf::error& err, const std::string& what) {
+  auto desc = es::error_description(err);
+  return caf::error{
+    err.code(), err.category(),
+    caf::make_message(what + ": " + (desc.empty() ? es::describe(err) : desc))};
+}
+
+} // namespace
+
 orders_config::orders_config() {
   opt_group{custom_options_, "global"}
     .add(orders, "orders", "new orders to create in a run (default 2000)")
@@ -77,7 +91,10 @@ caf::expected<es::event_store_ptr> open_store(const orders_config& cfg,
                                   + " (run `orders run` first)");
   if (path.has_parent_path())
     std::filesystem::create_directories(path.parent_path());
-  return es::make_sqlite_event_store(sc);
+  auto store = es::make_sqlite_event_store(sc);
+  if (!store)
+    return in_file_context(store.error(), "event store " + sc.path);
+  return store;
 }
 
 std::string views_path(const orders_config& cfg) {
@@ -104,7 +121,10 @@ caf::expected<views> open_views(const orders_config& cfg, bool must_exist) {
   std::filesystem::path p{path};
   if (p.has_parent_path())
     std::filesystem::create_directories(p.parent_path());
-  return open_views(path, make_registry(), cfg.fail_cancellations);
+  auto v = open_views(path, make_registry(), cfg.fail_cancellations);
+  if (!v)
+    return in_file_context(v.error(), "read-model database " + path);
+  return v;
 }
 
 void remove_temporary_views(const orders_config& cfg) {

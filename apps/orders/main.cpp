@@ -133,6 +133,18 @@ hold_views(const views& v, const std::string& path,
   }
 }
 
+/// `err` from waiting for projection `name`, with the projection's own
+/// account of why it stopped (its status detail: a hole, the failing
+/// event) when the error does not carry it.
+std::string describe_stop(es::projection_coordinator& pc,
+                          const std::string& name, const caf::error& err) {
+  auto text = es::describe(err);
+  auto st = pc.status(name);
+  if (st && !st->detail.empty() && text.find(st->detail) == std::string::npos)
+    text += " (" + st->detail + ")";
+  return text;
+}
+
 /// Compares two maps row by row, printing the first few differences.
 template <class Key, class Row>
 size_t compare_rows(const char* what, const std::map<Key, Row>& expected,
@@ -212,7 +224,9 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   if (auto err = projections.wait_until_caught_up(
         order_summary_view::projection_name, std::chrono::minutes(10))) {
     std::cerr << "orders: the order summary did not catch up: "
-              << es::describe(err) << "\n";
+              << describe_stop(projections, order_summary_view::projection_name,
+                               err)
+              << "\n";
     return 1;
   }
   auto recovered = v->summary->rows();
@@ -274,8 +288,8 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
                            customer_stats_view::projection_name})
     if (auto err
         = projections.wait_until_caught_up(name, std::chrono::minutes(2))) {
-      std::cerr << "orders: projection " << name
-                << " did not catch up: " << es::describe(err) << "\n";
+      std::cerr << "orders: projection " << name << " did not catch up: "
+                << describe_stop(projections, name, err) << "\n";
       caught_up = false;
     }
   auto all = merge(w->reports);
@@ -527,7 +541,7 @@ int verify(const orders_config& cfg) {
   // The read models, against the log up to their checkpoints.
   auto path = views_path(cfg);
   if (std::filesystem::exists(path)) {
-    auto v = open_views(path, registry, false);
+    auto v = open_views(cfg, true);
     if (!v) {
       std::cerr << "orders: " << es::describe(v.error()) << "\n";
       return 1;
