@@ -168,7 +168,7 @@ int dlq_replay(caf::actor_system& sys, const orders_config& cfg,
               << "\n";
     return 1;
   }
-  auto dla = es::spawn_dead_letter_actor(sys, v.db->dead_letters());
+  auto dla = es::spawn_dead_letter_actor(sys, v.db->dead_letters(), store);
   caf::scoped_actor self{sys};
   size_t resolved = 0;
   size_t failed = 0;

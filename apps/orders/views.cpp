@@ -110,15 +110,31 @@ caf::error order_summary_view::handle(sql_transaction& tx,
   sql_value version{ev.aggregate_version};
   if (auto* created = decoded->as<order_created>())
     return tx.exec("INSERT INTO order_summary (order_id, customer, status,"
-                   " version) VALUES (?1, ?2, 'draft', ?3)",
+                   " version) VALUES (?1, ?2, 'draft', ?3)"
+                   " ON CONFLICT (order_id) DO NOTHING",
                    {id, sql_value{created->customer}, version});
-  // Every other event updates the row the creation made.
-  auto found
-    = tx.query("SELECT 1 FROM order_summary WHERE order_id = ?1", {id});
+  // Every other event updates the row the creation made, in stream order:
+  // an event the row already has changes nothing (a replay), and one that
+  // does not follow the row's version is refused, so a late dead-letter
+  // replay never moves a row backwards (replay the earlier entries first,
+  // or rebuild).
+  auto found = tx.query("SELECT version FROM order_summary WHERE order_id = ?1",
+                        {id});
   if (!found)
     return std::move(found.error());
   if (found->empty())
     return missing_row(ev, "order_summary");
+  auto at = es::sql_int(found->front().at(0)).value_or(0);
+  if (ev.aggregate_version <= at)
+    return caf::none;
+  if (ev.aggregate_version != at + 1)
+    return caf::make_error(
+      es::store_errc::invalid_argument,
+      "order_summary: order " + ev.aggregate_id.to_string() + " is at version "
+        + std::to_string(at) + "; version "
+        + std::to_string(ev.aggregate_version)
+        + " does not follow (the events between are missing from the view: "
+          "replay them first, or rebuild)");
   caf::error err;
   if (auto* added = decoded->as<item_added>()) {
     err

@@ -613,8 +613,9 @@ void schedule_tick(projection_actor* self) {
   if (st.tick_scheduled)
     return;
   caf::timespan delay
-    = st.cfg.bus ? st.cfg.checkpoint_interval
-                 : std::min(st.cfg.poll_interval, st.cfg.checkpoint_interval);
+    = st.cfg.bus
+        ? std::min(st.cfg.store_check_interval, st.cfg.checkpoint_interval)
+        : std::min(st.cfg.poll_interval, st.cfg.checkpoint_interval);
   st.tick_scheduled = true;
   self->delayed_send(self, delay, tick_atom_v);
 }
@@ -719,8 +720,7 @@ void pump(projection_actor* self) {
     request_pump(self);
     return;
   }
-  if (!st.cfg.bus || st.cfg.checkpointing == checkpoint_mode::periodic)
-    schedule_tick(self);
+  schedule_tick(self);
 }
 
 /// Queues a pump after the messages already waiting, so a burst of
@@ -902,9 +902,16 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
         fail(self, std::move(err));
         return;
       }
-      // Following the store: look for new events.
+      // Following the store: look for new events. With a bus, events
+      // written by other processes show only in the store's head.
       if (!st.cfg.bus && st.queue.empty())
         st.catching_up = true;
+      if (st.cfg.bus && st.queue.empty() && !st.catching_up
+          && st.state == projection_state::live)
+        if (auto head = st.cfg.store->head_position(); head && *head > st.position) {
+          st.head = std::max(st.head, *head);
+          st.catching_up = true;
+        }
       pump(self);
     },
     [self](retry_atom) {

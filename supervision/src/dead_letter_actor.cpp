@@ -19,7 +19,8 @@ caf::result<T> lift(caf::expected<T>&& x) {
 }
 
 caf::behavior dead_letter_impl(caf::event_based_actor* self,
-                               dead_letter_store_ptr store) {
+                               dead_letter_store_ptr store,
+                               event_store_ptr events) {
   return {
     [store](dlq_add_atom, const dead_letter& entry) -> caf::result<int64_t> {
       return lift(store->add(entry));
@@ -62,8 +63,8 @@ caf::behavior dead_letter_impl(caf::event_based_actor* self,
     [store](dlq_purge_atom, int64_t seconds) -> caf::result<int64_t> {
       return lift(store->purge_resolved(std::chrono::seconds{seconds}));
     },
-    [self, store](dlq_replay_atom, int64_t id,
-                  const caf::actor& projection) -> caf::result<bool> {
+    [self, store, events](dlq_replay_atom, int64_t id,
+                          const caf::actor& projection) -> caf::result<bool> {
       auto entry = store->get(id);
       if (!entry)
         return std::move(entry.error());
@@ -73,6 +74,15 @@ caf::behavior dead_letter_impl(caf::event_based_actor* self,
       auto ev = decode_recorded_event((*entry)->event_data);
       if (!ev)
         return std::move(ev.error());
+      // The event as the log holds it now: an operator may have repaired
+      // it since it failed.
+      if (events) {
+        auto current = events->find_event(ev->event_id);
+        if (!current)
+          return std::move(current.error());
+        if (*current)
+          *ev = std::move(**current);
+      }
       if (auto marked = store->mark_retrying(id); !marked)
         return std::move(marked.error());
       auto rp = self->make_response_promise<bool>();
@@ -102,8 +112,10 @@ caf::behavior dead_letter_impl(caf::event_based_actor* self,
 } // namespace
 
 caf::actor spawn_dead_letter_actor(caf::actor_system& sys,
-                                   dead_letter_store_ptr store) {
-  return sys.spawn<caf::detached>(dead_letter_impl, std::move(store));
+                                   dead_letter_store_ptr store,
+                                   event_store_ptr events) {
+  return sys.spawn<caf::detached>(dead_letter_impl, std::move(store),
+                                  std::move(events));
 }
 
 } // namespace es

@@ -56,7 +56,8 @@ public:
     ro.max_count = opts_.page_size;
     auto err = for_each_in_stream(*store_, result->stream(), ro,
                                   [&](recorded_event& ev) {
-                                    return result->apply_stored(ev);
+                                    return in_event_context(
+                                      result->apply_stored(ev), ev);
                                   });
     if (err)
       return err;

@@ -90,6 +90,9 @@ struct subscription_config {
   /// `poll_interval`.
   caf::actor bus;
   caf::timespan poll_interval = std::chrono::milliseconds(100);
+  /// With a bus, how often the actor still looks at the store's head: other
+  /// processes write events that never reach this process's bus.
+  caf::timespan store_check_interval = std::chrono::seconds(1);
   start_from start = start_from::checkpoint;
   int64_t start_position = 0;
   /// Applied on top of the projection's `subscribed_to`.

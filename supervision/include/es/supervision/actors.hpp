@@ -1,6 +1,7 @@
 // Supervision as actors: retrying wrapper, supervisor, dead-letter actor.
 #pragma once
 
+#include "es/store/event_store.hpp"
 #include "es/store/state_stores.hpp"
 #include "es/supervision/classifier.hpp"
 #include "es/supervision/retry.hpp"
@@ -91,10 +92,14 @@ supervise(caf::actor_system& sys, const caf::actor& supervisor,
 /// - `(dlq_stats_atom) -> dead_letter_stats`
 /// - `(dlq_purge_atom, int64_t older_than_seconds) -> int64_t`
 /// - `(dlq_replay_atom, int64_t id, caf::actor projection) -> bool`: marks
-///   the entry retrying, sends the stored event to the projection as
+///   the entry retrying, sends the event to the projection as
 ///   `(replay_atom, recorded_event)`, and on success marks it resolved by
-///   "replay"; on failure the entry records the new failure.
+///   "replay"; on failure the entry records the new failure. With `events`,
+///   the event is read from the log again (so a repaired event is replayed
+///   as repaired); otherwise, and when the log no longer has it, the copy
+///   kept in the entry is.
 caf::actor spawn_dead_letter_actor(caf::actor_system& sys,
-                                   dead_letter_store_ptr store);
+                                   dead_letter_store_ptr store,
+                                   event_store_ptr events = nullptr);
 
 } // namespace es
