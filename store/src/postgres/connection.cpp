@@ -233,7 +233,7 @@ std::vector<const char*> params::pointers() const {
 // -- connection ---------------------------------------------------------------
 
 caf::expected<std::unique_ptr<connection>>
-connection::open(const postgres_config& cfg) {
+connection::open(const postgres_config& cfg, std::string_view extra_setup) {
   // Keyword/value arrays let the DSN (string or URI) win over our defaults
   // and leave everything else to libpq's environment variables.
   std::string timeout = std::to_string(cfg.connect_timeout.count());
@@ -266,6 +266,7 @@ connection::open(const postgres_config& cfg) {
   std::unique_ptr<connection> result{new connection(conn)};
   result->backend_pid_ = PQbackendPID(conn);
   std::string setup = "SET client_min_messages = warning;";
+  setup += extra_setup;
   if (!cfg.schema.empty()) {
     char* quoted
       = PQescapeIdentifier(conn, cfg.schema.data(), cfg.schema.size());

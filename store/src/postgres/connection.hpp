@@ -162,8 +162,10 @@ class connection {
 public:
   /// Connects and applies session settings. Errors: `connection_failed`,
   /// `authentication_failed`, `unknown_database`.
+  /// `extra_setup` holds more statements for the session (each ending with
+  /// a semicolon).
   static caf::expected<std::unique_ptr<connection>>
-  open(const postgres_config& cfg);
+  open(const postgres_config& cfg, std::string_view extra_setup = {});
 
   ~connection();
   connection(const connection&) = delete;

@@ -4,8 +4,9 @@
 
 namespace es::detail::pg {
 
-pool::pool(postgres_config cfg, size_t max_idle)
-  : cfg_(std::move(cfg)), max_idle_(max_idle) {
+pool::pool(postgres_config cfg, size_t max_idle, std::string session_setup)
+  : cfg_(std::move(cfg)), max_idle_(max_idle),
+    session_setup_(std::move(session_setup)) {
   // nop
 }
 
@@ -23,7 +24,7 @@ caf::expected<pool::lease> pool::take() {
                               "not reconnecting yet after: "
                                 + error_description(last_error_));
   }
-  auto conn = connection::open(cfg_);
+  auto conn = connection::open(cfg_, session_setup_);
   std::lock_guard guard{mtx_};
   if (!conn) {
     // Only failures that a retry can cure start a backoff.

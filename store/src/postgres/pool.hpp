@@ -18,7 +18,9 @@ namespace es::detail::pg {
 /// fast with the last error, which is retryable).
 class pool {
 public:
-  pool(postgres_config cfg, size_t max_idle);
+  /// `session_setup`: statements run on each new connection (see
+  /// `connection::open`).
+  pool(postgres_config cfg, size_t max_idle, std::string session_setup = {});
 
   /// Returns a connection to the pool when it goes out of scope.
   class lease {
@@ -56,6 +58,7 @@ private:
 
   postgres_config cfg_;
   size_t max_idle_;
+  std::string session_setup_;
   std::mutex mtx_;
   std::vector<std::unique_ptr<connection>> idle_;
   std::chrono::steady_clock::time_point retry_after_{};
