@@ -16,4 +16,9 @@ caf::error make_checkpoint_conflict(const std::string& projection,
                                     int64_t expected_position,
                                     std::optional<int64_t> found_position);
 
+/// Checks that `name` can stand in SQL text as is (a table, a schema or a
+/// file tag of a shadow read model): 1 to `max_size` letters, digits and
+/// underscores. Returns `invalid_argument` otherwise.
+caf::error check_plain_sql_name(const std::string& name, size_t max_size);
+
 } // namespace es::detail

@@ -63,6 +63,20 @@ caf::error make_checkpoint_conflict(const std::string& projection,
   return make_store_error(store_errc::checkpoint_conflict, std::move(msg));
 }
 
+caf::error check_plain_sql_name(const std::string& name, size_t max_size) {
+  bool ok = !name.empty() && name.size() <= max_size;
+  for (char c : name)
+    ok = ok
+         && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+             || (c >= '0' && c <= '9') || c == '_');
+  if (!ok)
+    return make_store_error(store_errc::invalid_argument,
+                            "not a plain SQL name of at most "
+                              + std::to_string(max_size)
+                              + " letters, digits and _: " + name);
+  return caf::none;
+}
+
 } // namespace detail
 
 // -- recorded events as JSON --------------------------------------------------

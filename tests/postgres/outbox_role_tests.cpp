@@ -13,6 +13,39 @@
 using namespace es;
 using namespace es::test;
 
+namespace {
+
+/// A least-privilege role made by the shipped script for the fixture's last
+/// schema (as the owner), dropped with the schema at the end.
+struct app_role {
+  pg_admin& admin;
+  std::string name = "es_app_" + uuid::random().to_string().substr(0, 8);
+  std::string schema;
+
+  explicit app_role(postgres_fixture& fx)
+    : admin(fx.admin), schema(fx.schemas.back()) {
+    std::string cmd = "psql -q -v ON_ERROR_STOP=1 -v role=" + name
+                      + " -v schema=" + schema + " -f " + ES_ROLE_SCRIPT + " \""
+                      + pg_test_dsn() + "\"";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+  }
+
+  ~app_role() {
+    std::string msg;
+    admin.try_exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE", msg);
+    admin.try_exec("DROP ROLE IF EXISTS " + name, msg);
+  }
+
+  /// `cfg` connecting as this role, without migrating.
+  postgres_config config(postgres_config cfg) const {
+    cfg.dsn += " user=" + name;
+    cfg.migrate = false;
+    return cfg;
+  }
+};
+
+} // namespace
+
 TEST_CASE("outbox rows are written with appends and claimed once",
           "[postgres][outbox]") {
   postgres_fixture fx;
@@ -90,26 +123,9 @@ TEST_CASE("the application role can append but not change the log",
   postgres_fixture fx;
   auto cfg = fx.fresh_config();
   REQUIRE(make_postgres_event_store(cfg));
-  auto role = "es_app_" + uuid::random().to_string().substr(0, 8);
-  auto schema = fx.schemas.back();
-  // Apply the shipped script as the owner.
-  std::string cmd = "psql -q -v ON_ERROR_STOP=1 -v role=" + role
-                    + " -v schema=" + schema + " -f " + ES_ROLE_SCRIPT + " \""
-                    + pg_test_dsn() + "\"";
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  struct cleanup {
-    pg_admin& admin;
-    std::string role;
-    std::string schema;
-    ~cleanup() {
-      std::string msg;
-      admin.try_exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE", msg);
-      admin.try_exec("DROP ROLE IF EXISTS " + role, msg);
-    }
-  } guard{fx.admin, role, schema};
-  postgres_config app = cfg;
-  app.dsn += " user=" + role;
-  app.migrate = false;
+  app_role role{fx};
+  auto schema = role.schema;
+  postgres_config app = role.config(cfg);
   auto store = make_postgres_event_store(app);
   REQUIRE(store);
   auto s = new_stream();
@@ -150,25 +166,9 @@ TEST_CASE("on the partitioned variant every event has its id recorded",
   auto cfg = fx.fresh_config();
   cfg.events_partitions = 4;
   REQUIRE(make_postgres_event_store(cfg));
-  auto role = "es_app_" + uuid::random().to_string().substr(0, 8);
-  auto schema = fx.schemas.back();
-  std::string cmd = "psql -q -v ON_ERROR_STOP=1 -v role=" + role
-                    + " -v schema=" + schema + " -f " + ES_ROLE_SCRIPT + " \""
-                    + pg_test_dsn() + "\"";
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  struct cleanup {
-    pg_admin& admin;
-    std::string role;
-    std::string schema;
-    ~cleanup() {
-      std::string msg;
-      admin.try_exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE", msg);
-      admin.try_exec("DROP ROLE IF EXISTS " + role, msg);
-    }
-  } guard{fx.admin, role, schema};
-  postgres_config app = cfg;
-  app.dsn += " user=" + role;
-  app.migrate = false;
+  app_role role{fx};
+  auto schema = role.schema;
+  postgres_config app = role.config(cfg);
   auto store = make_postgres_event_store(app);
   REQUIRE(store);
   auto s = new_stream();
@@ -186,12 +186,12 @@ TEST_CASE("on the partitioned variant every event has its id recorded",
     PQclear(r);
     return state;
   };
-  auto row = [&](const uuid& event_id, const uuid& aggregate_id,
-                 int64_t position) {
-    return "(" + std::to_string(position) + ", '" + event_id.to_string()
-           + "', 'ItemAdded', 1, 'Order', '" + aggregate_id.to_string()
-           + "', 1, now(), '{}')";
-  };
+  auto row
+    = [&](const uuid& event_id, const uuid& aggregate_id, int64_t position) {
+        return "(" + std::to_string(position) + ", '" + event_id.to_string()
+               + "', 'ItemAdded', 1, 'Order', '" + aggregate_id.to_string()
+               + "', 1, now(), '{}')";
+      };
   constexpr const char* columns
     = " (global_position, event_id, event_type, event_version,"
       " aggregate_type, aggregate_id, aggregate_version, occurred_at,"

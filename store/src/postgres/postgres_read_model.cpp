@@ -6,6 +6,7 @@
 #include "postgres/connection.hpp"
 #include "postgres/schema.hpp"
 #include "postgres/state_sql.hpp"
+#include "state_common.hpp"
 
 #include <mutex>
 #include <string>
@@ -311,17 +312,10 @@ private:
     return result;
   }
 
-  /// Table names and tags take part in SQL text: letters, digits and _.
+  /// Table names and tags take part in SQL text (schema names are at
+  /// most 63 bytes: the live schema's name and a tag of 40 fit).
   static caf::error check_name(const std::string& x) {
-    bool ok = !x.empty() && x.size() <= 40;
-    for (char c : x)
-      ok = ok
-           && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-               || (c >= '0' && c <= '9') || c == '_');
-    if (!ok)
-      return make_store_error(store_errc::invalid_argument,
-                              "not a plain SQL name: " + x);
-    return caf::none;
+    return detail::check_plain_sql_name(x, 40);
   }
 
   static connection& own(sql_transaction& tx) {

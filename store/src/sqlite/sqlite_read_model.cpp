@@ -5,6 +5,7 @@
 #include "sqlite/connection.hpp"
 #include "sqlite/schema.hpp"
 #include "sqlite/state_sql.hpp"
+#include "state_common.hpp"
 
 #include <filesystem>
 #include <mutex>
@@ -181,8 +182,8 @@ public:
     auto path = path_ + "." + tag;
     if (auto err = remove_files(path))
       return err;
-    auto conn
-      = detail::sqlite::open_migrated(path, 2000, "a shadow read-model database");
+    auto conn = detail::sqlite::open_migrated(path, 2000,
+                                              "a shadow read-model database");
     if (!conn)
       return std::move(conn.error());
     return read_model_db_ptr{
@@ -255,7 +256,8 @@ private:
       = "projection_name, event_id, global_position, event_type,"
         " event_data, error_message, error_context, retry_count, status,"
         " first_failed_at, last_failed_at, resolved_at, resolved_by";
-    std::string copy_dead_letters = "INSERT OR REPLACE INTO main.dead_letter_queue (";
+    std::string copy_dead_letters
+      = "INSERT OR REPLACE INTO main.dead_letter_queue (";
     copy_dead_letters += dl_columns;
     copy_dead_letters += ") SELECT ";
     copy_dead_letters += dl_columns;
@@ -273,17 +275,9 @@ private:
     return conn_->exec("COMMIT");
   }
 
-  /// Table names and tags take part in SQL text: letters, digits and _.
+  /// Table names and tags take part in SQL text.
   static caf::error check_tag(const std::string& x) {
-    bool ok = !x.empty() && x.size() <= 63;
-    for (char c : x)
-      ok = ok
-           && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-               || (c >= '0' && c <= '9') || c == '_');
-    if (!ok)
-      return make_store_error(store_errc::invalid_argument,
-                              "not a plain SQL name: " + x);
-    return caf::none;
+    return detail::check_plain_sql_name(x, 63);
   }
 
   static caf::error remove_files(const std::string& path) {
@@ -291,9 +285,9 @@ private:
     for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
       std::filesystem::remove(path + suffix, ec);
       if (ec)
-        return make_store_error(store_errc::io_error,
-                                "cannot remove " + path + suffix + ": "
-                                  + ec.message());
+        return make_store_error(store_errc::io_error, "cannot remove " + path
+                                                        + suffix + ": "
+                                                        + ec.message());
     }
     return caf::none;
   }
