@@ -141,8 +141,8 @@ void flush(writer_actor* self) {
     auto& res = results[i];
     if (!res && st.keep_events && p.attempts < st.cfg.append_retries
         && worth_retrying(res.error())) {
-      p.in_doubt
-        = p.in_doubt || has_code(res.error(), store_errc::commit_outcome_unknown);
+      p.in_doubt = p.in_doubt
+                   || has_code(res.error(), store_errc::commit_outcome_unknown);
       schedule_retry(self, std::move(p));
       continue;
     }
@@ -154,8 +154,7 @@ void flush(writer_actor* self) {
         res->deduplicated = false;
       if (st.cfg.bus && !res->deduplicated) {
         auto recs = to_recorded(p.request, std::move(p.events), *res);
-        committed.insert(committed.end(),
-                         std::make_move_iterator(recs.begin()),
+        committed.insert(committed.end(), std::make_move_iterator(recs.begin()),
                          std::make_move_iterator(recs.end()));
       }
       p.rp.deliver(std::move(*res));

@@ -500,8 +500,8 @@ int verify(const orders_config& cfg) {
   order_summary rm{registry};
   // Every event that cannot be read is reported; the others are checked.
   std::vector<caf::error> bad;
-  if (auto err = rm.catch_up(**store, std::numeric_limits<int64_t>::max(),
-                             &bad)) {
+  if (auto err
+      = rm.catch_up(**store, std::numeric_limits<int64_t>::max(), &bad)) {
     std::cerr << "orders: cannot replay the log: " << es::describe(err) << "\n";
     return 1;
   }

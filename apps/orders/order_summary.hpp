@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <limits>
 #include <map>
-#include <vector>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace orders {
 

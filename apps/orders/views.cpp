@@ -118,8 +118,8 @@ caf::error order_summary_view::handle(sql_transaction& tx,
   // does not follow the row's version is refused, so a late dead-letter
   // replay never moves a row backwards (replay the earlier entries first,
   // or rebuild).
-  auto found = tx.query("SELECT version FROM order_summary WHERE order_id = ?1",
-                        {id});
+  auto found
+    = tx.query("SELECT version FROM order_summary WHERE order_id = ?1", {id});
   if (!found)
     return std::move(found.error());
   if (found->empty())

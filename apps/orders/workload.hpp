@@ -8,10 +8,10 @@
 #include "order_summary.hpp"
 
 #include <atomic>
-#include <mutex>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <variant>
 #include <vector>

@@ -2,10 +2,9 @@
 
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
+#include "es/store/log.hpp"
 #include "es/supervision/errors.hpp"
 #include "es/supervision/type_ids.hpp"
-
-#include "es/store/log.hpp"
 
 #include <caf/scoped_actor.hpp>
 
@@ -345,15 +344,16 @@ caf::error projection_coordinator::rebuild_in_shadow(
     return std::move(shadow_db.error());
   auto discard = [&] {
     if (auto err = (*shadow_db)->discard())
-      log(log_level::warning, "the shadow of " + name
-                                + " was not removed: " + describe(err));
+      log(log_level::warning,
+          "the shadow of " + name + " was not removed: " + describe(err));
   };
   auto shadow = live.with_db(*shadow_db);
   if (!shadow) {
     discard();
     return caf::make_error(store_errc::invalid_argument,
-                           name + " names its tables but cannot run on "
-                                  "another database (with_db)");
+                           name
+                             + " names its tables but cannot run on "
+                               "another database (with_db)");
   }
   if (auto err = (*shadow_db)->transact([&](sql_transaction& tx) {
         return shadow->create_tables(tx);
@@ -378,8 +378,8 @@ caf::error projection_coordinator::rebuild_in_shadow(
       auto s = status_of(sys_, worker);
       if (!s)
         return std::move(s.error());
-      auto secs = std::chrono::duration<double>(
-                    std::chrono::steady_clock::now() - started)
+      auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                                - started)
                     .count();
       if (progress)
         progress(rebuild_progress{
@@ -387,8 +387,8 @@ caf::error projection_coordinator::rebuild_in_shadow(
           secs > 0 ? static_cast<double>(s->position) / secs : 0});
       if (s->state == projection_state::error)
         return caf::make_error(supervision_errc::too_many_errors,
-                               "the rebuild of " + name + " stopped: "
-                                 + s->detail);
+                               "the rebuild of " + name
+                                 + " stopped: " + s->detail);
       if (s->position >= target)
         return caf::none;
       if (std::chrono::steady_clock::now() >= deadline)

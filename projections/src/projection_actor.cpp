@@ -816,9 +816,9 @@ bool acquire(projection_actor* self) {
   if (has_code(lease.error(), store_errc::lease_held)
       && st.cfg.owner == ownership::standby) {
     if (st.state != projection_state::standby)
-      log(log_level::info, "projection " + st.checkpoint_name
-                             + " waits as a standby: "
-                             + describe(lease.error()));
+      log(log_level::info,
+          "projection " + st.checkpoint_name
+            + " waits as a standby: " + describe(lease.error()));
     st.state = projection_state::standby;
     st.detail = "standby: " + error_description(lease.error());
     return false;
@@ -888,7 +888,8 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
         }
         request_pump(self);
       }
-      if (st.cfg.owner != ownership::none || st.state == projection_state::standby)
+      if (st.cfg.owner != ownership::none
+          || st.state == projection_state::standby)
         self->delayed_send(self, st.cfg.lease_retry_interval, lease_atom_v);
     },
     [self](pump_atom) {
@@ -908,7 +909,8 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
         st.catching_up = true;
       if (st.cfg.bus && st.queue.empty() && !st.catching_up
           && st.state == projection_state::live)
-        if (auto head = st.cfg.store->head_position(); head && *head > st.position) {
+        if (auto head = st.cfg.store->head_position();
+            head && *head > st.position) {
           st.head = std::max(st.head, *head);
           st.catching_up = true;
         }

@@ -4,7 +4,6 @@
 #include "es/store/json.hpp"
 
 #include "rapidjson.hpp"
-
 #include <rapidjson/encodings.h>
 #include <rapidjson/memorystream.h>
 
@@ -197,9 +196,9 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
   return caf::none;
 }
 
-std::vector<caf::error> normalize_requests(std::vector<append_request>& requests,
-                                           const store_limits& limits,
-                                           const event_registry* registry) {
+std::vector<caf::error>
+normalize_requests(std::vector<append_request>& requests,
+                   const store_limits& limits, const event_registry* registry) {
   std::vector<caf::error> result(requests.size());
   size_t total = 0;
   for (const auto& req : requests)
@@ -291,12 +290,11 @@ check_replay(const stream_id& stream, const event_batch& events,
   for (size_t i = 0; i < found.size(); ++i) {
     const auto& ev = events[i];
     if (ev.aggregate_version != 0 && ev.aggregate_version != found[i]->version)
-      return make_store_error(store_errc::idempotency_conflict,
-                              "event " + ev.event_id.to_string()
-                                + " is stored at version "
-                                + std::to_string(found[i]->version)
-                                + ", not at version "
-                                + std::to_string(ev.aggregate_version));
+      return make_store_error(
+        store_errc::idempotency_conflict,
+        "event " + ev.event_id.to_string() + " is stored at version "
+          + std::to_string(found[i]->version) + ", not at version "
+          + std::to_string(ev.aggregate_version));
     if (content_digest(ev) != found[i]->digest)
       return make_store_error(store_errc::idempotency_conflict,
                               "event " + ev.event_id.to_string()

@@ -41,9 +41,9 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
 /// Runs `normalize_append` on every request of an `append_many` call and
 /// returns one error (or none) per request. A call larger in total than
 /// `limits.max_append_bytes` is refused as a whole.
-std::vector<caf::error> normalize_requests(std::vector<append_request>& requests,
-                                           const store_limits& limits,
-                                           const event_registry* registry);
+std::vector<caf::error>
+normalize_requests(std::vector<append_request>& requests,
+                   const store_limits& limits, const event_registry* registry);
 
 /// Bytes of an append's variable-length fields (payloads, metadata, actor
 /// ids): what the size limits count.

@@ -53,8 +53,8 @@ public:
 
   std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests) override {
-    auto invalid = detail::normalize_requests(requests, cfg_.limits,
-                                              cfg_.registry.get());
+    auto invalid
+      = detail::normalize_requests(requests, cfg_.limits, cfg_.registry.get());
     std::vector<caf::expected<append_result>> results;
     results.reserve(requests.size());
     std::unique_lock guard{mtx_};
@@ -166,9 +166,9 @@ private:
       if (i == by_id_.end())
         return std::optional<detail::stored_location>{};
       const auto& ev = log_[i->second];
-      return std::optional<detail::stored_location>{
-        detail::stored_location{ev.stream(), ev.aggregate_version,
-                                ev.global_position, detail::content_digest(ev)}};
+      return std::optional<detail::stored_location>{detail::stored_location{
+        ev.stream(), ev.aggregate_version, ev.global_position,
+        detail::content_digest(ev)}};
     };
     auto replay = detail::check_replay(stream, events, lookup, true);
     if (!replay)

@@ -8,14 +8,15 @@
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+
 #include "pg_fixture.hpp"
 #include "pg_proxy.hpp"
 #include "test_events.hpp"
 #include <catch2/catch.hpp>
-
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/scoped_actor.hpp>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -24,7 +25,6 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 using namespace es;
 using namespace es::test;
@@ -52,10 +52,9 @@ void require_code(const caf::expected<T>& x, store_errc code) {
 /// Sends the same append again while it fails in a retryable way, as a
 /// caller should (the pool refuses to reconnect during its backoff), for
 /// at most ten seconds.
-caf::expected<append_result> append_retrying(event_store& store,
-                                             const stream_id& s,
-                                             expected_version expected,
-                                             const event_batch& events) {
+caf::expected<append_result>
+append_retrying(event_store& store, const stream_id& s,
+                expected_version expected, const event_batch& events) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
   for (;;) {
     auto res = store.append(s, expected, events);
@@ -87,8 +86,9 @@ struct faulty : Base {
                                      << " (start the server with "
                                         "`scripts/pg start`)");
     direct = *opened;
-    this->admin.exec("ALTER TABLE " + schema() + ".events ADD CONSTRAINT"
-                     " no_poison CHECK (event_type <> 'Poison')");
+    this->admin.exec("ALTER TABLE " + schema()
+                     + ".events ADD CONSTRAINT"
+                       " no_poison CHECK (event_type <> 'Poison')");
     auto via = cfg;
     via.dsn = proxy.dsn(cfg.dsn);
     via.migrate = false;
@@ -312,8 +312,8 @@ TEMPLATE_TEST_CASE("a commit whose reply is lost is settled from the log",
     CHECK(is_retryable(res.error()));
     // It was in fact committed; a retry with the same ids says so.
     fx.proxy.clear_rule();
-    auto again = require(append_retrying(*fx.proxied, s,
-                                          expected_version::no_stream(), x));
+    auto again = require(
+      append_retrying(*fx.proxied, s, expected_version::no_stream(), x));
     CHECK(again.deduplicated);
     CHECK(again.last_version == 2);
   }
@@ -323,8 +323,8 @@ TEMPLATE_TEST_CASE("a commit whose reply is lost is settled from the log",
     require_code(fx.proxied->append(s, expected_version::no_stream(), x),
                  store_errc::commit_outcome_unknown);
     fx.proxy.clear_rule();
-    auto again = require(append_retrying(*fx.proxied, s,
-                                          expected_version::no_stream(), x));
+    auto again = require(
+      append_retrying(*fx.proxied, s, expected_version::no_stream(), x));
     CHECK_FALSE(again.deduplicated);
     CHECK(again.last_version == 2);
   }
@@ -368,8 +368,8 @@ TEMPLATE_TEST_CASE("a lost connection after a stale head is decided again",
   TestType fx;
   auto s = new_stream();
   // The proxied store remembers head 1; the direct one moves it to 2.
-  require(fx.proxied->append(s, expected_version::no_stream(),
-                             make_batch(s, 1)));
+  require(
+    fx.proxied->append(s, expected_version::no_stream(), make_batch(s, 1)));
   require(fx.direct->append(s, expected_version::exact(1), make_batch(s, 1)));
   SECTION("a new event") {
     // The optimistic insert at version 2 hits the unique key, and the
@@ -384,8 +384,7 @@ TEMPLATE_TEST_CASE("a lost connection after a stale head is decided again",
   SECTION("the retry of a batch whose commit reply was lost") {
     // Brought up to date (version 3), the proxied store loses the reply to
     // the commit of versions 4 and 5.
-    require(
-      fx.proxied->append(s, expected_version::any(), make_batch(s, 1)));
+    require(fx.proxied->append(s, expected_version::any(), make_batch(s, 1)));
     auto x = make_batch(s, 2);
     fx.proxy.set_rule(
       then_refuse_connections(cut_before_ready_after_bind("es_write"), 1000));
@@ -396,8 +395,8 @@ TEMPLATE_TEST_CASE("a lost connection after a stale head is decided again",
     fx.proxy.clear_rule();
     require(fx.direct->append(s, expected_version::any(), make_batch(s, 1)));
     fx.proxy.set_rule(pg_rules::cut_after_error("23505"));
-    auto res = require(
-      append_retrying(*fx.proxied, s, expected_version::any(), x));
+    auto res
+      = require(append_retrying(*fx.proxied, s, expected_version::any(), x));
     CHECK(res.deduplicated);
     CHECK(res.first_version == 4);
     CHECK(res.last_version == 5);
@@ -410,8 +409,8 @@ TEMPLATE_TEST_CASE("a remembered head ahead of the log cannot skip versions",
                    "[postgres][faults]", plain, partitioned) {
   TestType fx;
   auto s = new_stream();
-  require(fx.direct->append(s, expected_version::no_stream(),
-                            make_batch(s, 3)));
+  require(
+    fx.direct->append(s, expected_version::no_stream(), make_batch(s, 3)));
   // Acknowledged data lost behind the store's back (a restore, a failover
   // to a standby that missed the last commit).
   fx.admin.exec("DELETE FROM " + fx.schema() + ".events WHERE aggregate_id = '"
@@ -452,8 +451,8 @@ TEST_CASE("notices of ended sessions go to the log, not to stderr",
   int saved = dup(2);
   dup2(fd, 2);
   auto s = new_stream();
-  require(fx.direct->append(s, expected_version::no_stream(),
-                            make_batch(s, 1)));
+  require(
+    fx.direct->append(s, expected_version::no_stream(), make_batch(s, 1)));
   fx.admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = '"
                 + fx.schema() + "'");

@@ -118,7 +118,8 @@ TEMPLATE_TEST_CASE("actor ids follow the text rules of every column",
   refuse(*store, s, with_actor(std::string(65, 'a')),
          store_errc::payload_too_large);
   // Valid UTF-8 up to the limit is stored as given.
-  auto fine = with_actor("J\xc3\xbcrgen \xf0\x9f\x98\x80 " + std::string(51, 'a'));
+  auto fine
+    = with_actor("J\xc3\xbcrgen \xf0\x9f\x98\x80 " + std::string(51, 'a'));
   REQUIRE(fine[1].actor_id.size() == 64);
   REQUIRE(store->append(s, expected_version::any(), fine));
   auto back = store->find_event(fine[1].event_id);
@@ -127,8 +128,8 @@ TEMPLATE_TEST_CASE("actor ids follow the text rules of every column",
   CHECK((*back)->actor_id == fine[1].actor_id);
 }
 
-TEMPLATE_TEST_CASE("occurred_at must lie in the years 1 to 9999",
-                   "[bad-input]", ES_CONTRACT_FIXTURES) {
+TEMPLATE_TEST_CASE("occurred_at must lie in the years 1 to 9999", "[bad-input]",
+                   ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
   auto s = new_stream();

@@ -54,8 +54,7 @@ caf::error from_state(const std::string& state, std::string msg) {
 void route_notice(void*, const char* message) {
   std::string text = trim(message == nullptr ? "" : message);
   auto serious = text.rfind("WARNING", 0) == 0 || text.rfind("ERROR", 0) == 0
-                 || text.rfind("FATAL", 0) == 0
-                 || text.rfind("PANIC", 0) == 0;
+                 || text.rfind("FATAL", 0) == 0 || text.rfind("PANIC", 0) == 0;
   log(serious ? log_level::warning : log_level::debug, "postgres: " + text);
 }
 

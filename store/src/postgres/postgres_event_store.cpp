@@ -327,8 +327,8 @@ public:
 
   std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests) override {
-    auto rejected = detail::normalize_requests(requests, cfg_.limits,
-                                               cfg_.registry.get());
+    auto rejected
+      = detail::normalize_requests(requests, cfg_.limits, cfg_.registry.get());
     detail::write_job job;
     job.requests = &requests;
     job.rejected = &rejected;
@@ -964,9 +964,9 @@ private:
       for (const auto& ev : req.events) {
         rows.add(ev);
         ++position;
-        stored[ev.event_id] = detail::stored_location{
-          req.stream, ev.aggregate_version, position,
-          detail::content_digest(ev)};
+        stored[ev.event_id]
+          = detail::stored_location{req.stream, ev.aggregate_version, position,
+                                    detail::content_digest(ev)};
         group_ids.insert(ev.event_id);
       }
       group_streams.insert(req.stream);
@@ -1101,8 +1101,7 @@ private:
       if (r->rows() > 0 && r->text(0, 0) != "t")
         return make_store_error(store_errc::timeout,
                                 "the lost session did not end within "
-                                  + std::to_string(settle_timeout_ms)
-                                  + " ms");
+                                  + std::to_string(settle_timeout_ms) + " ms");
       params marker;
       marker.add(lost.writer);
       marker.add(lost.write_id);
@@ -1188,8 +1187,7 @@ private:
         break;
       }
       auto status = PQresultStatus(r.get());
-      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK
-          && !failure) {
+      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && !failure) {
         failure = detail::pg::translate(r.get(), pg, calls[k].name);
         out.state = detail::pg::sqlstate(r.get());
         // An error the server reported for a statement before the commit
@@ -1276,15 +1274,16 @@ caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg) {
   bool partitioned = variant->text(0, 0) == "true";
   auto version = std::stoi(variant->text(0, 1));
   if (version < postgres_schema_version())
-    return make_store_error(
-      store_errc::migration_failed,
-      "the database schema is at version " + std::to_string(version)
-        + ", this library needs version "
-        + std::to_string(postgres_schema_version())
-        + ": run postgres_migrate as the schema owner");
+    return make_store_error(store_errc::migration_failed,
+                            "the database schema is at version "
+                              + std::to_string(version)
+                              + ", this library needs version "
+                              + std::to_string(postgres_schema_version())
+                              + ": run postgres_migrate as the schema owner");
   // Marks of connections long gone (see es_write_marks).
-  if (auto swept = (*conn)->exec("DELETE FROM es_write_marks"
-                                 " WHERE updated_at < now() - interval '1 day'");
+  if (auto swept
+      = (*conn)->exec("DELETE FROM es_write_marks"
+                      " WHERE updated_at < now() - interval '1 day'");
       !swept)
     return std::move(swept.error());
   return std::make_shared<postgres_event_store>(std::move(cfg), partitioned);

@@ -90,8 +90,8 @@ public:
   append_many(std::vector<append_request> requests) override {
     // Validation (JSON parsing included) runs on the caller's thread, so
     // concurrent callers validate in parallel.
-    auto rejected = detail::normalize_requests(requests, cfg_.limits,
-                                               cfg_.registry.get());
+    auto rejected
+      = detail::normalize_requests(requests, cfg_.limits, cfg_.registry.get());
     detail::write_job job;
     job.requests = &requests;
     job.rejected = &rejected;
@@ -458,7 +458,8 @@ private:
               written_ids.insert(ev.event_id);
           }
           j->results.emplace_back(std::move(res));
-          if (depends || (j->results.back() && !j->results.back()->deduplicated))
+          if (depends
+              || (j->results.back() && !j->results.back()->deduplicated))
             bound.push_back(&j->results.back());
         }
       }

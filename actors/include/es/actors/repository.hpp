@@ -54,11 +54,10 @@ public:
     auto result = create_new(id);
     read_stream_options ro;
     ro.max_count = opts_.page_size;
-    auto err = for_each_in_stream(*store_, result->stream(), ro,
-                                  [&](recorded_event& ev) {
-                                    return in_event_context(
-                                      result->apply_stored(ev), ev);
-                                  });
+    auto err = for_each_in_stream(
+      *store_, result->stream(), ro, [&](recorded_event& ev) {
+        return in_event_context(result->apply_stored(ev), ev);
+      });
     if (err)
       return err;
     if (result->version() == 0)

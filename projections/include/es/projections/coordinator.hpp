@@ -111,11 +111,10 @@ private:
   };
 
   /// `rebuild` into a shadow database, swapped in when caught up.
-  caf::error
-  rebuild_in_shadow(const std::string& name, const entry& e,
-                    const std::function<void(const rebuild_progress&)>& progress,
-                    std::chrono::milliseconds timeout,
-                    std::chrono::milliseconds every);
+  caf::error rebuild_in_shadow(
+    const std::string& name, const entry& e,
+    const std::function<void(const rebuild_progress&)>& progress,
+    std::chrono::milliseconds timeout, std::chrono::milliseconds every);
 
   caf::actor_system& sys_;
   caf::actor supervisor_;
