@@ -2,6 +2,7 @@
 
 #include "es/actors/aggregate_region.hpp"
 #include "es/actors/store_actor.hpp"
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 

@@ -1,9 +1,9 @@
 #include "postgres_scenarios.hpp"
 
+#include "es/postgres/postgres.hpp"
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/event_registry.hpp"
-#include "es/store/postgres_event_store.hpp"
-#include "es/store/sqlite_event_store.hpp"
 #include "es/store/state_stores.hpp"
 
 #include "counter.hpp"

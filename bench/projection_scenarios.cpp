@@ -1,9 +1,10 @@
 #include "projection_scenarios.hpp"
 
+#include "es/postgres/postgres.hpp"
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
-#include "es/store/postgres_event_store.hpp"
 #include "es/store/sql.hpp"
 
 #include <caf/actor_system.hpp>

@@ -1,5 +1,6 @@
 #include "store_scenarios.hpp"
 
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 

@@ -1,7 +1,8 @@
 // Store scenarios of esbench and their raw baselines.
 #pragma once
 
-#include "es/store/sqlite_event_store.hpp"
+#include "es/postgres/postgres.hpp"
+#include "es/sqlite/sqlite.hpp"
 
 #include "bench_util.hpp"
 

@@ -171,7 +171,7 @@ void flush(writer_actor* self) {
 caf::behavior store_writer(writer_actor* self, event_store_ptr store,
                            store_actor_config cfg) {
   auto& st = self->state;
-  st.keep_events = cfg.bus || store->name() != "memory";
+  st.keep_events = cfg.bus || store->blocking();
   st.store = std::move(store);
   st.cfg = std::move(cfg);
   return {
@@ -300,7 +300,7 @@ struct split_policy {
 
 store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
                               store_actor_config cfg) {
-  bool detached = cfg.detached.value_or(store->name() != "memory");
+  bool detached = cfg.detached.value_or(store->blocking());
   // Reads and snapshots need at least one reader.
   cfg.readers = std::max<size_t>(cfg.readers, 1);
   auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), split_policy{});

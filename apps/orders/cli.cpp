@@ -1,9 +1,9 @@
 #include "cli.hpp"
 
 #include "es/projections/type_ids.hpp"
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
-#include "es/store/sqlite_event_store.hpp"
 #include "es/supervision/classifier.hpp"
 
 #include <unistd.h>

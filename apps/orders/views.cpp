@@ -1,5 +1,6 @@
 #include "views.hpp"
 
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 
 #include <caf/sec.hpp>

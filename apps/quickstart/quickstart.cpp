@@ -6,7 +6,7 @@
 #include "es/actors/blocking.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/bus/in_process_bus.hpp"
-#include "es/store/sqlite_event_store.hpp"
+#include "es/sqlite/sqlite.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>

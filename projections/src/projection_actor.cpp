@@ -1039,8 +1039,8 @@ caf::actor spawn_projection_actor(caf::actor_system& sys, projection_ptr proj,
                              + std::to_string(cfg.partition.count);
   }
   bool detached = cfg.detached.value_or(
-    proj->blocking() || cfg.store->name() != "memory"
-    || cfg.checkpoints->blocking() || cfg.dead_letters->blocking());
+    proj->blocking() || cfg.store->blocking() || cfg.checkpoints->blocking()
+    || cfg.dead_letters->blocking());
   if (detached)
     return sys.spawn<caf::detached>(projection_impl, std::move(proj),
                                     std::move(cfg));

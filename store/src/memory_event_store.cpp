@@ -31,6 +31,10 @@ public:
     return "memory";
   }
 
+  bool blocking() const override {
+    return false;
+  }
+
   const store_limits& limits() const override {
     return cfg_.limits;
   }

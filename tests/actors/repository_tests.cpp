@@ -4,8 +4,8 @@
 #include "es/actors/repository.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/bus/in_process_bus.hpp"
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/memory_event_store.hpp"
-#include "es/store/sqlite_event_store.hpp"
 
 #include "account.hpp"
 #include "actor_store_fixtures.hpp"

@@ -5,6 +5,7 @@
 #include "es/actors/blocking.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/actors/type_ids.hpp"
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
 

@@ -8,8 +8,8 @@
 //   ES_SOAK_SECONDS  seconds of load (default 120; the ctest TIMEOUT is 600)
 //   ES_SOAK_SEED     replays a run's choices (the seed is printed first);
 //                    timing, and so the faults, still differ between runs
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
-#include "es/store/postgres_event_store.hpp"
 
 #include "pg_fixture.hpp"
 #include "pg_proxy.hpp"

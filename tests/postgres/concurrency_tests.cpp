@@ -1,6 +1,7 @@
 // PostgreSQL under concurrency: writers in two processes, a reader tailing
 // the feed, transactions rolled back on purpose, and an independent check of
 // what was delivered against what was acknowledged.
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 
 #include "pg_fixture.hpp"

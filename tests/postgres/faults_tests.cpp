@@ -1,5 +1,6 @@
 // PostgreSQL faults: killed connections, statement timeouts, a restarted
 // server. Errors are retryable and nothing acknowledged is lost.
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 
 #include "pg_fixture.hpp"

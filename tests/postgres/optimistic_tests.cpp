@@ -1,6 +1,7 @@
 // The optimistic append path of the PostgreSQL store: groups decided on
 // stream heads known without a lock, and decided again under the lock when
 // those heads are stale, a request would be refused, or events are replays.
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/outbox.hpp"
 

@@ -1,5 +1,6 @@
 // The outbox (claims, SKIP LOCKED, marks, cleanup) and the least-privilege
 // application role.
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/outbox.hpp"
 

@@ -3,8 +3,8 @@
 // one scripts/pg starts.
 #pragma once
 
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
-#include "es/store/postgres_event_store.hpp"
 
 #include <catch2/catch.hpp>
 #include <libpq-fe.h>

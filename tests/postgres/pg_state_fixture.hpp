@@ -2,6 +2,7 @@
 // test database, dropped afterwards (see pg_fixture.hpp).
 #pragma once
 
+#include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/sql.hpp"
 #include "es/store/state_stores.hpp"

@@ -2,8 +2,8 @@
 // database under injected failures, a declarative projection with its
 // checkpoints and dead letters there, and catch-up to live while writers
 // append.
+#include "es/postgres/postgres.hpp"
 #include "es/projections/coordinator.hpp"
-#include "es/store/postgres_event_store.hpp"
 #include "es/store/sql.hpp"
 
 #include <caf/actor_system.hpp>

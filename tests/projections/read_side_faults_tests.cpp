@@ -5,6 +5,7 @@
 // blocks, on a threaded one).
 #include "es/projections/coordinator.hpp"
 #include "es/projections/projection_actor.hpp"
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/store/sql.hpp"

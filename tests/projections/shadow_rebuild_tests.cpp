@@ -1,4 +1,5 @@
 // Shadow rebuilds of a transactional read model on SQLite.
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/memory_event_store.hpp"
 
 #include "shadow_rebuild_checks.hpp"

@@ -1,6 +1,6 @@
 // What only the SQLite adapter has: files, schema, durability settings.
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
-#include "es/store/sqlite_event_store.hpp"
 
 #include "temp_dir.hpp"
 #include "test_events.hpp"

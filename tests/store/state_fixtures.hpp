@@ -6,6 +6,7 @@
 // forked child can call them.
 #pragma once
 
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/sql.hpp"
 #include "es/store/state_stores.hpp"

@@ -1,9 +1,9 @@
 // One fixture per event store adapter, so suites run for every backend.
 #pragma once
 
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
-#include "es/store/sqlite_event_store.hpp"
 
 #include "temp_dir.hpp"
 #include <catch2/catch.hpp>

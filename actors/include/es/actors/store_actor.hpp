@@ -38,8 +38,7 @@ struct store_actor_config {
   size_t readers = 2;
   /// Run on own threads (`caf::detached`). Must be set for adapters whose
   /// calls block (SQLite, PostgreSQL); the in-memory store does not need it.
-  /// `std::nullopt` decides from the adapter's name: everything but
-  /// "memory" is treated as blocking.
+  /// `std::nullopt` asks the store (`event_store::blocking`).
   std::optional<bool> detached;
   /// When set, committed events are published to this bus actor (see
   /// `spawn_in_process_bus`) in commit order, after the commit. The writer

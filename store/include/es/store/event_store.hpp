@@ -214,6 +214,13 @@ public:
   /// Returns the adapter's name, for example "sqlite" or "memory".
   virtual std::string name() const = 0;
 
+  /// Whether calls may block on I/O (true but for the in-memory adapter):
+  /// actors calling a blocking store run on their own threads, and the
+  /// store actor keeps a copy of each append to retry it.
+  virtual bool blocking() const {
+    return true;
+  }
+
   /// Appends `events` to `stream` atomically if `expected` matches the
   /// stream's version. Events with `aggregate_version` 0 get the next
   /// versions; other versions must be the next ones. Events may leave

@@ -16,8 +16,6 @@
 
 namespace es {
 
-struct postgres_config;
-
 /// One outbox row: an event waiting to be published.
 struct outbox_entry {
   int64_t id = 0;
@@ -64,8 +62,8 @@ struct outbox_counts {
   int64_t failed = 0;
 };
 
-/// The outbox of an event store whose appends write outbox rows
-/// (`postgres_config::outbox`). Thread-safe.
+/// The outbox of an event store whose appends write outbox rows (on
+/// PostgreSQL: `postgres_config::outbox`). Thread-safe.
 class outbox {
 public:
   virtual ~outbox();
@@ -86,7 +84,6 @@ public:
 
 using outbox_ptr = std::shared_ptr<outbox>;
 
-/// The outbox of the PostgreSQL store behind `cfg`.
-caf::expected<outbox_ptr> make_postgres_outbox(const postgres_config& cfg);
+// The PostgreSQL outbox: make_postgres_outbox (es/postgres/postgres.hpp).
 
 } // namespace es

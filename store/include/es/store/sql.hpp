@@ -18,8 +18,6 @@
 
 namespace es {
 
-struct postgres_config;
-
 /// A parameter or column value.
 using sql_value = std::variant<std::monostate, int64_t, double, std::string>;
 
@@ -124,11 +122,7 @@ public:
 
 using read_model_db_ptr = std::shared_ptr<read_model_db>;
 
-/// Opens (and migrates) a SQLite read-model database.
-caf::expected<read_model_db_ptr> make_sqlite_read_model_db(std::string path);
-
-/// Opens (and migrates, if `cfg.migrate`) a PostgreSQL read-model database.
-caf::expected<read_model_db_ptr>
-make_postgres_read_model_db(const postgres_config& cfg);
+// Read-model databases: make_sqlite_read_model_db (es/sqlite/sqlite.hpp)
+// and make_postgres_read_model_db (es/postgres/postgres.hpp).
 
 } // namespace es

@@ -303,23 +303,7 @@ snapshot_store_ptr make_memory_snapshot_store();
 checkpoint_store_ptr make_memory_checkpoint_store();
 dead_letter_store_ptr make_memory_dead_letter_store();
 
-/// SQLite adapters on the event store's database file (the tables are part
-/// of its schema; the file is created and migrated if needed).
-caf::expected<snapshot_store_ptr>
-make_sqlite_snapshot_store(const std::string& path);
-caf::expected<checkpoint_store_ptr>
-make_sqlite_checkpoint_store(const std::string& path);
-caf::expected<dead_letter_store_ptr>
-make_sqlite_dead_letter_store(const std::string& path);
-
-struct postgres_config;
-
-/// PostgreSQL adapters (migrating first if `cfg.migrate`).
-caf::expected<snapshot_store_ptr>
-make_postgres_snapshot_store(const postgres_config& cfg);
-caf::expected<checkpoint_store_ptr>
-make_postgres_checkpoint_store(const postgres_config& cfg);
-caf::expected<dead_letter_store_ptr>
-make_postgres_dead_letter_store(const postgres_config& cfg);
+// The SQLite and PostgreSQL adapters: es/sqlite/sqlite.hpp and
+// es/postgres/postgres.hpp.
 
 } // namespace es

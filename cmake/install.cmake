@@ -1,0 +1,42 @@
+# Installs the framework as a CMake package (find_package(eventsource
+# COMPONENTS ...)) and a pkg-config file.
+
+include(CMakePackageConfigHelpers)
+
+get_property(_es_modules GLOBAL PROPERTY ES_MODULES)
+install(TARGETS ${_es_modules}
+        EXPORT eventsource-targets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+
+set(ES_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/eventsource)
+install(EXPORT eventsource-targets
+        NAMESPACE es::
+        DESTINATION ${ES_CMAKE_DIR})
+
+configure_package_config_file(
+  ${PROJECT_SOURCE_DIR}/cmake/eventsource-config.cmake.in
+  ${PROJECT_BINARY_DIR}/eventsource-config.cmake
+  INSTALL_DESTINATION ${ES_CMAKE_DIR})
+write_basic_package_version_file(
+  ${PROJECT_BINARY_DIR}/eventsource-config-version.cmake
+  COMPATIBILITY SameMinorVersion)
+# Debian's CAF has no CMake config: consumers find it with ours.
+install(FILES ${PROJECT_BINARY_DIR}/eventsource-config.cmake
+              ${PROJECT_BINARY_DIR}/eventsource-config-version.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/FindCAF.cmake
+        DESTINATION ${ES_CMAKE_DIR})
+
+# pkg-config: one file for everything built (the libraries are static, so
+# their drivers come along as private libraries).
+set(ES_PC_LIBS "-les_projections -les_actors -les_bus -les_supervision")
+set(ES_PC_PRIVATE "-lsqlite3 -luuid")
+if(ES_WITH_POSTGRES)
+  string(APPEND ES_PC_LIBS " -les_postgres")
+  string(APPEND ES_PC_PRIVATE " -lpq")
+endif()
+string(APPEND ES_PC_LIBS " -les_sqlite -les_store -lcaf_io -lcaf_core")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/eventsource.pc.in
+               ${PROJECT_BINARY_DIR}/eventsource.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/eventsource.pc
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,0 +1,118 @@
+// The PostgreSQL adapters: the production backend. One header for the
+// configuration and every factory: the event store, the snapshot,
+// checkpoint and dead-letter stores, read-model databases and the outbox.
+#pragma once
+
+#include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
+#include "es/store/outbox.hpp"
+#include "es/store/sql.hpp"
+#include "es/store/state_stores.hpp"
+
+#include <caf/expected.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace es {
+
+/// Configuration of the PostgreSQL adapters.
+struct postgres_config {
+  /// A libpq connection string or URI, for example
+  /// "host=db.internal dbname=app user=app sslmode=verify-full". Settings it
+  /// leaves out come from the usual libpq environment variables (PGHOST,
+  /// PGSSLMODE, PGSSLROOTCERT, ...), so TLS is configured the libpq way.
+  std::string dsn;
+  /// The name the store's sessions show in pg_stat_activity and server logs
+  /// unless the DSN sets `application_name`.
+  std::string application_name = "eventsource";
+  /// When set, sessions work in this schema (`SET search_path`), whatever
+  /// the DSN says.
+  std::string schema;
+  /// Connections for reads (opened on demand, kept while idle).
+  size_t read_connections = 4;
+  /// Most append requests committed together in one transaction.
+  size_t max_group_size = 256;
+  /// Connections (and so groups) committing at once. With more than one,
+  /// the next group is decided and sent while the previous one commits;
+  /// commits still take the position lock one after the other, so this
+  /// pays off only when round trips are long (a distant server). On a
+  /// local server one connection and `group_gather` measured best.
+  size_t writer_connections = 1;
+  /// How long the head of the queue may wait for its group to grow to the
+  /// size of the previous group before committing (0: never waits). Only
+  /// concurrent callers cause a wait: a lone caller's groups have one
+  /// request, and a group that size never waits.
+  std::chrono::microseconds group_gather{500};
+  /// Server-side limit per statement (SET statement_timeout); 0 keeps the
+  /// server's setting. Exceeding it fails the call with `timeout`.
+  std::chrono::milliseconds statement_timeout{30'000};
+  /// How long connecting may take (libpq connect_timeout) unless the DSN
+  /// sets it.
+  std::chrono::seconds connect_timeout{10};
+  /// After a connection failed, wait at least this long before trying to
+  /// connect again (doubling up to `max_reconnect_backoff`); calls in
+  /// between fail fast with `connection_failed`.
+  std::chrono::milliseconds reconnect_backoff{50};
+  std::chrono::milliseconds max_reconnect_backoff{2'000};
+  store_limits limits;
+  /// When set, appends are validated against the registry.
+  std::shared_ptr<const event_registry> registry;
+  /// Write an `event_outbox` row for each appended event, in the append's
+  /// transaction (see `postgres_outbox`).
+  bool outbox = false;
+  /// Apply pending schema migrations when a store opens.
+  bool migrate = true;
+  /// When the schema is first created: 0 for a plain events table, N > 0
+  /// for one hash-partitioned by aggregate id into N partitions (see
+  /// docs/postgres.md for the trade-offs). Ignored for existing schemas;
+  /// the store detects the variant.
+  int events_partitions = 0;
+};
+
+/// Returns the schema version this library creates and understands.
+int postgres_schema_version();
+
+/// Applies pending migrations to the database behind `cfg.dsn`. Each runs in
+/// its own transaction under an advisory lock, so concurrent callers apply
+/// each step once; running it again is harmless. Migrations run without
+/// `statement_timeout`: a step may build indexes or wait for another process
+/// applying it.
+caf::error postgres_migrate(const postgres_config& cfg);
+
+/// Opens the PostgreSQL event store (migrating first if `cfg.migrate`).
+///
+/// Appends from concurrent callers are group-committed: the caller at the
+/// head of the queue decides the queued requests together, each with its
+/// own version check and result, and writes the accepted ones in one
+/// transaction. Stream heads the store already knows (or reads without a
+/// lock) let it decide first and send the insert as one pipeline (one
+/// implicit transaction, one round trip); when a head turns out stale, or a
+/// request would be refused, the group is decided again under the position lock
+/// from fresh reads. Global positions are allocated under a row lock held until
+/// commit, so they are dense and become visible in order: the feed never skips
+/// an event.
+///
+/// Errors: `connection_failed` (retryable), `authentication_failed`,
+/// `unknown_database`, `schema_too_new`, `migration_failed`.
+caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg);
+
+/// Snapshot, checkpoint and dead-letter stores (migrating first if
+/// `cfg.migrate`).
+caf::expected<snapshot_store_ptr>
+make_postgres_snapshot_store(const postgres_config& cfg);
+caf::expected<checkpoint_store_ptr>
+make_postgres_checkpoint_store(const postgres_config& cfg);
+caf::expected<dead_letter_store_ptr>
+make_postgres_dead_letter_store(const postgres_config& cfg);
+
+/// Opens (and migrates, if `cfg.migrate`) a PostgreSQL read-model database.
+caf::expected<read_model_db_ptr>
+make_postgres_read_model_db(const postgres_config& cfg);
+
+/// The outbox of the PostgreSQL store behind `cfg`.
+caf::expected<outbox_ptr> make_postgres_outbox(const postgres_config& cfg);
+
+} // namespace es

@@ -1,0 +1,1291 @@
+#include "es/postgres/postgres.hpp"
+#include "es/store/errors.hpp"
+
+#include "append_rules.hpp"
+#include "connection.hpp"
+#include "group_commit.hpp"
+#include "pool.hpp"
+#include "schema.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace es {
+
+namespace {
+
+using detail::pg::connection;
+using detail::pg::params;
+using detail::pg::pool;
+using detail::pg::result;
+
+constexpr const char* event_columns
+  = "e.global_position, e.event_id, e.event_type, e.event_version,"
+    " e.aggregate_type, e.aggregate_id, e.aggregate_version, e.tenant_id,"
+    " e.occurred_at, e.correlation_id, e.causation_id, e.actor_id,"
+    " e.metadata, e.payload";
+
+/// Reads the event columns starting at column `c` (binary format).
+recorded_event read_event(const result& r, int row, int c) {
+  recorded_event ev;
+  ev.global_position = r.int8(row, c + 0);
+  ev.event_id = r.uuid_at(row, c + 1);
+  ev.event_type = r.text(row, c + 2);
+  ev.event_version = r.int4(row, c + 3);
+  ev.aggregate_type = r.text(row, c + 4);
+  ev.aggregate_id = r.uuid_at(row, c + 5);
+  ev.aggregate_version = r.int8(row, c + 6);
+  ev.tenant_id = r.opt_uuid(row, c + 7);
+  ev.occurred_at = r.time_at(row, c + 8);
+  ev.correlation_id = r.opt_uuid(row, c + 9);
+  ev.causation_id = r.opt_uuid(row, c + 10);
+  ev.actor_id = r.text(row, c + 11);
+  ev.metadata = r.text(row, c + 12);
+  ev.payload = r.text(row, c + 13);
+  return ev;
+}
+
+/// One statement of a pipeline.
+struct call {
+  const char* name;
+  const std::string* sql;
+  params ps;
+  bool binary = true;
+  /// This statement is the commit point (`COMMIT`).
+  bool commits = false;
+};
+
+const std::string begin_sql = "BEGIN";
+const std::string lock_sql
+  = "SELECT position FROM es_position WHERE id = 1 FOR UPDATE";
+// Heads of the group's streams (rows with a NULL event id) and the stored
+// events with the group's event ids with what identifies their content, in
+// one statement. The partitioned variant finds event ids in event_ids.
+const std::string lookup_heads_part
+  = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
+    " NULL::bigint, NULL::text, NULL::integer, NULL::text"
+    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
+const std::string lookup_partitioned_sql
+  = lookup_heads_part
+    + " UNION ALL SELECT i.event_id, i.aggregate_type, i.aggregate_id,"
+      " i.aggregate_version, NULL::uuid, i.global_position, e.event_type,"
+      " e.event_version, e.payload::text FROM event_ids i JOIN events e"
+      " ON e.aggregate_type = i.aggregate_type"
+      " AND e.aggregate_id = i.aggregate_id"
+      " AND e.aggregate_version = i.aggregate_version"
+      " WHERE i.event_id = ANY ($3::uuid[])";
+const std::string lookup_sql
+  = lookup_heads_part
+    + " UNION ALL SELECT event_id, aggregate_type, aggregate_id,"
+      " aggregate_version, NULL::uuid, global_position, event_type,"
+      " event_version, payload::text FROM events"
+      " WHERE event_id = ANY ($3::uuid[])";
+// Heads alone, read outside any transaction and without the position lock
+// (the optimistic path).
+const std::string heads_sql
+  = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id"
+    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " WHERE aggregate_type = s.t AND aggregate_id = s.i"
+    " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
+// Writes a group in one statement. `chk` looks up the predecessor of each
+// stream's first new version ($15-$17: type, id and version - 1 of each
+// stream's first row when that version is above 1; EXISTS in the select
+// list keeps them index probes, where an anti-join could scan the table):
+// with any missing,
+// the counter does not move and nothing is inserted (no row comes back),
+// so versions stay dense even when a head the writer remembered was lost
+// (a restore, a failover). Otherwise it moves the counter by $14 events
+// (taking the position lock, or keeping it on the locked path), inserts
+// the rows at the positions after the old value and returns that value.
+// Under READ COMMITTED a caller that waited for the lock sees the counter
+// as its previous holder committed it. $18 names the write and $19 the
+// writing connection: es_write_marks keeps each connection's last write,
+// so after the connection is lost the store can tell whether this write
+// committed. On the partitioned variant a trigger copies the new rows' ids
+// into event_ids.
+const std::string write_head_sql
+  = "WITH chk AS (SELECT COALESCE(bool_and(EXISTS (SELECT 1 FROM events e"
+    " WHERE e.aggregate_type = c.t AND e.aggregate_id = c.i"
+    " AND e.aggregate_version = c.v)), true) AS ok"
+    " FROM unnest($15::text[], $16::uuid[], $17::bigint[]) AS c(t, i, v)),"
+    " p AS (UPDATE es_position SET position = position + $14"
+    " WHERE id = 1 AND (SELECT ok FROM chk)"
+    " RETURNING position - $14 AS base),"
+    " t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::integer[],"
+    " $4::text[], $5::uuid[], $6::bigint[], $7::uuid[], $8::timestamptz[],"
+    " $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[])"
+    " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, occ,"
+    " corr, caus, actor, meta, payload, ord)),"
+    " ins AS (INSERT INTO events (global_position, event_id, event_type,"
+    " event_version, aggregate_type, aggregate_id, aggregate_version,"
+    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
+    " metadata, payload)"
+    " SELECT p.base + t.ord, t.id, t.etype, t.ever, t.atype, t.aid, t.aver,"
+    " t.tenant, t.occ,"
+    " t.corr, t.caus, t.actor, t.meta, t.payload::json FROM p, t),"
+    " mk AS (INSERT INTO es_write_marks (writer, last_write)"
+    " SELECT $19::uuid, $18::uuid FROM p ON CONFLICT (writer)"
+    " DO UPDATE SET last_write = EXCLUDED.last_write, updated_at = now())";
+const std::string write_sql = write_head_sql + " SELECT base FROM p";
+// The same with an outbox row per event, in the same statement.
+const std::string write_outbox_sql
+  = write_head_sql
+    + ", ob AS (INSERT INTO event_outbox (event_id, global_position,"
+      " event_type, aggregate_type, aggregate_id, tenant_id)"
+      " SELECT t.id, p.base + t.ord, t.etype, t.atype, t.aid, t.tenant"
+      " FROM p, t) SELECT base FROM p";
+const std::string commit_sql = "COMMIT";
+const std::string rollback_sql = "ROLLBACK";
+const std::string unique_violation = "23505";
+/// Most stream heads `known_heads_` keeps before it starts over.
+constexpr size_t max_known_heads = 65'536;
+/// How long settling an ambiguous commit waits for the old session to end.
+constexpr int settle_timeout_ms = 5'000;
+
+struct stream_hash {
+  size_t operator()(const stream_id& x) const noexcept {
+    return std::hash<std::string>{}(x.aggregate_type) * 31
+           ^ std::hash<uuid>{}(x.aggregate_id);
+  }
+};
+
+/// Returns whether a failed statement's SQLSTATE says the database refused
+/// the data itself (data exceptions, integrity rules other than the unique
+/// keys the store relies on, program limits): something about one request,
+/// not about the group or the connection.
+bool refuses_data(const std::string& state) {
+  if (state.size() != 5)
+    return false;
+  if (state.rfind("22", 0) == 0 || state.rfind("54", 0) == 0)
+    return true;
+  return state.rfind("23", 0) == 0 && state != unique_violation;
+}
+
+/// Collects array columns of the rows one group inserts.
+struct insert_columns {
+  // Values in binary format; an empty string in a nullable uuid column is
+  // NULL.
+  std::vector<std::string> id, etype, ever, atype, aid, aver, tenant, occ, corr,
+    caus, actor, meta, payload;
+  // Predecessors that must exist: (type, id, version) of the version
+  // before each stream's first new row, when that row is not version 1.
+  std::vector<std::string> pred_type, pred_id, pred_version;
+  std::unordered_set<stream_id, stream_hash> streams;
+
+  void add(const event_data& ev) {
+    using namespace detail::pg;
+    if (streams.insert(ev.stream()).second && ev.aggregate_version > 1) {
+      pred_type.push_back(ev.aggregate_type);
+      pred_id.push_back(binary_uuid(ev.aggregate_id));
+      pred_version.push_back(binary_int8(ev.aggregate_version - 1));
+    }
+    id.push_back(binary_uuid(ev.event_id));
+    etype.push_back(ev.event_type);
+    ever.push_back(binary_int4(ev.event_version));
+    atype.push_back(ev.aggregate_type);
+    aid.push_back(binary_uuid(ev.aggregate_id));
+    aver.push_back(binary_int8(ev.aggregate_version));
+    tenant.push_back(ev.tenant_id ? binary_uuid(*ev.tenant_id) : "");
+    // Binary timestamptz: microseconds since 2000-01-01 UTC (exact; an
+    // interval product would go through a double and lose microseconds
+    // beyond about 285 years from 1970).
+    occ.push_back(binary_int8(ev.occurred_at.time_since_epoch().count()
+                              - pg_epoch_offset_us));
+    corr.push_back(ev.correlation_id ? binary_uuid(*ev.correlation_id) : "");
+    caus.push_back(ev.causation_id ? binary_uuid(*ev.causation_id) : "");
+    actor.push_back(ev.actor_id);
+    meta.push_back(ev.metadata);
+    payload.push_back(ev.payload);
+  }
+
+  bool empty() const {
+    return id.empty();
+  }
+
+  /// Parameters of `write_sql` and `write_outbox_sql`.
+  params write_params(const uuid& write_id, const uuid& writer) const {
+    using namespace detail::pg;
+    params ps;
+    put_binary(ps, uuid_oid, id);
+    put_binary(ps, text_oid, etype);
+    put_binary(ps, int4_oid, ever);
+    put_binary(ps, text_oid, atype);
+    put_binary(ps, uuid_oid, aid);
+    put_binary(ps, int8_oid, aver);
+    put_binary(ps, uuid_oid, tenant, true);
+    put_binary(ps, timestamptz_oid, occ);
+    put_binary(ps, uuid_oid, corr, true);
+    put_binary(ps, uuid_oid, caus, true);
+    put_binary(ps, text_oid, actor);
+    put_binary(ps, text_oid, meta);
+    put_binary(ps, text_oid, payload);
+    ps.add(static_cast<int64_t>(id.size()));
+    put_binary(ps, text_oid, pred_type);
+    put_binary(ps, uuid_oid, pred_id);
+    put_binary(ps, int8_oid, pred_version);
+    ps.add(write_id);
+    ps.add(writer);
+    return ps;
+  }
+
+  /// Adds `xs` as a text-format array parameter; with `nullable`, empty
+  /// strings are NULL.
+  static void put(params& ps, const std::vector<std::string>& xs,
+                  bool nullable = false) {
+    ps.add_array(items(xs, nullable));
+  }
+
+  /// Adds a column of binary values as a binary array of `oid` elements;
+  /// with `nullable`, empty strings are NULL.
+  static void put_binary(params& ps, uint32_t oid,
+                         const std::vector<std::string>& xs,
+                         bool nullable = false) {
+    ps.add_binary_array(oid, items(xs, nullable));
+  }
+
+  static std::vector<std::optional<std::string_view>>
+  items(const std::vector<std::string>& xs, bool nullable) {
+    std::vector<std::optional<std::string_view>> result;
+    result.reserve(xs.size());
+    for (const auto& x : xs)
+      result.push_back(nullable && x.empty()
+                         ? std::nullopt
+                         : std::optional<std::string_view>{x});
+    return result;
+  }
+};
+
+/// How a pipeline ended.
+struct pipeline_result {
+  /// One result per statement that answered.
+  std::vector<result> results;
+  /// The first error, if any.
+  caf::error error;
+  /// SQLSTATE of the server's first error, if it reported one.
+  std::string state;
+  /// The server failed a statement before the commit point: the
+  /// transaction of the pipeline (its implicit one, or the explicit one it
+  /// runs in) cannot commit.
+  bool server_error = false;
+  /// The pipeline failed after something was sent and without such an
+  /// error: if it carried a commit point, the commit may have happened.
+  bool in_doubt = false;
+
+  explicit operator bool() const {
+    return !error;
+  }
+};
+
+class postgres_event_store final : public event_store {
+public:
+  postgres_event_store(postgres_config cfg, bool partitioned)
+    : cfg_(cfg), partitioned_(partitioned), readers_(cfg, cfg.read_connections),
+      // The writers' statements are the same every time but for their
+      // arrays: a plan made once serves them all, where the planner's
+      // default would plan the write statement again on every call (about
+      // 200 us here).
+      writers_(cfg, cfg.writer_connections,
+               "SET plan_cache_mode = force_generic_plan;"),
+      queue_(
+        cfg.max_group_size,
+        [this](const std::vector<detail::write_job*>& group) {
+          commit_group(group);
+        },
+        cfg.writer_connections, cfg.group_gather) {
+    // nop
+  }
+
+  std::string name() const override {
+    return "postgres";
+  }
+
+  const store_limits& limits() const override {
+    return cfg_.limits;
+  }
+
+  store_metrics metrics() const override {
+    return metrics_.snapshot();
+  }
+
+  caf::expected<append_result> append(const stream_id& stream,
+                                      expected_version expected,
+                                      event_batch events) override {
+    std::vector<append_request> requests;
+    requests.push_back(append_request{stream, expected, std::move(events)});
+    auto results = append_many(std::move(requests));
+    return std::move(results.front());
+  }
+
+  std::vector<caf::expected<append_result>>
+  append_many(std::vector<append_request> requests) override {
+    auto rejected
+      = detail::normalize_requests(requests, cfg_.limits, cfg_.registry.get());
+    detail::write_job job;
+    job.requests = &requests;
+    job.rejected = &rejected;
+    queue_.submit(job);
+    for (const auto& res : job.results)
+      metrics_.count(res);
+    return std::move(job.results);
+  }
+
+  caf::expected<stream_slice>
+  read_stream(const stream_id& stream,
+              const read_stream_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    auto count = static_cast<int64_t>(
+      std::min(opts.max_count, cfg_.limits.max_page_size));
+    bool forwards = opts.direction == read_direction::forwards;
+    constexpr auto max = std::numeric_limits<int64_t>::max();
+    int64_t from = forwards ? std::max<int64_t>(opts.from_version, 1)
+                            : (opts.from_version > 0 ? opts.from_version : max);
+    int64_t bound = forwards ? (opts.to_version > 0 ? opts.to_version : max)
+                             : std::max<int64_t>(opts.to_version, 1);
+    std::string sql = "WITH h AS (SELECT COALESCE(MAX(aggregate_version), 0)"
+                      " AS v FROM events WHERE aggregate_type = $1"
+                      " AND aggregate_id = $2::uuid) SELECT h.v, ";
+    sql += event_columns;
+    sql += forwards ? " FROM h LEFT JOIN LATERAL (SELECT * FROM events"
+                      " WHERE aggregate_type = $1 AND aggregate_id = $2::uuid"
+                      " AND aggregate_version >= $3 AND aggregate_version <= $4"
+                      " ORDER BY aggregate_version ASC LIMIT $5) e ON true"
+                      " ORDER BY e.aggregate_version ASC"
+                    : " FROM h LEFT JOIN LATERAL (SELECT * FROM events"
+                      " WHERE aggregate_type = $1 AND aggregate_id = $2::uuid"
+                      " AND aggregate_version <= $3 AND aggregate_version >= $4"
+                      " ORDER BY aggregate_version DESC LIMIT $5) e ON true"
+                      " ORDER BY e.aggregate_version DESC";
+    params ps;
+    ps.add(stream.aggregate_type);
+    ps.add(stream.aggregate_id);
+    ps.add(from);
+    ps.add(bound);
+    ps.add(count);
+    auto r = with_reader([&](connection& c) {
+      return c.run(forwards ? "es_read_stream_fwd" : "es_read_stream_bwd", sql,
+                   ps, true);
+    });
+    if (!r)
+      return std::move(r.error());
+    stream_slice slice;
+    for (int row = 0; row < r->rows(); ++row) {
+      slice.stream_version = r->int8(row, 0);
+      if (!r->is_null(row, 1))
+        slice.events.push_back(read_event(*r, row, 1));
+    }
+    if (slice.events.empty()) {
+      slice.end_of_stream = true;
+      slice.next_version = from;
+      return slice;
+    }
+    auto last = slice.events.back().aggregate_version;
+    if (forwards) {
+      slice.next_version
+        = last < std::numeric_limits<int64_t>::max() ? last + 1 : last;
+      slice.end_of_stream = last >= std::min(bound, slice.stream_version);
+    } else {
+      slice.next_version = last - 1;
+      slice.end_of_stream = last <= bound;
+    }
+    return slice;
+  }
+
+  caf::expected<all_slice> read_all(const read_all_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    if (opts.after_position < 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "after_position must not be negative");
+    auto count = static_cast<int64_t>(
+      std::min(opts.max_count, cfg_.limits.max_page_size));
+    const auto& f = opts.filter;
+    int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
+    // One statement, one snapshot: the head and the page must agree, or a
+    // filtered reader could skip events committed between two queries.
+    std::string name = "es_read_all_";
+    std::string where = " WHERE global_position > $1 AND global_position <="
+                        " LEAST(h.p, $2)";
+    params ps;
+    ps.add(opts.after_position);
+    ps.add(opts.after_position > std::numeric_limits<int64_t>::max() - window
+             ? std::numeric_limits<int64_t>::max()
+             : opts.after_position + window);
+    ps.add(count);
+    // Only the filters in use become parameters, numbered from $4.
+    auto next_param = [&] {
+      return "$" + std::to_string(ps.size() + 1);
+    };
+    auto add_list = [&](const std::vector<std::string>& xs) {
+      std::vector<std::optional<std::string_view>> items;
+      for (const auto& x : xs)
+        items.emplace_back(x);
+      ps.add_array(items);
+    };
+    if (!f.event_types.empty()) {
+      where += " AND event_type = ANY (" + next_param() + "::text[])";
+      add_list(f.event_types);
+      name += 't';
+    }
+    if (!f.aggregate_types.empty()) {
+      where += " AND aggregate_type = ANY (" + next_param() + "::text[])";
+      add_list(f.aggregate_types);
+      name += 'a';
+    }
+    if (f.tenant_id) {
+      where += " AND tenant_id = " + next_param() + "::uuid";
+      ps.add(*f.tenant_id);
+      name += 'n';
+    }
+    std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
+                      " WHERE id = 1) SELECT h.p, ";
+    sql += event_columns;
+    sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
+    sql += where;
+    sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
+           " ORDER BY e.global_position ASC";
+    auto r = with_reader([&](connection& c) {
+      return c.run(name.c_str(), sql, ps, true);
+    });
+    if (!r)
+      return std::move(r.error());
+    all_slice slice;
+    int64_t head = 0;
+    for (int row = 0; row < r->rows(); ++row) {
+      head = r->int8(row, 0);
+      if (!r->is_null(row, 1))
+        slice.events.push_back(read_event(*r, row, 1));
+    }
+    // Saturating: a checkpoint near the largest position must not wrap.
+    auto upper
+      = opts.after_position > std::numeric_limits<int64_t>::max() - window
+          ? head
+          : std::min(head, opts.after_position + window);
+    if (static_cast<int64_t>(slice.events.size()) == count)
+      slice.next_position = slice.events.back().global_position;
+    else
+      slice.next_position = std::max(upper, opts.after_position);
+    slice.end_of_feed = slice.next_position >= head;
+    return slice;
+  }
+
+  caf::expected<int64_t> stream_version(const stream_id& stream) override {
+    params ps;
+    ps.add(stream.aggregate_type);
+    ps.add(stream.aggregate_id);
+    auto r = with_reader([&](connection& c) {
+      return c.run("es_stream_version",
+                   "SELECT COALESCE(MAX(aggregate_version), 0)"
+                   " FROM events WHERE aggregate_type = $1"
+                   " AND aggregate_id = $2::uuid",
+                   ps, true);
+    });
+    if (!r)
+      return std::move(r.error());
+    return r->int8(0, 0);
+  }
+
+  caf::expected<std::optional<recorded_event>>
+  find_event(const uuid& event_id) override {
+    params ps;
+    ps.add(event_id);
+    std::string sql = "SELECT ";
+    sql += event_columns;
+    // Partitioned: find the stream through event_ids, so only its partition
+    // is searched.
+    sql += partitioned_ ? " FROM event_ids i JOIN events e"
+                          " ON e.aggregate_type = i.aggregate_type"
+                          " AND e.aggregate_id = i.aggregate_id"
+                          " AND e.aggregate_version = i.aggregate_version"
+                          " WHERE i.event_id = $1::uuid"
+                        : " FROM events e WHERE e.event_id = $1::uuid";
+    auto r = with_reader([&](connection& c) {
+      return c.run(partitioned_ ? "es_find_event_p" : "es_find_event", sql, ps,
+                   true);
+    });
+    if (!r)
+      return std::move(r.error());
+    if (r->rows() == 0)
+      return std::optional<recorded_event>{};
+    return std::optional<recorded_event>{read_event(*r, 0, 0)};
+  }
+
+  caf::expected<int64_t> head_position() override {
+    auto r = with_reader([&](connection& c) {
+      return c.run("es_head", "SELECT position FROM es_position WHERE id = 1",
+                   params{}, true);
+    });
+    if (!r)
+      return std::move(r.error());
+    return r->int8(0, 0);
+  }
+
+private:
+  /// Runs a read on a pooled connection. Reads are idempotent: when the
+  /// connection turns out to be broken (the server restarted or killed it),
+  /// the read runs once more on a fresh connection.
+  template <class F>
+  auto with_reader(F fn) -> decltype(fn(std::declval<connection&>())) {
+    for (int attempt = 0;; ++attempt) {
+      auto conn = readers_.take();
+      if (!conn)
+        return std::move(conn.error());
+      auto res = fn(**conn);
+      if (res || attempt > 0 || (*conn)->ok()
+          || !has_code(res.error(), store_errc::connection_failed))
+        return res;
+    }
+  }
+
+  // -- group commit -----------------------------------------------------------
+
+  /// One request of a group.
+  struct slot {
+    detail::write_job* job;
+    size_t index;
+    /// The versions of its events as the caller gave them: a group decided
+    /// again starts from these, not from versions an earlier decision
+    /// assigned.
+    std::vector<int64_t> given;
+  };
+
+  using slots = std::vector<slot>;
+
+  using head_map
+    = std::unordered_map<stream_id, detail::stream_head, stream_hash>;
+
+  static append_request& request_of(const slot& s) {
+    return (*s.job->requests)[s.index];
+  }
+
+  static caf::expected<append_result>& result_of(const slot& s) {
+    return s.job->results[s.index];
+  }
+
+  /// Puts the caller's versions back into the request's events.
+  static void restore(const slot& s) {
+    size_t n = 0;
+    for (auto& ev : request_of(s).events)
+      ev.aggregate_version = s.given[n++];
+  }
+
+  static void fail(const slots& xs, const caf::error& err) {
+    for (const auto& s : xs)
+      result_of(s) = err;
+  }
+
+  /// Answers `xs` with `commit_outcome_unknown`, naming what hid the
+  /// outcome.
+  static void fail_unknown(const slots& xs, const caf::error& cause) {
+    fail(xs, make_store_error(store_errc::commit_outcome_unknown,
+                              "the connection broke while the append was "
+                              "committing and its outcome could not be "
+                              "established ("
+                                + describe(cause)
+                                + "); retry with the same event ids"));
+  }
+
+  /// The writer connection of one group: replaced when it breaks, and
+  /// remembering which session it used last.
+  class writer_lease {
+  public:
+    explicit writer_lease(pool& p) : pool_(p) {
+      // nop
+    }
+
+    /// Returns a usable connection, opening a fresh one when the last one
+    /// broke.
+    caf::expected<connection*> get() {
+      if (lease_ && (*lease_)->ok())
+        return &**lease_;
+      drop();
+      auto l = pool_.take();
+      if (!l)
+        return std::move(l.error());
+      lease_.emplace(std::move(*l));
+      return &**lease_;
+    }
+
+    /// Lets go of the current connection (it goes back to the pool only if
+    /// it still works).
+    void drop() {
+      lease_.reset();
+    }
+
+  private:
+    pool& pool_;
+    std::optional<pool::lease> lease_;
+  };
+
+  /// A write whose commit was in flight when its connection broke: the
+  /// server session it ran on, the connection's key and the id the write
+  /// left in `es_write_marks` if it committed.
+  struct lost_write {
+    int pid = 0;
+    std::string started;
+    uuid writer;
+    uuid write_id;
+  };
+
+  /// Commits a group: optimistically first (one round trip while nothing
+  /// is locked, see `commit_optimistic`), and under the position lock when
+  /// that cannot decide every request (see `commit_locked`).
+  void commit_group(const std::vector<detail::write_job*>& group) {
+    slots all;
+    for (auto* j : group) {
+      j->results.clear();
+      for (size_t i = 0; i < j->requests->size(); ++i) {
+        if ((*j->rejected)[i]) {
+          j->results.emplace_back((*j->rejected)[i]);
+          continue;
+        }
+        j->results.emplace_back(caf::error{});
+        slot s{j, i, {}};
+        for (const auto& ev : (*j->requests)[i].events)
+          s.given.push_back(ev.aggregate_version);
+        all.push_back(std::move(s));
+      }
+    }
+    if (all.empty())
+      return;
+    writer_lease w{writers_};
+    lost_write lost_on;
+    switch (commit_optimistic(w, all, lost_on)) {
+      case optimistic_outcome::committed: return;
+      case optimistic_outcome::in_doubt:
+        redo_after_loss(w, all, all, lost_on);
+        return;
+      case optimistic_outcome::decide_again:
+        metrics_.count_decided_again();
+        commit_locked(w, all, false);
+        return;
+    }
+  }
+
+  enum class optimistic_outcome { committed, decide_again, in_doubt };
+
+  /// Tries to commit the group without holding the position lock while
+  /// deciding. Stream heads come from the last heads this store wrote or
+  /// read (`known_heads_`), from the assumption that a `no_stream` stream
+  /// is new, or from one read outside any transaction; the requests are
+  /// decided on them and the accepted rows go out as one pipeline (one
+  /// implicit transaction) whose statement takes the position lock itself,
+  /// so the lock is held only while the server inserts and commits.
+  ///
+  /// A head can only be stale by being behind, unless acknowledged data was
+  /// lost (a restore, a failover to a standby that missed commits). Behind,
+  /// the insert hits the unique (aggregate, version) key; ahead, the
+  /// statement finds the predecessor of a stream's first new version
+  /// missing and writes nothing; a stored event id hits the unique event id
+  /// key. Either way nothing is written and the group is decided again
+  /// under the lock on fresh state. So is any request this path would
+  /// refuse (conflict, tenant, replay), so that refusals always come from
+  /// fresh reads. Returns `in_doubt` (with the session in `lost_on`) when
+  /// the connection broke while the commit may have happened.
+  optimistic_outcome commit_optimistic(writer_lease& w, slots& xs,
+                                       lost_write& lost_on) {
+    auto conn = w.get();
+    if (!conn)
+      return optimistic_outcome::decide_again;
+    head_map heads;
+    std::vector<std::string> types;
+    std::vector<std::string> ids;
+    {
+      std::lock_guard guard{heads_mtx_};
+      for (auto& s : xs) {
+        const auto& req = request_of(s);
+        if (heads.count(req.stream) > 0)
+          continue;
+        auto i = known_heads_.find(req.stream);
+        if (i != known_heads_.end()) {
+          heads.emplace(req.stream, i->second);
+          continue;
+        }
+        heads.emplace(req.stream, detail::stream_head{});
+        if (req.expected.type() != expected_version::kind::no_stream) {
+          types.push_back(req.stream.aggregate_type);
+          ids.push_back(req.stream.aggregate_id.to_string());
+        }
+      }
+    }
+    if (!types.empty()) {
+      std::vector<call> calls;
+      params ps;
+      insert_columns::put(ps, types);
+      insert_columns::put(ps, ids);
+      calls.push_back({"es_heads", &heads_sql, std::move(ps), true});
+      auto got = run_pipeline(**conn, calls);
+      if (!got)
+        return optimistic_outcome::decide_again;
+      const auto& found = got.results[0];
+      for (int row = 0; row < found.rows(); ++row)
+        heads[stream_id{found.text(row, 0), found.uuid_at(row, 1)}]
+          = detail::stream_head{found.int8(row, 2), found.opt_uuid(row, 3)};
+    }
+    std::unordered_set<uuid> seen;
+    insert_columns rows;
+    std::vector<append_result> decided;
+    decided.reserve(xs.size());
+    int64_t position = 0; // relative to the group's first position - 1
+    for (auto& s : xs) {
+      auto& req = request_of(s);
+      for (const auto& ev : req.events)
+        if (!seen.insert(ev.event_id).second)
+          return optimistic_outcome::decide_again;
+      auto& head = heads[req.stream];
+      if (detail::check_and_assign_versions(req.stream, req.expected, head,
+                                            req.events))
+        return optimistic_outcome::decide_again;
+      append_result res;
+      res.stream = req.stream;
+      res.first_version = req.events.front().aggregate_version;
+      res.last_version = req.events.back().aggregate_version;
+      res.first_position = position + 1;
+      for (const auto& ev : req.events)
+        rows.add(ev);
+      position += static_cast<int64_t>(req.events.size());
+      res.last_position = position;
+      head.version = res.last_version;
+      head.tenant_id = req.events.front().tenant_id;
+      decided.push_back(std::move(res));
+    }
+    // No BEGIN and COMMIT: the statements of one pipeline sync run in one
+    // implicit transaction, which commits at the sync (or rolls back
+    // entirely at the first error).
+    std::vector<call> calls;
+    auto write_id = uuid::random();
+    add_write(calls, rows, write_id, (*conn)->key());
+    auto done = run_pipeline(**conn, calls);
+    if (done && done.results[0].rows() == 1) {
+      int64_t base = done.results[0].int8(0, 0);
+      for (size_t k = 0; k < xs.size(); ++k) {
+        decided[k].first_position += base;
+        decided[k].last_position += base;
+        result_of(xs[k]) = std::move(decided[k]);
+      }
+      remember(heads);
+      metrics_.count_transaction();
+      return optimistic_outcome::committed;
+    }
+    if (done) {
+      // A remembered head is ahead of the log: start over from the log.
+      forget_heads();
+      return optimistic_outcome::decide_again;
+    }
+    abandon(**conn);
+    if (done.in_doubt) {
+      forget_heads();
+      lost_on = lost_write{(*conn)->backend_pid(), (*conn)->backend_start(),
+                           (*conn)->key(), write_id};
+      w.drop();
+      return optimistic_outcome::in_doubt;
+    }
+    return optimistic_outcome::decide_again;
+  }
+
+  /// Adds the statement that writes `rows` (and their outbox rows) as the
+  /// write `write_id`.
+  void add_write(std::vector<call>& calls, const insert_columns& rows,
+                 const uuid& write_id, const uuid& writer) {
+    if (cfg_.outbox)
+      calls.push_back({"es_write_ob", &write_outbox_sql,
+                       rows.write_params(write_id, writer), true});
+    else
+      calls.push_back(
+        {"es_write", &write_sql, rows.write_params(write_id, writer), true});
+  }
+
+  /// Records heads seen or written; a head never moves back.
+  template <class Map>
+  void remember(const Map& heads) {
+    std::lock_guard guard{heads_mtx_};
+    if (known_heads_.size() + heads.size() > max_known_heads)
+      known_heads_.clear();
+    for (const auto& [sid, head] : heads) {
+      if (head.version == 0)
+        continue;
+      auto& known = known_heads_[sid];
+      if (head.version > known.version)
+        known = head;
+    }
+  }
+
+  /// Forgets every remembered head: after a broken connection the server
+  /// may be another one (a failover) that lacks what this store wrote.
+  void forget_heads() {
+    std::lock_guard guard{heads_mtx_};
+    known_heads_.clear();
+  }
+
+  /// Commits `xs` in one transaction and two round trips. The first takes
+  /// the position lock and fetches, for every stream and event id of the
+  /// group, what the store holds; the rules of `append_rules.hpp` then
+  /// decide each request in order, exactly as on the other adapters; the
+  /// second round trip inserts the accepted events with one statement,
+  /// moves the position counter and commits.
+  ///
+  /// A request whose answer rests on an earlier request of the group (a
+  /// replay of its events, a refusal because of its version) shares that
+  /// request's fate: if the transaction does not commit, it gets the same
+  /// error. When the database refuses the data of the group (a constraint,
+  /// a value it cannot store), the group is split in halves, each decided
+  /// and committed again, until the request it refuses stands alone; the
+  /// others succeed. When the connection breaks while the commit may have
+  /// happened, the outcome is settled (`redo_after_loss`). With `resolving`
+  /// this is itself such a settling run, and what cannot be established
+  /// becomes `commit_outcome_unknown`.
+  void commit_locked(writer_lease& w, const slots& xs, bool resolving,
+                     int reconnects = 1) {
+    for (const auto& s : xs)
+      restore(s);
+    auto fail_or_unknown = [&](const slots& ys, const caf::error& err) {
+      if (resolving)
+        fail_unknown(ys, err);
+      else
+        fail(ys, err);
+    };
+    // Round trip 1: lock, then read heads and stored ids (fresh snapshots
+    // after the lock, so nothing committed before it is missed). It
+    // writes nothing: a broken connection is replaced and the trip made
+    // again.
+    std::vector<std::string> types;
+    std::vector<std::string> ids;
+    std::vector<std::string> event_ids;
+    for (const auto& s : xs) {
+      const auto& req = request_of(s);
+      types.push_back(req.stream.aggregate_type);
+      ids.push_back(req.stream.aggregate_id.to_string());
+      for (const auto& ev : req.events)
+        event_ids.push_back(ev.event_id.to_string());
+    }
+    connection* conn = nullptr;
+    pipeline_result got;
+    for (;;) {
+      auto c = w.get();
+      if (!c) {
+        fail_or_unknown(xs, c.error());
+        return;
+      }
+      conn = *c;
+      std::vector<call> first;
+      first.push_back({"es_begin", &begin_sql, {}, false});
+      first.push_back({"es_lock", &lock_sql, {}, true});
+      params ps;
+      insert_columns::put(ps, types);
+      insert_columns::put(ps, ids);
+      insert_columns::put(ps, event_ids);
+      if (partitioned_)
+        first.push_back(
+          {"es_lookup_p", &lookup_partitioned_sql, std::move(ps), true});
+      else
+        first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
+      got = run_pipeline(*conn, first);
+      if (got)
+        break;
+      abandon(*conn);
+      if (conn->ok() || reconnects-- <= 0) {
+        fail_or_unknown(xs, got.error);
+        return;
+      }
+      forget_heads();
+      w.drop();
+    }
+    auto& rs = got.results;
+    int64_t position = rs[1].int8(0, 0);
+    std::map<stream_id, detail::stream_head> heads;
+    std::unordered_map<uuid, detail::stored_location> stored;
+    const auto& found = rs[2];
+    for (int row = 0; row < found.rows(); ++row) {
+      stream_id sid{found.text(row, 1), found.uuid_at(row, 2)};
+      if (found.is_null(row, 0))
+        heads[sid]
+          = detail::stream_head{found.int8(row, 3), found.opt_uuid(row, 4)};
+      else
+        stored[found.uuid_at(row, 0)] = detail::stored_location{
+          sid, found.int8(row, 3), found.int8(row, 5),
+          detail::content_digest(found.view(row, 6), found.int4(row, 7),
+                                 found.view(row, 8))};
+    }
+    // Decide every request in order; accepted ones become visible to the
+    // later requests of the same group.
+    insert_columns rows;
+    auto lookup = [&](const uuid& id)
+      -> caf::expected<std::optional<detail::stored_location>> {
+      auto i = stored.find(id);
+      if (i == stored.end())
+        return std::optional<detail::stored_location>{};
+      return std::optional<detail::stored_location>{i->second};
+    };
+    // Requests that stand or fall with this transaction, and which of them
+    // it writes.
+    slots bound;
+    slots accepted;
+    std::unordered_set<uuid> group_ids;
+    std::unordered_set<stream_id, stream_hash> group_streams;
+    for (const auto& s : xs) {
+      auto& req = request_of(s);
+      auto& out = result_of(s);
+      bool depends = group_streams.count(req.stream) > 0;
+      for (size_t k = 0; !depends && k < req.events.size(); ++k)
+        depends = group_ids.count(req.events[k].event_id) > 0;
+      if (depends)
+        bound.push_back(s);
+      auto replay = detail::check_replay(req.stream, req.events, lookup, true);
+      if (!replay) {
+        out = std::move(replay.error());
+        continue;
+      }
+      if (*replay) {
+        out = std::move(**replay);
+        continue;
+      }
+      auto& head = heads[req.stream];
+      if (auto err = detail::check_and_assign_versions(req.stream, req.expected,
+                                                       head, req.events)) {
+        out = std::move(err);
+        continue;
+      }
+      append_result res;
+      res.stream = req.stream;
+      res.first_version = req.events.front().aggregate_version;
+      res.last_version = req.events.back().aggregate_version;
+      res.first_position = position + 1;
+      for (const auto& ev : req.events) {
+        rows.add(ev);
+        ++position;
+        stored[ev.event_id]
+          = detail::stored_location{req.stream, ev.aggregate_version, position,
+                                    detail::content_digest(ev)};
+        group_ids.insert(ev.event_id);
+      }
+      group_streams.insert(req.stream);
+      res.last_position = position;
+      head.version = res.last_version;
+      head.tenant_id = req.events.front().tenant_id;
+      out = std::move(res);
+      if (!depends)
+        bound.push_back(s);
+      accepted.push_back(s);
+    }
+    // `bound` in group order (a request was added when seen).
+    if (rows.empty()) {
+      // Nothing to write: every answer rests on committed rows.
+      std::vector<call> end;
+      end.push_back({"es_rollback", &rollback_sql, {}, false});
+      static_cast<void>(run_pipeline(*conn, end));
+      remember(heads);
+      return;
+    }
+    // Round trip 2: write and commit. The statement moves the counter from
+    // the locked value, which is where this transaction's positions start.
+    std::vector<call> second;
+    auto write_id = uuid::random();
+    add_write(second, rows, write_id, conn->key());
+    second.push_back({"es_commit", &commit_sql, {}, false, true});
+    auto done = run_pipeline(*conn, second);
+    if (done && done.results[0].rows() == 1) {
+      remember(heads);
+      metrics_.count_transaction();
+      return;
+    }
+    abandon(*conn);
+    if (done) {
+      // Decided under the lock, yet a version below a head is missing:
+      // the log itself has a hole (a deleted row).
+      fail(bound, make_store_error(store_errc::internal,
+                                   "a stream of the group lacks a version "
+                                   "below its head; nothing was written"));
+      return;
+    }
+    if (done.server_error) {
+      // Nothing of the transaction was written.
+      if (refuses_data(done.state)) {
+        if (bound.size() > 1) {
+          auto mid = bound.begin() + static_cast<ptrdiff_t>(bound.size() / 2);
+          slots front(bound.begin(), mid);
+          slots back(mid, bound.end());
+          commit_locked(w, front, resolving);
+          commit_locked(w, back, resolving);
+          return;
+        }
+        fail(bound, make_store_error(store_errc::invalid_argument,
+                                     "the database refused the append: "
+                                       + error_description(done.error)));
+        return;
+      }
+      if (!conn->ok() && reconnects > 0) {
+        // The session ended before the commit (killed, restarted): try
+        // once more on a fresh one.
+        forget_heads();
+        w.drop();
+        commit_locked(w, bound, resolving, reconnects - 1);
+        return;
+      }
+      fail_or_unknown(bound, done.error);
+      return;
+    }
+    // The connection broke while the commit was in flight.
+    forget_heads();
+    lost_write lost_on{conn->backend_pid(), conn->backend_start(), conn->key(),
+                       write_id};
+    w.drop();
+    if (resolving) {
+      fail_unknown(bound, done.error);
+      return;
+    }
+    redo_after_loss(w, bound, accepted, lost_on);
+  }
+
+  /// Settles a group whose commit was in flight when its connection broke:
+  /// waits until the session that ran it has ended (ending it if need be),
+  /// so that whatever it committed is visible and nothing of it can still
+  /// commit, then decides and commits `xs` again under the lock, which
+  /// answers from the log what is stored. When the lost write committed,
+  /// the requests in `wrote` were written by this call and are not
+  /// reported as replays. Answers `commit_outcome_unknown` where the
+  /// session's end cannot be established.
+  void redo_after_loss(writer_lease& w, const slots& xs, const slots& wrote,
+                       const lost_write& lost) {
+    auto committed = settle(w, lost);
+    if (!committed) {
+      fail_unknown(xs, committed.error());
+      return;
+    }
+    commit_locked(w, xs, true);
+    if (!*committed)
+      return;
+    for (const auto& s : wrote) {
+      auto& res = result_of(s);
+      if (res && res->deduplicated)
+        res->deduplicated = false;
+    }
+  }
+
+  /// Makes sure the server session of `lost` has ended: waits for it
+  /// (ending it first) up to `settle_timeout_ms`, then returns whether its
+  /// write committed.
+  caf::expected<bool> settle(writer_lease& w, const lost_write& lost) {
+    if (lost.pid == 0 || lost.started.empty())
+      return make_store_error(store_errc::connection_failed,
+                              "the lost session is unknown");
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto conn = w.get();
+      if (!conn)
+        return std::move(conn.error());
+      params ps;
+      ps.add(int64_t{lost.pid});
+      ps.add(lost.started);
+      ps.add(int64_t{settle_timeout_ms});
+      auto r = (*conn)->run("es_settle",
+                            "SELECT pg_terminate_backend(pid, $3::bigint)"
+                            " FROM pg_stat_activity WHERE pid = $1::integer"
+                            " AND backend_start = $2::timestamptz",
+                            ps, false);
+      if (!r) {
+        if ((*conn)->ok())
+          return std::move(r.error());
+        w.drop();
+        continue;
+      }
+      if (r->rows() > 0 && r->text(0, 0) != "t")
+        return make_store_error(store_errc::timeout,
+                                "the lost session did not end within "
+                                  + std::to_string(settle_timeout_ms) + " ms");
+      params marker;
+      marker.add(lost.writer);
+      marker.add(lost.write_id);
+      auto m = (*conn)->run("es_read_mark",
+                            "SELECT last_write = $2::uuid FROM es_write_marks"
+                            " WHERE writer = $1::uuid",
+                            marker, false);
+      if (!m) {
+        if ((*conn)->ok())
+          return std::move(m.error());
+        w.drop();
+        continue;
+      }
+      bool committed = m->rows() > 0 && m->text(0, 0) == "t";
+      // The ended connection's mark is not needed any more. Only removed
+      // once read: a removal whose reply was lost must not hide it from a
+      // second look.
+      params gone;
+      gone.add(lost.writer);
+      static_cast<void>((*conn)->run(
+        "es_drop_mark", "DELETE FROM es_write_marks WHERE writer = $1::uuid",
+        gone, false));
+      return committed;
+    }
+    return make_store_error(store_errc::connection_failed,
+                            "no connection to settle the lost session");
+  }
+
+  /// Leaves a failed transaction so the connection can be reused.
+  static void abandon(connection* conn) {
+    if (conn->ok() && PQtransactionStatus(conn->handle()) != PQTRANS_IDLE)
+      static_cast<void>(conn->exec("ROLLBACK"));
+  }
+
+  static void abandon(connection& conn) {
+    abandon(&conn);
+  }
+
+  /// Sends all calls and one sync and collects their results. A statement
+  /// the server fails makes it skip the rest (`server_error`); a pipeline
+  /// that breaks once something was sent is `in_doubt`, unless the server
+  /// failed a statement before the commit point first. A failed `COMMIT`
+  /// is in doubt too: the commit may have happened before the error.
+  static pipeline_result run_pipeline(connection& conn,
+                                      std::vector<call>& calls) {
+    pipeline_result out;
+    auto* pg = conn.handle();
+    for (auto& c : calls)
+      if (auto err = conn.ensure_prepared(c.name, *c.sql,
+                                          static_cast<int>(c.ps.size()))) {
+        out.error = std::move(err);
+        return out;
+      }
+    if (PQenterPipelineMode(pg) != 1) {
+      out.error
+        = detail::pg::translate(nullptr, pg, "cannot enter pipeline mode");
+      return out;
+    }
+    caf::error failure;
+    size_t sent = 0;
+    for (auto& c : calls) {
+      auto ptrs = c.ps.pointers();
+      auto lengths = c.ps.lengths();
+      auto formats = c.ps.formats();
+      if (PQsendQueryPrepared(pg, c.name, static_cast<int>(c.ps.size()),
+                              ptrs.data(), lengths.data(), formats.data(),
+                              c.binary ? 1 : 0)
+          != 1) {
+        failure = detail::pg::translate(nullptr, pg, "cannot send statement");
+        break;
+      }
+      ++sent;
+    }
+    bool synced = PQpipelineSync(pg) == 1;
+    if (!synced && !failure)
+      failure = detail::pg::translate(nullptr, pg, "cannot sync pipeline");
+    out.results.reserve(sent);
+    for (size_t k = 0; k < sent; ++k) {
+      result r{PQgetResult(pg)};
+      if (r.get() == nullptr) {
+        if (!failure)
+          failure = detail::pg::translate(nullptr, pg, "result lost");
+        break;
+      }
+      auto status = PQresultStatus(r.get());
+      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && !failure) {
+        failure = detail::pg::translate(r.get(), pg, calls[k].name);
+        out.state = detail::pg::sqlstate(r.get());
+        // An error the server reported for a statement before the commit
+        // point: its transaction cannot commit any more.
+        out.server_error = !out.state.empty() && !calls[k].commits;
+      }
+      out.results.push_back(std::move(r));
+      result terminator{PQgetResult(pg)};
+      static_cast<void>(terminator);
+    }
+    // Drain up to the sync point (two nulls in a row: nothing more comes).
+    bool reached_sync = false;
+    for (int nulls = 0; synced && nulls < 2 && PQstatus(pg) == CONNECTION_OK;) {
+      result r{PQgetResult(pg)};
+      if (r.get() == nullptr) {
+        ++nulls;
+        continue;
+      }
+      nulls = 0;
+      auto status = PQresultStatus(r.get());
+      if (status == PGRES_PIPELINE_SYNC) {
+        reached_sync = true;
+        break;
+      }
+      if (status == PGRES_FATAL_ERROR && !failure)
+        failure = detail::pg::translate(r.get(), pg, "pipeline failed");
+    }
+    if (PQstatus(pg) == CONNECTION_OK)
+      PQexitPipelineMode(pg);
+    else if (!failure)
+      failure = detail::pg::translate(nullptr, pg, "connection lost");
+    if (!failure && !reached_sync)
+      failure = detail::pg::translate(nullptr, pg, "pipeline did not finish");
+    if (failure) {
+      out.error = std::move(failure);
+      out.in_doubt = sent > 0 && !out.server_error;
+    }
+    return out;
+  }
+
+  postgres_config cfg_;
+  bool partitioned_;
+  pool readers_;
+  pool writers_;
+  detail::metrics_counter metrics_;
+  std::mutex heads_mtx_;
+  /// Stream heads this store wrote or read, never ahead of the database.
+  head_map known_heads_;
+  detail::group_commit_queue queue_;
+};
+
+} // namespace
+
+caf::error postgres_migrate(const postgres_config& cfg) {
+  // The application's statement_timeout bounds its queries, not schema
+  // changes: a migration may build indexes, or wait for another process
+  // applying the same step under the advisory lock.
+  auto migration_cfg = cfg;
+  migration_cfg.statement_timeout = std::chrono::milliseconds{0};
+  auto conn = detail::pg::connection::open(migration_cfg);
+  if (!conn)
+    return std::move(conn.error());
+  if (auto res = (*conn)->exec("SET statement_timeout = 0"); !res)
+    return std::move(res.error());
+  return detail::pg::migrate(**conn, cfg.events_partitions);
+}
+
+caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg) {
+  if (cfg.max_group_size == 0)
+    cfg.max_group_size = 1;
+  if (cfg.migrate)
+    if (auto err = postgres_migrate(cfg))
+      return err;
+  // Checks the connection settings now rather than on the first call, and
+  // finds out which schema variant the database has.
+  auto conn = detail::pg::connection::open(cfg);
+  if (!conn)
+    return std::move(conn.error());
+  auto variant = (*conn)->exec(
+    "SELECT (to_regclass('event_ids') IS NOT NULL)::text,"
+    " (SELECT COALESCE(MAX(version), 0) FROM schema_migrations)::text");
+  if (!variant)
+    return std::move(variant.error());
+  bool partitioned = variant->text(0, 0) == "true";
+  auto version = std::stoi(variant->text(0, 1));
+  if (version < postgres_schema_version())
+    return make_store_error(store_errc::migration_failed,
+                            "the database schema is at version "
+                              + std::to_string(version)
+                              + ", this library needs version "
+                              + std::to_string(postgres_schema_version())
+                              + ": run postgres_migrate as the schema owner");
+  // Marks of connections long gone (see es_write_marks).
+  if (auto swept
+      = (*conn)->exec("DELETE FROM es_write_marks"
+                      " WHERE updated_at < now() - interval '1 day'");
+      !swept)
+    return std::move(swept.error());
+  return std::make_shared<postgres_event_store>(std::move(cfg), partitioned);
+}
+
+} // namespace es

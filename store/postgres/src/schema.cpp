@@ -1,0 +1,282 @@
+#include "schema.hpp"
+
+#include "es/postgres/postgres.hpp"
+#include "es/store/errors.hpp"
+
+namespace es::detail::pg {
+
+namespace {
+
+// Version 1: the tables of the design brief (same columns as SQLite) and the
+// position counter.
+//
+// Global positions come from es_position, a single row locked by every
+// append until its transaction ends. Appends therefore commit in position
+// order, positions are dense (a rolled-back append also rolls back its
+// increment) and a reader continuing from a checkpoint can never miss an
+// event that commits later with a lower position. Group commit amortises
+// the serialisation: one transaction carries many appends.
+constexpr const char* schema_v1 = R"sql(
+CREATE TABLE es_position (
+  id       integer PRIMARY KEY CHECK (id = 1),
+  position bigint  NOT NULL
+);
+INSERT INTO es_position VALUES (1, 0);
+
+-- events: see events_ddl()
+
+CREATE TABLE event_outbox (
+  id              bigserial   PRIMARY KEY,
+  event_id        uuid        NOT NULL,
+  global_position bigint      NOT NULL,
+  event_type      text        NOT NULL,
+  aggregate_type  text        NOT NULL,
+  aggregate_id    uuid        NOT NULL,
+  tenant_id       uuid,
+  status          text        NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending', 'published', 'failed')),
+  retry_count     integer     NOT NULL DEFAULT 0,
+  last_error      text,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  published_at    timestamptz
+);
+CREATE INDEX event_outbox_pending ON event_outbox (id) WHERE status = 'pending';
+
+CREATE TABLE projection_checkpoints (
+  projection_name  text        PRIMARY KEY,
+  global_position  bigint      NOT NULL,
+  event_id         uuid,
+  event_type       text,
+  events_processed bigint      NOT NULL DEFAULT 0,
+  updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE dead_letter_queue (
+  id              bigserial   PRIMARY KEY,
+  projection_name text        NOT NULL,
+  event_id        uuid        NOT NULL,
+  global_position bigint      NOT NULL,
+  event_type      text        NOT NULL,
+  event_data      text        NOT NULL,
+  error_message   text        NOT NULL,
+  error_context   text        NOT NULL DEFAULT '',
+  retry_count     integer     NOT NULL DEFAULT 0,
+  status          text        NOT NULL DEFAULT 'failed'
+                  CHECK (status IN ('failed', 'retrying', 'resolved')),
+  first_failed_at timestamptz NOT NULL,
+  last_failed_at  timestamptz NOT NULL,
+  resolved_at     timestamptz,
+  resolved_by     text,
+  UNIQUE (projection_name, event_id)
+);
+CREATE INDEX dead_letter_queue_status
+  ON dead_letter_queue (projection_name, status);
+
+CREATE TABLE snapshots (
+  aggregate_type    text        NOT NULL,
+  aggregate_id      uuid        NOT NULL,
+  aggregate_version bigint      NOT NULL,
+  schema_version    integer     NOT NULL,
+  state             text        NOT NULL,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (aggregate_type, aggregate_id)
+);
+
+)sql";
+
+/// The events table, plain or hash-partitioned by aggregate id. A
+/// partitioned table cannot enforce uniqueness without its partition key, so
+/// the partitioned variant keeps (aggregate, version) unique through its
+/// primary key, and event ids unique through the event_ids table written in
+/// the same transaction; global positions stay unique because they are
+/// allocated under the position lock.
+std::string events_ddl(int partitions) {
+  std::string columns = R"sql(
+  global_position   bigint      NOT NULL,
+  event_id          uuid        NOT NULL,
+  event_type        text        NOT NULL,
+  event_version     integer     NOT NULL,
+  aggregate_type    text        NOT NULL,
+  aggregate_id      uuid        NOT NULL,
+  aggregate_version bigint      NOT NULL CHECK (aggregate_version >= 1),
+  tenant_id         uuid,
+  occurred_at       timestamptz NOT NULL,
+  recorded_at       timestamptz NOT NULL DEFAULT now(),
+  correlation_id    uuid,
+  causation_id      uuid,
+  actor_id          text        NOT NULL DEFAULT '',
+  metadata          text        NOT NULL DEFAULT '',
+  payload           json        NOT NULL,)sql";
+  std::string indexes = R"sql(
+CREATE INDEX events_type_position ON events (event_type, global_position);
+CREATE INDEX events_tenant_position ON events (tenant_id, global_position)
+  WHERE tenant_id IS NOT NULL;
+)sql";
+  if (partitions <= 0)
+    return "CREATE TABLE events (" + columns + R"sql(
+  PRIMARY KEY (global_position),
+  UNIQUE (event_id),
+  UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);)sql" + indexes;
+  std::string result = "CREATE TABLE events (" + columns + R"sql(
+  PRIMARY KEY (aggregate_type, aggregate_id, aggregate_version)
+) PARTITION BY HASH (aggregate_id);
+)sql";
+  for (int i = 0; i < partitions; ++i)
+    result += "CREATE TABLE events_p" + std::to_string(i)
+              + " PARTITION OF events FOR VALUES WITH (MODULUS "
+              + std::to_string(partitions) + ", REMAINDER " + std::to_string(i)
+              + ");\n";
+  result += R"sql(CREATE INDEX events_position ON events (global_position);
+CREATE TABLE event_ids (
+  event_id          uuid   PRIMARY KEY,
+  aggregate_type    text   NOT NULL,
+  aggregate_id      uuid   NOT NULL,
+  aggregate_version bigint NOT NULL,
+  global_position   bigint NOT NULL
+);
+)sql";
+  return result + indexes;
+}
+
+// Version 2: event ids each projection has handled (deduplicated side
+// effects).
+constexpr const char* schema_v2 = R"sql(
+CREATE TABLE processed_events (
+  projection_name text        NOT NULL,
+  event_id        uuid        NOT NULL,
+  processed_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (projection_name, event_id)
+);
+)sql";
+
+// Version 3: on the partitioned variant, event_ids is kept by a trigger
+// on events instead of by the application, so every row of events has its
+// id there whoever inserts it (the application role may insert into events
+// but neither into event_ids nor into the partitions themselves; see
+// store/sql/postgres_app_role.sql). The trigger runs once per statement
+// over its new rows, and as the schema owner.
+constexpr const char* schema_v3 = R"sql(
+DO $do$
+BEGIN
+  IF to_regclass('event_ids') IS NOT NULL THEN
+    CREATE FUNCTION es_record_event_ids() RETURNS trigger
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+    BEGIN
+      INSERT INTO event_ids (event_id, aggregate_type, aggregate_id,
+                             aggregate_version, global_position)
+        SELECT event_id, aggregate_type, aggregate_id, aggregate_version,
+               global_position FROM es_new_events;
+      RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER es_record_event_ids AFTER INSERT ON events
+      REFERENCING NEW TABLE AS es_new_events
+      FOR EACH STATEMENT EXECUTE FUNCTION es_record_event_ids();
+  END IF;
+END
+$do$;
+)sql";
+
+// Version 4: each writing connection's last write, so that after losing a
+// connection during a commit the store can tell whether the commit
+// happened (see postgres_event_store.cpp). Rows of ended connections are
+// removed when read, and by age when a store opens.
+constexpr const char* schema_v4 = R"sql(
+CREATE TABLE es_write_marks (
+  writer     uuid        PRIMARY KEY,
+  last_write uuid        NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+)sql";
+
+} // namespace
+
+const std::vector<migration>& migrations() {
+  static const std::vector<migration> list{
+    {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
+    {2, "processed events", schema_v2},
+    {3, "event ids of the partitioned variant kept by a trigger", schema_v3},
+    {4, "marks of writes in flight", schema_v4},
+  };
+  return list;
+}
+
+caf::error migrate(connection& conn, int partitions) {
+  // One lock for all migrators of this database (an arbitrary constant).
+  constexpr const char* lock = "SELECT pg_advisory_xact_lock(7286153409)";
+  auto res = conn.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       " version integer PRIMARY KEY,"
+                       " description text NOT NULL,"
+                       " applied_at timestamptz NOT NULL DEFAULT now())");
+  if (!res) {
+    // Two first-time migrators can race on CREATE TABLE IF NOT EXISTS;
+    // retry once under the lock.
+    auto again = conn.exec(std::string{"BEGIN; "} + lock
+                           + "; CREATE TABLE IF NOT EXISTS schema_migrations ("
+                             " version integer PRIMARY KEY,"
+                             " description text NOT NULL,"
+                             " applied_at timestamptz NOT NULL DEFAULT now());"
+                             " COMMIT");
+    if (!again) {
+      static_cast<void>(conn.exec("ROLLBACK"));
+      return std::move(again.error());
+    }
+  }
+  auto latest = migrations().back().version;
+  for (const auto& m : migrations()) {
+    auto begin = conn.exec(std::string{"BEGIN; "} + lock);
+    if (!begin)
+      return std::move(begin.error());
+    auto current = conn.exec("SELECT COALESCE(MAX(version), 0)::text"
+                             " FROM schema_migrations");
+    if (!current) {
+      static_cast<void>(conn.exec("ROLLBACK"));
+      return std::move(current.error());
+    }
+    auto version = std::stoi(current->text(0, 0));
+    if (version > latest) {
+      static_cast<void>(conn.exec("ROLLBACK"));
+      return make_store_error(
+        store_errc::schema_too_new,
+        "database schema version " + std::to_string(version)
+          + " is newer than this library's " + std::to_string(latest));
+    }
+    if (m.version <= version) {
+      static_cast<void>(conn.exec("COMMIT"));
+      continue;
+    }
+    std::string sql = m.sql;
+    if (m.version == 1)
+      sql = events_ddl(partitions) + sql;
+    auto applied = conn.exec(sql);
+    if (applied)
+      applied
+        = conn.exec("INSERT INTO schema_migrations (version, "
+                    "description) VALUES ("
+                    + std::to_string(m.version) + ", '" + m.description + "')");
+    if (applied)
+      applied = conn.exec("COMMIT");
+    if (!applied) {
+      static_cast<void>(conn.exec("ROLLBACK"));
+      auto& err = applied.error();
+      if (is_retryable(err) || has_code(err, store_errc::permission_denied))
+        return std::move(err);
+      return make_store_error(store_errc::migration_failed,
+                              "migration " + std::to_string(m.version) + " ("
+                                + m.description
+                                + ") failed: " + error_description(err));
+    }
+  }
+  return caf::none;
+}
+
+} // namespace es::detail::pg
+
+namespace es {
+
+int postgres_schema_version() {
+  return detail::pg::migrations().back().version;
+}
+
+} // namespace es
