@@ -15,12 +15,12 @@
 // column), "n" (NULL), "i<integer>", "r<real>", "t<text>" or "x<hex>" (a
 // blob); missing lines are empty. Invariants: no crash, no exception; reads
 // succeed and agree with each other; decode errors are the documented ones.
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/event.hpp"
 #include "es/store/event_registry.hpp"
 #include "es/store/event_store.hpp"
-#include "es/store/sqlite_event_store.hpp"
 
 #include "fuzz_support.hpp"
 #include <sqlite3.h>
