@@ -1,0 +1,296 @@
+// orders run: drives the order workload through the Order region while the
+// projections keep their read models; continues unfinished orders.
+#include "es/actors/aggregate_region.hpp"
+#include "es/actors/repository.hpp"
+#include "es/actors/store_actor.hpp"
+#include "es/bus/in_process_bus.hpp"
+#include "es/store/codec.hpp"
+#include "es/store/errors.hpp"
+#include "es/store/state_stores.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "cli.hpp"
+#include "order.hpp"
+#include "order_summary.hpp"
+#include "views.hpp"
+#include "workload.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace orders {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+/// Sums the clients' reports.
+client_report merge(const std::vector<client_report>& reports) {
+  client_report all;
+  for (const auto& r : reports) {
+    all.accepted += r.accepted;
+    all.failed += r.failed;
+    if (all.first_failure.empty())
+      all.first_failure = r.first_failure;
+    for (const auto& [reason, n] : r.rejected)
+      all.rejected[reason] += n;
+    all.latencies_us.insert(all.latencies_us.end(), r.latencies_us.begin(),
+                            r.latencies_us.end());
+  }
+  std::sort(all.latencies_us.begin(), all.latencies_us.end());
+  return all;
+}
+
+/// The name of the views' run lease (see `hold_views`).
+constexpr const char* run_lease_name = "orders run";
+
+/// Takes the views' run lease, waiting up to `timeout` while another
+/// `orders run` holds it. Each projection has a lease of its own, so two
+/// runs started together could each take one and then wait for the other's
+/// for good; holding the views for the whole run keeps a second run from
+/// starting anything until the first has ended (or died).
+caf::expected<es::projection_lease_ptr>
+hold_views(const views& v, const std::string& path,
+           std::chrono::milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  bool told = false;
+  for (;;) {
+    auto lease = v.db->checkpoints()->try_lease(run_lease_name);
+    if (lease || !es::has_code(lease.error(), es::store_errc::lease_held)
+        || clock_type::now() >= deadline)
+      return lease;
+    if (!told) {
+      std::printf("another orders run is using the views %s (%s); waiting "
+                  "as a standby until it ends\n",
+                  path.c_str(), es::error_description(lease.error()).c_str());
+      std::fflush(stdout);
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+/// `err` from waiting for projection `name`, with the projection's own
+/// account of why it stopped (its status detail: a hole, the failing
+/// event) when the error does not carry it.
+std::string describe_stop(es::projection_coordinator& pc,
+                          const std::string& name, const caf::error& err) {
+  auto text = es::describe(err);
+  auto st = pc.status(name);
+  if (st && !st->detail.empty() && text.find(st->detail) == std::string::npos)
+    text += " (" + st->detail + ")";
+  return text;
+}
+
+} // namespace
+
+int run(caf::actor_system& sys, const orders_config& cfg) {
+  auto store = open_store(cfg, false);
+  if (!store) {
+    std::cerr << "orders: " << es::describe(store.error()) << "\n";
+    return 2;
+  }
+  auto v = open_views(cfg, false);
+  if (!v) {
+    std::cerr << "orders: " << es::describe(v.error()) << "\n";
+    return 2;
+  }
+  auto registry = make_registry();
+  std::printf(
+    "orders run: store %s, views %s, %lld new orders, %lld "
+    "clients%s\n",
+    cfg.store.c_str(), views_path(cfg).c_str(),
+    static_cast<long long>(cfg.orders), static_cast<long long>(cfg.clients),
+    cfg.fail_cancellations ? ", customer_stats failing on cancellations" : "");
+  auto held = hold_views(*v, views_path(cfg), std::chrono::minutes(10));
+  if (!held) {
+    std::cerr << "orders: cannot hold the views for this run: "
+              << es::describe(held.error()) << "\n";
+    return 1;
+  }
+  auto before = v->db->checkpoints()->load(order_summary_view::projection_name);
+  auto head = (*store)->head_position();
+  if (!before || !head) {
+    std::cerr << "orders: "
+              << es::describe(!before ? before.error() : head.error()) << "\n";
+    return 1;
+  }
+  int64_t from = *before ? (*before)->position : 0;
+  auto metrics_before = (*store)->metrics();
+  // Wiring: region -> store actor -> bus -> projection actors.
+  auto bus = es::make_in_process_bus(sys);
+  es::store_actor_config sac;
+  sac.bus = bus->handle();
+  auto store_handle = es::spawn_store_actor(sys, *store, sac);
+  es::projection_coordinator projections{sys};
+  if (auto err = start_projections(projections, *v, *store, bus->handle(),
+                                   cfg.fail_cancellations)) {
+    std::cerr << "orders: cannot start the projections: " << es::describe(err)
+              << "\n";
+    return 1;
+  }
+  // Recovery: the order summary catches up from its checkpoint; its rows
+  // say which orders are unfinished.
+  auto recover_start = clock_type::now();
+  if (auto err = projections.wait_until_caught_up(
+        order_summary_view::projection_name, std::chrono::minutes(10))) {
+    std::cerr << "orders: the order summary did not catch up: "
+              << describe_stop(projections, order_summary_view::projection_name,
+                               err)
+              << "\n";
+    return 1;
+  }
+  auto recovered = v->summary->rows();
+  if (!recovered) {
+    std::cerr << "orders: " << es::describe(recovered.error()) << "\n";
+    return 1;
+  }
+  if (!recovered->empty()) {
+    std::printf("recovered %zu orders of %lld events from the read model "
+                "(checkpoint %lld, caught up %lld events in %.2f s):\n",
+                recovered->size(), static_cast<long long>(*head),
+                static_cast<long long>(from),
+                static_cast<long long>(*head - from),
+                seconds_since(recover_start));
+    print_status_counts(*recovered);
+  }
+  es::region_options ro;
+  ro.max_live = static_cast<size_t>(std::max<int64_t>(cfg.max_live, 1));
+  es::aggregate_options ao;
+  ao.store = store_handle;
+  ao.registry = registry;
+  auto region = es::spawn_region<order>(sys, ao, ro);
+  // The workload: new orders plus the continuation of unfinished ones.
+  auto seed = cfg.seed != 0
+                ? cfg.seed
+                : static_cast<uint64_t>(
+                  std::chrono::system_clock::now().time_since_epoch().count());
+  auto w = std::make_shared<workload>();
+  w->plans = make_plans(static_cast<size_t>(std::max<int64_t>(cfg.orders, 0)),
+                        *recovered, seed);
+  for (const auto& p : w->plans)
+    w->total_commands += p.commands.size();
+  auto clients = static_cast<size_t>(std::max<int64_t>(cfg.clients, 1));
+  w->reports.resize(clients);
+  std::printf("running %zu order plans (%llu commands, seed %llu)\n",
+              w->plans.size(),
+              static_cast<unsigned long long>(w->total_commands),
+              static_cast<unsigned long long>(seed));
+  progress_display progress{cfg.progress, w->total_commands, "commands"};
+  caf::scoped_actor self{sys};
+  auto start = clock_type::now();
+  for (size_t i = 0; i < clients; ++i)
+    spawn_client(sys, region, w, i, self);
+  size_t finished = 0;
+  while (finished < clients)
+    self->receive(
+      [&](caf::ok_atom, uint64_t) {
+        ++finished;
+      },
+      caf::after(std::chrono::milliseconds(200)) >>
+        [&] {
+          progress.update(w->commands_done.load());
+        });
+  auto seconds = seconds_since(start);
+  progress.finish(w->commands_done.load());
+  // Both projections see every event before the summary.
+  bool caught_up = true;
+  for (const auto* name : {order_summary_view::projection_name,
+                           customer_stats_view::projection_name})
+    if (auto err
+        = projections.wait_until_caught_up(name, std::chrono::minutes(2))) {
+      std::cerr << "orders: projection " << name << " did not catch up: "
+                << describe_stop(projections, name, err) << "\n";
+      caught_up = false;
+    }
+  auto all = merge(w->reports);
+  auto pct = [&](double p) {
+    if (all.latencies_us.empty())
+      return 0.0;
+    return all.latencies_us[static_cast<size_t>(
+      p * static_cast<double>(all.latencies_us.size() - 1))];
+  };
+  uint64_t rejected = 0;
+  for (const auto& [reason, n] : all.rejected)
+    rejected += n;
+  auto m = (*store)->metrics();
+  auto head_after = (*store)->head_position();
+  auto rows = v->summary->rows();
+  auto statuses = projections.status();
+  auto dead = v->db->dead_letters()->stats();
+  if (!rows || !head_after || !dead) {
+    std::cerr << "orders: cannot read the results: "
+              << es::describe(!rows         ? rows.error()
+                              : !head_after ? head_after.error()
+                                            : dead.error())
+              << "\n";
+    return 1;
+  }
+  std::printf("\nsummary\n");
+  print_status_counts(*rows);
+  std::printf("  %-28s %10llu  (%llu transactions)\n", "events written",
+              static_cast<unsigned long long>(m.events_appended
+                                              - metrics_before.events_appended),
+              static_cast<unsigned long long>(m.transactions
+                                              - metrics_before.transactions));
+  std::printf("  %-28s %10lld\n", "events in the log",
+              static_cast<long long>(*head_after));
+  std::printf("  %-28s %10llu\n", "commands accepted",
+              static_cast<unsigned long long>(all.accepted));
+  std::printf("  %-28s %10llu\n", "commands rejected",
+              static_cast<unsigned long long>(rejected));
+  for (const auto& [reason, n] : all.rejected)
+    std::printf("    %-26s %10llu\n", reason.c_str(),
+                static_cast<unsigned long long>(n));
+  if (all.failed > 0)
+    std::printf("  %-28s %10llu  first: %s\n", "commands failed",
+                static_cast<unsigned long long>(all.failed),
+                all.first_failure.c_str());
+  if (auto n = w->commands_abandoned.load(); n > 0)
+    std::printf("  %-28s %10llu  (their plan failed or the run stopped)\n",
+                "commands not sent", static_cast<unsigned long long>(n));
+  if (w->stopped.load())
+    std::printf("  stopped early on an infrastructure failure: %s\n",
+                w->stop_reason.c_str());
+  std::printf("  %-28s %10.0f  (%.2f s)\n", "commands/s",
+              static_cast<double>(all.latencies_us.size()) / seconds, seconds);
+  std::printf("  %-28s %10.0f us\n", "command latency p50", pct(0.50));
+  std::printf("  %-28s %10.0f us\n", "command latency p99", pct(0.99));
+  std::printf("\nprojections\n");
+  print_projections(statuses, *dead);
+  if (dead->failed + dead->retrying > 0)
+    std::printf("  (`orders dlq list` shows them, `orders dlq replay all` "
+                "hands them back)\n");
+  // A projection failing is an error unless it was asked to.
+  bool projections_ok = caught_up;
+  for (const auto& st : statuses) {
+    auto expected_failures = cfg.fail_cancellations
+                             && st.name == customer_stats_view::projection_name;
+    if (st.state == es::projection_state::error
+        || st.state == es::projection_state::stopped
+        || (st.errors.total > 0 && !expected_failures))
+      projections_ok = false;
+  }
+  self->send_exit(region, caf::exit_reason::user_shutdown);
+  self->send_exit(caf::actor_cast<caf::actor>(store_handle),
+                  caf::exit_reason::user_shutdown);
+  projections.stop();
+  remove_temporary_views(cfg);
+  return all.failed == 0 && projections_ok ? 0 : 1;
+}
+
+} // namespace orders
