@@ -332,4 +332,88 @@ caf::expected<result> connection::run(const char* name, const std::string& sql,
   return translate(res.get(), conn_, std::string{"statement "} + name);
 }
 
+// -- pipelines
+// -----------------------------------------------------------------
+
+pipeline_result pipeline(connection& conn, std::vector<call>& calls) {
+  pipeline_result out;
+  auto* pg = conn.handle();
+  for (auto& c : calls)
+    if (auto err
+        = conn.ensure_prepared(c.name, *c.sql, static_cast<int>(c.ps.size()))) {
+      out.error = std::move(err);
+      return out;
+    }
+  if (PQenterPipelineMode(pg) != 1) {
+    out.error = translate(nullptr, pg, "cannot enter pipeline mode");
+    return out;
+  }
+  caf::error failure;
+  size_t sent = 0;
+  for (auto& c : calls) {
+    auto ptrs = c.ps.pointers();
+    auto lengths = c.ps.lengths();
+    auto formats = c.ps.formats();
+    if (PQsendQueryPrepared(pg, c.name, static_cast<int>(c.ps.size()),
+                            ptrs.data(), lengths.data(), formats.data(),
+                            c.binary ? 1 : 0)
+        != 1) {
+      failure = translate(nullptr, pg, "cannot send statement");
+      break;
+    }
+    ++sent;
+  }
+  bool synced = PQpipelineSync(pg) == 1;
+  if (!synced && !failure)
+    failure = translate(nullptr, pg, "cannot sync pipeline");
+  out.results.reserve(sent);
+  for (size_t k = 0; k < sent; ++k) {
+    result r{PQgetResult(pg)};
+    if (r.get() == nullptr) {
+      if (!failure)
+        failure = translate(nullptr, pg, "result lost");
+      break;
+    }
+    auto status = PQresultStatus(r.get());
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && !failure) {
+      failure = translate(r.get(), pg, calls[k].name);
+      out.state = sqlstate(r.get());
+      // An error the server reported for a statement before the commit
+      // point: its transaction cannot commit any more.
+      out.server_error = !out.state.empty() && !calls[k].commits;
+    }
+    out.results.push_back(std::move(r));
+    result terminator{PQgetResult(pg)};
+    static_cast<void>(terminator);
+  }
+  // Drain up to the sync point (two nulls in a row: nothing more comes).
+  bool reached_sync = false;
+  for (int nulls = 0; synced && nulls < 2 && PQstatus(pg) == CONNECTION_OK;) {
+    result r{PQgetResult(pg)};
+    if (r.get() == nullptr) {
+      ++nulls;
+      continue;
+    }
+    nulls = 0;
+    auto status = PQresultStatus(r.get());
+    if (status == PGRES_PIPELINE_SYNC) {
+      reached_sync = true;
+      break;
+    }
+    if (status == PGRES_FATAL_ERROR && !failure)
+      failure = translate(r.get(), pg, "pipeline failed");
+  }
+  if (PQstatus(pg) == CONNECTION_OK)
+    PQexitPipelineMode(pg);
+  else if (!failure)
+    failure = translate(nullptr, pg, "connection lost");
+  if (!failure && !reached_sync)
+    failure = translate(nullptr, pg, "pipeline did not finish");
+  if (failure) {
+    out.error = std::move(failure);
+    out.in_doubt = sent > 0 && !out.server_error;
+  }
+  return out;
+}
+
 } // namespace es::detail::pg

@@ -221,4 +221,45 @@ private:
   std::unordered_set<std::string> prepared_;
 };
 
+// -- pipelines
+// -----------------------------------------------------------------
+
+/// One statement of a pipeline.
+struct call {
+  const char* name;
+  const std::string* sql;
+  params ps;
+  bool binary = true;
+  /// This statement is the commit point (`COMMIT`).
+  bool commits = false;
+};
+
+/// How a pipeline ended.
+struct pipeline_result {
+  /// One result per statement that answered.
+  std::vector<result> results;
+  /// The first error, if any.
+  caf::error error;
+  /// SQLSTATE of the server's first error, if it reported one.
+  std::string state;
+  /// The server failed a statement before the commit point: the
+  /// transaction of the pipeline (its implicit one, or the explicit one it
+  /// runs in) cannot commit.
+  bool server_error = false;
+  /// The pipeline failed after something was sent and without such an
+  /// error: if it carried a commit point, the commit may have happened.
+  bool in_doubt = false;
+
+  explicit operator bool() const {
+    return !error;
+  }
+};
+
+/// Sends all calls and one sync and collects their results. A statement
+/// the server fails makes it skip the rest (`server_error`); a pipeline
+/// that breaks once something was sent is `in_doubt`, unless the server
+/// failed a statement before the commit point first. A failed `COMMIT`
+/// is in doubt too: the commit may have happened before the error.
+pipeline_result pipeline(connection& conn, std::vector<call>& calls);
+
 } // namespace es::detail::pg

@@ -18,8 +18,11 @@ namespace es {
 
 namespace {
 
+using detail::pg::call;
 using detail::pg::connection;
 using detail::pg::params;
+using detail::pg::pipeline;
+using detail::pg::pipeline_result;
 using detail::pg::pool;
 using detail::pg::result;
 
@@ -48,16 +51,6 @@ recorded_event read_event(const result& r, int row, int c) {
   ev.payload = r.text(row, c + 13);
   return ev;
 }
-
-/// One statement of a pipeline.
-struct call {
-  const char* name;
-  const std::string* sql;
-  params ps;
-  bool binary = true;
-  /// This statement is the commit point (`COMMIT`).
-  bool commits = false;
-};
 
 const std::string begin_sql = "BEGIN";
 const std::string lock_sql
@@ -260,27 +253,6 @@ struct insert_columns {
                          ? std::nullopt
                          : std::optional<std::string_view>{x});
     return result;
-  }
-};
-
-/// How a pipeline ended.
-struct pipeline_result {
-  /// One result per statement that answered.
-  std::vector<result> results;
-  /// The first error, if any.
-  caf::error error;
-  /// SQLSTATE of the server's first error, if it reported one.
-  std::string state;
-  /// The server failed a statement before the commit point: the
-  /// transaction of the pipeline (its implicit one, or the explicit one it
-  /// runs in) cannot commit.
-  bool server_error = false;
-  /// The pipeline failed after something was sent and without such an
-  /// error: if it carried a commit point, the commit may have happened.
-  bool in_doubt = false;
-
-  explicit operator bool() const {
-    return !error;
   }
 };
 
@@ -724,7 +696,7 @@ private:
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
       calls.push_back({"es_heads", &heads_sql, std::move(ps), true});
-      auto got = run_pipeline(**conn, calls);
+      auto got = pipeline(**conn, calls);
       if (!got)
         return optimistic_outcome::decide_again;
       const auto& found = got.results[0];
@@ -765,7 +737,7 @@ private:
     std::vector<call> calls;
     auto write_id = uuid::random();
     add_write(calls, rows, write_id, (*conn)->key());
-    auto done = run_pipeline(**conn, calls);
+    auto done = pipeline(**conn, calls);
     if (done && done.results[0].rows() == 1) {
       int64_t base = done.results[0].int8(0, 0);
       for (size_t k = 0; k < xs.size(); ++k) {
@@ -889,7 +861,7 @@ private:
           {"es_lookup_p", &lookup_partitioned_sql, std::move(ps), true});
       else
         first.push_back({"es_lookup", &lookup_sql, std::move(ps), true});
-      got = run_pipeline(*conn, first);
+      got = pipeline(*conn, first);
       if (got)
         break;
       abandon(*conn);
@@ -982,7 +954,7 @@ private:
       // Nothing to write: every answer rests on committed rows.
       std::vector<call> end;
       end.push_back({"es_rollback", &rollback_sql, {}, false});
-      static_cast<void>(run_pipeline(*conn, end));
+      static_cast<void>(pipeline(*conn, end));
       remember(heads);
       return;
     }
@@ -992,7 +964,7 @@ private:
     auto write_id = uuid::random();
     add_write(second, rows, write_id, conn->key());
     second.push_back({"es_commit", &commit_sql, {}, false, true});
-    auto done = run_pipeline(*conn, second);
+    auto done = pipeline(*conn, second);
     if (done && done.results[0].rows() == 1) {
       remember(heads);
       metrics_.count_transaction();
@@ -1137,94 +1109,6 @@ private:
 
   static void abandon(connection& conn) {
     abandon(&conn);
-  }
-
-  /// Sends all calls and one sync and collects their results. A statement
-  /// the server fails makes it skip the rest (`server_error`); a pipeline
-  /// that breaks once something was sent is `in_doubt`, unless the server
-  /// failed a statement before the commit point first. A failed `COMMIT`
-  /// is in doubt too: the commit may have happened before the error.
-  static pipeline_result run_pipeline(connection& conn,
-                                      std::vector<call>& calls) {
-    pipeline_result out;
-    auto* pg = conn.handle();
-    for (auto& c : calls)
-      if (auto err = conn.ensure_prepared(c.name, *c.sql,
-                                          static_cast<int>(c.ps.size()))) {
-        out.error = std::move(err);
-        return out;
-      }
-    if (PQenterPipelineMode(pg) != 1) {
-      out.error
-        = detail::pg::translate(nullptr, pg, "cannot enter pipeline mode");
-      return out;
-    }
-    caf::error failure;
-    size_t sent = 0;
-    for (auto& c : calls) {
-      auto ptrs = c.ps.pointers();
-      auto lengths = c.ps.lengths();
-      auto formats = c.ps.formats();
-      if (PQsendQueryPrepared(pg, c.name, static_cast<int>(c.ps.size()),
-                              ptrs.data(), lengths.data(), formats.data(),
-                              c.binary ? 1 : 0)
-          != 1) {
-        failure = detail::pg::translate(nullptr, pg, "cannot send statement");
-        break;
-      }
-      ++sent;
-    }
-    bool synced = PQpipelineSync(pg) == 1;
-    if (!synced && !failure)
-      failure = detail::pg::translate(nullptr, pg, "cannot sync pipeline");
-    out.results.reserve(sent);
-    for (size_t k = 0; k < sent; ++k) {
-      result r{PQgetResult(pg)};
-      if (r.get() == nullptr) {
-        if (!failure)
-          failure = detail::pg::translate(nullptr, pg, "result lost");
-        break;
-      }
-      auto status = PQresultStatus(r.get());
-      if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && !failure) {
-        failure = detail::pg::translate(r.get(), pg, calls[k].name);
-        out.state = detail::pg::sqlstate(r.get());
-        // An error the server reported for a statement before the commit
-        // point: its transaction cannot commit any more.
-        out.server_error = !out.state.empty() && !calls[k].commits;
-      }
-      out.results.push_back(std::move(r));
-      result terminator{PQgetResult(pg)};
-      static_cast<void>(terminator);
-    }
-    // Drain up to the sync point (two nulls in a row: nothing more comes).
-    bool reached_sync = false;
-    for (int nulls = 0; synced && nulls < 2 && PQstatus(pg) == CONNECTION_OK;) {
-      result r{PQgetResult(pg)};
-      if (r.get() == nullptr) {
-        ++nulls;
-        continue;
-      }
-      nulls = 0;
-      auto status = PQresultStatus(r.get());
-      if (status == PGRES_PIPELINE_SYNC) {
-        reached_sync = true;
-        break;
-      }
-      if (status == PGRES_FATAL_ERROR && !failure)
-        failure = detail::pg::translate(r.get(), pg, "pipeline failed");
-    }
-    if (PQstatus(pg) == CONNECTION_OK)
-      PQexitPipelineMode(pg);
-    else if (!failure)
-      failure = detail::pg::translate(nullptr, pg, "connection lost");
-    if (!failure && !reached_sync)
-      failure = detail::pg::translate(nullptr, pg, "pipeline did not finish");
-    if (failure) {
-      out.error = std::move(failure);
-      out.in_doubt = sent > 0 && !out.server_error;
-    }
-    return out;
   }
 
   postgres_config cfg_;
