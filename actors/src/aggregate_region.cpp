@@ -175,11 +175,12 @@ caf::behavior region_impl(region_actor* self, region_options opts,
     on_down(self, dm);
   });
   if (opts.idle_timeout.count() > 0)
-    self->delayed_send(self, tick_interval(opts), tick_atom_v);
+    self->delayed_send(self, tick_interval(opts), caf::tick_atom_v);
   return {
-    [self](tick_atom) {
+    [self](caf::tick_atom) {
       check_idle(self);
-      self->delayed_send(self, tick_interval(self->state.opts), tick_atom_v);
+      self->delayed_send(self, tick_interval(self->state.opts),
+                         caf::tick_atom_v);
     },
     [self](passivate_atom, const uuid& id) -> bool {
       auto i = self->state.children.find(id);

@@ -78,7 +78,7 @@ void publish(writer_actor* self, recorded_events events) {
     log(log_level::warning,
         "publishing committed events failed: " + describe(err));
   };
-  auto handle = self->request(st.cfg.bus, caf::infinite, publish_atom_v,
+  auto handle = self->request(st.cfg.bus, caf::infinite, caf::publish_atom_v,
                               std::move(events));
   // Beyond the limit, stop taking messages until the bus accepted this
   // publish: appends wait in the mailbox, so a slow subscriber slows the
@@ -110,7 +110,7 @@ void schedule_retry(writer_actor* self, pending_append p) {
   st.backoff = st.backoff.count() == 0
                  ? st.cfg.retry_backoff
                  : std::min(st.backoff * 2, st.cfg.max_retry_backoff);
-  self->delayed_send(self, st.backoff, tick_atom_v);
+  self->delayed_send(self, st.backoff, caf::tick_atom_v);
 }
 
 /// Commits everything that queued up since the last flush in one
@@ -192,16 +192,16 @@ caf::behavior store_writer(writer_actor* self, event_store_ptr store,
           flush(self);
         } else {
           st.flush_scheduled = true;
-          self->send(self, flush_atom_v);
+          self->send(self, caf::flush_atom_v);
         }
       }
       return rp;
     },
-    [self](flush_atom) {
+    [self](caf::flush_atom) {
       if (self->state.flush_scheduled)
         flush(self);
     },
-    [self](tick_atom) {
+    [self](caf::tick_atom) {
       auto& st = self->state;
       st.retry_scheduled = false;
       for (auto& p : st.retrying)

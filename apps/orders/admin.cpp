@@ -162,7 +162,7 @@ int dlq_replay(caf::actor_system& sys, const orders_config& cfg,
   // The projections run as in `run`, following the store; the replay goes
   // through the dead-letter actor to the projection's current actor.
   es::projection_coordinator projections{sys};
-  if (auto err = start_projections(projections, v, store, caf::actor{},
+  if (auto err = start_projections(projections, v, store, es::bus_actor{},
                                    cfg.fail_cancellations)) {
     std::cerr << "orders: cannot start the projections: " << es::describe(err)
               << "\n";
@@ -183,7 +183,7 @@ int dlq_replay(caf::actor_system& sys, const orders_config& cfg,
     }
     self
       ->request(dla, std::chrono::seconds(60), es::dlq_replay_atom_v, e.id,
-                *target)
+                es::replay_target_actor{*target})
       .receive(
         [&](bool ok) {
           if (ok) {
@@ -384,7 +384,7 @@ int rebuild(caf::actor_system& sys, const orders_config& cfg,
   if (!open_both(cfg, store, v))
     return 2;
   es::projection_coordinator projections{sys};
-  if (auto err = start_projections(projections, v, store, caf::actor{},
+  if (auto err = start_projections(projections, v, store, es::bus_actor{},
                                    cfg.fail_cancellations)) {
     std::cerr << "orders: cannot start the projections: " << es::describe(err)
               << "\n";

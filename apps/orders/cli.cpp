@@ -137,8 +137,8 @@ void remove_temporary_views(const orders_config& cfg) {
 }
 
 caf::error start_projections(es::projection_coordinator& pc, const views& v,
-                             const es::event_store_ptr& store, caf::actor bus,
-                             bool fail_cancellations) {
+                             const es::event_store_ptr& store,
+                             es::bus_actor bus, bool fail_cancellations) {
   es::subscription_config base;
   base.store = store;
   base.bus = std::move(bus);

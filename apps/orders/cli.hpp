@@ -53,8 +53,8 @@ void remove_temporary_views(const orders_config& cfg);
 /// Adds both projections to `pc`: live from `bus` if valid, otherwise by
 /// following the store.
 caf::error start_projections(es::projection_coordinator& pc, const views& v,
-                             const es::event_store_ptr& store, caf::actor bus,
-                             bool fail_cancellations);
+                             const es::event_store_ptr& store,
+                             es::bus_actor bus, bool fail_cancellations);
 
 std::string money(int64_t cents);
 

@@ -4,12 +4,15 @@
 #include "es/bus/type_ids.hpp"
 #include "es/store/log.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -38,8 +41,9 @@ namespace {
 using active_flag = std::shared_ptr<std::atomic<bool>>;
 
 /// Runs a handler for each event of a delivery, isolating its failures.
-caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
-                                std::string label, active_flag active) {
+bus_subscriber_actor::behavior_type
+function_delivery(bus_subscriber_actor::pointer, event_handler_fn fn,
+                  std::string label, active_flag active) {
   return {
     [fn, label,
      active](deliver_atom,
@@ -73,9 +77,12 @@ caf::behavior function_delivery(caf::event_based_actor*, event_handler_fn fn,
   };
 }
 
-/// Forwards deliveries to a user actor and waits for its (empty) reply.
-caf::behavior actor_delivery(caf::event_based_actor* self, caf::actor target,
-                             active_flag active) {
+/// Forwards deliveries to a user actor and waits for its reply. `target`
+/// is dynamically typed: any reply means "done" (see
+/// `event_bus::subscribe_actor`), which no typed handle can express.
+bus_subscriber_actor::behavior_type
+actor_delivery(bus_subscriber_actor::pointer self, caf::actor target,
+               active_flag active) {
   return {
     [self, target,
      active](deliver_atom,
@@ -108,7 +115,7 @@ caf::behavior actor_delivery(caf::event_based_actor* self, caf::actor target,
 
 struct subscriber_entry {
   subscription_id id = 0;
-  caf::actor delivery;
+  bus_subscriber_actor delivery;
   std::vector<std::string> types;
   size_t max_queued = 0;
   size_t queued = 0;
@@ -122,6 +129,8 @@ struct subscriber_entry {
   }
 };
 
+/// A publish answered later. Void answers go through untyped promises:
+/// `typed_response_promise<void>` cannot deliver in CAF 0.17.
 struct waiting_publish {
   recorded_events events;
   caf::response_promise rp;
@@ -160,16 +169,16 @@ struct bus_state {
   }
 };
 
-using bus_actor = caf::stateful_actor<bus_state>;
+using bus_pointer = bus_actor::stateful_pointer<bus_state>;
 
-void delivery_done(bus_actor* self, subscription_id id, size_t count,
+void delivery_done(bus_pointer self, subscription_id id, size_t count,
                    uint64_t invoked, uint64_t errors);
 
 /// Hands `events` to every interested subscriber if all of them have room;
 /// returns false (and does nothing) otherwise. A subscriber with an empty
 /// queue always has room, so a batch larger than a limit cannot wait
 /// forever.
-bool try_dispatch(bus_actor* self, recorded_events& events) {
+bool try_dispatch(bus_pointer self, recorded_events& events) {
   auto& st = self->state;
   std::vector<std::pair<size_t, size_t>> plan; // (subscriber index, count)
   for (size_t i = 0; i < st.subs.size(); ++i) {
@@ -205,7 +214,11 @@ bool try_dispatch(bus_actor* self, recorded_events& events) {
     ++s.in_flight;
     ++st.stats.deliveries_in_flight;
     auto id = s.id;
-    self->request(s.delivery, caf::infinite, std::move(msg))
+    // Sent as a prebuilt message, which only the dynamic handle takes: the
+    // subscribers that want every event share one copy of the events.
+    self
+      ->request(caf::actor_cast<caf::actor>(s.delivery), caf::infinite,
+                std::move(msg))
       .then(
         [self, id, n](uint64_t invoked, uint64_t errors) {
           delivery_done(self, id, n, invoked, errors);
@@ -218,7 +231,7 @@ bool try_dispatch(bus_actor* self, recorded_events& events) {
   return true;
 }
 
-void flush_waiting(bus_actor* self) {
+void flush_waiting(bus_pointer self) {
   auto& st = self->state;
   while (!st.waiting.empty()) {
     auto& front = st.waiting.front();
@@ -235,7 +248,7 @@ void flush_waiting(bus_actor* self) {
   }
 }
 
-void delivery_done(bus_actor* self, subscription_id id, size_t count,
+void delivery_done(bus_pointer self, subscription_id id, size_t count,
                    uint64_t invoked, uint64_t errors) {
   auto& st = self->state;
   auto* s = st.find(id);
@@ -251,9 +264,9 @@ void delivery_done(bus_actor* self, subscription_id id, size_t count,
   flush_waiting(self);
 }
 
-caf::behavior bus_impl(bus_actor* self) {
+bus_actor::behavior_type bus_impl(bus_pointer self) {
   return {
-    [self](publish_atom, recorded_events& events) -> caf::result<void> {
+    [self](caf::publish_atom, recorded_events& events) -> caf::result<void> {
       auto& st = self->state;
       if (st.waiting.empty() && try_dispatch(self, events))
         return caf::unit;
@@ -262,7 +275,8 @@ caf::behavior bus_impl(bus_actor* self) {
       st.stats.publishes_waiting = st.waiting.size();
       return rp;
     },
-    [self](subscribe_atom, caf::actor delivery, std::vector<std::string>& types,
+    [self](caf::subscribe_atom, bus_subscriber_actor delivery,
+           std::vector<std::string>& types,
            uint64_t max_queued) -> subscription_id {
       auto& st = self->state;
       subscriber_entry entry;
@@ -274,7 +288,7 @@ caf::behavior bus_impl(bus_actor* self) {
       st.stats.subscribers = st.subs.size();
       return st.subs.back().id;
     },
-    [self](unsubscribe_atom, subscription_id id) -> bool {
+    [self](caf::unsubscribe_atom, subscription_id id) -> bool {
       auto& st = self->state;
       auto i
         = std::find_if(st.subs.begin(), st.subs.end(), [id](const auto& s) {
@@ -283,9 +297,11 @@ caf::behavior bus_impl(bus_actor* self) {
       if (i == st.subs.end())
         return false;
       // Stop the delivery actor before it handles what is still queued for
-      // it: the exit jumps the queue.
-      self->send<caf::message_priority::high>(
-        i->delivery,
+      // it: the exit jumps the queue. (An exit_msg is no part of the typed
+      // protocol, and a typed actor may not send to a dynamic handle: hence
+      // an anonymous send; the message names the bus as its source.)
+      caf::anon_send<caf::message_priority::high>(
+        caf::actor_cast<caf::actor>(i->delivery),
         caf::exit_msg{self->address(), caf::exit_reason::user_shutdown});
       st.stats.deliveries_in_flight -= i->in_flight;
       st.subs.erase(i);
@@ -312,7 +328,7 @@ caf::behavior bus_impl(bus_actor* self) {
 
 class in_process_event_bus final : public event_bus {
 public:
-  in_process_event_bus(caf::actor_system& sys, caf::actor bus)
+  in_process_event_bus(caf::actor_system& sys, bus_actor bus)
     : sys_(sys), bus_(std::move(bus)) {
     // nop
   }
@@ -321,14 +337,14 @@ public:
     caf::anon_send_exit(bus_, caf::exit_reason::user_shutdown);
   }
 
-  caf::actor handle() const override {
+  bus_actor handle() const override {
     return bus_;
   }
 
   caf::error publish(recorded_events events) override {
     caf::scoped_actor self{sys_};
     caf::error result;
-    self->request(bus_, caf::infinite, publish_atom_v, std::move(events))
+    self->request(bus_, caf::infinite, caf::publish_atom_v, std::move(events))
       .receive([] {},
                [&](caf::error& err) {
                  result = std::move(err);
@@ -382,7 +398,7 @@ public:
     }
     caf::scoped_actor self{sys_};
     bool result = false;
-    self->request(bus_, caf::infinite, unsubscribe_atom_v, id)
+    self->request(bus_, caf::infinite, caf::unsubscribe_atom_v, id)
       .receive(
         [&](bool found) {
           result = found;
@@ -427,8 +443,9 @@ private:
     return std::make_shared<std::atomic<bool>>(true);
   }
 
-  caf::actor spawn_function(event_handler_fn fn, std::string label,
-                            const subscribe_options& opts, active_flag active) {
+  bus_subscriber_actor spawn_function(event_handler_fn fn, std::string label,
+                                      const subscribe_options& opts,
+                                      active_flag active) {
     if (opts.blocking)
       return sys_.spawn<caf::detached>(function_delivery, std::move(fn),
                                        std::move(label), std::move(active));
@@ -436,12 +453,13 @@ private:
                       std::move(active));
   }
 
-  subscription_id add(caf::actor delivery, std::vector<std::string> types,
+  subscription_id add(bus_subscriber_actor delivery,
+                      std::vector<std::string> types,
                       const subscribe_options& opts, active_flag active) {
     caf::scoped_actor self{sys_};
     subscription_id result = 0;
     self
-      ->request(bus_, caf::infinite, subscribe_atom_v, delivery,
+      ->request(bus_, caf::infinite, caf::subscribe_atom_v, delivery,
                 std::move(types), static_cast<uint64_t>(opts.max_queued_events))
       .receive(
         [&](subscription_id id) {
@@ -456,7 +474,7 @@ private:
   }
 
   caf::actor_system& sys_;
-  caf::actor bus_;
+  bus_actor bus_;
   std::mutex mtx_;
   /// The flags of the subscriptions made through this facade.
   std::unordered_map<subscription_id, active_flag> active_;
@@ -464,7 +482,7 @@ private:
 
 } // namespace
 
-caf::actor spawn_in_process_bus(caf::actor_system& sys) {
+bus_actor spawn_in_process_bus(caf::actor_system& sys) {
   return sys.spawn(bus_impl);
 }
 

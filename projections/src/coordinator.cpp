@@ -6,6 +6,7 @@
 #include "es/supervision/errors.hpp"
 #include "es/supervision/type_ids.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <thread>
@@ -31,7 +32,7 @@ void projection_coordinator::stop() {
     self->request(supervisor_, caf::infinite, stop_atom_v, name)
       .receive([](bool) {}, [](caf::error&) {});
   self->send_exit(supervisor_, caf::exit_reason::user_shutdown);
-  supervisor_ = caf::actor{};
+  supervisor_ = supervisor_actor{};
 }
 
 caf::error projection_coordinator::add(projection_ptr proj,
@@ -66,7 +67,7 @@ caf::error projection_coordinator::add(projection_ptr proj,
     entries_[name] = entry{cfg.checkpoints, cfg.store, proj, cfg};
   }
   auto factory = [proj, cfg](caf::actor_system& sys) {
-    return spawn_projection_actor(sys, proj, cfg);
+    return caf::actor_cast<caf::actor>(spawn_projection_actor(sys, proj, cfg));
   };
   auto res = supervise(sys_, supervisor_, name, factory);
   if (!res)
@@ -91,15 +92,18 @@ std::vector<std::string> projection_coordinator::names() const {
   return names_;
 }
 
-caf::expected<caf::actor>
+caf::expected<projection_actor_handle>
 projection_coordinator::current(const std::string& name) {
   caf::scoped_actor self{sys_};
-  caf::expected<caf::actor> result{caf::error{}};
+  caf::expected<projection_actor_handle> result{caf::error{}};
   self->request(supervisor_, caf::infinite, child_atom_v, name)
     .receive(
       [&](caf::actor& a) {
+        // The supervisor is generic and hands out `caf::actor`; every
+        // child this coordinator supervises is a projection actor that its
+        // own factory spawned (see `add`).
         if (a)
-          result = std::move(a);
+          result = caf::actor_cast<projection_actor_handle>(std::move(a));
         else
           result = caf::make_error(supervision_errc::not_found,
                                    name + " is restarting or failed");
@@ -110,7 +114,7 @@ projection_coordinator::current(const std::string& name) {
   return result;
 }
 
-caf::expected<caf::actor>
+caf::expected<projection_actor_handle>
 projection_coordinator::actor(const std::string& name) {
   return current(name);
 }
@@ -183,7 +187,8 @@ std::vector<projection_status> projection_coordinator::status() {
 namespace {
 
 template <class Atom>
-caf::error ask_bool(caf::actor_system& sys, const caf::actor& a, Atom atom) {
+caf::error
+ask_bool(caf::actor_system& sys, const projection_actor_handle& a, Atom atom) {
   caf::scoped_actor self{sys};
   caf::error result;
   self->request(a, std::chrono::seconds(30), atom)
@@ -257,7 +262,7 @@ caf::error projection_coordinator::rebuild(
   auto a = current(name);
   if (!a)
     return std::move(a.error());
-  if (auto err = ask_bool(sys_, *a, reset_atom_v))
+  if (auto err = ask_bool(sys_, *a, caf::reset_atom_v))
     return err;
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + timeout;
@@ -291,7 +296,7 @@ namespace {
 
 /// The status of an actor that is not supervised (the shadow).
 caf::expected<projection_status> status_of(caf::actor_system& sys,
-                                           const caf::actor& a) {
+                                           const projection_actor_handle& a) {
   caf::scoped_actor self{sys};
   caf::expected<projection_status> result{caf::error{}};
   self->request(a, std::chrono::seconds(30), status_atom_v)
@@ -306,7 +311,7 @@ caf::expected<projection_status> status_of(caf::actor_system& sys,
 }
 
 /// Ends `a` and waits until it is gone (its last transaction done).
-void stop_and_wait(caf::actor_system& sys, const caf::actor& a) {
+void stop_and_wait(caf::actor_system& sys, const projection_actor_handle& a) {
   caf::scoped_actor self{sys};
   self->monitor(a);
   self->send_exit(a, caf::exit_reason::user_shutdown);
@@ -362,7 +367,7 @@ caf::error projection_coordinator::rebuild_in_shadow(
     return err;
   }
   auto cfg = e.cfg;
-  cfg.bus = caf::actor{};
+  cfg.bus = bus_actor{};
   cfg.checkpoints = (*shadow_db)->checkpoints();
   cfg.dead_letters = (*shadow_db)->dead_letters();
   cfg.start = start_from::beginning;
@@ -413,7 +418,7 @@ caf::error projection_coordinator::rebuild_in_shadow(
   auto a = current(name);
   if (a)
     if (auto err = ask_bool(sys_, *a, pause_atom_v))
-      a = caf::expected<caf::actor>{std::move(err)};
+      a = caf::expected<projection_actor_handle>{std::move(err)};
   auto resume = [&] {
     if (a)
       static_cast<void>(ask_bool(sys_, *a, resume_atom_v));

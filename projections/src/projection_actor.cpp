@@ -6,9 +6,9 @@
 #include "es/supervision/errors.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
 #include "detail.hpp"
@@ -95,11 +95,18 @@ struct projection_actor_state {
 
   ~projection_actor_state() {
     if (cfg.bus && subscription != 0)
-      caf::anon_send(cfg.bus, unsubscribe_atom_v, subscription);
+      caf::anon_send(cfg.bus, caf::unsubscribe_atom_v, subscription);
   }
 };
 
-using projection_actor = caf::stateful_actor<projection_actor_state>;
+/// The projection actor as implemented: its protocol and the timers and
+/// pumps it sends itself.
+using projection_impl_actor = projection_actor_handle::extend<
+  caf::reacts_to<lease_atom>, caf::reacts_to<pump_atom>,
+  caf::reacts_to<caf::tick_atom>, caf::reacts_to<retry_atom>>;
+
+using projection_actor
+  = projection_impl_actor::stateful_base<projection_actor_state>;
 
 void pump(projection_actor* self);
 
@@ -617,7 +624,7 @@ void schedule_tick(projection_actor* self) {
         ? std::min(st.cfg.store_check_interval, st.cfg.checkpoint_interval)
         : std::min(st.cfg.poll_interval, st.cfg.checkpoint_interval);
   st.tick_scheduled = true;
-  self->delayed_send(self, delay, tick_atom_v);
+  self->delayed_send(self, delay, caf::tick_atom_v);
 }
 
 void request_pump(projection_actor* self);
@@ -827,8 +834,14 @@ bool acquire(projection_actor* self) {
   return false;
 }
 
-caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
-                              subscription_config cfg) {
+/// What an actor that ended while starting returns (it quit already).
+projection_impl_actor::behavior_type ended() {
+  return projection_impl_actor::behavior_type::make_empty_behavior();
+}
+
+projection_impl_actor::behavior_type projection_impl(projection_actor* self,
+                                                     projection_ptr proj,
+                                                     subscription_config cfg) {
   auto& st = self->state;
   st.proj = std::move(proj);
   st.tx_proj = dynamic_cast<transactional_projection*>(st.proj.get());
@@ -846,18 +859,18 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
   if (acquire(self)) {
     if (auto err = start(self)) {
       self->quit(std::move(err));
-      return {};
+      return ended();
     }
     request_pump(self);
   } else if (st.state != projection_state::standby) {
-    return {};
+    return ended();
   }
   if (st.cfg.owner != ownership::none)
     self->delayed_send(self, st.cfg.lease_retry_interval, lease_atom_v);
   if (st.cfg.bus)
     self
-      ->request(st.cfg.bus, caf::infinite, subscribe_atom_v, caf::actor{self},
-                std::vector<std::string>{},
+      ->request(st.cfg.bus, caf::infinite, caf::subscribe_atom_v,
+                bus_subscriber_actor{self}, std::vector<std::string>{},
                 static_cast<uint64_t>(st.cfg.max_live_queue))
       .then(
         [self](uint64_t id) {
@@ -868,7 +881,7 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
           log(log_level::warning,
               "projection " + self->state.checkpoint_name
                 + " not subscribed to the bus: " + describe(err));
-          self->state.cfg.bus = caf::actor{};
+          self->state.cfg.bus = bus_actor{};
           schedule_tick(self);
         });
   return {
@@ -896,7 +909,7 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       self->state.pump_scheduled = false;
       pump(self);
     },
-    [self](tick_atom) {
+    [self](caf::tick_atom) {
       auto& st = self->state;
       st.tick_scheduled = false;
       if (auto err = save_checkpoint(self)) {
@@ -963,7 +976,7 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
       request_pump(self);
       return true;
     },
-    [self](reset_atom) -> caf::result<bool> {
+    [self](caf::reset_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (auto err = st.proj->reset())
         return err;
@@ -1011,10 +1024,11 @@ caf::behavior projection_impl(projection_actor* self, projection_ptr proj,
 
 } // namespace
 
-caf::actor spawn_projection_actor(caf::actor_system& sys, projection_ptr proj,
-                                  subscription_config cfg) {
+projection_actor_handle spawn_projection_actor(caf::actor_system& sys,
+                                               projection_ptr proj,
+                                               subscription_config cfg) {
   if (!cfg.store)
-    return caf::actor{};
+    return projection_actor_handle{};
   // Stores of a level-2 or transactional projection are its own.
   if (auto* tp = dynamic_cast<transactional_projection*>(proj.get())) {
     if (!cfg.checkpoints)

@@ -4,8 +4,8 @@
 #include "es/supervision/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/response_promise.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 
 namespace es {
 
@@ -18,27 +18,15 @@ caf::result<T> lift(caf::expected<T>&& x) {
   return std::move(x.error());
 }
 
-caf::behavior dead_letter_impl(caf::event_based_actor* self,
-                               dead_letter_store_ptr store,
-                               event_store_ptr events) {
+dead_letter_actor::behavior_type
+dead_letter_impl(dead_letter_actor::pointer self, dead_letter_store_ptr store,
+                 event_store_ptr events) {
   return {
     [store](dlq_add_atom, const dead_letter& entry) -> caf::result<int64_t> {
       return lift(store->add(entry));
     },
-    [store](dlq_list_atom, const std::string& projection,
-            const std::string& status, uint64_t limit,
-            uint64_t offset) -> caf::result<std::vector<dead_letter>> {
-      dead_letter_query q;
-      if (!projection.empty())
-        q.projection = projection;
-      if (!status.empty()) {
-        q.status = parse_dead_letter_status(status);
-        if (!q.status)
-          return make_store_error(store_errc::invalid_argument,
-                                  "unknown dead-letter status " + status);
-      }
-      q.limit = limit;
-      q.offset = offset;
+    [store](dlq_list_atom, const dead_letter_query& q)
+      -> caf::result<std::vector<dead_letter>> {
       return lift(store->list(q));
     },
     [store](dlq_get_atom, int64_t id) -> caf::result<std::vector<dead_letter>> {
@@ -63,8 +51,9 @@ caf::behavior dead_letter_impl(caf::event_based_actor* self,
     [store](dlq_purge_atom, int64_t seconds) -> caf::result<int64_t> {
       return lift(store->purge_resolved(std::chrono::seconds{seconds}));
     },
-    [self, store, events](dlq_replay_atom, int64_t id,
-                          const caf::actor& projection) -> caf::result<bool> {
+    [self, store,
+     events](dlq_replay_atom, int64_t id,
+             const replay_target_actor& projection) -> caf::result<bool> {
       auto entry = store->get(id);
       if (!entry)
         return std::move(entry.error());
@@ -111,9 +100,9 @@ caf::behavior dead_letter_impl(caf::event_based_actor* self,
 
 } // namespace
 
-caf::actor spawn_dead_letter_actor(caf::actor_system& sys,
-                                   dead_letter_store_ptr store,
-                                   event_store_ptr events) {
+dead_letter_actor spawn_dead_letter_actor(caf::actor_system& sys,
+                                          dead_letter_store_ptr store,
+                                          event_store_ptr events) {
   return sys.spawn<caf::detached>(dead_letter_impl, std::move(store),
                                   std::move(events));
 }

@@ -4,11 +4,11 @@
 #include "es/supervision/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <map>
 #include <random>
@@ -58,9 +58,15 @@ struct supervisor_state {
   }
 };
 
-using supervisor_actor = caf::stateful_actor<supervisor_state>;
+/// The supervisor as implemented: its protocol and the restart timer it
+/// sends itself.
+using supervisor_impl_actor = supervisor_actor::extend<
+  caf::reacts_to<restart_atom, std::string, uint64_t>>;
 
-void start(supervisor_actor* self, child& c) {
+using supervisor_pointer
+  = supervisor_impl_actor::stateful_pointer<supervisor_state>;
+
+void start(supervisor_pointer self, child& c) {
   c.actor = (*c.factory)(self->system());
   if (!c.actor) {
     c.status.state = child_state::failed;
@@ -71,7 +77,8 @@ void start(supervisor_actor* self, child& c) {
   c.status.state = child_state::running;
 }
 
-caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
+supervisor_impl_actor::behavior_type supervisor_impl(supervisor_pointer self,
+                                                     restart_policy policy) {
   self->state.policy = policy;
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
@@ -124,7 +131,7 @@ caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
         return;
       start(self, i->second);
     },
-    [self](children_atom) {
+    [self](children_atom) -> std::vector<child_status> {
       std::vector<child_status> result;
       for (auto& [name, c] : self->state.children)
         result.push_back(c.status);
@@ -155,12 +162,13 @@ caf::behavior supervisor_impl(supervisor_actor* self, restart_policy policy) {
 
 } // namespace
 
-caf::actor spawn_supervisor(caf::actor_system& sys, restart_policy policy) {
+supervisor_actor spawn_supervisor(caf::actor_system& sys,
+                                  restart_policy policy) {
   return sys.spawn(supervisor_impl, policy);
 }
 
 caf::expected<caf::actor>
-supervise(caf::actor_system& sys, const caf::actor& supervisor,
+supervise(caf::actor_system& sys, const supervisor_actor& supervisor,
           const std::string& name, child_factory factory) {
   caf::scoped_actor self{sys};
   caf::expected<caf::actor> result{caf::error{}};

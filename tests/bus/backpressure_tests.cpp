@@ -1,5 +1,6 @@
 // The bus actor's protocol under CAF's deterministic test_coordinator:
 // queue bounds hold publishes back until a slow subscriber answers.
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -38,25 +39,28 @@ using client_log_ptr = std::shared_ptr<client_log>;
 
 /// Forwards its input to `bus` as requests and records the answers in `log`,
 /// so the test sees which requests the bus has answered so far.
-caf::behavior test_client(caf::event_based_actor* self, caf::actor bus,
+caf::behavior test_client(caf::event_based_actor* self, bus_actor bus,
                           client_log_ptr log) {
   auto on_error = [log](caf::error& err) {
     log->errors.push_back(describe(err));
   };
   return {
-    [=](publish_atom, recorded_events& events) {
+    [=](caf::publish_atom, recorded_events& events) {
       auto first = events.empty() ? int64_t{0} : events.front().global_position;
-      self->request(bus, caf::infinite, publish_atom_v, std::move(events))
+      self->request(bus, caf::infinite, caf::publish_atom_v, std::move(events))
         .then(
           [log, first] {
             log->published.push_back(first);
           },
           on_error);
     },
-    [=](subscribe_atom, caf::actor& delivery, std::vector<std::string>& types,
-        uint64_t max_queued) {
+    [=](caf::subscribe_atom, caf::actor& delivery,
+        std::vector<std::string>& types, uint64_t max_queued) {
+      // The stalled subscriber is a dynamic actor that speaks the delivery
+      // protocol (and takes `ok_atom` on top).
       self
-        ->request(bus, caf::infinite, subscribe_atom_v, std::move(delivery),
+        ->request(bus, caf::infinite, caf::subscribe_atom_v,
+                  caf::actor_cast<bus_subscriber_actor>(std::move(delivery)),
                   std::move(types), max_queued)
         .then(
           [log](subscription_id id) {
@@ -64,8 +68,8 @@ caf::behavior test_client(caf::event_based_actor* self, caf::actor bus,
           },
           on_error);
     },
-    [=](unsubscribe_atom, subscription_id id) {
-      self->request(bus, caf::infinite, unsubscribe_atom_v, id)
+    [=](caf::unsubscribe_atom, subscription_id id) {
+      self->request(bus, caf::infinite, caf::unsubscribe_atom_v, id)
         .then(
           [log](bool found) {
             log->unsubscribed.push_back(found);
@@ -143,7 +147,7 @@ struct deterministic_fixture {
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::scheduler::test_coordinator& sched;
-  caf::actor bus;
+  bus_actor bus;
   client_log_ptr log = std::make_shared<client_log>();
   caf::actor client;
 
@@ -174,7 +178,8 @@ struct deterministic_fixture {
     if (handle != nullptr)
       *handle = delivery;
     auto before = log->subscribed.size();
-    caf::anon_send(client, subscribe_atom_v, delivery, std::move(types), bound);
+    caf::anon_send(client, caf::subscribe_atom_v, delivery, std::move(types),
+                   bound);
     sched.run();
     REQUIRE(log->subscribed.size() == before + 1);
     return slog;
@@ -182,7 +187,8 @@ struct deterministic_fixture {
 
   void publish(int64_t first, int count,
                const std::string& type = "ItemAdded") {
-    caf::anon_send(client, publish_atom_v, make_recorded(first, count, type));
+    caf::anon_send(client, caf::publish_atom_v,
+                   make_recorded(first, count, type));
     sched.run();
   }
 
@@ -345,7 +351,7 @@ TEST_CASE_METHOD(deterministic_fixture,
   publish(1, 2);
   publish(3, 1);
   CHECK(log->published.size() == 1);
-  caf::anon_send(client, unsubscribe_atom_v, log->subscribed.front());
+  caf::anon_send(client, caf::unsubscribe_atom_v, log->subscribed.front());
   sched.run();
   CHECK(log->unsubscribed == std::vector<bool>{true});
   CHECK(log->published == std::vector<int64_t>{1, 3});
@@ -353,7 +359,7 @@ TEST_CASE_METHOD(deterministic_fixture,
   auto st = stats();
   CHECK(st.subscribers == 0);
   CHECK(st.publishes_waiting == 0);
-  caf::anon_send(client, unsubscribe_atom_v, log->subscribed.front());
+  caf::anon_send(client, caf::unsubscribe_atom_v, log->subscribed.front());
   sched.run();
   CHECK(log->unsubscribed == std::vector<bool>{true, false});
   no_errors();
@@ -372,7 +378,7 @@ TEST_CASE_METHOD(deterministic_fixture,
   auto slog = add_stalled({}, 10, &slow);
   publish(1, 3);
   CHECK(stats().deliveries_in_flight == 1);
-  caf::anon_send(client, unsubscribe_atom_v, log->subscribed.front());
+  caf::anon_send(client, caf::unsubscribe_atom_v, log->subscribed.front());
   sched.run();
   REQUIRE(log->unsubscribed == std::vector<bool>{true});
   // The bus stopped the delivery actor: its answer can never come. Fails

@@ -79,7 +79,7 @@ public:
 /// One instance of the projection: its own connection to the shared file.
 struct instance {
   std::shared_ptr<observed_read_model> model;
-  caf::actor actor;
+  projection_actor_handle actor;
 };
 
 /// Two projection actors of one read model on one SQLite file, a third
@@ -249,7 +249,7 @@ TEST_CASE("with leases one instance applies while the other stands by, "
   // The holder ends (its lease with it); the standby takes over from the
   // checkpoint and applies only what is new.
   t.self->send_exit(holder.actor, caf::exit_reason::user_shutdown);
-  holder.actor = caf::actor{};
+  holder.actor = projection_actor_handle{};
   fill(*t.events, 4, 5);
   t.wait_until(
     [&] {

@@ -270,7 +270,7 @@ TEST_CASE_METHOD(projection_fixture,
   r.receive([](bool) {}, [](caf::error&) {});
   CHECK(proj->seen() == range(1, 7));
   CHECK(status(a).lag_events == 0);
-  auto x = self->request(a, caf::infinite, reset_atom_v);
+  auto x = self->request(a, caf::infinite, caf::reset_atom_v);
   sched.run();
   x.receive(
     [](bool ok) {

@@ -125,9 +125,9 @@ struct projection_fixture {
     = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
   caf::scoped_actor self{sys};
   event_store_ptr store = make_memory_event_store();
-  caf::actor bus = spawn_in_process_bus(sys);
+  bus_actor bus = spawn_in_process_bus(sys);
   store_actor writer;
-  std::vector<caf::actor> spawned;
+  std::vector<projection_actor_handle> spawned;
 
   projection_fixture() {
     store_actor_config sc;
@@ -173,14 +173,14 @@ struct projection_fixture {
     return c;
   }
 
-  caf::actor spawn(projection_ptr p, subscription_config c) {
+  projection_actor_handle spawn(projection_ptr p, subscription_config c) {
     auto a = spawn_projection_actor(sys, std::move(p), std::move(c));
     spawned.push_back(a);
     sched.run();
     return a;
   }
 
-  projection_status status(const caf::actor& a) {
+  projection_status status(const projection_actor_handle& a) {
     auto h = self->request(a, caf::infinite, status_atom_v);
     sched.run();
     projection_status result;

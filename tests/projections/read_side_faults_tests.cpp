@@ -55,7 +55,7 @@ struct faults_fixture : projection_fixture {
 
   /// Spawns without the fixture's unbounded run: a spinning actor fails the
   /// test instead of hanging it.
-  caf::actor start(projection_ptr p, subscription_config c) {
+  projection_actor_handle start(projection_ptr p, subscription_config c) {
     auto a = spawn_projection_actor(sys, std::move(p), std::move(c));
     REQUIRE(a);
     spawned.push_back(a);

@@ -9,6 +9,7 @@
 #include "es/supervision/type_ids.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/error.hpp>
@@ -123,8 +124,9 @@ struct deterministic_fixture {
   }
 
   /// Remembers `a` for the destructor and returns it.
-  caf::actor keep(caf::actor a) {
-    spawned.push_back(a);
+  template <class Handle>
+  Handle keep(Handle a) {
+    spawned.push_back(caf::actor_cast<caf::actor>(a));
     return a;
   }
 
@@ -161,8 +163,8 @@ struct deterministic_fixture {
 
   /// Sends a request from the client, runs every ready job and returns the
   /// answer (without moving the clock).
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dst, Ts&&... xs) {
     auto h = self->request(dst, caf::infinite, std::forward<Ts>(xs)...);
     sched.run();
     return collect<T>(h);
@@ -198,8 +200,9 @@ struct threaded_fixture {
     return cfg;
   }
 
-  caf::actor keep(caf::actor a) {
-    spawned.push_back(a);
+  template <class Handle>
+  Handle keep(Handle a) {
+    spawned.push_back(caf::actor_cast<caf::actor>(a));
     return a;
   }
 
@@ -218,8 +221,8 @@ struct threaded_fixture {
   }
 
   /// Sends a request and blocks for its answer (at most 30 seconds).
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dst, Ts&&... xs) {
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dst, Ts&&... xs) {
     return collect<T>(
       self->request(dst, std::chrono::seconds(30), std::forward<Ts>(xs)...));
   }

@@ -71,7 +71,7 @@ restart_policy test_policy() {
 }
 
 struct supervisor_fixture : deterministic_fixture {
-  caf::actor supervisor;
+  supervisor_actor supervisor;
 
   void start(restart_policy p = test_policy()) {
     supervisor = keep(spawn_supervisor(sys, p));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "es/actors/type_ids.hpp"
+#include "es/bus/event_bus.hpp"
 #include "es/store/event_store.hpp"
 #include "es/store/state_stores.hpp"
 
@@ -44,7 +45,7 @@ struct store_actor_config {
   /// `spawn_in_process_bus`) in commit order, after the commit. The writer
   /// keeps at most `max_pending_publishes` publishes unanswered and stops
   /// taking appends beyond that (backpressure from slow subscribers).
-  caf::actor bus;
+  bus_actor bus;
   size_t max_pending_publishes = 4;
   /// Where snapshots go (served by the reader actors).
   snapshot_store_ptr snapshots;

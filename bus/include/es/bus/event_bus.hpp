@@ -1,12 +1,15 @@
 // The event bus port: fans committed events out to subscribers.
 #pragma once
 
+#include "es/bus/bus_stats.hpp"
+#include "es/bus/type_ids.hpp"
 #include "es/store/event.hpp"
 #include "es/store/event_registry.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/error.hpp>
-#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -35,6 +38,35 @@ public:
 /// Identifies a subscription for `unsubscribe`.
 using subscription_id = uint64_t;
 
+/// What the bus sends a subscription's delivery actor: `(deliver_atom,
+/// recorded_events) -> (uint64_t handlers_invoked, uint64_t
+/// handler_errors)`, answered once the events are handled (or otherwise
+/// accounted for). Until then they count against the subscription's queue
+/// bound. The projection actor speaks it.
+using bus_subscriber_actor = caf::typed_actor<
+  caf::replies_to<deliver_atom, recorded_events>::with<uint64_t, uint64_t>>;
+
+/// The bus actor's protocol (`event_bus::handle`, `spawn_in_process_bus`):
+/// - `(caf::publish_atom, recorded_events) -> void`: answered once every
+///   matching subscriber queue accepted the events. While one is full the
+///   answer waits, so a publisher that awaits each publish cannot outrun
+///   its slowest subscriber.
+/// - `(caf::subscribe_atom, bus_subscriber_actor delivery,
+///   std::vector<std::string> types, uint64_t max_queued_events) ->
+///   subscription_id`: empty `types` means every event. The bus owns
+///   `delivery` from then on and stops it on unsubscribe.
+/// - `(caf::unsubscribe_atom, subscription_id) -> bool`: false for an
+///   unknown id
+/// - `(stats_atom) -> bus_stats`
+/// - `(drain_atom) -> void`: answered when nothing is queued or in flight.
+using bus_actor = caf::typed_actor<
+  caf::replies_to<caf::publish_atom, recorded_events>::with<void>,
+  caf::replies_to<caf::subscribe_atom, bus_subscriber_actor,
+                  std::vector<std::string>, uint64_t>::with<subscription_id>,
+  caf::replies_to<caf::unsubscribe_atom, subscription_id>::with<bool>,
+  caf::replies_to<stats_atom>::with<bus_stats>,
+  caf::replies_to<drain_atom>::with<void>>;
+
 /// How one subscription receives events.
 struct subscribe_options {
   /// Most events queued for this subscriber before publishers wait.
@@ -43,27 +75,6 @@ struct subscribe_options {
   /// network). Otherwise it runs on CAF's cooperative scheduler and must
   /// return quickly.
   bool blocking = false;
-};
-
-/// Counters of a bus since it started.
-struct bus_stats {
-  uint64_t events_published = 0;
-  uint64_t handlers_invoked = 0;
-  uint64_t handler_errors = 0;
-  /// Deliveries handed to subscribers and not yet finished (the bus's
-  /// background tasks).
-  uint64_t deliveries_in_flight = 0;
-  uint64_t deliveries_completed = 0;
-  uint64_t subscribers = 0;
-  /// Publishes held back because a subscriber's queue is full.
-  uint64_t publishes_waiting = 0;
-
-  template <class Inspector>
-  friend typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
-    return f(caf::meta::type_name("es.bus_stats"), x.events_published,
-             x.handlers_invoked, x.handler_errors, x.deliveries_in_flight,
-             x.deliveries_completed, x.subscribers, x.publishes_waiting);
-  }
 };
 
 /// The event bus port. The in-process bus implements it; broker bridges
@@ -75,13 +86,13 @@ struct bus_stats {
 ///
 /// Thread-safety: all member functions may be called from any thread that
 /// is not a cooperative CAF actor (they block until the bus answers).
-/// Actors talk to `handle()` with messages instead (see type_ids.hpp).
+/// Actors talk to `handle()` with messages instead (see `bus_actor`).
 class event_bus {
 public:
   virtual ~event_bus();
 
   /// The bus actor, for actors that publish or subscribe with messages.
-  virtual caf::actor handle() const = 0;
+  virtual bus_actor handle() const = 0;
 
   /// Publishes `events`; returns once every subscriber queue accepted them
   /// (waits while a queue is full: backpressure).
@@ -105,6 +116,9 @@ public:
   /// Subscribes an actor: it receives `(deliver_atom, recorded_events)`
   /// requests and must reply (with anything) when done; an error reply
   /// counts as a handler error. Empty `event_types` means all events.
+  /// `target` is dynamically typed because any reply will do; an actor
+  /// that answers as the bus wants can subscribe itself at the bus actor
+  /// as a `bus_subscriber_actor` instead.
   virtual subscription_id subscribe_actor(caf::actor target,
                                           std::vector<std::string> event_types,
                                           subscribe_options opts = {})

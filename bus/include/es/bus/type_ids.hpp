@@ -1,7 +1,8 @@
-// CAF type ids and atoms of the bus module, chained after the store's.
+// CAF type ids and atoms of the bus module, chained after the
+// supervision module's.
 #pragma once
 
-#include "es/bus/event_bus.hpp"
+#include "es/bus/bus_stats.hpp"
 #include "es/supervision/type_ids.hpp"
 
 #include <caf/type_id.hpp>
@@ -14,9 +15,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(es_bus, caf::id_block::es_supervision::end)
 
 CAF_ADD_TYPE_ID(es_bus, (es::bus_stats))
 
-CAF_ADD_ATOM(es_bus, es, publish_atom, "publish")
-CAF_ADD_ATOM(es_bus, es, subscribe_atom, "subscribe")
-CAF_ADD_ATOM(es_bus, es, unsubscribe_atom, "unsub")
+// Publishing and subscribing use CAF's own atoms: caf::publish_atom,
+// caf::subscribe_atom, caf::unsubscribe_atom.
 CAF_ADD_ATOM(es_bus, es, deliver_atom, "deliver")
 CAF_ADD_ATOM(es_bus, es, stats_atom, "stats")
 CAF_ADD_ATOM(es_bus, es, drain_atom, "drain")

@@ -2,11 +2,11 @@
 #pragma once
 
 #include "es/projections/projection.hpp"
+#include "es/projections/projection_actor.hpp"
 #include "es/projections/subscription.hpp"
 #include "es/supervision/actors.hpp"
 #include "es/supervision/error_handling.hpp"
 
-#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
@@ -86,7 +86,7 @@ public:
 
   /// The projection's actor now (it changes when the supervisor restarts
   /// it), for dead-letter replays.
-  caf::expected<caf::actor> actor(const std::string& name);
+  caf::expected<projection_actor_handle> actor(const std::string& name);
 
   /// Supervision view: restarts and failures.
   std::vector<child_status> supervision();
@@ -99,7 +99,7 @@ public:
   void stop();
 
 private:
-  caf::expected<caf::actor> current(const std::string& name);
+  caf::expected<projection_actor_handle> current(const std::string& name);
 
   /// What the coordinator needs to report on a projection whose actor is
   /// down: where its checkpoint lives and the feed it follows.
@@ -117,7 +117,7 @@ private:
     std::chrono::milliseconds timeout, std::chrono::milliseconds every);
 
   caf::actor_system& sys_;
-  caf::actor supervisor_;
+  supervisor_actor supervisor_;
   mutable std::mutex mtx_;
   std::vector<std::string> names_;
   std::map<std::string, entry> entries_;

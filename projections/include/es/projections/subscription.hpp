@@ -1,12 +1,12 @@
 // How a projection actor is fed, and what it reports.
 #pragma once
 
+#include "es/bus/event_bus.hpp"
 #include "es/store/event_store.hpp"
 #include "es/store/state_stores.hpp"
 #include "es/supervision/classifier.hpp"
 #include "es/supervision/error_handling.hpp"
 
-#include <caf/actor.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/timespan.hpp>
 
@@ -88,7 +88,7 @@ struct subscription_config {
   /// Live events come from this bus actor (see `spawn_in_process_bus`); the
   /// actor subscribes itself. Without a bus it polls the store every
   /// `poll_interval`.
-  caf::actor bus;
+  bus_actor bus;
   caf::timespan poll_interval = std::chrono::milliseconds(100);
   /// With a bus, how often the actor still looks at the store's head: other
   /// processes write events that never reach this process's bus.

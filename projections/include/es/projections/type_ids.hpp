@@ -18,10 +18,10 @@ CAF_ADD_TYPE_ID(es_projections, (std::vector<es::projection_status>))
 CAF_ADD_ATOM(es_projections, es, status_atom, "status")
 CAF_ADD_ATOM(es_projections, es, pause_atom, "pause")
 CAF_ADD_ATOM(es_projections, es, resume_atom, "resume")
-CAF_ADD_ATOM(es_projections, es, reset_atom, "reset")
 CAF_ADD_ATOM(es_projections, es, pump_atom, "pump")
 CAF_ADD_ATOM(es_projections, es, lease_atom, "lease")
 CAF_ADD_ATOM(es_projections, es, reload_atom, "reload")
+// A rebuild uses CAF's own caf::reset_atom, timers caf::tick_atom.
 
 CAF_END_TYPE_ID_BLOCK(es_projections)
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace es {
@@ -220,12 +221,52 @@ struct dead_letter {
   }
 };
 
-/// Selects dead letters for `list`.
+namespace detail {
+
+/// Lets CAF inspect an optional as a flag followed by the value (or a
+/// default-constructed one), so optional fields can travel in messages.
+template <class T>
+struct optional_ref {
+  std::optional<T>& x;
+
+  template <class Inspector>
+  friend typename Inspector::result_type
+  inspect(Inspector& f, optional_ref& r) {
+    if constexpr (Inspector::reads_state) {
+      bool flag = r.x.has_value();
+      T tmp = r.x.value_or(T{});
+      return f(flag, tmp);
+    } else {
+      bool flag = false;
+      T tmp{};
+      auto result = f(flag, tmp);
+      if (flag)
+        r.x = std::move(tmp);
+      else
+        r.x.reset();
+      return result;
+    }
+  }
+};
+
+} // namespace detail
+
+/// Selects dead letters for `list` (and the dead-letter actor's
+/// `dlq_list_atom`). An unset field selects all.
 struct dead_letter_query {
   std::optional<std::string> projection;
   std::optional<dead_letter_status> status;
   size_t limit = 100;
   size_t offset = 0;
+
+  template <class Inspector>
+  friend typename Inspector::result_type
+  inspect(Inspector& f, dead_letter_query& x) {
+    return f(caf::meta::type_name("es.dead_letter_query"),
+             detail::optional_ref<std::string>{x.projection},
+             detail::optional_ref<dead_letter_status>{x.status}, x.limit,
+             x.offset);
+  }
 };
 
 /// Counts of a dead-letter store.

@@ -38,6 +38,7 @@ CAF_ADD_TYPE_ID(es_store, (std::vector<es::dead_letter>))
 CAF_ADD_TYPE_ID(es_store, (es::dead_letter_stats))
 CAF_ADD_TYPE_ID(es_store, (std::vector<es::event_data>))
 CAF_ADD_TYPE_ID(es_store, (std::vector<es::recorded_event>))
+CAF_ADD_TYPE_ID(es_store, (es::dead_letter_query))
 
 CAF_END_TYPE_ID_BLOCK(es_store)
 

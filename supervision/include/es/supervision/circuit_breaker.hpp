@@ -96,7 +96,8 @@ struct circuit_breaker_stats {
 /// the resource is failing); any other answer is a success. While open, it
 /// answers at once with `supervision_errc::circuit_open`, whose context says
 /// how many milliseconds remain (`retry_after_ms`). `(breaker_stats_atom)`
-/// returns `circuit_breaker_stats`.
+/// returns `circuit_breaker_stats`. Dynamically typed: it forwards requests
+/// of any protocol (cast a typed target with `caf::actor_cast`).
 caf::actor spawn_circuit_breaker(
   caf::actor_system& sys, caf::actor target, circuit_breaker_config cfg = {},
   std::shared_ptr<const error_classifier> classifier = nullptr);

@@ -3,13 +3,15 @@
 #pragma once
 
 #include "es/store/type_ids.hpp"
-#include "es/supervision/actors.hpp"
+#include "es/supervision/child.hpp"
 #include "es/supervision/circuit_breaker.hpp"
 #include "es/supervision/classifier.hpp"
 #include "es/supervision/error_handling.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/type_id.hpp>
+
+#include <memory>
 
 namespace caf {
 class actor_system_config;

@@ -1,0 +1,31 @@
+// The counters a bus reports.
+#pragma once
+
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+
+namespace es {
+
+/// Counters of a bus since it started.
+struct bus_stats {
+  uint64_t events_published = 0;
+  uint64_t handlers_invoked = 0;
+  uint64_t handler_errors = 0;
+  /// Deliveries handed to subscribers and not yet finished (the bus's
+  /// background tasks).
+  uint64_t deliveries_in_flight = 0;
+  uint64_t deliveries_completed = 0;
+  uint64_t subscribers = 0;
+  /// Publishes held back because a subscriber's queue is full.
+  uint64_t publishes_waiting = 0;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
+    return f(caf::meta::type_name("es.bus_stats"), x.events_published,
+             x.handlers_invoked, x.handler_errors, x.deliveries_in_flight,
+             x.deliveries_completed, x.subscribers, x.publishes_waiting);
+  }
+};
+
+} // namespace es
