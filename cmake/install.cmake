@@ -29,7 +29,8 @@ install(FILES ${PROJECT_BINARY_DIR}/eventsource-config.cmake
 
 # pkg-config: one file for everything built (the libraries are static, so
 # their drivers come along as private libraries).
-set(ES_PC_LIBS "-les_projections -les_actors -les_bus -les_supervision")
+set(ES_PC_LIBS
+    "-les_testing -les_projections -les_actors -les_bus -les_supervision")
 set(ES_PC_PRIVATE "-lsqlite3 -luuid")
 if(ES_WITH_POSTGRES)
   string(APPEND ES_PC_LIBS " -les_postgres")

@@ -20,6 +20,8 @@ cmake --install "$build" --prefix "$work/prefix" >"$work/install.log" 2>&1 \
   || { cat "$work/install.log"; fail "cmake --install failed"; }
 for f in include/es/store/event_store.hpp include/es/sqlite/sqlite.hpp \
          include/es/actors/aggregate_region.hpp \
+         include/es/testing/aggregate_scenario.hpp \
+         include/es/testing/store_contract.hpp \
          lib/cmake/eventsource/eventsource-config.cmake \
          lib/cmake/eventsource/FindCAF.cmake lib/pkgconfig/eventsource.pc; do
   [ -e "$work/prefix/$f" ] || fail "not installed: $f"
