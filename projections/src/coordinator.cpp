@@ -1,4 +1,5 @@
 #include "es/projections/coordinator.hpp"
+#include "es/projections/errors.hpp"
 
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
@@ -38,7 +39,7 @@ void projection_coordinator::stop() {
 caf::error projection_coordinator::add(projection_ptr proj,
                                        subscription_config cfg) {
   if (!proj || !cfg.store)
-    return caf::make_error(supervision_errc::not_found,
+    return caf::make_error(projections_errc::invalid_config,
                            std::string{"a projection and a store are needed"});
   auto name = cfg.checkpoint_name.empty() ? proj->name() : cfg.checkpoint_name;
   if (cfg.partition.count > 1 && cfg.checkpoint_name.empty())
@@ -61,7 +62,7 @@ caf::error projection_coordinator::add(projection_ptr proj,
     std::lock_guard guard{mtx_};
     for (const auto& n : names_)
       if (n == name)
-        return caf::make_error(store_errc::invalid_argument,
+        return caf::make_error(projections_errc::duplicate_projection,
                                "a projection named " + name + " runs already");
     names_.push_back(name);
     entries_[name] = entry{cfg.checkpoints, cfg.store, proj, cfg};
@@ -94,6 +95,12 @@ std::vector<std::string> projection_coordinator::names() const {
 
 caf::expected<projection_actor_handle>
 projection_coordinator::current(const std::string& name) {
+  {
+    std::lock_guard guard{mtx_};
+    if (entries_.count(name) == 0)
+      return caf::make_error(projections_errc::unknown_projection,
+                             "no projection named " + name);
+  }
   caf::scoped_actor self{sys_};
   caf::expected<projection_actor_handle> result{caf::error{}};
   self->request(supervisor_, caf::infinite, child_atom_v, name)
@@ -105,7 +112,7 @@ projection_coordinator::current(const std::string& name) {
         if (a)
           result = caf::actor_cast<projection_actor_handle>(std::move(a));
         else
-          result = caf::make_error(supervision_errc::not_found,
+          result = caf::make_error(projections_errc::not_running,
                                    name + " is restarting or failed");
       },
       [&](caf::error& err) {
@@ -161,6 +168,8 @@ projection_coordinator::status(const std::string& name) {
     return s;
   };
   auto a = current(name);
+  if (!a && has_code(a.error(), projections_errc::unknown_projection))
+    return std::move(a.error());
   if (!a)
     return unavailable(a.error());
   caf::scoped_actor self{sys_};
@@ -224,7 +233,7 @@ caf::error projection_coordinator::wait_until_caught_up(
     if (!s)
       return std::move(s.error());
     if (s->state == projection_state::error)
-      return caf::make_error(supervision_errc::too_many_errors,
+      return caf::make_error(projections_errc::projection_stopped,
                              name + " stopped on errors");
     // A restarting projection reports no position yet, and a standby
     // waits for another instance: wait for them.
@@ -237,7 +246,7 @@ caf::error projection_coordinator::wait_until_caught_up(
     }
     if (std::chrono::steady_clock::now() >= deadline)
       return caf::make_error(
-        store_errc::timeout,
+        projections_errc::not_caught_up,
         name + " did not catch up in time (at " + std::to_string(s->position)
           + " of " + std::to_string(std::max<int64_t>(target, 0)) + ")");
     // Polling a status: the projection reports progress, nothing signals
@@ -281,12 +290,12 @@ caf::error projection_coordinator::rebuild(
     if (progress)
       progress(p);
     if (s->state == projection_state::error)
-      return caf::make_error(supervision_errc::too_many_errors,
+      return caf::make_error(projections_errc::projection_stopped,
                              name + " stopped on errors during the rebuild");
     if (s->position >= total)
       return caf::none;
     if (std::chrono::steady_clock::now() >= deadline)
-      return caf::make_error(store_errc::timeout,
+      return caf::make_error(projections_errc::not_caught_up,
                              "the rebuild of " + name + " did not finish");
     std::this_thread::sleep_for(every);
   }
@@ -355,7 +364,7 @@ caf::error projection_coordinator::rebuild_in_shadow(
   auto shadow = live.with_db(*shadow_db);
   if (!shadow) {
     discard();
-    return caf::make_error(store_errc::invalid_argument,
+    return caf::make_error(projections_errc::shadow_unsupported,
                            name
                              + " names its tables but cannot run on "
                                "another database (with_db)");
@@ -391,13 +400,13 @@ caf::error projection_coordinator::rebuild_in_shadow(
           std::min(s->position, target), target,
           secs > 0 ? static_cast<double>(s->position) / secs : 0});
       if (s->state == projection_state::error)
-        return caf::make_error(supervision_errc::too_many_errors,
+        return caf::make_error(projections_errc::projection_stopped,
                                "the rebuild of " + name
                                  + " stopped: " + s->detail);
       if (s->position >= target)
         return caf::none;
       if (std::chrono::steady_clock::now() >= deadline)
-        return caf::make_error(store_errc::timeout,
+        return caf::make_error(projections_errc::not_caught_up,
                                "the rebuild of " + name + " did not finish");
       // Polling a status: the projection reports progress, nothing
       // signals completion.

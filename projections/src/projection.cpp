@@ -1,4 +1,5 @@
 #include "es/projections/projection.hpp"
+#include "es/projections/errors.hpp"
 
 #include "es/projections/subscription.hpp"
 #include "es/store/errors.hpp"
@@ -53,10 +54,10 @@ caf::error call_handler(const std::function<caf::error()>& fn) {
   try {
     return fn();
   } catch (const std::exception& ex) {
-    return caf::make_error(store_errc::internal,
+    return caf::make_error(projections_errc::handler_failed,
                            std::string{"handler threw: "} + ex.what());
   } catch (...) {
-    return caf::make_error(store_errc::internal, std::string{"handler threw"});
+    return caf::make_error(projections_errc::handler_failed, std::string{"handler threw"});
   }
 }
 
@@ -153,7 +154,7 @@ caf::error checkpoint_tracking_projection::process(const recorded_event& ev) {
     }
     tracker_.record(info);
     if (policy.strategy == error_strategy::stop || !tracker_.should_continue())
-      return caf::make_error(supervision_errc::too_many_errors,
+      return caf::make_error(projections_errc::projection_stopped,
                              name() + " stopped at event "
                                + std::to_string(ev.global_position) + ": "
                                + describe(err));

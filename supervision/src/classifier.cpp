@@ -83,6 +83,12 @@ error_classifier::error_classifier() {
   codes_.push_back(
     {caf::atom("es_bus"), std::nullopt,
      make(c::application, s::medium, false, "a handler failed")});
+  // A projection handler that threw (projections_errc::handler_failed,
+  // code 1 of "es_proj"; that module sits above this one, and its codes
+  // keep their numbers): a bug in the handler, whatever the exception
+  // says. Its other codes fall through to `is_retryable` below.
+  add(caf::atom("es_proj"), 1,
+      make(c::unknown, s::critical, false, "a projection handler threw"));
   add(caf::atom("es_superv"), code_of(supervision_errc::circuit_open),
       make(c::transient, s::medium, true, "the circuit breaker is open"));
   // CAF's own codes.

@@ -1,5 +1,6 @@
 #include "es/testing/projection_scenario.hpp"
 
+#include "es/projections/errors.hpp"
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
 #include "es/store/errors.hpp"
@@ -43,10 +44,11 @@ caf::error guarded(F&& fn) {
   try {
     return fn();
   } catch (const std::exception& ex) {
-    return make_store_error(store_errc::internal,
-                            std::string{"handler threw: "} + ex.what());
+    return caf::make_error(projections_errc::handler_failed,
+                           std::string{"handler threw: "} + ex.what());
   } catch (...) {
-    return make_store_error(store_errc::internal, "handler threw");
+    return caf::make_error(projections_errc::handler_failed,
+                           std::string{"handler threw"});
   }
 }
 

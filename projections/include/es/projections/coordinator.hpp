@@ -41,7 +41,9 @@ public:
   projection_coordinator(const projection_coordinator&) = delete;
   projection_coordinator& operator=(const projection_coordinator&) = delete;
 
-  /// Starts `proj` as `cfg` says. Its name must be new.
+  /// Starts `proj` as `cfg` says. Its name must be new
+  /// (`projections_errc::duplicate_projection`); without a projection or a
+  /// store, `invalid_config`.
   caf::error add(projection_ptr proj, subscription_config cfg);
 
   /// Starts `count` workers of one projection: worker k gets the aggregates
@@ -62,7 +64,9 @@ public:
   caf::error resume(const std::string& name);
 
   /// Waits until the projection has caught up with the head of the feed as
-  /// of the call, or `timeout`.
+  /// of the call. Errors (`es/projections/errors.hpp`):
+  /// `unknown_projection`, `projection_stopped` (its status says why),
+  /// `not_caught_up` once `timeout` passed.
   caf::error wait_until_caught_up(const std::string& name,
                                   std::chrono::milliseconds timeout);
 
@@ -77,7 +81,9 @@ public:
   /// transaction. A failed or interrupted rebuild leaves the live model as
   /// it was (the shadow is discarded, or replaced by the next rebuild).
   /// One rebuild of a projection runs at a time, across processes.
-  /// Other projections are cleared and replayed in place.
+  /// Other projections are cleared and replayed in place. Errors as for
+  /// `wait_until_caught_up`, and `shadow_unsupported` for a projection that
+  /// names its tables but has no `with_db`.
   caf::error
   rebuild(const std::string& name,
           const std::function<void(const rebuild_progress&)>& progress = {},
@@ -85,7 +91,8 @@ public:
           std::chrono::milliseconds every = std::chrono::milliseconds(200));
 
   /// The projection's actor now (it changes when the supervisor restarts
-  /// it), for dead-letter replays.
+  /// it), for dead-letter replays; `not_running` while it restarts or after
+  /// it failed for good.
   caf::expected<projection_actor_handle> actor(const std::string& name);
 
   /// Supervision view: restarts and failures.

@@ -47,8 +47,9 @@ enum class checkpoint_mode : uint8_t {
 /// leave holes in normal operation; they come from damage, manual repair,
 /// partial restores or erasure.
 enum class hole_policy : uint8_t {
-  /// Stop with `store_errc::feed_hole` naming the missing positions (the
-  /// default): an operator decides.
+  /// Stop (state `error`, its status naming the missing positions; waits
+  /// on it answer `projections_errc::projection_stopped`): an operator
+  /// decides. The default.
   stop,
   /// Step over it, logging a warning and counting it in
   /// `projection_status::holes_skipped`.
