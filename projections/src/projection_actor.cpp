@@ -356,12 +356,9 @@ bool handle_front(projection_actor* self) {
   return true;
 }
 
-/// Handles the matching events at the front of the queue in one
-/// transaction with the checkpoint. Returns false to stop pumping.
-bool handle_front_transactional(projection_actor* self) {
-  auto& st = self->state;
-  // The run: consecutive queued events in position order (the queue does
-  // not change until the transaction ended).
+/// The longest run of consecutive queued events, in position order, that
+/// one transaction handles (the queue does not change until it ended).
+std::vector<const recorded_event*> next_run(const projection_actor_state& st) {
   std::vector<const recorded_event*> run;
   auto limit = st.cfg.batch_size > 0 ? st.cfg.batch_size : st.cfg.page_size;
   int64_t expected = st.position + 1;
@@ -371,149 +368,197 @@ bool handle_front_transactional(projection_actor* self) {
     run.push_back(&ev);
     ++expected;
   }
-  // The caller handles holes first; an empty run would make no progress.
-  if (run.empty())
-    return false;
-  auto& db = st.tx_proj->db();
+  return run;
+}
+
+/// What one transaction over a run of events did (`apply_batch`).
+struct batch_outcome {
+  /// The transaction failed: nothing of the batch took effect.
+  caf::error err;
+  /// A handler failed in a run without savepoints; the transaction was
+  /// rolled back, and the run must go again with savepoints.
+  bool needs_savepoints = false;
+  /// Events of the run the transaction covered, from the front, and how
+  /// many of them the projection handled.
   size_t consumed = 0;
   uint64_t handled = 0;
+  /// Events of the covered ones whose handler failed for good (with the
+  /// policy's verdict applied: dead-lettered or skipped), and how many of
+  /// those had a type the projection does not know.
+  std::vector<error_info> failures;
+  uint64_t unknown_types = 0;
+  /// The policy stops the projection after the last failure.
   bool stop = false;
-  caf::error retry_err;
-  std::vector<std::pair<error_info, bool>> failures;
-  // The batch first runs without savepoints (one statement less per event
-  // on each side of the handler). When a handler fails, that transaction is
-  // rolled back and the batch runs again with a savepoint around each event,
-  // so the failing event's writes alone are undone.
-  bool savepoints = false;
-  bool rerun = false;
-  auto body = [&](sql_transaction& tx) -> caf::error {
-    consumed = 0;
-    handled = 0;
-    stop = false;
-    retry_err = caf::error{};
-    failures.clear();
-    for (const auto* evp : run) {
-      const auto& ev = *evp;
-      if (matches(st, ev)) {
-        if (savepoints)
-          if (auto e = tx.exec("SAVEPOINT es_event"))
-            return e;
-        auto herr = apply(st, ev, [&] {
-          return st.tx_proj->handle(tx, ev);
-        });
-        if (herr && !savepoints) {
-          rerun = true;
-          return herr;
-        }
-        if (herr) {
-          if (auto e = tx.exec("ROLLBACK TO SAVEPOINT es_event"))
-            return e;
-          auto c = st.tracker->classify(herr);
-          // The environment failed, not the event: the whole batch waits
-          // (retried, then the actor stops), nothing is dead-lettered.
-          if (is_environment_failure(c))
-            return herr;
-          if (should_retry(st, c, st.attempt + 1)) {
-            // Commit what came before; retry this event later.
-            retry_err = herr;
-            break;
-          }
-          auto strategy = st.tracker->policy().strategy;
-          error_info info{ev.event_id,
-                          ev.event_type,
-                          ev.global_position,
-                          describe(herr),
-                          c,
-                          st.attempt + 1,
-                          false,
-                          now_utc()};
-          if (strategy == error_strategy::retry_then_dlq
-              || strategy == error_strategy::dlq_only) {
-            auto added = db.add_dead_letter(
-              tx, detail::make_dead_letter(st.checkpoint_name, ev, herr, c,
-                                           st.attempt + 1));
-            if (!added)
-              return std::move(added.error());
-            info.sent_to_dlq = true;
-          }
-          failures.emplace_back(info, false);
-          if (strategy == error_strategy::stop) {
-            stop = true;
-            break;
-          }
-        } else {
-          ++handled;
-        }
-        if (savepoints)
-          if (auto e = tx.exec("RELEASE SAVEPOINT es_event"))
-            return e;
-      }
-      ++consumed;
+  /// A handler failed with an error worth retrying: the transaction covers
+  /// the events before it, and that event goes again after a backoff.
+  caf::error retry;
+};
+
+/// The body of `apply_batch`'s transaction: handles `run` in `tx`, then
+/// writes the checkpoint after the last event covered. Returns the error
+/// that rolls the transaction back.
+caf::error handle_run(projection_actor_state& st,
+                      const std::vector<const recorded_event*>& run,
+                      bool savepoints, sql_transaction& tx,
+                      batch_outcome& out) {
+  // The database may run the body more than once (a busy retry).
+  out = batch_outcome{};
+  auto& db = st.tx_proj->db();
+  for (const auto* evp : run) {
+    const auto& ev = *evp;
+    if (!matches(st, ev)) {
+      ++out.consumed;
+      continue;
     }
-    if (consumed == 0)
-      return caf::none;
-    const auto& last = *run[consumed - 1];
-    checkpoint cp{st.checkpoint_name,
-                  last.global_position,
-                  last.event_id,
-                  last.event_type,
-                  static_cast<int64_t>(st.processed + handled),
-                  now_utc()};
-    auto saved = db.save_checkpoint(tx, cp, st.stored_position);
-    return saved ? caf::error{} : std::move(saved.error());
-  };
-  auto err = db.transact(body);
-  if (rerun) {
-    savepoints = true;
-    err = db.transact(body);
+    if (savepoints)
+      if (auto e = tx.exec("SAVEPOINT es_event"))
+        return e;
+    auto herr = apply(st, ev, [&] {
+      return st.tx_proj->handle(tx, ev);
+    });
+    if (herr && !savepoints) {
+      out.needs_savepoints = true;
+      return herr;
+    }
+    if (herr) {
+      if (auto e = tx.exec("ROLLBACK TO SAVEPOINT es_event"))
+        return e;
+      auto c = st.tracker->classify(herr);
+      // The environment failed, not the event: the whole batch waits
+      // (retried, then the actor stops), nothing is dead-lettered.
+      if (is_environment_failure(c))
+        return herr;
+      if (should_retry(st, c, st.attempt + 1)) {
+        // Commit what came before; retry this event later.
+        out.retry = herr;
+        break;
+      }
+      auto strategy = st.tracker->policy().strategy;
+      error_info info{ev.event_id,
+                      ev.event_type,
+                      ev.global_position,
+                      describe(herr),
+                      c,
+                      st.attempt + 1,
+                      false,
+                      now_utc()};
+      if (strategy == error_strategy::retry_then_dlq
+          || strategy == error_strategy::dlq_only) {
+        auto added = db.add_dead_letter(
+          tx, detail::make_dead_letter(st.checkpoint_name, ev, herr, c,
+                                       st.attempt + 1));
+        if (!added)
+          return std::move(added.error());
+        info.sent_to_dlq = true;
+      }
+      if (has_code(herr, store_errc::unknown_event_type))
+        ++out.unknown_types;
+      out.failures.push_back(std::move(info));
+      if (strategy == error_strategy::stop) {
+        out.stop = true;
+        break;
+      }
+    } else {
+      ++out.handled;
+    }
+    if (savepoints)
+      if (auto e = tx.exec("RELEASE SAVEPOINT es_event"))
+        return e;
+    ++out.consumed;
   }
-  if (err && has_code(err, store_errc::checkpoint_conflict)) {
+  if (out.consumed == 0)
+    return caf::none;
+  const auto& last = *run[out.consumed - 1];
+  checkpoint cp{st.checkpoint_name,
+                last.global_position,
+                last.event_id,
+                last.event_type,
+                static_cast<int64_t>(st.processed + out.handled),
+                now_utc()};
+  auto saved = db.save_checkpoint(tx, cp, st.stored_position);
+  return saved ? caf::error{} : std::move(saved.error());
+}
+
+/// Handles `run` in one transaction of the projection's database together
+/// with the checkpoint and any dead letters. Changes nothing in `st`.
+batch_outcome apply_batch(projection_actor_state& st,
+                          const std::vector<const recorded_event*>& run,
+                          bool savepoints) {
+  batch_outcome out;
+  auto err = st.tx_proj->db().transact([&](sql_transaction& tx) {
+    return handle_run(st, run, savepoints, tx, out);
+  });
+  out.err = std::move(err);
+  return out;
+}
+
+/// Moves the actor past what a committed (or failed) batch covered and
+/// applies the policy's verdicts. Returns false to stop pumping.
+bool settle_batch(projection_actor* self, batch_outcome& out) {
+  auto& st = self->state;
+  if (out.err && has_code(out.err, store_errc::checkpoint_conflict)) {
     // Another instance applied these positions: nothing of the batch took
     // effect, and this instance must not go on.
-    lose_ownership(self, err);
+    lose_ownership(self, out.err);
     return false;
   }
-  if (err) {
+  if (out.err) {
     // Nothing of the batch took effect.
-    auto c = st.tracker->classify(err);
+    auto c = st.tracker->classify(out.err);
     ++st.attempt;
     if (should_retry(st, c, st.attempt)) {
       schedule_retry(self);
       return false;
     }
-    fail(self, std::move(err));
+    fail(self, std::move(out.err));
     return false;
   }
-  for (auto& [info, unused] : failures) {
-    if (info.message.find("es_store.unknown_event_type") == 0)
-      ++st.unknown_events;
+  st.unknown_events += out.unknown_types;
+  for (const auto& info : out.failures)
     st.tracker->record(info);
-  }
-  for (size_t i = 0; i < consumed; ++i) {
+  for (size_t i = 0; i < out.consumed; ++i) {
     const auto& ev = st.queue.front();
     bool failed_here = false;
-    for (auto& [info, unused] : failures)
+    for (const auto& info : out.failures)
       failed_here |= info.global_position == ev.global_position;
     advance(self, ev, matches(st, ev) && !failed_here);
     st.queue.pop_front();
   }
-  if (consumed > 0) {
+  if (out.consumed > 0) {
     st.saved_position = st.position;
     st.stored_position = st.position;
   }
-  if (stop || !st.tracker->should_continue()) {
+  if (out.stop || !st.tracker->should_continue()) {
     st.state = projection_state::error;
-    if (!failures.empty())
-      st.detail = failures.back().first.message;
+    if (!out.failures.empty())
+      st.detail = out.failures.back().message;
     return false;
   }
-  if (retry_err) {
+  if (out.retry) {
     ++st.attempt;
     schedule_retry(self);
     return false;
   }
   st.attempt = 0;
   return true;
+}
+
+/// Handles the matching events at the front of the queue in one
+/// transaction with the checkpoint. The run first goes without savepoints
+/// (one statement less per event on each side of the handler); when a
+/// handler fails, that transaction is rolled back and the run goes again
+/// with a savepoint around each event, so the failing event's writes alone
+/// are undone. Returns false to stop pumping.
+bool handle_front_transactional(projection_actor* self) {
+  auto& st = self->state;
+  auto run = next_run(st);
+  // The caller handles holes first; an empty run would make no progress.
+  if (run.empty())
+    return false;
+  auto out = apply_batch(st, run, false);
+  if (out.needs_savepoints)
+    out = apply_batch(st, run, true);
+  return settle_batch(self, out);
 }
 
 /// Reads the next page from the store into the queue. Returns false when
