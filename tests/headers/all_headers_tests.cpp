@@ -1,0 +1,67 @@
+// Includes every module's all.hpp and fwd.hpp in one program: the headers
+// compile together, in any order, and each module's error category is
+// registered and renders its own codes (an operator reads these names).
+#include "es/actors/all.hpp"
+#include "es/bus/all.hpp"
+#include "es/projections/all.hpp"
+#include "es/sqlite/all.hpp"
+#include "es/store/all.hpp"
+#include "es/supervision/all.hpp"
+#include "es/testing/all.hpp"
+#ifdef ES_HAVE_POSTGRES
+#  include "es/postgres/all.hpp"
+#endif
+
+#include "es/actors/fwd.hpp"
+#include "es/bus/fwd.hpp"
+#include "es/projections/fwd.hpp"
+#include "es/store/fwd.hpp"
+#include "es/supervision/fwd.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using namespace es;
+
+TEST_CASE("each module's errors render with its own category", "[headers]") {
+  auto text = [](const caf::error& err) {
+    return describe(err);
+  };
+  CHECK(text(make_store_error(store_errc::lease_held, "x"))
+        == "es_store.lease_held: x");
+  CHECK(text(caf::make_error(supervision_errc::circuit_open, std::string{"x"},
+                             int64_t{5}))
+          .rfind("es_superv.circuit_open: x", 0)
+        == 0);
+  CHECK(text(caf::make_error(bus_errc::handler_failed, std::string{"x"}))
+        == "es_bus.handler_failed: x");
+  CHECK(text(caf::make_error(actors_errc::handler_failed, std::string{"x"}))
+        == "es_actors.handler_failed: x");
+  CHECK(text(caf::make_error(projections_errc::projection_stopped,
+                             std::string{"x"}))
+        == "es_proj.projection_stopped: x");
+}
+
+TEST_CASE("retryable codes are retryable across modules", "[headers]") {
+  CHECK(is_retryable(make_store_error(store_errc::commit_outcome_unknown, "")));
+  CHECK(is_retryable(
+    caf::make_error(projections_errc::not_caught_up, std::string{})));
+  CHECK(is_retryable(
+    caf::make_error(projections_errc::not_running, std::string{})));
+  CHECK_FALSE(is_retryable(
+    caf::make_error(projections_errc::projection_stopped, std::string{})));
+  CHECK_FALSE(is_retryable(
+    caf::make_error(projections_errc::handler_failed, std::string{})));
+}
+
+TEST_CASE("the classifier sees a thrown projection handler as a bug, "
+          "whatever its message",
+          "[headers]") {
+  error_classifier classifier;
+  auto c = classifier.classify(caf::make_error(
+    projections_errc::handler_failed, std::string{"handler threw: timeout"}));
+  CHECK(c.category == error_category::unknown);
+  CHECK(c.severity == error_severity::critical);
+  CHECK_FALSE(c.retryable);
+}
