@@ -1,6 +1,6 @@
 #include "es/projections/coordinator.hpp"
-#include "es/projections/errors.hpp"
 
+#include "es/projections/errors.hpp"
 #include "es/projections/projection_actor.hpp"
 #include "es/projections/type_ids.hpp"
 #include "es/store/log.hpp"

@@ -11,8 +11,7 @@ const char* to_string(projections_errc x) {
     case projections_errc::projection_stopped: return "projection_stopped";
     case projections_errc::not_caught_up: return "not_caught_up";
     case projections_errc::unknown_projection: return "unknown_projection";
-    case projections_errc::duplicate_projection:
-      return "duplicate_projection";
+    case projections_errc::duplicate_projection: return "duplicate_projection";
     case projections_errc::not_running: return "not_running";
     case projections_errc::invalid_config: return "invalid_config";
     case projections_errc::shadow_unsupported: return "shadow_unsupported";

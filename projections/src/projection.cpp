@@ -1,6 +1,6 @@
 #include "es/projections/projection.hpp"
-#include "es/projections/errors.hpp"
 
+#include "es/projections/errors.hpp"
 #include "es/projections/subscription.hpp"
 #include "es/store/errors.hpp"
 #include "es/supervision/errors.hpp"
@@ -57,7 +57,8 @@ caf::error call_handler(const std::function<caf::error()>& fn) {
     return caf::make_error(projections_errc::handler_failed,
                            std::string{"handler threw: "} + ex.what());
   } catch (...) {
-    return caf::make_error(projections_errc::handler_failed, std::string{"handler threw"});
+    return caf::make_error(projections_errc::handler_failed,
+                           std::string{"handler threw"});
   }
 }
 

@@ -434,14 +434,9 @@ caf::error handle_run(projection_actor_state& st,
         break;
       }
       auto strategy = st.tracker->policy().strategy;
-      error_info info{ev.event_id,
-                      ev.event_type,
-                      ev.global_position,
-                      describe(herr),
-                      c,
-                      st.attempt + 1,
-                      false,
-                      now_utc()};
+      error_info info{
+        ev.event_id,    ev.event_type, ev.global_position, describe(herr), c,
+        st.attempt + 1, false,         now_utc()};
       if (strategy == error_strategy::retry_then_dlq
           || strategy == error_strategy::dlq_only) {
         auto added = db.add_dead_letter(
