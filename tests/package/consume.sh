@@ -42,8 +42,15 @@ cmake --build "$work/consumer" -j 2 >"$work/build.log" 2>&1 \
 
 out=$("$work/consumer/quickstart" --path="$work/quickstart.db" 2>&1) \
   || { echo "$out"; fail "the consumer's quickstart failed"; }
-echo "$out" | grep -q "the bus saw 2500 cents deposited" \
+echo "$out" | grep -q "the repository saved version 4, balance 2605" \
   || { echo "$out"; fail "the consumer's quickstart printed something else"; }
+
+# The exported contract suite runs against the consumer's own adapter.
+out=$("$work/consumer/my_store_contract" 2>&1) \
+  || { echo "$out" | tail -40; fail "the contract suite failed on the consumer's adapter"; }
+cases=$(echo "$out" | sed -n 's/^All tests passed (\([0-9]*\) assertions in \([0-9]*\) test cases)$/\2/p')
+[ -n "$cases" ] && [ "$cases" -ge 24 ] \
+  || { echo "$out" | tail -5; fail "the contract suite ran too few test cases: ${cases:-none}"; }
 
 if ldd "$work/consumer/quickstart" | grep -q 'libpq'; then
   ldd "$work/consumer/quickstart"
@@ -68,4 +75,4 @@ PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --exists eventsource \
 PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs \
   eventsource | grep -q -- "-les_store" \
   || fail "pkg-config does not name the libraries"
-echo "consume: the installed package builds and runs the quickstart"
+echo "consume: the installed package builds and runs the quickstart and the contract suite ($cases test cases)"
