@@ -22,12 +22,14 @@ using es::testing::projection_scenario;
 
 // The kit asserts nothing itself: this checks a scenario_result and shows
 // what differed when it fails.
+// [check-scenario]
 #define CHECK_SCENARIO(expr)                                                   \
   do {                                                                         \
     const auto& scenario_result_ = (expr);                                     \
     INFO(scenario_result_.explain());                                          \
     CHECK(scenario_result_.ok());                                              \
   } while (false)
+// [/check-scenario]
 
 namespace orders {
 
@@ -114,10 +116,12 @@ TEST_CASE("adding and removing items", "[orders][aggregate]") {
 }
 
 TEST_CASE("paying an order", "[orders][aggregate]") {
+  // [pay-order]
   CHECK_SCENARIO(an_order()
                    .given(created, pens, book)
                    .when(pay_order{1500, "pay-1"})
                    .then(order_paid{1500, "pay-1"}));
+  // [/pay-order]
   CHECK_SCENARIO(an_order()
                    .given(created, pens, book)
                    .when(pay_order{1499, "pay-1"})
@@ -343,6 +347,7 @@ TEST_CASE_METHOD(views_fixture,
                  "order_summary through a projection actor on the "
                  "deterministic scheduler",
                  "[orders][projection][actors]") {
+  // [projection-through-actor]
   auto a = es::uuid::random();
   auto scenario
     = projection_scenario::through_actor(v.summary).in_stream<order>(a).given(
@@ -350,6 +355,7 @@ TEST_CASE_METHOD(views_fixture,
   CHECK_SCENARIO(scenario.then([&] {
     return row_is(a, row(order_status::draft, 2, 300, 0, 2));
   }));
+  // [/projection-through-actor]
   // Later events reach the same actor, which polls the store for them.
   scenario.given(order_paid{300, "pay-1"});
   CHECK_SCENARIO(scenario.then([&] {
