@@ -3,6 +3,7 @@
 #pragma once
 
 #include "es/bus/bus_stats.hpp"
+#include "es/bus/envelope.hpp"
 #include "es/bus/errors.hpp"
 #include "es/bus/event_bus.hpp"
 #include "es/bus/fwd.hpp"

@@ -9,6 +9,7 @@
 namespace es {
 
 class event_bus;
+class event_deduper;
 class event_subscriber;
 
 struct bus_stats;
