@@ -117,6 +117,8 @@ struct subscriber_entry {
   subscription_id id = 0;
   bus_subscriber_actor delivery;
   std::vector<std::string> types;
+  /// Empty: a group of its own (it gets every event it wants).
+  std::string group;
   size_t max_queued = 0;
   size_t queued = 0;
   /// Deliveries sent and not answered yet.
@@ -144,6 +146,8 @@ struct bus_state {
   std::deque<waiting_publish> waiting;
   std::vector<caf::response_promise> drainers;
   bus_stats stats;
+  /// Between `stop` and `start`: publishes are refused.
+  bool stopped = false;
 
   ~bus_state() {
     for (auto& s : subs)
@@ -178,14 +182,52 @@ void delivery_done(bus_pointer self, subscription_id id, size_t count,
 /// returns false (and does nothing) otherwise. A subscriber with an empty
 /// queue always has room, so a batch larger than a limit cannot wait
 /// forever.
+/// Which events of `events` each subscriber gets (indexes into `events`,
+/// per subscriber index). A subscriber without a group gets every event it
+/// wants; the members of a group share theirs: each event goes to one of
+/// the members that want it, chosen by its aggregate id, so one member
+/// sees all of an aggregate's events, in order, while the group's members
+/// stay the same.
+std::vector<std::vector<size_t>> route(const bus_state& st,
+                                       const recorded_events& events) {
+  std::vector<std::vector<size_t>> take(st.subs.size());
+  std::vector<size_t> members;
+  for (size_t k = 0; k < events.size(); ++k) {
+    const auto& ev = events[k];
+    for (size_t i = 0; i < st.subs.size(); ++i) {
+      const auto& s = st.subs[i];
+      if (!s.group.empty() || !s.wants(ev))
+        continue;
+      take[i].push_back(k);
+    }
+    // Each group once: at the first member that wants the event.
+    for (size_t i = 0; i < st.subs.size(); ++i) {
+      const auto& s = st.subs[i];
+      if (s.group.empty() || !s.wants(ev))
+        continue;
+      bool seen_group = false;
+      for (size_t j = 0; j < i && !seen_group; ++j)
+        seen_group = st.subs[j].group == s.group && st.subs[j].wants(ev);
+      if (seen_group)
+        continue;
+      members.clear();
+      for (size_t j = i; j < st.subs.size(); ++j)
+        if (st.subs[j].group == s.group && st.subs[j].wants(ev))
+          members.push_back(j);
+      auto pick = members[ev.aggregate_id.hash() % members.size()];
+      take[pick].push_back(k);
+    }
+  }
+  return take;
+}
+
 bool try_dispatch(bus_pointer self, recorded_events& events) {
   auto& st = self->state;
+  auto take = route(st, events);
   std::vector<std::pair<size_t, size_t>> plan; // (subscriber index, count)
   for (size_t i = 0; i < st.subs.size(); ++i) {
     auto& s = st.subs[i];
-    size_t n = 0;
-    for (const auto& ev : events)
-      n += s.wants(ev) ? 1 : 0;
+    size_t n = take[i].size();
     if (n == 0)
       continue;
     if (s.queued > 0 && s.queued + n > s.max_queued)
@@ -205,9 +247,8 @@ bool try_dispatch(bus_pointer self, recorded_events& events) {
     } else {
       recorded_events part;
       part.reserve(n);
-      for (const auto& ev : events)
-        if (s.wants(ev))
-          part.push_back(ev);
+      for (auto k : take[i])
+        part.push_back(events[k]);
       msg = caf::make_message(deliver_atom_v, std::move(part));
     }
     s.queued += n;
@@ -268,6 +309,10 @@ bus_actor::behavior_type bus_impl(bus_pointer self) {
   return {
     [self](caf::publish_atom, recorded_events& events) -> caf::result<void> {
       auto& st = self->state;
+      if (st.stopped)
+        return caf::make_error(bus_errc::bus_closed,
+                               std::string{"the bus is stopped: nobody would "
+                                           "receive the events"});
       if (st.waiting.empty() && try_dispatch(self, events))
         return caf::unit;
       auto rp = self->make_response_promise();
@@ -276,13 +321,14 @@ bus_actor::behavior_type bus_impl(bus_pointer self) {
       return rp;
     },
     [self](caf::subscribe_atom, bus_subscriber_actor delivery,
-           std::vector<std::string>& types,
-           uint64_t max_queued) -> subscription_id {
+           std::vector<std::string>& types, uint64_t max_queued,
+           std::string& group) -> subscription_id {
       auto& st = self->state;
       subscriber_entry entry;
       entry.id = st.next_id++;
       entry.delivery = std::move(delivery);
       entry.types = std::move(types);
+      entry.group = std::move(group);
       entry.max_queued = std::max<uint64_t>(1, max_queued);
       st.subs.push_back(std::move(entry));
       st.stats.subscribers = st.subs.size();
@@ -314,6 +360,19 @@ bus_actor::behavior_type bus_impl(bus_pointer self) {
       return self->state.stats;
     },
     [self](drain_atom) -> caf::result<void> {
+      if (self->state.idle())
+        return caf::unit;
+      auto rp = self->make_response_promise();
+      self->state.drainers.push_back(rp);
+      return rp;
+    },
+    [self](start_atom) {
+      self->state.stopped = false;
+    },
+    [self](stop_atom) -> caf::result<void> {
+      // Refuse new publishes, then answer once what was accepted is
+      // handled.
+      self->state.stopped = true;
       if (self->state.idle())
         return caf::unit;
       auto rp = self->make_response_promise();
@@ -419,6 +478,33 @@ public:
     return result;
   }
 
+  caf::error start() override {
+    caf::scoped_actor self{sys_};
+    caf::error result;
+    self->request(bus_, caf::infinite, start_atom_v)
+      .receive([] {},
+               [&](caf::error& err) {
+                 result = std::move(err);
+               });
+    return result;
+  }
+
+  caf::error stop(std::chrono::milliseconds timeout) override {
+    caf::scoped_actor self{sys_};
+    caf::error result;
+    self->request(bus_, caf::timespan{timeout}, stop_atom_v)
+      .receive([] {},
+               [&](caf::error& err) {
+                 result = has_code(err, caf::sec::request_timeout)
+                            ? caf::make_error(
+                              bus_errc::publish_timeout,
+                              std::string{"handlers still ran when the stop "
+                                          "timed out"})
+                            : std::move(err);
+               });
+    return result;
+  }
+
   caf::error drain(std::chrono::milliseconds timeout) override {
     caf::scoped_actor self{sys_};
     caf::error result;
@@ -460,7 +546,8 @@ private:
     subscription_id result = 0;
     self
       ->request(bus_, caf::infinite, caf::subscribe_atom_v, delivery,
-                std::move(types), static_cast<uint64_t>(opts.max_queued_events))
+                std::move(types), static_cast<uint64_t>(opts.max_queued_events),
+                opts.group)
       .receive(
         [&](subscription_id id) {
           result = id;

@@ -911,7 +911,7 @@ projection_impl_actor::behavior_type projection_impl(projection_actor* self,
     self
       ->request(st.cfg.bus, caf::infinite, caf::subscribe_atom_v,
                 bus_subscriber_actor{self}, std::vector<std::string>{},
-                static_cast<uint64_t>(st.cfg.max_live_queue))
+                static_cast<uint64_t>(st.cfg.max_live_queue), std::string{})
       .then(
         [self](uint64_t id) {
           self->state.subscription = id;

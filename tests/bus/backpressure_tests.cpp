@@ -61,7 +61,7 @@ caf::behavior test_client(caf::event_based_actor* self, bus_actor bus,
       self
         ->request(bus, caf::infinite, caf::subscribe_atom_v,
                   caf::actor_cast<bus_subscriber_actor>(std::move(delivery)),
-                  std::move(types), max_queued)
+                  std::move(types), max_queued, std::string{})
         .then(
           [log](subscription_id id) {
             log->subscribed.push_back(id);

@@ -52,20 +52,26 @@ using bus_subscriber_actor = caf::typed_actor<
 ///   answer waits, so a publisher that awaits each publish cannot outrun
 ///   its slowest subscriber.
 /// - `(caf::subscribe_atom, bus_subscriber_actor delivery,
-///   std::vector<std::string> types, uint64_t max_queued_events) ->
-///   subscription_id`: empty `types` means every event. The bus owns
-///   `delivery` from then on and stops it on unsubscribe.
+///   std::vector<std::string> types, uint64_t max_queued_events,
+///   std::string group) -> subscription_id`: empty `types` means every
+///   event; `group` as `subscribe_options::group`. The bus owns `delivery`
+///   from then on and stops it on unsubscribe.
 /// - `(caf::unsubscribe_atom, subscription_id) -> bool`: false for an
 ///   unknown id
 /// - `(stats_atom) -> bus_stats`
 /// - `(drain_atom) -> void`: answered when nothing is queued or in flight.
+/// - `(start_atom) -> void`, `(stop_atom) -> void`: as `event_bus::start`
+///   and `event_bus::stop` (the stop answered once the handlers finished).
 using bus_actor = caf::typed_actor<
   caf::replies_to<caf::publish_atom, recorded_events>::with<void>,
   caf::replies_to<caf::subscribe_atom, bus_subscriber_actor,
-                  std::vector<std::string>, uint64_t>::with<subscription_id>,
+                  std::vector<std::string>, uint64_t,
+                  std::string>::with<subscription_id>,
   caf::replies_to<caf::unsubscribe_atom, subscription_id>::with<bool>,
   caf::replies_to<stats_atom>::with<bus_stats>,
-  caf::replies_to<drain_atom>::with<void>>;
+  caf::replies_to<drain_atom>::with<void>,
+  caf::replies_to<start_atom>::with<void>,
+  caf::replies_to<stop_atom>::with<void>>;
 
 /// How one subscription receives events.
 struct subscribe_options {
@@ -75,6 +81,13 @@ struct subscribe_options {
   /// network). Otherwise it runs on CAF's cooperative scheduler and must
   /// return quickly.
   bool blocking = false;
+  /// The consumer group of this subscription. The subscriptions of one
+  /// group share its events (each event reaches one of them), and every
+  /// group gets every event. Empty: on the in-process bus a group of its
+  /// own (the subscription sees every event it wants); on a broker bus the
+  /// bus's configured group. The in-process bus hands all of an aggregate's
+  /// events to one member, in order, while the members stay the same.
+  std::string group;
 };
 
 /// The event bus port. The in-process bus implements it; broker bridges
@@ -134,6 +147,20 @@ public:
 
   /// Waits until every published event has been handled, or `timeout`.
   virtual caf::error drain(std::chrono::milliseconds timeout) = 0;
+
+  /// Starts consuming. A broker bus reads from the broker only once
+  /// started, so subscribe first and then start: no subscription misses the
+  /// first events of its group. The in-process bus delivers from the
+  /// beginning; `start` lets it take publishes again after `stop`.
+  virtual caf::error start() = 0;
+
+  /// Stops consuming: returns once the handlers that are running have
+  /// finished (on a broker bus, their messages are acknowledged), or with
+  /// `publish_timeout` after `timeout`. No handler starts afterwards until
+  /// `start`. The in-process bus, which keeps nothing, refuses publishes
+  /// with `bus_closed` while stopped; a broker bus keeps publishing and
+  /// the events wait in the broker.
+  virtual caf::error stop(std::chrono::milliseconds timeout) = 0;
 };
 
 using event_bus_ptr = std::shared_ptr<event_bus>;

@@ -20,6 +20,7 @@ CAF_ADD_TYPE_ID(es_bus, (es::bus_stats))
 CAF_ADD_ATOM(es_bus, es, deliver_atom, "deliver")
 CAF_ADD_ATOM(es_bus, es, stats_atom, "stats")
 CAF_ADD_ATOM(es_bus, es, drain_atom, "drain")
+CAF_ADD_ATOM(es_bus, es, start_atom, "start")
 
 CAF_END_TYPE_ID_BLOCK(es_bus)
 

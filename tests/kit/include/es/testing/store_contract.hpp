@@ -30,8 +30,8 @@
 // (hostile input); es/testing/store_contract_support.hpp holds its sample
 // events and checks.
 //
-// The bus contract suite, once a second bus adapter exists, goes next to
-// this one as es/testing/bus_contract.hpp, on the same pattern.
+// The bus contract suite, es/testing/bus_contract.hpp, follows the same
+// pattern for event buses.
 #pragma once
 
 #ifndef ES_CONTRACT_FIXTURES
