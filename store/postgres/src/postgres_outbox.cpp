@@ -94,7 +94,15 @@ public:
   }
 
   caf::expected<std::unique_ptr<outbox_claim>>
-  claim(size_t limit, int32_t max_retries) override {
+  claim(size_t limit, int32_t max_retries,
+        outbox_partition partition) override {
+    if (partition.count < 1 || partition.count > 256
+        || partition.index >= partition.count)
+      return make_store_error(store_errc::invalid_argument,
+                              "an outbox partition is an index below a count "
+                              "of 1 to 256, not "
+                                + std::to_string(partition.index) + " of "
+                                + std::to_string(partition.count));
     auto conn = pool_.take();
     if (!conn)
       return std::move(conn.error());
@@ -104,12 +112,17 @@ public:
     params ps;
     ps.add(static_cast<int64_t>(limit));
     ps.add(int64_t{max_retries});
+    ps.add(int64_t{partition.count});
+    ps.add(int64_t{partition.index});
+    // The partition as `outbox_partition::contains` computes it: the id's
+    // last byte modulo the count.
     auto r = (*conn)->run(
-      "es_outbox_claim",
+      "es_outbox_claim_part",
       "SELECT id, event_id, global_position, event_type, aggregate_type,"
       " aggregate_id, tenant_id, retry_count, COALESCE(last_error, ''),"
-      " created_at FROM event_outbox WHERE status = 'pending'"
-      " OR (status = 'failed' AND retry_count < $2)"
+      " created_at FROM event_outbox WHERE (status = 'pending'"
+      " OR (status = 'failed' AND retry_count < $2))"
+      " AND ($3 = 1 OR get_byte(uuid_send(aggregate_id), 15) % $3 = $4)"
       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
       ps, true);
     if (!r) {
@@ -157,14 +170,19 @@ public:
     if (!conn)
       return std::move(conn.error());
     auto r = (*conn)->run(
-      "es_outbox_counts",
+      "es_outbox_counts2",
       "SELECT COUNT(*) FILTER (WHERE status = 'pending')::bigint,"
       " COUNT(*) FILTER (WHERE status = 'published')::bigint,"
-      " COUNT(*) FILTER (WHERE status = 'failed')::bigint FROM event_outbox",
+      " COUNT(*) FILTER (WHERE status = 'failed')::bigint,"
+      " MIN(created_at) FILTER (WHERE status <> 'published')"
+      " FROM event_outbox",
       params{}, true);
     if (!r)
       return std::move(r.error());
-    return outbox_counts{r->int8(0, 0), r->int8(0, 1), r->int8(0, 2)};
+    outbox_counts result{r->int8(0, 0), r->int8(0, 1), r->int8(0, 2), {}};
+    if (!r->is_null(0, 3))
+      result.oldest_waiting = r->time_at(0, 3);
+    return result;
   }
 
 private:

@@ -8,4 +8,6 @@
 #include "es/bus/event_bus.hpp"
 #include "es/bus/fwd.hpp"
 #include "es/bus/in_process_bus.hpp"
+#include "es/bus/outbox_relay.hpp"
+#include "es/bus/relay_status.hpp"
 #include "es/bus/type_ids.hpp"

@@ -13,6 +13,8 @@ class event_deduper;
 class event_subscriber;
 
 struct bus_stats;
+struct outbox_relay_config;
+struct outbox_relay_status;
 struct subscribe_options;
 
 enum class bus_errc : uint8_t;

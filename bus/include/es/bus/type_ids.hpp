@@ -3,6 +3,7 @@
 #pragma once
 
 #include "es/bus/bus_stats.hpp"
+#include "es/bus/relay_status.hpp"
 #include "es/supervision/type_ids.hpp"
 
 #include <caf/type_id.hpp>
@@ -14,6 +15,7 @@ class actor_system_config;
 CAF_BEGIN_TYPE_ID_BLOCK(es_bus, caf::id_block::es_supervision::end)
 
 CAF_ADD_TYPE_ID(es_bus, (es::bus_stats))
+CAF_ADD_TYPE_ID(es_bus, (es::outbox_relay_status))
 
 // Publishing and subscribing use CAF's own atoms: caf::publish_atom,
 // caf::subscribe_atom, caf::unsubscribe_atom.

@@ -59,7 +59,26 @@ public:
 struct outbox_counts {
   int64_t pending = 0;
   int64_t published = 0;
+  /// Rows whose last publish failed (including those still retried).
   int64_t failed = 0;
+  /// When the oldest row not published yet (pending or failed) was
+  /// written; empty when every row is published.
+  std::optional<timestamp> oldest_waiting;
+};
+
+/// The aggregates one relay serves: those whose id falls into partition
+/// `index` of `count`, by the id's last byte (random in version 4 and 7
+/// UUIDs) modulo `count`. Relays that split an outbox this way never
+/// publish events of one aggregate side by side, so each aggregate's events
+/// leave in order. `count` is 1 to 256.
+struct outbox_partition {
+  uint32_t index = 0;
+  uint32_t count = 1;
+
+  /// Whether the aggregate `id` belongs to this partition.
+  bool contains(const uuid& id) const noexcept {
+    return count <= 1 || id.bytes()[15] % count == index;
+  }
 };
 
 /// The outbox of an event store whose appends write outbox rows (on
@@ -68,11 +87,13 @@ class outbox {
 public:
   virtual ~outbox();
 
-  /// Claims up to `limit` rows to publish, oldest first: pending rows and
-  /// failed rows retried fewer than `max_retries` times, skipping rows other
-  /// relays hold.
+  /// Claims up to `limit` rows of `partition` to publish, oldest first:
+  /// pending rows and failed rows retried fewer than `max_retries` times,
+  /// skipping rows other relays hold. `invalid_argument` for a partition
+  /// outside 1 to 256 or an index past its count.
   [[nodiscard]] virtual caf::expected<std::unique_ptr<outbox_claim>>
-  claim(size_t limit, int32_t max_retries = 10) = 0;
+  claim(size_t limit, int32_t max_retries = 10, outbox_partition partition = {})
+    = 0;
 
   /// Deletes published rows published more than `age` ago; returns how
   /// many.
