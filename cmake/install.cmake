@@ -29,9 +29,15 @@ install(FILES ${PROJECT_BINARY_DIR}/eventsource-config.cmake
 
 # pkg-config: one file for everything built (the libraries are static, so
 # their drivers come along as private libraries).
-set(ES_PC_LIBS
-    "-les_testing -les_projections -les_actors -les_bus -les_supervision")
+set(ES_PC_LIBS "-les_testing -les_projections -les_actors")
 set(ES_PC_PRIVATE "-lsqlite3 -luuid")
+set(ES_PC_REQUIRES_PRIVATE "")
+if(ES_WITH_REDIS)
+  # Before the bus, which it builds on; hiredis has a .pc file of its own.
+  string(APPEND ES_PC_LIBS " -les_redis")
+  string(APPEND ES_PC_REQUIRES_PRIVATE "hiredis")
+endif()
+string(APPEND ES_PC_LIBS " -les_bus -les_supervision")
 if(ES_WITH_POSTGRES)
   string(APPEND ES_PC_LIBS " -les_postgres")
   string(APPEND ES_PC_PRIVATE " -lpq")

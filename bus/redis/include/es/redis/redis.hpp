@@ -1,0 +1,113 @@
+// The Redis module (es::redis): the foundation of the Redis Streams bus
+// bridge. Public here: where the server is (`redis_url`), the module's error
+// codes and its registration with an actor system. The connection layer
+// over hiredis is private to the module.
+#pragma once
+
+#include "es/store/errors.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace caf {
+class actor_system_config;
+} // namespace caf
+
+namespace es {
+
+// -- errors -------------------------------------------------------------------
+
+/// Error codes of the Redis module. Append-only: codes keep their numbers
+/// once released. Each error carries a one-line description as context.
+enum class redis_errc : uint8_t {
+  /// A Redis URL is malformed (scheme, host, port, database or escapes).
+  invalid_url = 1,
+  /// The URL asks for TLS (`rediss://`), which the linked hiredis (0.14,
+  /// without hiredis_ssl) cannot do.
+  tls_unsupported,
+  /// The server could not be reached, or the connection was lost; retrying
+  /// on a new connection can succeed.
+  connection_failed,
+  /// The server refused the credentials (AUTH failed, or a command was
+  /// refused with NOAUTH/WRONGPASS).
+  authentication_failed,
+  /// A command got no answer in time; the connection is unusable afterwards
+  /// (a late answer would be taken for the next command's), but retrying on
+  /// a new connection can succeed.
+  timeout,
+  /// The server's answer could not be parsed (or hiredis ran out of memory).
+  protocol_error,
+  /// The server answered with an error reply; the description keeps its
+  /// message, for example "ERR value is not an integer or out of range".
+  server_error,
+};
+
+/// Returns the name of `x`, for example "connection_failed".
+const char* to_string(redis_errc x);
+
+/// Returns whether retrying can succeed: `connection_failed` and `timeout`.
+bool is_retryable(redis_errc x);
+
+/// Builds an error of the Redis module with a human-readable description.
+caf::error make_redis_error(redis_errc code, std::string description);
+
+/// Returns whether `err` has the Redis category and the code `code`.
+inline bool has_code(const caf::error& err, redis_errc code) {
+  return err && err.category() == caf::atom("es_redis")
+         && err.code() == static_cast<uint8_t>(code);
+}
+
+namespace detail {
+
+const char* render_redis_errc(uint8_t code);
+bool classify_redis_errc(uint8_t code);
+
+inline const bool redis_errors_registered = register_error_category(
+  caf::atom("es_redis"), render_redis_errc, classify_redis_errc);
+
+} // namespace detail
+
+/// Registers the Redis module's error category with `cfg`, and the bus
+/// module's types and errors (and, through it, the store's and the
+/// supervision module's), so errors that cross actors render by name.
+void add_redis_module(caf::actor_system_config& cfg);
+
+// -- server address -----------------------------------------------------------
+
+/// Where a Redis server is and how to log in, as parsed from a URL.
+struct redis_url {
+  /// A host name or an IP address (IPv6 without the brackets of the URL).
+  std::string host = "127.0.0.1";
+  uint16_t port = 6379;
+  /// A Redis 6 ACL user; empty logs in as the default user.
+  std::string username;
+  /// Empty: no AUTH (unless a username is set).
+  std::string password;
+  /// The logical database (SELECT).
+  int db = 0;
+  /// The URL asked for TLS (`rediss://`). Opening a connection refuses it
+  /// with `tls_unsupported` (hiredis 0.14 has no TLS).
+  bool tls = false;
+};
+
+/// Parses `redis://[[user]:password@]host[:port][/db]` (or `rediss://`, which
+/// sets `tls`). User and password may be percent-encoded (`%40` for '@');
+/// an IPv6 host is written in brackets (`redis://[::1]:6380`). Omitted parts
+/// keep the defaults of `redis_url` (an empty host too); user info without
+/// a colon is a user name. Query strings and fragments are refused. Errors:
+/// `redis_errc::invalid_url`, whose description names the problem (never
+/// the password).
+[[nodiscard]] caf::expected<redis_url> parse_redis_url(std::string_view text);
+
+/// Renders `x` as a URL with the password masked ("redis://:***@host:port/0"),
+/// for logs and error messages.
+std::string to_string(const redis_url& x);
+
+} // namespace es
+
+CAF_ERROR_CODE_ENUM(es::redis_errc, "es_redis")
