@@ -1,5 +1,6 @@
 #include "es/bus/in_process_bus.hpp"
 
+#include "es/bus/detail/facade.hpp"
 #include "es/bus/errors.hpp"
 #include "es/bus/type_ids.hpp"
 #include "es/store/log.hpp"
@@ -36,9 +37,7 @@ namespace {
 
 // -- delivery actors ----------------------------------------------------------
 
-/// Cleared by `unsubscribe` before the bus hears of it: from then on a
-/// delivery actor starts no handler, whatever its mailbox still holds.
-using active_flag = std::shared_ptr<std::atomic<bool>>;
+using detail::active_flag;
 
 /// Runs a handler for each event of a delivery, isolating its failures.
 bus_subscriber_actor::behavior_type
@@ -382,17 +381,22 @@ bus_actor::behavior_type bus_impl(bus_pointer self) {
   };
 }
 
-// -- the blocking facade
-// -------------------------------------------------------
+} // namespace
 
-class in_process_event_bus final : public event_bus {
+// -- the blocking facade ------------------------------------------------------
+
+namespace detail {
+
+namespace {
+
+class actor_bus_facade final : public event_bus {
 public:
-  in_process_event_bus(caf::actor_system& sys, bus_actor bus)
+  actor_bus_facade(caf::actor_system& sys, bus_actor bus)
     : sys_(sys), bus_(std::move(bus)) {
     // nop
   }
 
-  ~in_process_event_bus() override {
+  ~actor_bus_facade() override {
     caf::anon_send_exit(bus_, caf::exit_reason::user_shutdown);
   }
 
@@ -569,12 +573,34 @@ private:
 
 } // namespace
 
+event_bus_ptr make_bus_facade(caf::actor_system& sys, bus_actor bus) {
+  return std::make_shared<actor_bus_facade>(sys, std::move(bus));
+}
+
+bus_subscriber_actor
+spawn_function_delivery(caf::actor_system& sys, event_handler_fn fn,
+                        std::string label, bool blocking, active_flag active) {
+  if (blocking)
+    return sys.spawn<caf::detached>(function_delivery, std::move(fn),
+                                    std::move(label), std::move(active));
+  return sys.spawn(function_delivery, std::move(fn), std::move(label),
+                   std::move(active));
+}
+
+bus_subscriber_actor spawn_actor_delivery(caf::actor_system& sys,
+                                          caf::actor target,
+                                          active_flag active) {
+  return sys.spawn(actor_delivery, std::move(target), std::move(active));
+}
+
+} // namespace detail
+
 bus_actor spawn_in_process_bus(caf::actor_system& sys) {
   return sys.spawn(bus_impl);
 }
 
 event_bus_ptr make_in_process_bus(caf::actor_system& sys) {
-  return std::make_shared<in_process_event_bus>(sys, spawn_in_process_bus(sys));
+  return detail::make_bus_facade(sys, spawn_in_process_bus(sys));
 }
 
 } // namespace es
