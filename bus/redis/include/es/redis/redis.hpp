@@ -1,20 +1,25 @@
-// The Redis module (es::redis): the foundation of the Redis Streams bus
-// bridge. Public here: where the server is (`redis_url`), the module's error
+// The Redis module (es::redis): the Redis Streams bus bridge
+// (`make_redis_bus`), where the server is (`redis_url`), the module's error
 // codes and its registration with an actor system. The connection layer
 // over hiredis is private to the module.
 #pragma once
 
+#include "es/bus/event_bus.hpp"
 #include "es/store/errors.hpp"
+#include "es/supervision/retry.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace caf {
+class actor_system;
 class actor_system_config;
 } // namespace caf
 
@@ -107,6 +112,67 @@ struct redis_url {
 /// Renders `x` as a URL with the password masked ("redis://:***@host:port/0"),
 /// for logs and error messages.
 std::string to_string(const redis_url& x);
+
+// -- the bus -----------------------------------------------------------------
+
+/// A Redis Streams bus (`make_redis_bus`). One stream per bus,
+/// `<stream_prefix>:stream`, holds the envelopes (es/bus/envelope.hpp; the
+/// entry's fields carry `envelope_headers` too); dead letters go to
+/// `<stream_prefix>:dlq`.
+struct redis_bus_config {
+  /// `redis://[[user]:password@]host[:port][/db]` (`parse_redis_url`).
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::string stream_prefix = "events";
+  /// The group of subscriptions that name none (`subscribe_options::group`).
+  /// A group created by this bus reads the stream from its start, so it
+  /// misses nothing published before it existed.
+  std::string consumer_group = "default";
+  /// This process's name within its groups; empty: host, pid and a random
+  /// suffix, so that a restarted process is a new consumer (what the old
+  /// one left pending is reclaimed after `max_pending_time`).
+  std::string consumer_name;
+  /// Entries read (and reclaimed) at once.
+  size_t batch_size = 100;
+  /// How long a read waits for new entries (XREADGROUP BLOCK); a stop or an
+  /// unsubscribe waits for the read in progress.
+  std::chrono::milliseconds block{1000};
+  /// Deliveries of an event to a failing handler after the first, before
+  /// the event is dead-lettered; also the number of times an entry may be
+  /// delivered to consumers that died before acknowledging it.
+  uint32_t max_retries = 3;
+  /// Dead-letter events whose handlers keep failing (and entries that are
+  /// not envelopes). Without it they stay pending and come back after
+  /// `max_pending_time`, again and again.
+  bool enable_dlq = true;
+  /// Entries pending longer than this (their consumer died) are reclaimed
+  /// by another member of the group (XAUTOCLAIM).
+  std::chrono::milliseconds max_pending_time{60'000};
+  /// Approximate cap of the stream's length (XADD MAXLEN ~); 0: none.
+  /// Entries trimmed before a group read them are lost to that group.
+  size_t max_stream_length = 0;
+  std::chrono::milliseconds connect_timeout{2'000};
+  /// The limit of each command but blocking reads (which get `block` more).
+  std::chrono::milliseconds command_timeout{5'000};
+  /// The pause before reconnecting after the server went away, growing
+  /// with each failure in a row (its `max_retries` is not used).
+  retry_config reconnect{0, std::chrono::milliseconds(50),
+                         std::chrono::seconds(5), 2.0, 0.2};
+};
+
+/// Connects to Redis (failing at once for a bad URL, an unreachable server
+/// or wrong credentials) and returns a bus on its stream. Publishing (a
+/// pipelined XADD per batch) returns once Redis has every event, or with
+/// `bus_errc::broker_unavailable` (retryable; part of the batch may be in
+/// the stream, and consumers dedupe by event id). After `start`, one
+/// consumer per group with local subscriptions reads batches, hands each to
+/// the group's local subscriptions in stream order, and acknowledges it
+/// once every handler finished; see `redis_bus_config` for failures and
+/// dead letters. Delivery is at least once: an event may come again after
+/// a crash, a reconnect or a reclaim. Each aggregate's events reach a
+/// group in order while the group has one member; members of a group share
+/// the entries as Redis hands them out.
+caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
+                                            redis_bus_config cfg);
 
 } // namespace es
 

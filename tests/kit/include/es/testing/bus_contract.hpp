@@ -171,8 +171,10 @@ make_events(int aggregates, int per_aggregate, int64_t first = 1,
       ev.correlation_id = uuid::random();
       ev.actor_id = "contract";
       ev.metadata = R"({"source":"bus-contract"})";
-      ev.payload = R"({"sku":"pen \u00e9","quantity":)" + std::to_string(v)
-                   + R"(,"aggregate":)" + std::to_string(a) + "}";
+      // Compact JSON with UTF-8 as is: what the codecs write and the
+      // stores hold, so it comes back byte for byte from any bus.
+      ev.payload = "{\"sku\":\"pen \xc3\xa9\",\"quantity\":" + std::to_string(v)
+                   + ",\"aggregate\":" + std::to_string(a) + "}";
       result.push_back(std::move(ev));
     }
   return result;

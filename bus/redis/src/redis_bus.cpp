@@ -1,0 +1,727 @@
+// The Redis Streams bus: a bus actor that publishes with pipelined XADD and
+// keeps the subscriptions, and one consumer actor per consumer group that
+// reads with XREADGROUP, hands events to the local subscribers, and
+// acknowledges them once handled. Both are detached: hiredis blocks.
+#include "es/bus/detail/facade.hpp"
+#include "es/bus/envelope.hpp"
+#include "es/bus/errors.hpp"
+#include "es/bus/type_ids.hpp"
+#include "es/redis/redis.hpp"
+#include "es/store/codec.hpp"
+#include "es/store/log.hpp"
+#include "es/supervision/retry.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "connection.hpp"
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+
+namespace es {
+
+namespace {
+
+using detail::redis::connection;
+using detail::redis::reply;
+
+/// Counters shared by a bus actor and its consumers.
+struct shared_counters {
+  std::atomic<uint64_t> handlers_invoked{0};
+  std::atomic<uint64_t> handler_errors{0};
+  std::atomic<uint64_t> dead_lettered{0};
+  std::atomic<uint64_t> in_flight{0};
+  std::atomic<uint64_t> completed{0};
+};
+
+using counters_ptr = std::shared_ptr<shared_counters>;
+
+/// What every actor of one bus knows.
+struct bus_setup {
+  redis_bus_config cfg;
+  redis_url url;
+  std::string stream;
+  std::string dlq;
+  counters_ptr counters = std::make_shared<shared_counters>();
+};
+
+using setup_ptr = std::shared_ptr<const bus_setup>;
+
+caf::expected<connection> connect(const bus_setup& s) {
+  return connection::open(s.url, s.cfg.connect_timeout, s.cfg.command_timeout);
+}
+
+caf::error unavailable(const std::string& what, const caf::error& why) {
+  return caf::make_error(bus_errc::broker_unavailable,
+                         what + ": " + describe(why));
+}
+
+/// Orders stream entry ids ("ms-seq").
+std::pair<uint64_t, uint64_t> entry_order(const std::string& id) {
+  auto dash = id.find('-');
+  auto num = [](std::string_view s) {
+    uint64_t x = 0;
+    for (char c : s)
+      if (c >= '0' && c <= '9')
+        x = x * 10 + static_cast<uint64_t>(c - '0');
+    return x;
+  };
+  if (dash == std::string::npos)
+    return {num(id), 0};
+  return {num(std::string_view{id}.substr(0, dash)),
+          num(std::string_view{id}.substr(dash + 1))};
+}
+
+// -- the consumer of one group --------------------------------------------
+
+struct local_sub {
+  subscription_id id = 0;
+  bus_subscriber_actor delivery;
+  std::vector<std::string> types;
+
+  bool wants(const recorded_event& ev) const {
+    return types.empty()
+           || std::find(types.begin(), types.end(), ev.event_type)
+                != types.end();
+  }
+};
+
+/// One stream entry as read.
+struct entry {
+  std::string id;
+  std::map<std::string, std::string> fields;
+};
+
+/// Parses the entries of XREADGROUP's or XAUTOCLAIM's answer.
+std::vector<entry> parse_entries(const reply& list) {
+  std::vector<entry> result;
+  for (const auto& e : list.elements()) {
+    if (!e.is_array() || e.size() < 2 || !e[0].is_string())
+      continue;
+    entry x;
+    x.id = e[0].str();
+    const auto& kv = e[1];
+    for (size_t i = 0; i + 1 < kv.size(); i += 2)
+      x.fields[kv[i].str()] = kv[i + 1].str();
+    result.push_back(std::move(x));
+  }
+  return result;
+}
+
+struct consumer_state {
+  static inline const char* name = "es.redis_consumer";
+
+  setup_ptr setup;
+  std::string group;
+  std::string consumer;
+  std::optional<connection> conn;
+  bool group_ready = false;
+  std::vector<local_sub> subs;
+  bool stopped = false;
+  uint32_t failures_in_row = 0;
+  std::chrono::steady_clock::time_point next_reclaim;
+  std::mt19937_64 rng{std::random_device{}()};
+};
+
+using consumer_actor = caf::stateful_actor<consumer_state>;
+
+/// Opens the connection and creates the group (from the stream's start, so
+/// a group created after some publishes misses none of them).
+caf::error ensure_ready(consumer_state& st) {
+  if (st.conn && st.conn->broken()) {
+    st.conn.reset();
+    st.group_ready = false;
+  }
+  if (!st.conn) {
+    auto c = connect(*st.setup);
+    if (!c)
+      return unavailable(
+        "the consumer of group " + st.group + " cannot connect", c.error());
+    st.conn.emplace(std::move(*c));
+  }
+  if (!st.group_ready) {
+    auto r = st.conn->command(
+      {"XGROUP", "CREATE", st.setup->stream, st.group, "0", "MKSTREAM"});
+    if (!r)
+      return unavailable("creating group " + st.group + " failed", r.error());
+    if (r->is_error() && r->str().rfind("BUSYGROUP", 0) != 0)
+      return detail::redis::to_error(*r, "XGROUP CREATE");
+    st.group_ready = true;
+  }
+  return caf::none;
+}
+
+/// Delivers `events` to `sub` and waits for its answer: (invoked, errors).
+std::pair<uint64_t, uint64_t> deliver(caf::scoped_actor& self,
+                                      const local_sub& sub,
+                                      const recorded_events& events) {
+  std::pair<uint64_t, uint64_t> result{0, events.size()};
+  self->request(sub.delivery, caf::infinite, deliver_atom_v, events)
+    .receive(
+      [&](uint64_t invoked, uint64_t errors) {
+        result = {invoked, errors};
+      },
+      [&](caf::error&) {
+        // The delivery actor is gone (unsubscribed meanwhile): nothing ran.
+        result = {0, 0};
+      });
+  return result;
+}
+
+/// Moves an entry to the dead-letter stream (when enabled) with why.
+std::vector<std::string>
+dead_letter_command(const consumer_state& st, const entry& e,
+                    const std::string& why, int64_t deliveries) {
+  std::vector<std::string> cmd{"XADD", st.setup->dlq, "*"};
+  cmd.insert(
+    cmd.end(),
+    {"original_id", e.id, "group", st.group, "consumer", st.consumer, "error",
+     why, "deliveries", std::to_string(deliveries), "failed_at",
+     format_timestamp(std::chrono::time_point_cast<timestamp::duration>(
+       std::chrono::system_clock::now()))});
+  for (const auto& [k, v] : e.fields)
+    cmd.insert(cmd.end(), {"field:" + k, v});
+  return cmd;
+}
+
+/// Handles `entries` (delivered `deliveries[id]` times so far) and
+/// acknowledges what is done.
+caf::error process(consumer_state& st, caf::actor_system& sys,
+                   const std::vector<entry>& entries,
+                   const std::map<std::string, int64_t>& deliveries) {
+  if (entries.empty())
+    return caf::none;
+  const auto& cfg = st.setup->cfg;
+  auto& counters = *st.setup->counters;
+  std::vector<std::vector<std::string>> after; // DLQ entries and the XACK
+  std::vector<std::string> ack{"XACK", st.setup->stream, st.group};
+  auto times = [&](const std::string& id) {
+    auto i = deliveries.find(id);
+    return i == deliveries.end() ? int64_t{1} : i->second;
+  };
+  auto dead = [&](const entry& e, const std::string& why) {
+    log(log_level::warning, "redis bus: group " + st.group + " gives up entry "
+                              + e.id + ": " + why);
+    if (cfg.enable_dlq) {
+      after.push_back(dead_letter_command(st, e, why, times(e.id)));
+      ack.push_back(e.id);
+      ++counters.dead_lettered;
+    }
+    // Without a DLQ the entry stays pending: it is delivered again once a
+    // consumer reclaims it.
+  };
+  // Decode; entries that are not envelopes (another writer) go straight
+  // to the dead letters.
+  recorded_events events;
+  std::vector<const entry*> origin;
+  for (const auto& e : entries) {
+    auto body = e.fields.find("envelope");
+    if (body == e.fields.end()) {
+      dead(e, "not an event envelope: no field \"envelope\"");
+      continue;
+    }
+    auto ev = decode_envelope(body->second);
+    if (!ev) {
+      dead(e, "not an event envelope: " + describe(ev.error()));
+      continue;
+    }
+    if (times(e.id) > static_cast<int64_t>(cfg.max_retries) + 1) {
+      // Delivered too often already: its consumers died while handling it.
+      dead(e, "delivered " + std::to_string(times(e.id))
+                + " times without being acknowledged");
+      continue;
+    }
+    events.push_back(std::move(*ev));
+    origin.push_back(&e);
+  }
+  // Hand the events to each subscription that wants some; a subscription
+  // that reports errors gets the events once more one by one, to find the
+  // failing ones, and each of those up to max_retries times.
+  std::set<size_t> failed;
+  std::map<size_t, std::string> failure_text;
+  if (!events.empty()) {
+    caf::scoped_actor self{sys};
+    counters.in_flight += events.size();
+    for (const auto& sub : st.subs) {
+      recorded_events part;
+      std::vector<size_t> index;
+      for (size_t k = 0; k < events.size(); ++k)
+        if (sub.wants(events[k])) {
+          part.push_back(events[k]);
+          index.push_back(k);
+        }
+      if (part.empty())
+        continue;
+      auto [invoked, errors] = deliver(self, sub, part);
+      counters.handlers_invoked += invoked;
+      counters.handler_errors += errors;
+      if (errors == 0)
+        continue;
+      for (size_t j = 0; j < part.size(); ++j) {
+        bool ok = false;
+        for (uint32_t attempt = 0; attempt < cfg.max_retries && !ok;
+             ++attempt) {
+          auto [i2, e2] = deliver(self, sub, recorded_events{part[j]});
+          counters.handlers_invoked += i2;
+          counters.handler_errors += e2;
+          ok = e2 == 0;
+        }
+        if (!ok) {
+          failed.insert(index[j]);
+          failure_text[index[j]] = "a handler failed "
+                                   + std::to_string(cfg.max_retries + 1)
+                                   + " times (see the log)";
+        }
+      }
+    }
+    counters.in_flight -= events.size();
+  }
+  for (size_t k = 0; k < events.size(); ++k) {
+    if (failed.count(k) > 0)
+      dead(*origin[k], failure_text[k]);
+    else
+      ack.push_back(origin[k]->id);
+  }
+  counters.completed += 1;
+  if (ack.size() > 3)
+    after.push_back(std::move(ack));
+  if (after.empty())
+    return caf::none;
+  auto r = st.conn->pipeline(after);
+  if (!r)
+    return unavailable("acknowledging failed (the entries come again)",
+                       r.error());
+  for (const auto& x : *r)
+    if (x.is_error())
+      return detail::redis::to_error(x, "XACK/XADD");
+  return caf::none;
+}
+
+/// Delivery counts of the pending entries of this consumer.
+caf::expected<std::map<std::string, int64_t>> pending_counts(consumer_state& st,
+                                                             size_t count) {
+  auto r = st.conn->command({"XPENDING", st.setup->stream, st.group, "-", "+",
+                             std::to_string(count), st.consumer});
+  if (!r)
+    return std::move(r.error());
+  if (r->is_error())
+    return detail::redis::to_error(*r, "XPENDING");
+  std::map<std::string, int64_t> result;
+  for (const auto& x : r->elements())
+    if (x.is_array() && x.size() >= 4)
+      result[x[0].str()] = x[3].integer();
+  return result;
+}
+
+/// One round: reclaim what dead consumers left (now and then), then read
+/// new entries, handle and acknowledge them.
+caf::error poll_once(consumer_actor* self) {
+  auto& st = self->state;
+  const auto& cfg = st.setup->cfg;
+  if (auto err = ensure_ready(st))
+    return err;
+  auto batch = std::to_string(std::max<size_t>(1, cfg.batch_size));
+  auto now = std::chrono::steady_clock::now();
+  if (now >= st.next_reclaim) {
+    st.next_reclaim
+      = now + std::max(cfg.max_pending_time / 2, std::chrono::milliseconds{10});
+    auto r = st.conn->command(
+      {"XAUTOCLAIM", st.setup->stream, st.group, st.consumer,
+       std::to_string(cfg.max_pending_time.count()), "0-0", "COUNT", batch});
+    if (!r)
+      return unavailable("reclaiming pending entries failed", r.error());
+    if (r->is_error())
+      return detail::redis::to_error(*r, "XAUTOCLAIM");
+    if (r->size() >= 2) {
+      auto claimed = parse_entries((*r)[1]);
+      if (!claimed.empty()) {
+        auto counts = pending_counts(st, claimed.size() + 16);
+        if (!counts)
+          return unavailable("reading delivery counts failed", counts.error());
+        if (auto err = process(st, self->system(), claimed, *counts))
+          return err;
+      }
+    }
+  }
+  auto wait = cfg.block + cfg.command_timeout;
+  auto r = st.conn->command(
+    {"XREADGROUP", "GROUP", st.group, st.consumer, "COUNT", batch, "BLOCK",
+     std::to_string(cfg.block.count()), "STREAMS", st.setup->stream, ">"},
+    wait);
+  if (!r)
+    return unavailable("reading group " + st.group + " failed", r.error());
+  if (r->is_error()) {
+    // The group (or the stream) was deleted: create it again next time.
+    if (r->str().rfind("NOGROUP", 0) == 0)
+      st.group_ready = false;
+    return detail::redis::to_error(*r, "XREADGROUP");
+  }
+  if (r->is_nil() || r->size() == 0)
+    return caf::none;
+  const auto& stream = (*r)[0];
+  if (stream.size() < 2)
+    return caf::none;
+  return process(st, self->system(), parse_entries(stream[1]), {});
+}
+
+caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
+                            std::string group, std::string consumer,
+                            std::vector<local_sub> subs) {
+  auto& st = self->state;
+  st.setup = std::move(setup);
+  // The subscriptions come with the spawn: a message could arrive after the
+  // first read, whose events would then miss them.
+  st.subs = std::move(subs);
+  st.group = std::move(group);
+  st.consumer = std::move(consumer);
+  self->send(self, caf::tick_atom_v);
+  return {
+    [self](caf::tick_atom) {
+      auto& st = self->state;
+      if (st.stopped)
+        return;
+      if (st.subs.empty()) {
+        // Nobody to hand events to: leave them in the group.
+        self->delayed_send(self, st.setup->cfg.block, caf::tick_atom_v);
+        return;
+      }
+      if (auto err = poll_once(self)) {
+        log(log_level::warning, "redis bus: " + describe(err));
+        auto delay
+          = backoff_delay(st.setup->cfg.reconnect, st.failures_in_row, st.rng);
+        ++st.failures_in_row;
+        self->delayed_send(self, delay, caf::tick_atom_v);
+        return;
+      }
+      st.failures_in_row = 0;
+      self->send(self, caf::tick_atom_v);
+    },
+    [self](caf::subscribe_atom, subscription_id id,
+           bus_subscriber_actor delivery, std::vector<std::string> types) {
+      self->state.subs.push_back(
+        local_sub{id, std::move(delivery), std::move(types)});
+    },
+    [self](caf::unsubscribe_atom, subscription_id id) {
+      auto& subs = self->state.subs;
+      subs.erase(std::remove_if(subs.begin(), subs.end(),
+                                [id](const auto& s) {
+                                  return s.id == id;
+                                }),
+                 subs.end());
+    },
+    [self](stop_atom) {
+      // Between rounds: what was read is handled and acknowledged.
+      self->state.stopped = true;
+      self->quit();
+    },
+  };
+}
+
+// -- the bus actor ----------------------------------------------------------
+
+struct bus_sub {
+  subscription_id id = 0;
+  bus_subscriber_actor delivery;
+  std::vector<std::string> types;
+  std::string group;
+};
+
+struct waiting_drain {
+  caf::response_promise rp;
+};
+
+struct redis_bus_state {
+  static inline const char* name = "es.redis_bus";
+
+  setup_ptr setup;
+  std::optional<connection> conn;
+  std::vector<bus_sub> subs;
+  subscription_id next_id = 1;
+  std::map<std::string, caf::actor> consumers;
+  bool started = false;
+  uint64_t published = 0;
+  std::string last_published_id;
+  std::vector<caf::response_promise> drainers;
+  bool drain_check_scheduled = false;
+
+  ~redis_bus_state() {
+    for (auto& [group, c] : consumers)
+      caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+    for (auto& s : subs)
+      caf::anon_send_exit(s.delivery, caf::exit_reason::user_shutdown);
+  }
+};
+
+using redis_bus_actor = bus_actor::extend<caf::reacts_to<caf::tick_atom>>;
+using redis_bus_pointer = redis_bus_actor::stateful_pointer<redis_bus_state>;
+
+std::string consumer_name(const redis_bus_config& cfg) {
+  if (!cfg.consumer_name.empty())
+    return cfg.consumer_name;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return std::string{host} + "-" + std::to_string(getpid()) + "-"
+         + uuid::random().to_string().substr(0, 8);
+}
+
+void ensure_consumer(redis_bus_pointer self, const std::string& group) {
+  auto& st = self->state;
+  if (!st.started || st.consumers.count(group) > 0)
+    return;
+  std::vector<local_sub> subs;
+  for (const auto& s : st.subs)
+    if (s.group == group)
+      subs.push_back(local_sub{s.id, s.delivery, s.types});
+  auto c = self->system().spawn<caf::detached>(consumer_impl, st.setup, group,
+                                               consumer_name(st.setup->cfg),
+                                               std::move(subs));
+  st.consumers.emplace(group, c);
+}
+
+caf::error publish_once(redis_bus_state& st, const recorded_events& events) {
+  const auto& cfg = st.setup->cfg;
+  if (st.conn && st.conn->broken())
+    st.conn.reset();
+  if (!st.conn) {
+    auto c = connect(*st.setup);
+    if (!c)
+      return unavailable("the publisher cannot connect", c.error());
+    st.conn.emplace(std::move(*c));
+  }
+  std::vector<std::vector<std::string>> cmds;
+  cmds.reserve(events.size());
+  for (const auto& ev : events) {
+    auto body = encode_envelope(ev);
+    if (!body)
+      return std::move(body.error());
+    std::vector<std::string> cmd{"XADD", st.setup->stream};
+    if (cfg.max_stream_length > 0)
+      cmd.insert(cmd.end(),
+                 {"MAXLEN", "~", std::to_string(cfg.max_stream_length)});
+    cmd.push_back("*");
+    for (auto& [k, v] : envelope_headers(ev))
+      cmd.insert(cmd.end(), {std::move(k), std::move(v)});
+    cmd.insert(cmd.end(), {"envelope", std::move(*body)});
+    cmds.push_back(std::move(cmd));
+  }
+  auto r = st.conn->pipeline(cmds);
+  if (!r)
+    return unavailable("publishing " + std::to_string(events.size())
+                         + " events failed (some may be in the stream)",
+                       r.error());
+  for (const auto& x : *r) {
+    if (x.is_error())
+      return detail::redis::to_error(x, "XADD");
+    st.last_published_id = x.str();
+  }
+  return caf::none;
+}
+
+/// Whether every local group handled everything this bus published.
+caf::expected<bool> drained(redis_bus_state& st) {
+  if (st.last_published_id.empty() || st.consumers.empty())
+    return true;
+  if (st.conn && st.conn->broken())
+    st.conn.reset();
+  if (!st.conn) {
+    auto c = connect(*st.setup);
+    if (!c)
+      return std::move(c.error());
+    st.conn.emplace(std::move(*c));
+  }
+  auto r = st.conn->command({"XINFO", "GROUPS", st.setup->stream});
+  if (!r)
+    return std::move(r.error());
+  if (r->is_error())
+    return detail::redis::to_error(*r, "XINFO GROUPS");
+  std::map<std::string, std::pair<int64_t, std::string>> groups;
+  for (const auto& g : r->elements()) {
+    std::string name;
+    int64_t pending = 0;
+    std::string last;
+    for (size_t i = 0; i + 1 < g.size(); i += 2) {
+      const auto& key = g[i].str();
+      if (key == "name")
+        name = g[i + 1].str();
+      else if (key == "pending")
+        pending = g[i + 1].integer();
+      else if (key == "last-delivered-id")
+        last = g[i + 1].str();
+    }
+    groups[name] = {pending, last};
+  }
+  auto target = entry_order(st.last_published_id);
+  for (const auto& [group, actor] : st.consumers) {
+    auto i = groups.find(group);
+    if (i == groups.end())
+      return false;
+    if (i->second.first > 0 || entry_order(i->second.second) < target)
+      return false;
+  }
+  return st.setup->counters->in_flight.load() == 0;
+}
+
+void check_drains(redis_bus_pointer self) {
+  auto& st = self->state;
+  st.drain_check_scheduled = false;
+  if (st.drainers.empty())
+    return;
+  auto done = drained(st);
+  if (done && !*done) {
+    st.drain_check_scheduled = true;
+    self->delayed_send(self, std::chrono::milliseconds(10), caf::tick_atom_v);
+    return;
+  }
+  for (auto& rp : st.drainers) {
+    if (done)
+      rp.deliver(caf::unit);
+    else
+      rp.deliver(unavailable("checking the groups failed", done.error()));
+  }
+  st.drainers.clear();
+}
+
+redis_bus_actor::behavior_type
+redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
+               std::shared_ptr<connection> first) {
+  self->state.setup = std::move(setup);
+  if (first)
+    self->state.conn.emplace(std::move(*first));
+  return {
+    [self](caf::publish_atom, recorded_events& events) -> caf::result<void> {
+      auto& st = self->state;
+      if (events.empty())
+        return caf::unit;
+      auto err = publish_once(st, events);
+      if (err && has_code(err, bus_errc::broker_unavailable)) {
+        // Once more on a new connection; a batch the broker took in part
+        // is published twice in part (consumers dedupe by event id).
+        st.conn.reset();
+        err = publish_once(st, events);
+      }
+      if (err)
+        return err;
+      st.published += events.size();
+      return caf::unit;
+    },
+    [self](caf::subscribe_atom, bus_subscriber_actor& delivery,
+           std::vector<std::string>& types, uint64_t,
+           std::string& group) -> subscription_id {
+      auto& st = self->state;
+      bus_sub s{st.next_id++, std::move(delivery), std::move(types),
+                group.empty() ? st.setup->cfg.consumer_group
+                              : std::move(group)};
+      if (auto i = st.consumers.find(s.group); i != st.consumers.end())
+        caf::anon_send(i->second, caf::subscribe_atom_v, s.id, s.delivery,
+                       s.types);
+      st.subs.push_back(s);
+      ensure_consumer(self, s.group);
+      return s.id;
+    },
+    [self](caf::unsubscribe_atom, subscription_id id) -> bool {
+      auto& st = self->state;
+      auto i
+        = std::find_if(st.subs.begin(), st.subs.end(), [id](const auto& s) {
+            return s.id == id;
+          });
+      if (i == st.subs.end())
+        return false;
+      auto group = i->group;
+      if (auto c = st.consumers.find(group); c != st.consumers.end())
+        caf::anon_send(c->second, caf::unsubscribe_atom_v, id);
+      caf::anon_send_exit(i->delivery, caf::exit_reason::user_shutdown);
+      st.subs.erase(i);
+      return true;
+    },
+    [self](stats_atom) -> bus_stats {
+      auto& st = self->state;
+      const auto& c = *st.setup->counters;
+      bus_stats s;
+      s.events_published = st.published;
+      s.handlers_invoked = c.handlers_invoked.load();
+      s.handler_errors = c.handler_errors.load();
+      s.deliveries_in_flight = c.in_flight.load();
+      s.deliveries_completed = c.completed.load();
+      s.subscribers = st.subs.size();
+      return s;
+    },
+    [self](drain_atom) -> caf::result<void> {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      st.drainers.push_back(rp);
+      if (!st.drain_check_scheduled)
+        check_drains(self);
+      return rp;
+    },
+    [self](caf::tick_atom) {
+      check_drains(self);
+    },
+    [self](start_atom) {
+      auto& st = self->state;
+      st.started = true;
+      std::set<std::string> groups;
+      for (const auto& s : st.subs)
+        groups.insert(s.group);
+      for (const auto& g : groups)
+        ensure_consumer(self, g);
+    },
+    [self](stop_atom) -> caf::result<void> {
+      auto& st = self->state;
+      st.started = false;
+      if (st.consumers.empty())
+        return caf::unit;
+      auto rp = self->make_response_promise();
+      auto left = std::make_shared<size_t>(st.consumers.size());
+      for (auto& [group, c] : st.consumers) {
+        self->monitor(c);
+        caf::anon_send(c, stop_atom_v);
+      }
+      auto promise = std::make_shared<caf::response_promise>(rp);
+      self->set_down_handler([promise, left](caf::down_msg&) {
+        if (--*left == 0)
+          promise->deliver(caf::unit);
+      });
+      st.consumers.clear();
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
+                                            redis_bus_config cfg) {
+  auto url = parse_redis_url(cfg.url);
+  if (!url)
+    return std::move(url.error());
+  if (cfg.stream_prefix.empty() || cfg.consumer_group.empty())
+    return make_redis_error(redis_errc::invalid_url,
+                            "a Redis bus needs a stream prefix and a consumer "
+                            "group");
+  auto setup = std::make_shared<bus_setup>();
+  setup->url = *url;
+  setup->stream = cfg.stream_prefix + ":stream";
+  setup->dlq = cfg.stream_prefix + ":dlq";
+  setup->cfg = std::move(cfg);
+  // Fail fast on a wrong address or password; the connection becomes the
+  // publisher's.
+  auto conn = connect(*setup);
+  if (!conn)
+    return std::move(conn.error());
+  auto first = std::make_shared<connection>(std::move(*conn));
+  auto bus = sys.spawn<caf::detached>(redis_bus_impl, setup_ptr{setup},
+                                      std::move(first));
+  return detail::make_bus_facade(sys, caf::actor_cast<bus_actor>(bus));
+}
+
+} // namespace es
