@@ -33,6 +33,10 @@ event_bus::~event_bus() {
   // nop
 }
 
+bus_dead_letters::~bus_dead_letters() {
+  // nop
+}
+
 namespace {
 
 // -- delivery actors ----------------------------------------------------------

@@ -23,7 +23,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -697,6 +699,216 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
   };
 }
 
+// -- dead letters and the facade --------------------------------------------
+
+/// The dead-letter stream of one bus, over a connection of its own.
+class redis_dead_letters final : public bus_dead_letters {
+public:
+  explicit redis_dead_letters(setup_ptr setup) : setup_(std::move(setup)) {
+    // nop
+  }
+
+  caf::expected<std::vector<bus_dead_letter>>
+  list(size_t limit, const std::string& after) override {
+    std::lock_guard guard{mtx_};
+    auto start = after.empty() ? std::string{"-"} : "(" + after;
+    auto r = run({"XRANGE", setup_->dlq, start, "+", "COUNT",
+                  std::to_string(std::max<size_t>(1, limit))});
+    if (!r)
+      return std::move(r.error());
+    std::vector<bus_dead_letter> result;
+    for (auto& e : parse_entries(*r))
+      result.push_back(to_letter(e));
+    return result;
+  }
+
+  caf::expected<int64_t> count() override {
+    std::lock_guard guard{mtx_};
+    auto r = run({"XLEN", setup_->dlq});
+    if (!r)
+      return std::move(r.error());
+    return r->integer();
+  }
+
+  caf::expected<bool> replay(const std::string& id) override {
+    std::lock_guard guard{mtx_};
+    auto r = run({"XRANGE", setup_->dlq, id, id});
+    if (!r)
+      return std::move(r.error());
+    auto entries = parse_entries(*r);
+    if (entries.empty())
+      return false;
+    auto letter = to_letter(entries.front());
+    if (!letter.event)
+      return make_store_error(store_errc::invalid_argument,
+                              "dead letter " + id
+                                + " holds no event envelope; discard it");
+    if (auto err = republish(entries.front(), id))
+      return err;
+    return true;
+  }
+
+  caf::expected<int64_t> replay_all() override {
+    std::lock_guard guard{mtx_};
+    int64_t replayed = 0;
+    std::string after = "-";
+    for (;;) {
+      auto r = run({"XRANGE", setup_->dlq, after, "+", "COUNT", "100"});
+      if (!r)
+        return std::move(r.error());
+      auto entries = parse_entries(*r);
+      if (entries.empty())
+        return replayed;
+      for (auto& e : entries) {
+        after = "(" + e.id;
+        if (!to_letter(e).event)
+          continue;
+        if (auto err = republish(e, e.id))
+          return err;
+        ++replayed;
+      }
+    }
+  }
+
+  caf::expected<bool> discard(const std::string& id) override {
+    std::lock_guard guard{mtx_};
+    auto r = run({"XDEL", setup_->dlq, id});
+    if (!r)
+      return std::move(r.error());
+    return r->integer() > 0;
+  }
+
+private:
+  caf::expected<reply> run(std::vector<std::string> args) {
+    if (conn_ && conn_->broken())
+      conn_.reset();
+    if (!conn_) {
+      auto c = connect(*setup_);
+      if (!c)
+        return unavailable("the dead-letter queue cannot connect", c.error());
+      conn_.emplace(std::move(*c));
+    }
+    auto what = args.front();
+    auto r = conn_->command(std::move(args));
+    if (!r)
+      return unavailable(what + " on the dead-letter queue failed", r.error());
+    if (r->is_error())
+      return detail::redis::to_error(*r, what);
+    return r;
+  }
+
+  static bus_dead_letter to_letter(const entry& e) {
+    bus_dead_letter d;
+    d.id = e.id;
+    auto field = [&](const std::string& k) {
+      auto i = e.fields.find(k);
+      return i == e.fields.end() ? std::string{} : i->second;
+    };
+    d.group = field("group");
+    d.error = field("error");
+    d.failed_at = field("failed_at");
+    auto n = field("deliveries");
+    d.deliveries = n.empty() ? 0 : std::strtoll(n.c_str(), nullptr, 10);
+    d.raw = field("field:envelope");
+    if (auto ev = decode_envelope(d.raw))
+      d.event = std::move(*ev);
+    return d;
+  }
+
+  /// Adds the letter's original fields to the stream again and deletes it
+  /// from the dead letters, in one MULTI/EXEC.
+  caf::error republish(const entry& e, const std::string& id) {
+    std::vector<std::string> add{"XADD", setup_->stream};
+    if (setup_->cfg.max_stream_length > 0)
+      add.insert(add.end(), {"MAXLEN", "~",
+                             std::to_string(setup_->cfg.max_stream_length)});
+    add.push_back("*");
+    for (const auto& [k, v] : e.fields)
+      if (k.rfind("field:", 0) == 0)
+        add.insert(add.end(), {k.substr(6), v});
+    auto r
+      = conn_->pipeline({{"MULTI"}, add, {"XDEL", setup_->dlq, id}, {"EXEC"}});
+    if (!r)
+      return unavailable("replaying dead letter " + id + " failed", r.error());
+    for (const auto& x : *r)
+      if (x.is_error())
+        return detail::redis::to_error(x, "replaying dead letter " + id);
+    return caf::none;
+  }
+
+  setup_ptr setup_;
+  std::mutex mtx_;
+  std::optional<connection> conn_;
+};
+
+/// The bus facade plus the dead letters.
+class redis_event_bus final : public event_bus {
+public:
+  redis_event_bus(event_bus_ptr inner, std::shared_ptr<bus_dead_letters> dlq)
+    : inner_(std::move(inner)), dlq_(std::move(dlq)) {
+    // nop
+  }
+
+  bus_actor handle() const override {
+    return inner_->handle();
+  }
+
+  caf::error publish(recorded_events events) override {
+    return inner_->publish(std::move(events));
+  }
+
+  subscription_id subscribe(std::string event_type, event_handler_fn fn,
+                            subscribe_options opts) override {
+    return inner_->subscribe(std::move(event_type), std::move(fn),
+                             std::move(opts));
+  }
+
+  subscription_id subscribe_all(std::shared_ptr<event_subscriber> sub,
+                                subscribe_options opts) override {
+    return inner_->subscribe_all(std::move(sub), std::move(opts));
+  }
+
+  subscription_id subscribe_to_all_events(event_handler_fn fn,
+                                          subscribe_options opts) override {
+    return inner_->subscribe_to_all_events(std::move(fn), std::move(opts));
+  }
+
+  subscription_id subscribe_actor(caf::actor target,
+                                  std::vector<std::string> event_types,
+                                  subscribe_options opts) override {
+    return inner_->subscribe_actor(std::move(target), std::move(event_types),
+                                   std::move(opts));
+  }
+
+  bool unsubscribe(subscription_id id) override {
+    return inner_->unsubscribe(id);
+  }
+
+  bus_stats stats() override {
+    return inner_->stats();
+  }
+
+  caf::error drain(std::chrono::milliseconds timeout) override {
+    return inner_->drain(timeout);
+  }
+
+  caf::error start() override {
+    return inner_->start();
+  }
+
+  caf::error stop(std::chrono::milliseconds timeout) override {
+    return inner_->stop(timeout);
+  }
+
+  std::shared_ptr<bus_dead_letters> dead_letters() override {
+    return dlq_;
+  }
+
+private:
+  event_bus_ptr inner_;
+  std::shared_ptr<bus_dead_letters> dlq_;
+};
+
 } // namespace
 
 caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
@@ -721,7 +933,51 @@ caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
   auto first = std::make_shared<connection>(std::move(*conn));
   auto bus = sys.spawn<caf::detached>(redis_bus_impl, setup_ptr{setup},
                                       std::move(first));
-  return detail::make_bus_facade(sys, caf::actor_cast<bus_actor>(bus));
+  return event_bus_ptr{std::make_shared<redis_event_bus>(
+    detail::make_bus_facade(sys, caf::actor_cast<bus_actor>(bus)),
+    std::make_shared<redis_dead_letters>(setup))};
+}
+
+caf::expected<redis_stream_info>
+read_redis_stream_info(const redis_bus_config& cfg) {
+  auto url = parse_redis_url(cfg.url);
+  if (!url)
+    return std::move(url.error());
+  bus_setup setup;
+  setup.url = *url;
+  setup.cfg = cfg;
+  auto conn = connect(setup);
+  if (!conn)
+    return std::move(conn.error());
+  auto stream = cfg.stream_prefix + ":stream";
+  auto r = conn->pipeline({{"XLEN", stream},
+                           {"XINFO", "GROUPS", stream},
+                           {"XLEN", cfg.stream_prefix + ":dlq"}});
+  if (!r)
+    return std::move(r.error());
+  redis_stream_info info;
+  info.length = (*r)[0].integer();
+  info.dead_letters = (*r)[2].integer();
+  // A stream that does not exist yet has no groups (XINFO answers with an
+  // error then).
+  if ((*r)[1].is_array())
+    for (const auto& g : (*r)[1].elements()) {
+      redis_group_info x;
+      for (size_t i = 0; i + 1 < g.size(); i += 2) {
+        const auto& key = g[i].str();
+        const auto& val = g[i + 1];
+        if (key == "name")
+          x.name = val.str();
+        else if (key == "consumers")
+          x.consumers = val.integer();
+        else if (key == "pending")
+          x.pending = val.integer();
+        else if (key == "last-delivered-id")
+          x.last_delivered_id = val.str();
+      }
+      info.groups.push_back(std::move(x));
+    }
+  return info;
 }
 
 } // namespace es

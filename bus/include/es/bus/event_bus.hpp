@@ -8,6 +8,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,8 +92,51 @@ struct subscribe_options {
   std::string group;
 };
 
-/// The event bus port. The in-process bus implements it; broker bridges
-/// (Redis Streams, RabbitMQ, Kafka) implement it later.
+/// A message a broker bus gave up on, as its dead-letter place keeps it.
+struct bus_dead_letter {
+  /// The broker's id of the dead letter (a stream entry id on Redis).
+  std::string id;
+  /// The consumer group that gave up on it, and why.
+  std::string group;
+  std::string error;
+  /// How often it had been delivered.
+  int64_t deliveries = 0;
+  /// When it was given up, as `format_timestamp` writes it.
+  std::string failed_at;
+  /// The event, when the message was an event envelope; otherwise `raw`
+  /// holds the message as it came (another program wrote it).
+  std::optional<recorded_event> event;
+  std::string raw;
+};
+
+/// The dead letters of a broker bus (`event_bus::dead_letters`). Calls
+/// block; thread-safe.
+class bus_dead_letters {
+public:
+  virtual ~bus_dead_letters();
+
+  /// Oldest first, up to `limit`, after the dead letter `after` (empty:
+  /// from the first).
+  virtual caf::expected<std::vector<bus_dead_letter>>
+  list(size_t limit, const std::string& after = {}) = 0;
+
+  virtual caf::expected<int64_t> count() = 0;
+
+  /// Publishes the dead letter's event again and removes it: every group
+  /// receives it anew (those that had handled it dedupe by event id).
+  /// False for an unknown id; `invalid_argument` for a dead letter without
+  /// an event (`raw`), which can only be discarded.
+  virtual caf::expected<bool> replay(const std::string& id) = 0;
+
+  /// Replays every dead letter that holds an event; returns how many.
+  virtual caf::expected<int64_t> replay_all() = 0;
+
+  /// Removes a dead letter without replaying it. False for an unknown id.
+  virtual caf::expected<bool> discard(const std::string& id) = 0;
+};
+
+/// The event bus port. The in-process bus and the broker bridges (Redis
+/// Streams so far) implement it.
 ///
 /// Publishers publish only committed events (the store actor does it after
 /// each append). Delivery order per publisher is kept. Handler errors are
@@ -161,6 +206,12 @@ public:
   /// with `bus_closed` while stopped; a broker bus keeps publishing and
   /// the events wait in the broker.
   virtual caf::error stop(std::chrono::milliseconds timeout) = 0;
+
+  /// The broker's dead letters, or nullptr for a bus that keeps none (the
+  /// in-process bus: a failed handler is counted and logged).
+  virtual std::shared_ptr<bus_dead_letters> dead_letters() {
+    return nullptr;
+  }
 };
 
 using event_bus_ptr = std::shared_ptr<event_bus>;

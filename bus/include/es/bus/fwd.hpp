@@ -8,10 +8,12 @@
 
 namespace es {
 
+class bus_dead_letters;
 class event_bus;
 class event_deduper;
 class event_subscriber;
 
+struct bus_dead_letter;
 struct bus_stats;
 struct outbox_relay_config;
 struct outbox_relay_status;

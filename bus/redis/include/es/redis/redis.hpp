@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace caf {
 class actor_system;
@@ -173,6 +174,29 @@ struct redis_bus_config {
 /// the entries as Redis hands them out.
 caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
                                             redis_bus_config cfg);
+
+/// One consumer group of a bus's stream.
+struct redis_group_info {
+  std::string name;
+  int64_t consumers = 0;
+  /// Entries delivered to a consumer and not acknowledged yet.
+  int64_t pending = 0;
+  std::string last_delivered_id;
+};
+
+/// The state of a bus's stream, for operators.
+struct redis_stream_info {
+  /// Entries in the stream (trimmed ones not counted).
+  int64_t length = 0;
+  std::vector<redis_group_info> groups;
+  /// Entries in the dead-letter stream.
+  int64_t dead_letters = 0;
+};
+
+/// Reads the stream's length, its groups and the number of dead letters of
+/// the bus `cfg` describes, over a connection of its own.
+caf::expected<redis_stream_info>
+read_redis_stream_info(const redis_bus_config& cfg);
 
 } // namespace es
 

@@ -1,0 +1,260 @@
+// What the Redis Streams bus does beyond the bus contract: clear errors for
+// bad addresses and credentials, dead letters for foreign entries and for
+// events whose handler keeps failing (listed, replayed, discarded), reclaim
+// of what a dead consumer left pending, a server restart, stream info.
+#include "es/bus/errors.hpp"
+#include "es/redis/redis.hpp"
+#include "es/store/errors.hpp"
+#include "es/testing/bus_contract_support.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "redis_fixture.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+using namespace es;
+using namespace es::test;
+using namespace es::testing::bus_contract;
+using Catch::Contains;
+
+namespace {
+
+std::string url_text() {
+  static_cast<void>(test_redis_url()); // FAILs with instructions
+  return std::getenv("ES_TEST_REDIS_URL");
+}
+
+struct redis_bus_test {
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys;
+  test_keys keys;
+  redis_bus_config cfg;
+
+  redis_bus_test() : sys(init(sys_cfg)) {
+    cfg.url = url_text();
+    cfg.stream_prefix = keys("bus");
+    keys("bus:stream");
+    keys("bus:dlq");
+    cfg.block = std::chrono::milliseconds(100);
+  }
+
+  static caf::actor_system_config& init(caf::actor_system_config& c) {
+    add_redis_module(c);
+    c.set("scheduler.max-threads", 2);
+    return c;
+  }
+
+  event_bus_ptr open(redis_bus_config c) {
+    auto bus = make_redis_bus(sys, c);
+    if (!bus)
+      FAIL("cannot open a Redis bus: " << describe(bus.error()) << "; "
+                                       << redis_instructions);
+    return *bus;
+  }
+
+  event_bus_ptr open() {
+    return open(cfg);
+  }
+
+  std::string stream() const {
+    return cfg.stream_prefix + ":stream";
+  }
+};
+
+} // namespace
+
+TEST_CASE("a bad address or password is refused at once",
+          "[redis][bus][bad-input]") {
+  caf::actor_system_config sys_cfg;
+  add_redis_module(sys_cfg);
+  sys_cfg.set("scheduler.max-threads", 1);
+  caf::actor_system sys{sys_cfg};
+  auto good = test_redis_url();
+  auto refused = [&](const std::string& url, redis_errc code) {
+    INFO(url);
+    redis_bus_config c;
+    c.url = url;
+    auto bus = make_redis_bus(sys, c);
+    REQUIRE_FALSE(bus);
+    CHECK(has_code(bus.error(), code));
+    // The password never shows.
+    CHECK_THAT(describe(bus.error()),
+               !Contains(good.password.empty() ? "\x01" : good.password));
+  };
+  refused("redis://:" + good.password + "@127.0.0.1:1/0",
+          redis_errc::connection_failed);
+  refused("redis://:not-the-password@" + good.host + ":"
+            + std::to_string(good.port) + "/0",
+          redis_errc::authentication_failed);
+  refused("http://127.0.0.1:6379", redis_errc::invalid_url);
+  refused("rediss://" + good.host + ":" + std::to_string(good.port),
+          redis_errc::tls_unsupported);
+  redis_bus_config c;
+  c.url = url_text();
+  c.stream_prefix = "";
+  CHECK_FALSE(make_redis_bus(sys, c));
+}
+
+TEST_CASE_METHOD(redis_bus_test,
+                 "entries that are not envelopes become dead letters and "
+                 "the rest go on",
+                 "[redis][bus][bad-input]") {
+  // Another program writes to the stream first.
+  auto raw = connect_test_redis();
+  must(raw, {"XADD", stream(), "*", "envelope", "{not json"});
+  must(raw, {"XADD", stream(), "*", "something", "else"});
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  auto events = make_events(1, 3);
+  publish_all(*bus, events);
+  REQUIRE(seen.wait_for(3));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  CHECK(seen.ids() == ids_of(events));
+  auto dlq = bus->dead_letters();
+  REQUIRE(dlq);
+  auto letters = dlq->list(10);
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 2);
+  CHECK((*letters)[0].raw == "{not json");
+  CHECK_FALSE((*letters)[0].event.has_value());
+  CHECK_THAT((*letters)[0].error, Contains("not an event envelope"));
+  CHECK_THAT((*letters)[1].error, Contains("no field \"envelope\""));
+  CHECK((*letters)[0].group == "default");
+  // Nothing to replay in them: they can only be discarded.
+  auto replayed = dlq->replay((*letters)[0].id);
+  REQUIRE_FALSE(replayed);
+  CHECK(has_code(replayed.error(), store_errc::invalid_argument));
+  auto discarded = dlq->discard((*letters)[0].id);
+  REQUIRE(discarded);
+  CHECK(*discarded);
+  CHECK(*dlq->count() == 1);
+  CHECK_FALSE(*dlq->discard((*letters)[0].id));
+  // Paging: after the first, nothing but the second.
+  auto rest = dlq->list(10, (*letters)[0].id);
+  REQUIRE(rest);
+  CHECK(rest->size() == 1);
+}
+
+TEST_CASE_METHOD(redis_bus_test,
+                 "a poison event is dead-lettered after its retries and "
+                 "replayed once fixed",
+                 "[redis][bus][dlq]") {
+  cfg.max_retries = 2;
+  auto bus = open();
+  auto events = make_events(1, 5);
+  auto poison = events[2].event_id;
+  std::atomic<bool> broken{true};
+  std::atomic<int> poison_attempts{0};
+  collector handled;
+  bus->subscribe_to_all_events([&](const recorded_event& ev) -> caf::error {
+    if (ev.event_id == poison && broken) {
+      ++poison_attempts;
+      return caf::make_error(bus_errc::handler_failed,
+                             std::string{"cannot handle this one"});
+    }
+    handled.add(ev);
+    return caf::none;
+  });
+  require_started(*bus);
+  publish_all(*bus, events);
+  REQUIRE(handled.wait_for(4));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  // The first delivery and two retries.
+  CHECK(poison_attempts.load() == 3);
+  auto dlq = bus->dead_letters();
+  auto letters = dlq->list(10);
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 1);
+  const auto& letter = letters->front();
+  REQUIRE(letter.event.has_value());
+  CHECK(*letter.event == events[2]);
+  CHECK_THAT(letter.error, Contains("3 times"));
+  CHECK_FALSE(letter.failed_at.empty());
+  auto info = read_redis_stream_info(cfg);
+  REQUIRE(info);
+  CHECK(info->length == 5);
+  CHECK(info->dead_letters == 1);
+  REQUIRE(info->groups.size() == 1);
+  CHECK(info->groups[0].name == "default");
+  CHECK(info->groups[0].pending == 0);
+  // Fixed: the replay reaches the handler, and the dead letter is gone.
+  broken = false;
+  auto replayed = dlq->replay(letter.id);
+  REQUIRE(replayed);
+  CHECK(*replayed);
+  REQUIRE(handled.wait_for(5));
+  CHECK(handled.ids() == ids_of(events));
+  CHECK(*dlq->count() == 0);
+  CHECK_FALSE(*dlq->replay(letter.id));
+  CHECK(*dlq->replay_all() == 0);
+}
+
+TEST_CASE_METHOD(redis_bus_test,
+                 "another member reclaims what a dead consumer left pending",
+                 "[redis][bus][faults]") {
+  // A consumer reads four entries and dies before acknowledging them.
+  auto raw = connect_test_redis();
+  must(raw, {"XGROUP", "CREATE", stream(), "default", "0", "MKSTREAM"});
+  auto publisher = open();
+  auto events = make_events(2, 2);
+  publish_all(*publisher, events);
+  auto got = must(raw, {"XREADGROUP", "GROUP", "default", "dead-consumer",
+                        "COUNT", "10", "STREAMS", stream(), ">"});
+  REQUIRE(got.is_array());
+  auto pending = must(raw, {"XPENDING", stream(), "default"});
+  REQUIRE(pending[0].integer() == 4);
+  // A live member takes them over once they have been idle long enough.
+  auto c = cfg;
+  c.max_pending_time = std::chrono::milliseconds(200);
+  auto live = open(c);
+  collector seen;
+  live->subscribe_to_all_events(seen.handler());
+  require_started(*live);
+  REQUIRE(seen.wait_for(4));
+  CHECK(seen.ids() == ids_of(events));
+  // Acknowledged once handled: the group's pending count drops to zero
+  // (polled, with a deadline).
+  auto deadline = std::chrono::steady_clock::now() + arrival_timeout;
+  int64_t left = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    left = must(raw, {"XPENDING", stream(), "default"})[0].integer();
+    if (left == 0)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(left == 0);
+}
+
+TEST_CASE_METHOD(redis_bus_test, "the bus goes on after a server restart",
+                 "[redis][bus][faults][restart]") {
+  const char* restart = std::getenv("ES_TEST_REDIS_RESTART");
+  if (restart == nullptr || *restart == '\0')
+    FAIL("ES_TEST_REDIS_RESTART is not set (scripts/test sets it to "
+         "`scripts/redis restart`)");
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  auto before = make_events(1, 3);
+  publish_all(*bus, before);
+  REQUIRE(seen.wait_for(3));
+  REQUIRE(std::system(restart) == 0);
+  // The publisher and the consumer both lost their connections; the
+  // publish reconnects, the consumer reconnects and creates its group
+  // again (the test server keeps no data across restarts).
+  auto after = make_events(1, 3, 4);
+  publish_all(*bus, after);
+  REQUIRE(seen.wait_for(6));
+  auto all = ids_of(before);
+  auto more = ids_of(after);
+  all.insert(more.begin(), more.end());
+  CHECK(seen.ids() == all);
+}
