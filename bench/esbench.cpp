@@ -7,6 +7,11 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/exec_main.hpp>
 
+#ifdef ES_BENCH_REDIS
+#  include "es/redis/redis.hpp"
+
+#  include "bus_scenarios.hpp"
+#endif
 #include "command_scenarios.hpp"
 #include "counter.hpp"
 #include "postgres_scenarios.hpp"
@@ -34,6 +39,8 @@ struct esbench_config : caf::actor_system_config {
   int aggregates = 1000;
   int idle_aggregates = 100000;
   int64_t max_single = 2000;
+  std::string bus = "redis";
+  std::string redis_url = "redis://:es-test-pass@127.0.0.1:56379/0";
 
   esbench_config() {
     opt_group{custom_options_, "global"}
@@ -42,7 +49,8 @@ struct esbench_config : caf::actor_system_config {
            "what to measure: append (1 event per call), append-batch "
            "(--batch events per call), commands (through a region and "
            "aggregate actors), idle-memory (bytes per live idle aggregate), "
-           "read-all, recover or project (projection throughput)")
+           "read-all, recover, project (projection throughput) or "
+           "bus-publish (--bus)")
       .add(events, "events", "total events to write")
       .add(writers, "writers", "concurrent writer threads")
       .add(batch, "batch",
@@ -64,11 +72,17 @@ struct esbench_config : caf::actor_system_config {
       .add(max_single, "max-single",
            "project scenario: events of the batch-1 read-model rows (one "
            "commit each; default 2000)")
+      .add(bus, "bus", "bus-publish scenario: the bus under test (redis)")
+      .add(redis_url, "redis-url",
+           "Redis server of --bus=redis (default: scripts/redis's)")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
     set("scheduler.max-threads", 2);
     es::add_projections_module(*this);
+#ifdef ES_BENCH_REDIS
+    es::add_redis_module(*this);
+#endif
     add_message_types<caf::id_block::esbench>();
   }
 };
@@ -120,6 +134,30 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
       es::bench::print_json(r);
     es::bench::print_table(rows);
     return;
+  }
+  if (p.scenario == "bus-publish") {
+#ifdef ES_BENCH_REDIS
+    if (cfg.bus != "redis") {
+      std::cerr << "esbench: unknown --bus " << cfg.bus << " (redis)\n";
+      std::exit(2);
+    }
+    p.batch = cfg.batch > 0 ? cfg.batch : 100;
+    std::vector<es::bench::run_result> bus_runs;
+    std::vector<es::bench::run_result> raw_runs;
+    for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
+      bus_runs.push_back(es::bench::run_redis_bus_publish(sys, p, cfg.redis_url));
+      raw_runs.push_back(es::bench::run_raw_hiredis_xadd(p, cfg.redis_url));
+    }
+    std::vector<es::bench::run_result> rows{es::bench::median_run(bus_runs),
+                                            es::bench::median_run(raw_runs)};
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+#else
+    std::cerr << "esbench: built without Redis (ES_WITH_REDIS=OFF)\n";
+    std::exit(2);
+#endif
   }
   if (p.scenario == "recover") {
     if (cfg.events == 10000 || cfg.events <= 0)
