@@ -4,6 +4,7 @@
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
+#include "es/store/outbox.hpp"
 
 #include "state_common.hpp"
 
@@ -13,6 +14,14 @@
 #include <unordered_map>
 
 namespace es {
+
+outbox_claim::~outbox_claim() {
+  // nop
+}
+
+outbox::~outbox() {
+  // nop
+}
 
 snapshot_store::~snapshot_store() {
   // nop

@@ -7,14 +7,6 @@
 
 namespace es {
 
-outbox_claim::~outbox_claim() {
-  // nop
-}
-
-outbox::~outbox() {
-  // nop
-}
-
 namespace {
 
 using detail::pg::connection;

@@ -106,12 +106,19 @@ CREATE TABLE processed_events (
 );
 )sql";
 
+// The outbox's claims: a relay holds its rows until `claimed_until`
+// (microseconds since the epoch), after which they can be claimed again.
+constexpr const char* schema_v3 = R"sql(
+ALTER TABLE event_outbox ADD COLUMN claimed_until INTEGER;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
   static const std::vector<migration> list{
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
     {2, "processed events", schema_v2},
+    {3, "outbox claims", schema_v3},
   };
   return list;
 }

@@ -600,10 +600,39 @@ private:
       if (result.first_position == 0)
         result.first_position = pos;
       result.last_position = pos;
+      if (cfg_.outbox)
+        if (auto err = insert_outbox_row(ev, pos))
+          return err;
     }
     result.first_version = req.events.front().aggregate_version;
     result.last_version = req.events.back().aggregate_version;
     return result;
+  }
+
+  /// The outbox row of `ev`, in the append's transaction.
+  caf::error insert_outbox_row(const event_data& ev, int64_t position) {
+    auto st = writer_->prepare(
+      "INSERT INTO event_outbox (event_id, global_position, event_type,"
+      " aggregate_type, aggregate_id, tenant_id, created_at)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!st)
+      return std::move(st.error());
+    reset_guard guard{**st};
+    (*st)->bind(1, ev.event_id);
+    (*st)->bind(2, position);
+    (*st)->bind(3, std::string_view{ev.event_type});
+    (*st)->bind(4, std::string_view{ev.aggregate_type});
+    (*st)->bind(5, ev.aggregate_id);
+    (*st)->bind(6, ev.tenant_id);
+    (*st)->bind(7, static_cast<int64_t>(
+                     std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count()));
+    auto rc = (*st)->step();
+    if (rc != SQLITE_DONE)
+      return detail::sqlite::translate(rc, writer_->handle(),
+                                       "cannot write the outbox row");
+    return caf::none;
   }
 
   caf::error insert_error(int rc, append_request& req, const event_data& ev) {

@@ -5,6 +5,7 @@
 
 #include "es/store/event_registry.hpp"
 #include "es/store/event_store.hpp"
+#include "es/store/outbox.hpp"
 #include "es/store/sql.hpp"
 #include "es/store/state_stores.hpp"
 
@@ -51,6 +52,9 @@ struct sqlite_config {
   /// When set, appends are validated against the registry (see
   /// `memory_store_config::registry`).
   std::shared_ptr<const event_registry> registry;
+  /// Write an `event_outbox` row for each appended event, in the append's
+  /// transaction (see `make_sqlite_outbox`).
+  bool outbox = false;
 };
 
 /// Returns the schema version this library creates and understands.
@@ -81,5 +85,18 @@ make_sqlite_dead_letter_store(const std::string& path);
 /// Opens (and migrates) a SQLite read-model database: read models next to
 /// their checkpoints, in the event store's file or another one.
 caf::expected<read_model_db_ptr> make_sqlite_read_model_db(std::string path);
+
+/// The outbox of the SQLite store at `path` (its appends write the rows
+/// with `sqlite_config::outbox`). A claim holds its rows for
+/// `claim_timeout`: other relays skip them meanwhile, and its marks are
+/// written when it commits, in one short transaction (appends do not wait
+/// for a publish). A claim dropped without commit (a relay that crashed)
+/// leaves its rows to be claimed again once its time is up; a relay that
+/// takes longer than that may see its rows published twice (consumers
+/// dedupe by event id).
+caf::expected<outbox_ptr>
+make_sqlite_outbox(const std::string& path,
+                   std::chrono::milliseconds claim_timeout
+                   = std::chrono::seconds(30));
 
 } // namespace es
