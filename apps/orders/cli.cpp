@@ -5,6 +5,9 @@
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/supervision/classifier.hpp"
+#ifdef ES_ORDERS_REDIS
+#  include "es/redis/redis.hpp"
+#endif
 
 #include <unistd.h>
 
@@ -58,8 +61,17 @@ orders_config::orders_config() {
     .add(limit, "limit", "dlq list: most entries shown (default 50)")
     .add(older_than_days, "older-than-days",
          "dlq purge: delete resolved entries older than this (default 30)");
+  opt_group{custom_options_, "global"}
+    .add(bus, "bus",
+         "run: a Redis URL (redis://[:password@]host:port/db); the events go "
+         "through the store's outbox, a relay and Redis to the projections")
+    .add(bus_prefix, "bus-prefix",
+         "run --bus: the Redis stream prefix (default orders)");
   set("scheduler.max-threads", 2);
   es::add_projections_module(*this);
+#ifdef ES_ORDERS_REDIS
+  es::add_redis_module(*this);
+#endif
   add_message_types<caf::id_block::orders>();
 }
 
@@ -84,6 +96,8 @@ caf::expected<es::event_store_ptr> open_store(const orders_config& cfg,
   else if (cfg.sync != "full")
     return es::make_store_error(es::store_errc::invalid_argument,
                                 "--sync must be full, normal or off");
+  // With a broker, every append writes the outbox rows the relay publishes.
+  sc.outbox = !cfg.bus.empty();
   std::filesystem::path path{sc.path};
   if (must_exist && !std::filesystem::exists(path))
     return es::make_store_error(es::store_errc::invalid_argument,

@@ -4,6 +4,11 @@
 #include "es/actors/repository.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/bus/in_process_bus.hpp"
+#include "es/bus/outbox_relay.hpp"
+#ifdef ES_ORDERS_REDIS
+#  include "es/redis/redis.hpp"
+#endif
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/state_stores.hpp"
@@ -23,6 +28,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -96,6 +102,52 @@ std::string describe_stop(es::projection_coordinator& pc,
   return text;
 }
 
+/// The bus of a run: the in-process one, or Redis fed by the outbox relay.
+struct run_bus {
+  es::event_bus_ptr bus;
+  es::outbox_relay_actor relay;
+};
+
+caf::expected<run_bus> open_bus(caf::actor_system& sys,
+                                const orders_config& cfg,
+                                const es::event_store_ptr& store) {
+  if (cfg.bus.empty())
+    return run_bus{es::make_in_process_bus(sys), {}};
+#ifdef ES_ORDERS_REDIS
+  if (cfg.store.rfind("sqlite:", 0) != 0)
+    return es::make_store_error(es::store_errc::invalid_argument,
+                                "--bus needs a sqlite:PATH store (its "
+                                "outbox feeds the broker)");
+  es::redis_bus_config rc;
+  rc.url = cfg.bus;
+  rc.stream_prefix = cfg.bus_prefix;
+  rc.consumer_group = "orders-views";
+  rc.block = std::chrono::milliseconds(200);
+  auto bus = es::make_redis_bus(sys, rc);
+  if (!bus)
+    return std::move(bus.error());
+  // The URL is valid by now; its password is masked.
+  std::printf("bus: Redis at %s, stream %s:stream, fed by the outbox relay\n",
+              es::to_string(*es::parse_redis_url(cfg.bus)).c_str(),
+              cfg.bus_prefix.c_str());
+  auto outbox = es::make_sqlite_outbox(cfg.store.substr(7));
+  if (!outbox)
+    return std::move(outbox.error());
+  es::outbox_relay_config relay_cfg;
+  relay_cfg.outbox = *outbox;
+  relay_cfg.store = store;
+  relay_cfg.bus = *bus;
+  relay_cfg.name = "orders-relay";
+  relay_cfg.poll_interval = std::chrono::milliseconds(20);
+  return run_bus{*bus, es::spawn_outbox_relay(sys, relay_cfg)};
+#else
+  static_cast<void>(sys);
+  static_cast<void>(store);
+  return es::make_store_error(es::store_errc::invalid_argument,
+                              "--bus: built without Redis (ES_WITH_REDIS)");
+#endif
+}
+
 } // namespace
 
 int run(caf::actor_system& sys, const orders_config& cfg) {
@@ -131,16 +183,29 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   }
   int64_t from = *before ? (*before)->position : 0;
   auto metrics_before = (*store)->metrics();
-  // Wiring: region -> store actor -> bus -> projection actors.
-  auto bus = es::make_in_process_bus(sys);
+  // Wiring: region -> store actor -> bus -> projection actors; with --bus,
+  // region -> store actor (and its outbox) -> relay -> Redis -> projection
+  // actors.
+  auto opened = open_bus(sys, cfg, *store);
+  if (!opened) {
+    std::cerr << "orders: cannot open the bus: " << es::describe(opened.error())
+              << "\n";
+    return 2;
+  }
+  auto bus = opened->bus;
   es::store_actor_config sac;
-  sac.bus = bus->handle();
+  if (cfg.bus.empty())
+    sac.bus = bus->handle();
   auto store_handle = es::spawn_store_actor(sys, *store, sac);
   es::projection_coordinator projections{sys};
   if (auto err = start_projections(projections, *v, *store, bus->handle(),
                                    cfg.fail_cancellations)) {
     std::cerr << "orders: cannot start the projections: " << es::describe(err)
               << "\n";
+    return 1;
+  }
+  if (auto err = bus->start()) {
+    std::cerr << "orders: cannot start the bus: " << es::describe(err) << "\n";
     return 1;
   }
   // Recovery: the order summary catches up from its checkpoint; its rows
@@ -207,6 +272,20 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
         });
   auto seconds = seconds_since(start);
   progress.finish(w->commands_done.load());
+  // With a broker: everything the store committed leaves the outbox before
+  // the summary.
+  std::optional<es::outbox_relay_status> relayed;
+  if (opened->relay) {
+    self->request(opened->relay, std::chrono::minutes(2), caf::flush_atom_v)
+      .receive([](uint64_t) {},
+               [&](caf::error& err) {
+                 std::cerr << "orders: the outbox relay failed: "
+                           << es::describe(err) << "\n";
+               });
+    self->request(opened->relay, std::chrono::minutes(1), es::stats_atom_v)
+      .receive([&](es::outbox_relay_status& s) { relayed = std::move(s); },
+               [](caf::error&) {});
+  }
   // Both projections see every event before the summary.
   bool caught_up = true;
   for (const auto* name : {order_summary_view::projection_name,
@@ -270,6 +349,23 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
               static_cast<double>(all.latencies_us.size()) / seconds, seconds);
   std::printf("  %-28s %10.0f us\n", "command latency p50", pct(0.50));
   std::printf("  %-28s %10.0f us\n", "command latency p99", pct(0.99));
+  if (relayed) {
+    auto bs = bus->stats();
+    std::printf("\nbus (Redis, through the outbox)\n");
+    std::printf("  %-28s %10llu\n", "events relayed",
+                static_cast<unsigned long long>(relayed->published));
+    std::printf("  %-28s %10lld  (failed %lld, oldest %lld ms)\n",
+                "outbox rows waiting", static_cast<long long>(relayed->pending),
+                static_cast<long long>(relayed->failed),
+                static_cast<long long>(relayed->oldest_waiting_ms));
+    std::printf("  %-28s %10llu  (errors %llu)\n", "handlers run from Redis",
+                static_cast<unsigned long long>(bs.handlers_invoked),
+                static_cast<unsigned long long>(bs.handler_errors));
+    if (auto dlq = bus->dead_letters())
+      if (auto n = dlq->count())
+        std::printf("  %-28s %10lld\n", "bus dead letters",
+                    static_cast<long long>(*n));
+  }
   std::printf("\nprojections\n");
   print_projections(statuses, *dead);
   if (dead->failed + dead->retrying > 0)
@@ -288,7 +384,10 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   self->send_exit(region, caf::exit_reason::user_shutdown);
   self->send_exit(caf::actor_cast<caf::actor>(store_handle),
                   caf::exit_reason::user_shutdown);
+  if (opened->relay)
+    self->send_exit(opened->relay, caf::exit_reason::user_shutdown);
   projections.stop();
+  static_cast<void>(bus->stop(std::chrono::seconds(10)));
   remove_temporary_views(cfg);
   return all.failed == 0 && projections_ok ? 0 : 1;
 }
