@@ -11,6 +11,9 @@
 #ifdef ES_HAVE_POSTGRES
 #  include "es/postgres/all.hpp"
 #endif
+#ifdef ES_HAVE_REDIS
+#  include "es/redis/all.hpp"
+#endif
 
 #include "es/actors/fwd.hpp"
 #include "es/bus/fwd.hpp"
@@ -41,6 +44,10 @@ TEST_CASE("each module's errors render with its own category", "[headers]") {
   CHECK(text(caf::make_error(projections_errc::projection_stopped,
                              std::string{"x"}))
         == "es_proj.projection_stopped: x");
+#ifdef ES_HAVE_REDIS
+  CHECK(text(make_redis_error(redis_errc::connection_failed, "x"))
+        == "es_redis.connection_failed: x");
+#endif
 }
 
 TEST_CASE("retryable codes are retryable across modules", "[headers]") {
