@@ -19,6 +19,16 @@ outbox_claim::~outbox_claim() {
   // nop
 }
 
+caf::error validate(const outbox_partition& p) {
+  if (p.count >= 1 && p.count <= 256 && p.index < p.count)
+    return caf::none;
+  return make_store_error(store_errc::invalid_argument,
+                          "an outbox partition is an index below a count of "
+                          "1 to 256, not "
+                            + std::to_string(p.index) + " of "
+                            + std::to_string(p.count));
+}
+
 outbox::~outbox() {
   // nop
 }

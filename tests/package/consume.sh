@@ -52,9 +52,9 @@ cases=$(echo "$out" | sed -n 's/^All tests passed (\([0-9]*\) assertions in \([0
 [ -n "$cases" ] && [ "$cases" -ge 24 ] \
   || { echo "$out" | tail -5; fail "the contract suite ran too few test cases: ${cases:-none}"; }
 
-if ldd "$work/consumer/quickstart" | grep -q 'libpq'; then
+if ldd "$work/consumer/quickstart" | grep -Eq 'libpq|libhiredis'; then
   ldd "$work/consumer/quickstart"
-  fail "a SQLite-only program links libpq"
+  fail "a SQLite-only program links libpq or a broker client"
 fi
 
 # A component that was not built is reported, not silently accepted.

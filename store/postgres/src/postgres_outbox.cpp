@@ -88,13 +88,8 @@ public:
   caf::expected<std::unique_ptr<outbox_claim>>
   claim(size_t limit, int32_t max_retries,
         outbox_partition partition) override {
-    if (partition.count < 1 || partition.count > 256
-        || partition.index >= partition.count)
-      return make_store_error(store_errc::invalid_argument,
-                              "an outbox partition is an index below a count "
-                              "of 1 to 256, not "
-                                + std::to_string(partition.index) + " of "
-                                + std::to_string(partition.count));
+    if (auto err = validate(partition))
+      return err;
     auto conn = pool_.take();
     if (!conn)
       return std::move(conn.error());

@@ -81,6 +81,9 @@ struct outbox_partition {
   }
 };
 
+/// `invalid_argument` unless `p.count` is 1 to 256 and `p.index` below it.
+caf::error validate(const outbox_partition& p);
+
 /// The outbox of an event store whose appends write outbox rows (on
 /// PostgreSQL: `postgres_config::outbox`). Thread-safe.
 class outbox {
