@@ -1,13 +1,22 @@
 #include "bus_scenarios.hpp"
 
 #include "es/bus/envelope.hpp"
+#include "es/bus/in_process_bus.hpp"
+#include "es/bus/outbox_relay.hpp"
 #include "es/redis/redis.hpp"
+#include "es/sqlite/sqlite.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
 
 #include <hiredis/hiredis.h>
 
-#include <caf/actor_system.hpp>
-
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 namespace es::bench {
 
@@ -95,7 +104,8 @@ run_result run_redis_bus_publish(caf::actor_system& sys,
   for (size_t i = 0; i < events.size(); i += batch) {
     recorded_events part(
       events.begin() + static_cast<ptrdiff_t>(i),
-      events.begin() + static_cast<ptrdiff_t>(std::min(events.size(), i + batch)));
+      events.begin()
+        + static_cast<ptrdiff_t>(std::min(events.size(), i + batch)));
     auto t = clock::now();
     if (auto err = (*bus)->publish(std::move(part)))
       fail("esbench: publish failed: " + describe(err));
@@ -169,6 +179,200 @@ run_result run_raw_hiredis_xadd(const bench_params& params,
   drop(ctx, prefix);
   redisFree(ctx);
   return r;
+}
+
+namespace {
+
+/// Commit times by event id, and the handler side that turns them into
+/// latencies; waits until every event arrived.
+struct latency_probe {
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::unordered_map<uuid, clock::time_point> committed;
+  std::unordered_map<uuid, clock::time_point> arrived;
+  clock::time_point last_arrival;
+
+  void commit(const event_batch& batch) {
+    auto now = clock::now();
+    std::lock_guard guard{mtx};
+    for (const auto& ev : batch)
+      committed.emplace(ev.event_id, now);
+  }
+
+  void arrive(const recorded_event& ev) {
+    auto now = clock::now();
+    std::lock_guard guard{mtx};
+    if (arrived.emplace(ev.event_id, now).second) {
+      last_arrival = now;
+      cv.notify_all();
+    }
+  }
+
+  bool wait_for(size_t n) {
+    std::unique_lock guard{mtx};
+    return cv.wait_for(guard, std::chrono::minutes(5), [&] {
+      return arrived.size() >= n;
+    });
+  }
+
+  /// Commit-to-handler latencies; an event handled before its append
+  /// returned counts as 0.
+  std::vector<double> latencies() {
+    std::lock_guard guard{mtx};
+    std::vector<double> result;
+    for (const auto& [id, at] : arrived) {
+      auto i = committed.find(id);
+      if (i == committed.end())
+        continue;
+      result.push_back(
+        at > i->second
+          ? std::chrono::duration<double, std::micro>(at - i->second).count()
+          : 0.0);
+    }
+    return result;
+  }
+};
+
+std::string relay_db(const bench_params& p) {
+  std::filesystem::create_directories(p.dir);
+  auto path = (std::filesystem::path{p.dir} / "esbench-relay.db").string();
+  for (const char* suffix : {"", "-wal", "-shm"})
+    std::filesystem::remove(path + suffix);
+  return path;
+}
+
+/// Appends the rows on the writer threads; `after(batch, result)` runs
+/// after each append. Returns the time the first append started.
+clock::time_point append_all(
+  event_store& store, const bench_params& p,
+  const std::function<void(const event_batch&, const append_result&)>& after) {
+  auto rows = make_rows(p);
+  auto start = clock::now();
+  run_threads(p.writers, [&](int w) {
+    auto& mine = rows[static_cast<size_t>(w)];
+    int64_t version = 0;
+    for (auto& batch : mine.calls) {
+      auto copy = batch;
+      auto res = store.append(mine.stream, expected_version::exact(version),
+                              std::move(batch));
+      if (!res)
+        fail("esbench: append failed: " + describe(res.error()));
+      version = res->last_version;
+      after(copy, *res);
+    }
+  });
+  return start;
+}
+
+run_result finish(latency_probe& probe, const bench_params& p,
+                  clock::time_point start, std::string backend,
+                  std::string note) {
+  run_result r;
+  r.backend = std::move(backend);
+  r.scenario = "relay";
+  r.writers = p.writers;
+  r.batch = 1;
+  r.latencies_us = probe.latencies();
+  r.events = static_cast<int64_t>(r.latencies_us.size());
+  r.seconds = std::chrono::duration<double>(probe.last_arrival - start).count();
+  r.note = std::move(note);
+  return r;
+}
+
+} // namespace
+
+run_result run_relay_redis(caf::actor_system& sys, const bench_params& params,
+                           const std::string& url) {
+  auto p = params;
+  p.batch = 1;
+  sqlite_config sc;
+  sc.path = relay_db(p);
+  sc.synchronous = p.sync;
+  sc.outbox = true;
+  auto store = make_sqlite_event_store(sc);
+  if (!store)
+    fail("esbench: " + describe(store.error()));
+  auto outbox = make_sqlite_outbox(sc.path);
+  if (!outbox)
+    fail("esbench: " + describe(outbox.error()));
+  redis_bus_config rc;
+  rc.url = url;
+  rc.stream_prefix = stream_prefix();
+  rc.block = std::chrono::milliseconds(100);
+  auto bus = make_redis_bus(sys, rc);
+  if (!bus)
+    fail("esbench: cannot open the Redis bus: " + describe(bus.error()));
+  latency_probe probe;
+  (*bus)->subscribe_to_all_events([&](const recorded_event& ev) {
+    probe.arrive(ev);
+    return caf::error{};
+  });
+  if (auto err = (*bus)->start())
+    fail("esbench: " + describe(err));
+  outbox_relay_config relay_cfg;
+  relay_cfg.outbox = *outbox;
+  relay_cfg.store = *store;
+  relay_cfg.bus = *bus;
+  relay_cfg.poll_interval = std::chrono::milliseconds(5);
+  auto relay = spawn_outbox_relay(sys, relay_cfg);
+  auto start = append_all(**store, p,
+                          [&](const event_batch& batch, const append_result&) {
+                            probe.commit(batch);
+                          });
+  auto total
+    = static_cast<size_t>(p.writers)
+      * static_cast<size_t>(std::max<int64_t>(1, p.events / p.writers));
+  if (!probe.wait_for(total))
+    fail("esbench: not every relayed event arrived");
+  caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
+  static_cast<void>((*bus)->stop(std::chrono::seconds(10)));
+  auto parsed = parse_redis_url(url);
+  auto* ctx = connect_raw(*parsed);
+  drop(ctx, rc.stream_prefix);
+  redisFree(ctx);
+  return finish(probe, p, start, "redis-relay",
+                "(SQLite outbox -> relay -> Redis -> consumer group -> "
+                "handler; latency from commit)");
+}
+
+run_result run_relay_in_process(caf::actor_system& sys,
+                                const bench_params& params) {
+  auto p = params;
+  p.batch = 1;
+  sqlite_config sc;
+  sc.path = relay_db(p);
+  sc.synchronous = p.sync;
+  auto store = make_sqlite_event_store(sc);
+  if (!store)
+    fail("esbench: " + describe(store.error()));
+  auto bus = make_in_process_bus(sys);
+  latency_probe probe;
+  bus->subscribe_to_all_events([&](const recorded_event& ev) {
+    probe.arrive(ev);
+    return caf::error{};
+  });
+  auto start = append_all(
+    **store, p, [&](const event_batch& batch, const append_result& res) {
+      probe.commit(batch);
+      recorded_events out;
+      auto pos = res.first_position;
+      for (const auto& ev : batch) {
+        recorded_event x;
+        static_cast<event_data&>(x) = ev;
+        x.global_position = pos++;
+        out.push_back(std::move(x));
+      }
+      if (auto err = bus->publish(std::move(out)))
+        fail("esbench: " + describe(err));
+    });
+  auto total
+    = static_cast<size_t>(p.writers)
+      * static_cast<size_t>(std::max<int64_t>(1, p.events / p.writers));
+  if (!probe.wait_for(total))
+    fail("esbench: not every published event arrived");
+  return finish(probe, p, start, "in-process",
+                "(SQLite append, then the in-process bus -> handler; "
+                "latency from commit)");
 }
 
 } // namespace es::bench

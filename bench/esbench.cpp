@@ -49,8 +49,8 @@ struct esbench_config : caf::actor_system_config {
            "what to measure: append (1 event per call), append-batch "
            "(--batch events per call), commands (through a region and "
            "aggregate actors), idle-memory (bytes per live idle aggregate), "
-           "read-all, recover, project (projection throughput) or "
-           "bus-publish (--bus)")
+           "read-all, recover, project (projection throughput), "
+           "bus-publish (--bus) or relay (outbox to Redis to a handler)")
       .add(events, "events", "total events to write")
       .add(writers, "writers", "concurrent writer threads")
       .add(batch, "batch",
@@ -145,11 +145,31 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     std::vector<es::bench::run_result> bus_runs;
     std::vector<es::bench::run_result> raw_runs;
     for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
-      bus_runs.push_back(es::bench::run_redis_bus_publish(sys, p, cfg.redis_url));
+      bus_runs.push_back(
+        es::bench::run_redis_bus_publish(sys, p, cfg.redis_url));
       raw_runs.push_back(es::bench::run_raw_hiredis_xadd(p, cfg.redis_url));
     }
     std::vector<es::bench::run_result> rows{es::bench::median_run(bus_runs),
                                             es::bench::median_run(raw_runs)};
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+#else
+    std::cerr << "esbench: built without Redis (ES_WITH_REDIS=OFF)\n";
+    std::exit(2);
+#endif
+  }
+  if (p.scenario == "relay") {
+#ifdef ES_BENCH_REDIS
+    std::vector<es::bench::run_result> relay_runs;
+    std::vector<es::bench::run_result> local_runs;
+    for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
+      relay_runs.push_back(es::bench::run_relay_redis(sys, p, cfg.redis_url));
+      local_runs.push_back(es::bench::run_relay_in_process(sys, p));
+    }
+    std::vector<es::bench::run_result> rows{es::bench::median_run(relay_runs),
+                                            es::bench::median_run(local_runs)};
     for (const auto& r : rows)
       es::bench::print_json(r);
     es::bench::print_table(rows);
