@@ -1,6 +1,10 @@
 // orders status, dlq and rebuild: operating the projections.
 #include "es/projections/coordinator.hpp"
 #include "es/projections/type_ids.hpp"
+#ifdef ES_ORDERS_REDIS
+#  include "es/redis/redis.hpp"
+#endif
+#include "es/sqlite/sqlite.hpp"
 #include "es/store/codec.hpp"
 #include "es/supervision/actors.hpp"
 
@@ -301,6 +305,53 @@ int report_dead_letters(views& v, const std::string& projection) {
 
 } // namespace
 
+/// The outbox of a SQLite store (rows waiting for a relay) and, with
+/// `--bus`, the Redis stream; false when one of them cannot be read.
+static bool print_bus_status(const orders_config& cfg) {
+  if (cfg.store.rfind("sqlite:", 0) != 0)
+    return true;
+  auto outbox = es::make_sqlite_outbox(cfg.store.substr(7));
+  auto counts = outbox ? (*outbox)->counts()
+                       : caf::expected<es::outbox_counts>{outbox.error()};
+  if (!counts) {
+    std::cerr << "orders: " << es::describe(counts.error()) << "\n";
+    return false;
+  }
+  long long age_ms = 0;
+  if (counts->oldest_waiting)
+    age_ms = static_cast<long long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now() - *counts->oldest_waiting)
+        .count());
+  std::printf("outbox: %lld pending, %lld published, %lld failed, oldest "
+              "waiting %lld ms\n",
+              static_cast<long long>(counts->pending),
+              static_cast<long long>(counts->published),
+              static_cast<long long>(counts->failed), age_ms);
+#ifdef ES_ORDERS_REDIS
+  if (!cfg.bus.empty()) {
+    es::redis_bus_config rc;
+    rc.url = cfg.bus;
+    rc.stream_prefix = cfg.bus_prefix;
+    auto info = es::read_redis_stream_info(rc);
+    if (!info) {
+      std::cerr << "orders: " << es::describe(info.error()) << "\n";
+      return false;
+    }
+    std::printf("redis stream %s:stream: %lld entries, %lld dead letters\n",
+                cfg.bus_prefix.c_str(), static_cast<long long>(info->length),
+                static_cast<long long>(info->dead_letters));
+    for (const auto& g : info->groups)
+      std::printf("  group %-16s %lld consumers, %lld pending, last "
+                  "delivered %s\n",
+                  g.name.c_str(), static_cast<long long>(g.consumers),
+                  static_cast<long long>(g.pending),
+                  g.last_delivered_id.c_str());
+  }
+#endif
+  return true;
+}
+
 int status(const orders_config& cfg) {
   es::event_store_ptr store;
   views v;
@@ -339,7 +390,7 @@ int status(const orders_config& cfg) {
     line(name, i == checkpoints->end() ? nullptr : &*i);
   }
   print_dead_letter_totals(*dead);
-  return 0;
+  return print_bus_status(cfg) ? 0 : 1;
 }
 
 int dlq(caf::actor_system& sys, const orders_config& cfg,

@@ -44,6 +44,13 @@ for round in 1 2; do
   grep -q "no differences" "$dir/verify$round.txt" \
     || { cat "$dir/verify$round.txt"; fail "verify after run $round found differences"; }
 done
+# Status shows the outbox emptied and the group with nothing pending.
+"$orders" status "$store" "$bus" "$prefix" >"$dir/status.txt" 2>&1 \
+  || { cat "$dir/status.txt"; fail "status failed"; }
+grep -q "^outbox: 0 pending, [1-9][0-9]* published, 0 failed" "$dir/status.txt" \
+  || { cat "$dir/status.txt"; fail "status does not show the outbox emptied"; }
+grep -q "group orders-views *[0-9]* consumers, 0 pending" "$dir/status.txt" \
+  || { cat "$dir/status.txt"; fail "status does not show the Redis group"; }
 # A wrong address is a clear error, and nothing is written.
 if "$orders" run "$store" --bus=redis://127.0.0.1:1/0 --orders=10 \
     --progress=off >"$dir/bad.txt" 2>&1; then
