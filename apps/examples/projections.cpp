@@ -2,6 +2,8 @@
 // projection coordinator over events of the orders demo. The guide shows
 // parts of this file (between "// [name]" markers); tests/docs keeps them
 // the same and runs it.
+// Laid out as the docs show it (aligned comments, one-line members):
+// clang-format off
 #include "es/bus/in_process_bus.hpp"
 #include "es/projections/coordinator.hpp"
 #include "es/projections/projection.hpp"

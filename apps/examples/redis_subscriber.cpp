@@ -3,6 +3,8 @@
 // part between the markers; tests/docs keeps the two the same.
 //
 // Usage: redis_subscriber URL [STREAM_PREFIX [GROUP]]
+// Laid out as the docs show it (aligned comments, one-line members):
+// clang-format off
 #include "es/redis/redis.hpp"
 
 #include <caf/actor_system.hpp>

@@ -283,8 +283,11 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
                            << es::describe(err) << "\n";
                });
     self->request(opened->relay, std::chrono::minutes(1), es::stats_atom_v)
-      .receive([&](es::outbox_relay_status& s) { relayed = std::move(s); },
-               [](caf::error&) {});
+      .receive(
+        [&](es::outbox_relay_status& s) {
+          relayed = std::move(s);
+        },
+        [](caf::error&) {});
   }
   // Both projections see every event before the summary.
   bool caught_up = true;

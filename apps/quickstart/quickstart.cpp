@@ -2,6 +2,8 @@
 // type (a bank account), the SQLite store, a region of account actors, the
 // in-process bus, and commands sent from main(). docs/aggregates.md walks
 // through it.
+// Laid out as the docs show it (aligned comments, one-line members):
+// clang-format off
 #include "es/actors/aggregate_region.hpp"
 #include "es/actors/blocking.hpp"
 #include "es/actors/repository.hpp"
