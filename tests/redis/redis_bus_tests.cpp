@@ -1,7 +1,9 @@
 // What the Redis Streams bus does beyond the bus contract: clear errors for
 // bad addresses and credentials, dead letters for foreign entries and for
 // events whose handler keeps failing (listed, replayed, discarded), reclaim
-// of what a dead consumer left pending, a server restart, stream info.
+// of what a dead consumer left pending, a server restart, stream info, the
+// supervisor that restarts a crashed consumer, the breaker around the
+// publisher.
 #include "es/bus/errors.hpp"
 #include "es/redis/redis.hpp"
 #include "es/store/errors.hpp"
@@ -9,6 +11,9 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 
 #include "redis_fixture.hpp"
 #include <catch2/catch.hpp>
@@ -17,6 +22,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace es;
 using namespace es::test;
@@ -257,4 +263,183 @@ TEST_CASE_METHOD(redis_bus_test, "the bus goes on after a server restart",
   auto more = ids_of(after);
   all.insert(more.begin(), more.end());
   CHECK(seen.ids() == all);
+}
+
+namespace {
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+template <class F>
+bool eventually(F cond,
+                std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+std::vector<child_status> children_of(caf::actor_system& sys,
+                                      const supervisor_actor& sup) {
+  caf::scoped_actor self{sys};
+  std::vector<child_status> result;
+  self->request(sup, caf::infinite, children_atom_v)
+    .receive(
+      [&](std::vector<child_status>& xs) {
+        result = std::move(xs);
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
+  return result;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(redis_bus_test,
+                 "the supervisor restarts a consumer that crashed, and it "
+                 "goes on",
+                 "[redis][bus][supervision]") {
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  auto first = make_events(2, 2);
+  publish_all(*bus, first);
+  REQUIRE(seen.wait_for(first.size()));
+  auto sup = redis_bus_supervisor(bus);
+  REQUIRE(sup);
+  caf::actor consumer;
+  {
+    caf::scoped_actor self{sys};
+    self->request(sup, caf::infinite, child_atom_v, "consumer:default")
+      .receive(
+        [&](caf::actor& a) {
+          consumer = std::move(a);
+        },
+        [&](caf::error& err) {
+          FAIL(describe(err));
+        });
+  }
+  REQUIRE(consumer);
+  caf::anon_send_exit(consumer, caf::exit_reason::kill);
+  REQUIRE(eventually([&] {
+    return bus->stats().consumer_restarts == 1;
+  }));
+  // The new consumer takes the subscriptions of the old one.
+  auto second = make_events(2, 2, 5);
+  publish_all(*bus, second);
+  REQUIRE(seen.wait_for(first.size() + second.size()));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  auto kids = children_of(sys, sup);
+  REQUIRE(kids.size() == 1);
+  CHECK(kids[0].name == "consumer:default");
+  CHECK(kids[0].state == child_state::running);
+  CHECK(kids[0].restarts == 1);
+  CHECK_FALSE(kids[0].last_error.empty());
+  // A stop is no crash: the consumer is not restarted after it.
+  REQUIRE_FALSE(bus->stop(arrival_timeout));
+  kids = children_of(sys, sup);
+  REQUIRE(kids.size() == 1);
+  CHECK(kids[0].state == child_state::stopped);
+  CHECK(bus->stats().consumer_restarts == 1);
+}
+
+TEST_CASE_METHOD(redis_bus_test,
+                 "a consumer first handles what it read and never "
+                 "acknowledged",
+                 "[redis][bus][supervision]") {
+  // A consumer of this name read two entries and went away (a crash, a
+  // lost connection, a restarted process that keeps its name); reclaim
+  // by others would take ten minutes.
+  cfg.consumer_name = "the-same-name";
+  cfg.max_pending_time = std::chrono::minutes(10);
+  auto events = make_events(1, 4);
+  {
+    auto publisher = open();
+    publish_all(*publisher, events);
+  }
+  auto raw = connect_test_redis();
+  must(raw, {"XGROUP", "CREATE", stream(), "default", "0", "MKSTREAM"});
+  auto read = must(raw, {"XREADGROUP", "GROUP", "default", "the-same-name",
+                         "COUNT", "2", "STREAMS", stream(), ">"});
+  REQUIRE(read.size() == 1);
+  REQUIRE(read[0][1].size() == 2);
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  REQUIRE(seen.wait_for(events.size()));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  // In stream order: the two pending ones first.
+  std::vector<uuid> order;
+  for (const auto& ev : seen.events())
+    order.push_back(ev.event_id);
+  REQUIRE(order.size() == events.size());
+  for (size_t i = 0; i < events.size(); ++i)
+    CHECK(order[i] == events[i].event_id);
+  auto pending = must(raw, {"XPENDING", stream(), "default"});
+  CHECK(pending[0].integer() == 0);
+}
+
+TEST_CASE_METHOD(redis_bus_test,
+                 "the breaker refuses publishes at once while Redis is away, "
+                 "and closes when it is back",
+                 "[redis][bus][breaker]") {
+  // A user of its own, switched off by the test: new logins fail while the
+  // shared server stays up for every other test.
+  auto admin = connect_test_redis();
+  auto user = "es-test-" + uuid::random().to_string().substr(0, 8);
+  auto base = test_redis_url();
+  must(admin, {"ACL", "SETUSER", user, "on", ">user-pass", "~*", "+@all"});
+  struct drop_user {
+    std::string name;
+    ~drop_user() {
+      auto conn = detail::redis::connection::open(
+        test_redis_url(), std::chrono::seconds{2}, std::chrono::seconds{5});
+      if (conn)
+        static_cast<void>(conn->command({"ACL", "DELUSER", name}));
+    }
+  } cleanup{user};
+  cfg.url = "redis://" + user + ":user-pass@" + base.host + ":"
+            + std::to_string(base.port) + "/" + std::to_string(base.db);
+  cfg.breaker.failure_threshold = 3;
+  cfg.breaker.recovery_timeout = std::chrono::milliseconds(300);
+  auto bus = open();
+  publish_all(*bus, make_events(1, 1));
+  CHECK(bus->stats().broker_circuit == circuit_state::closed);
+  // Away: logins refused, the bus's connection cut.
+  must(admin, {"ACL", "SETUSER", user, "off"});
+  must(admin, {"CLIENT", "KILL", "USER", user});
+  for (int i = 0; i < 3; ++i) {
+    auto err = bus->publish(make_events(1, 1, 10 + i));
+    REQUIRE(err);
+    CHECK(has_code(err, bus_errc::broker_unavailable));
+    CHECK_THAT(describe(err), !Contains("circuit open"));
+  }
+  auto st = bus->stats();
+  CHECK(st.publish_failures == 3);
+  CHECK(st.broker_circuit == circuit_state::open);
+  // Open: refused without trying, saying nothing was published.
+  auto refused = bus->publish(make_events(1, 1, 20));
+  REQUIRE(refused);
+  CHECK(has_code(refused, bus_errc::broker_unavailable));
+  CHECK_THAT(describe(refused), Contains("circuit open"));
+  CHECK_THAT(describe(refused), Contains("nothing was published"));
+  CHECK(bus->stats().publishes_rejected == 1);
+  CHECK(bus->stats().publish_failures == 3);
+  // Back: once the recovery time passed, a test publish closes it.
+  must(admin, {"ACL", "SETUSER", user, "on"});
+  auto last = make_events(1, 1, 30);
+  REQUIRE(eventually([&] {
+    auto err = bus->publish(last);
+    return !err;
+  }));
+  st = bus->stats();
+  CHECK(st.broker_circuit == circuit_state::closed);
+  CHECK(st.publish_failures == 3);
+  CHECK(st.events_published == 2);
+  auto len = must(admin, {"XLEN", stream()});
+  CHECK(len.integer() == 2);
 }

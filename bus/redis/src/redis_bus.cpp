@@ -1,7 +1,8 @@
-// The Redis Streams bus: a bus actor that publishes with pipelined XADD and
-// keeps the subscriptions, and one consumer actor per consumer group that
-// reads with XREADGROUP, hands events to the local subscribers, and
-// acknowledges them once handled. Both are detached: hiredis blocks.
+// The Redis Streams bus: a bus actor that publishes with pipelined XADD
+// (behind a circuit breaker) and keeps the subscriptions, and one consumer
+// actor per consumer group, under the bus's supervisor, that reads with
+// XREADGROUP, hands events to the local subscribers, and acknowledges them
+// once handled. All are detached: hiredis blocks.
 #include "es/bus/detail/facade.hpp"
 #include "es/bus/envelope.hpp"
 #include "es/bus/errors.hpp"
@@ -9,6 +10,8 @@
 #include "es/redis/redis.hpp"
 #include "es/store/codec.hpp"
 #include "es/store/log.hpp"
+#include "es/supervision/actors.hpp"
+#include "es/supervision/circuit_breaker.hpp"
 #include "es/supervision/retry.hpp"
 
 #include <caf/actor_system.hpp>
@@ -44,6 +47,7 @@ struct shared_counters {
   std::atomic<uint64_t> dead_lettered{0};
   std::atomic<uint64_t> in_flight{0};
   std::atomic<uint64_t> completed{0};
+  std::atomic<uint64_t> consumer_restarts{0};
 };
 
 using counters_ptr = std::shared_ptr<shared_counters>;
@@ -98,6 +102,24 @@ struct local_sub {
   }
 };
 
+/// The local subscriptions of each group, written by the bus actor and read
+/// by the group's consumer before each round, so that a consumer the
+/// supervisor restarts starts with the current ones and a subscription
+/// never waits for a message to reach a consumer.
+struct group_registry {
+  std::mutex mtx;
+  std::map<std::string, std::vector<local_sub>> subs;
+  /// The running consumer of each group (it enters itself when it starts
+  /// and leaves when it ends), for the bus to wait on when it stops.
+  std::map<std::string, caf::actor> running;
+  /// Starts of each group's consumer since the bus started it.
+  std::map<std::string, uint64_t> starts;
+  /// Bumped under `mtx` on every change of `subs`.
+  std::atomic<uint64_t> generation{1};
+};
+
+using registry_ptr = std::shared_ptr<group_registry>;
+
 /// One stream entry as read.
 struct entry {
   std::string id;
@@ -124,12 +146,18 @@ struct consumer_state {
   static inline const char* name = "es.redis_consumer";
 
   setup_ptr setup;
+  registry_ptr registry;
   std::string group;
   std::string consumer;
   std::optional<connection> conn;
   bool group_ready = false;
+  /// Whether this consumer's own pending entries (read before a crash or
+  /// a lost connection, never acknowledged) were handled; `history_from`
+  /// is where that pass goes on.
+  bool history_done = false;
+  std::string history_from = "0-0";
   std::vector<local_sub> subs;
-  bool stopped = false;
+  uint64_t subs_generation = 0;
   uint32_t failures_in_row = 0;
   std::chrono::steady_clock::time_point next_reclaim;
   std::mt19937_64 rng{std::random_device{}()};
@@ -143,6 +171,8 @@ caf::error ensure_ready(consumer_state& st) {
   if (st.conn && st.conn->broken()) {
     st.conn.reset();
     st.group_ready = false;
+    st.history_done = false;
+    st.history_from = "0-0";
   }
   if (!st.conn) {
     auto c = connect(*st.setup);
@@ -333,6 +363,34 @@ caf::error poll_once(consumer_actor* self) {
   if (auto err = ensure_ready(st))
     return err;
   auto batch = std::to_string(std::max<size_t>(1, cfg.batch_size));
+  if (!st.history_done) {
+    // What this consumer read before it was restarted or lost its
+    // connection, and never acknowledged: handle it first, in order.
+    auto r
+      = st.conn->command({"XREADGROUP", "GROUP", st.group, st.consumer, "COUNT",
+                          batch, "STREAMS", st.setup->stream, st.history_from});
+    if (!r)
+      return unavailable("reading the pending entries of group " + st.group
+                           + " failed",
+                         r.error());
+    if (r->is_error()) {
+      if (r->str().rfind("NOGROUP", 0) == 0)
+        st.group_ready = false;
+      return detail::redis::to_error(*r, "XREADGROUP");
+    }
+    auto own = r->size() > 0 && (*r)[0].size() >= 2 ? parse_entries((*r)[0][1])
+                                                    : std::vector<entry>{};
+    if (own.empty()) {
+      st.history_done = true;
+    } else {
+      // Entries that stay pending (no DLQ) are not read again in this pass.
+      st.history_from = own.back().id;
+      auto counts = pending_counts(st, own.size() + 16);
+      if (!counts)
+        return unavailable("reading delivery counts failed", counts.error());
+      return process(st, self->system(), own, *counts);
+    }
+  }
   auto now = std::chrono::steady_clock::now();
   if (now >= st.next_reclaim) {
     st.next_reclaim
@@ -376,22 +434,42 @@ caf::error poll_once(consumer_actor* self) {
   return process(st, self->system(), parse_entries(stream[1]), {});
 }
 
+/// Takes the group's current subscriptions when they changed.
+void refresh_subs(consumer_state& st) {
+  auto& reg = *st.registry;
+  if (reg.generation.load() == st.subs_generation)
+    return;
+  std::lock_guard guard{reg.mtx};
+  st.subs = reg.subs[st.group];
+  st.subs_generation = reg.generation.load();
+}
+
 caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
-                            std::string group, std::string consumer,
-                            std::vector<local_sub> subs) {
+                            registry_ptr registry, std::string group,
+                            std::string consumer) {
   auto& st = self->state;
   st.setup = std::move(setup);
-  // The subscriptions come with the spawn: a message could arrive after the
-  // first read, whose events would then miss them.
-  st.subs = std::move(subs);
+  st.registry = std::move(registry);
   st.group = std::move(group);
   st.consumer = std::move(consumer);
+  {
+    std::lock_guard guard{st.registry->mtx};
+    st.registry->running[st.group] = caf::actor_cast<caf::actor>(self);
+    if (st.registry->starts[st.group]++ > 0)
+      ++st.setup->counters->consumer_restarts;
+  }
+  self->attach_functor(
+    [reg = st.registry, group = st.group, me = self->address()] {
+      std::lock_guard guard{reg->mtx};
+      auto i = reg->running.find(group);
+      if (i != reg->running.end() && i->second.address() == me)
+        reg->running.erase(i);
+    });
   self->send(self, caf::tick_atom_v);
   return {
     [self](caf::tick_atom) {
       auto& st = self->state;
-      if (st.stopped)
-        return;
+      refresh_subs(st);
       if (st.subs.empty()) {
         // Nobody to hand events to: leave them in the group.
         self->delayed_send(self, st.setup->cfg.block, caf::tick_atom_v);
@@ -407,24 +485,6 @@ caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
       }
       st.failures_in_row = 0;
       self->send(self, caf::tick_atom_v);
-    },
-    [self](caf::subscribe_atom, subscription_id id,
-           bus_subscriber_actor delivery, std::vector<std::string> types) {
-      self->state.subs.push_back(
-        local_sub{id, std::move(delivery), std::move(types)});
-    },
-    [self](caf::unsubscribe_atom, subscription_id id) {
-      auto& subs = self->state.subs;
-      subs.erase(std::remove_if(subs.begin(), subs.end(),
-                                [id](const auto& s) {
-                                  return s.id == id;
-                                }),
-                 subs.end());
-    },
-    [self](stop_atom) {
-      // Between rounds: what was read is handled and acknowledged.
-      self->state.stopped = true;
-      self->quit();
     },
   };
 }
@@ -446,19 +506,27 @@ struct redis_bus_state {
   static inline const char* name = "es.redis_bus";
 
   setup_ptr setup;
+  registry_ptr registry = std::make_shared<group_registry>();
+  supervisor_actor supervisor;
+  /// This process's consumer name, the same for every group and restart.
+  std::string consumer;
   std::optional<connection> conn;
   std::vector<bus_sub> subs;
   subscription_id next_id = 1;
-  std::map<std::string, caf::actor> consumers;
+  /// Groups whose consumer runs (or is being restarted).
+  std::set<std::string> consumers;
   bool started = false;
+  circuit_breaker breaker;
   uint64_t published = 0;
+  uint64_t publish_failures = 0;
+  uint64_t publishes_rejected = 0;
   std::string last_published_id;
   std::vector<caf::response_promise> drainers;
   bool drain_check_scheduled = false;
 
   ~redis_bus_state() {
-    for (auto& [group, c] : consumers)
-      caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+    // The supervisor ends the consumers when it goes.
+    caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
     for (auto& s : subs)
       caf::anon_send_exit(s.delivery, caf::exit_reason::user_shutdown);
   }
@@ -476,18 +544,44 @@ std::string consumer_name(const redis_bus_config& cfg) {
          + uuid::random().to_string().substr(0, 8);
 }
 
-void ensure_consumer(redis_bus_pointer self, const std::string& group) {
-  auto& st = self->state;
-  if (!st.started || st.consumers.count(group) > 0)
-    return;
+std::string child_name(const std::string& group) {
+  return "consumer:" + group;
+}
+
+/// Publishes the subscriptions of `group` to its consumer.
+void share_subs(redis_bus_state& st, const std::string& group) {
   std::vector<local_sub> subs;
   for (const auto& s : st.subs)
     if (s.group == group)
       subs.push_back(local_sub{s.id, s.delivery, s.types});
-  auto c = self->system().spawn<caf::detached>(consumer_impl, st.setup, group,
-                                               consumer_name(st.setup->cfg),
-                                               std::move(subs));
-  st.consumers.emplace(group, c);
+  std::lock_guard guard{st.registry->mtx};
+  st.registry->subs[group] = std::move(subs);
+  ++st.registry->generation;
+}
+
+void ensure_consumer(redis_bus_pointer self, const std::string& group) {
+  auto& st = self->state;
+  if (!st.started || st.consumers.count(group) > 0)
+    return;
+  {
+    std::lock_guard guard{st.registry->mtx};
+    st.registry->starts[group] = 0;
+  }
+  auto factory = std::make_shared<child_factory>(
+    [setup = st.setup, registry = st.registry, group,
+     name = st.consumer](caf::actor_system& sys) {
+      return sys.spawn<caf::detached>(consumer_impl, setup, registry, group,
+                                      name);
+    });
+  self
+    ->request(st.supervisor, caf::infinite, supervise_atom_v, child_name(group),
+              std::move(factory))
+    .then([](const caf::actor&) {},
+          [group](caf::error& err) {
+            log(log_level::error, "redis bus: cannot start the consumer of "
+                                    + group + ": " + describe(err));
+          });
+  st.consumers.insert(group);
 }
 
 caf::error publish_once(redis_bus_state& st, const recorded_events& events) {
@@ -563,7 +657,7 @@ caf::expected<bool> drained(redis_bus_state& st) {
     groups[name] = {pending, last};
   }
   auto target = entry_order(st.last_published_id);
-  for (const auto& [group, actor] : st.consumers) {
+  for (const auto& group : st.consumers) {
     auto i = groups.find(group);
     if (i == groups.end())
       return false;
@@ -595,15 +689,31 @@ void check_drains(redis_bus_pointer self) {
 
 redis_bus_actor::behavior_type
 redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
-               std::shared_ptr<connection> first) {
-  self->state.setup = std::move(setup);
+               std::shared_ptr<connection> first, supervisor_actor supervisor) {
+  auto& st = self->state;
+  st.setup = std::move(setup);
+  st.consumer = consumer_name(st.setup->cfg);
+  st.breaker = circuit_breaker{st.setup->cfg.breaker};
+  st.supervisor = std::move(supervisor);
   if (first)
-    self->state.conn.emplace(std::move(*first));
+    st.conn.emplace(std::move(*first));
   return {
     [self](caf::publish_atom, recorded_events& events) -> caf::result<void> {
       auto& st = self->state;
       if (events.empty())
         return caf::unit;
+      caf::timespan wait{0};
+      if (!st.breaker.allow(self->clock().now(), &wait)) {
+        ++st.publishes_rejected;
+        auto ms
+          = std::chrono::duration_cast<std::chrono::milliseconds>(wait).count();
+        return caf::make_error(
+          bus_errc::broker_unavailable,
+          "circuit open: Redis failed "
+            + std::to_string(st.breaker.consecutive_failures())
+            + " publishes in a row; nothing was published; retry_after_ms="
+            + std::to_string(ms));
+      }
       auto err = publish_once(st, events);
       if (err && has_code(err, bus_errc::broker_unavailable)) {
         // Once more on a new connection; a batch the broker took in part
@@ -611,6 +721,14 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
         st.conn.reset();
         err = publish_once(st, events);
       }
+      if (err && has_code(err, bus_errc::broker_unavailable)) {
+        ++st.publish_failures;
+        st.breaker.record_failure(self->clock().now());
+        return err;
+      }
+      // Other errors (an event that cannot be encoded, an error reply) are
+      // not the broker being away.
+      st.breaker.record_success();
       if (err)
         return err;
       st.published += events.size();
@@ -623,10 +741,8 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
       bus_sub s{st.next_id++, std::move(delivery), std::move(types),
                 group.empty() ? st.setup->cfg.consumer_group
                               : std::move(group)};
-      if (auto i = st.consumers.find(s.group); i != st.consumers.end())
-        caf::anon_send(i->second, caf::subscribe_atom_v, s.id, s.delivery,
-                       s.types);
       st.subs.push_back(s);
+      share_subs(st, s.group);
       ensure_consumer(self, s.group);
       return s.id;
     },
@@ -639,10 +755,9 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
       if (i == st.subs.end())
         return false;
       auto group = i->group;
-      if (auto c = st.consumers.find(group); c != st.consumers.end())
-        caf::anon_send(c->second, caf::unsubscribe_atom_v, id);
       caf::anon_send_exit(i->delivery, caf::exit_reason::user_shutdown);
       st.subs.erase(i);
+      share_subs(st, group);
       return true;
     },
     [self](stats_atom) -> bus_stats {
@@ -655,6 +770,10 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
       s.deliveries_in_flight = c.in_flight.load();
       s.deliveries_completed = c.completed.load();
       s.subscribers = st.subs.size();
+      s.publish_failures = st.publish_failures;
+      s.publishes_rejected = st.publishes_rejected;
+      s.broker_circuit = st.breaker.state(self->clock().now());
+      s.consumer_restarts = c.consumer_restarts.load();
       return s;
     },
     [self](drain_atom) -> caf::result<void> {
@@ -682,17 +801,40 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
       st.started = false;
       if (st.consumers.empty())
         return caf::unit;
+      // The supervisor stops each consumer for good (no restart after it
+      // answered); a consumer ends between rounds, so what it read is
+      // handled and acknowledged. Then wait for the consumers to end.
       auto rp = self->make_response_promise();
       auto left = std::make_shared<size_t>(st.consumers.size());
-      for (auto& [group, c] : st.consumers) {
-        self->monitor(c);
-        caf::anon_send(c, stop_atom_v);
-      }
       auto promise = std::make_shared<caf::response_promise>(rp);
-      self->set_down_handler([promise, left](caf::down_msg&) {
+      auto one_done = [promise, left] {
         if (--*left == 0)
           promise->deliver(caf::unit);
+      };
+      self->set_down_handler([one_done](caf::down_msg&) {
+        one_done();
       });
+      for (const auto& group : st.consumers)
+        self
+          ->request(st.supervisor, caf::infinite, stop_atom_v,
+                    child_name(group))
+          .then(
+            [self, group, one_done](bool) {
+              caf::actor running;
+              {
+                auto& reg = *self->state.registry;
+                std::lock_guard guard{reg.mtx};
+                if (auto i = reg.running.find(group); i != reg.running.end())
+                  running = i->second;
+              }
+              if (running)
+                self->monitor(running); // a dead one is reported at once
+              else
+                one_done();
+            },
+            [one_done](caf::error&) {
+              one_done();
+            });
       st.consumers.clear();
       return rp;
     },
@@ -844,9 +986,15 @@ private:
 /// The bus facade plus the dead letters.
 class redis_event_bus final : public event_bus {
 public:
-  redis_event_bus(event_bus_ptr inner, std::shared_ptr<bus_dead_letters> dlq)
-    : inner_(std::move(inner)), dlq_(std::move(dlq)) {
+  redis_event_bus(event_bus_ptr inner, std::shared_ptr<bus_dead_letters> dlq,
+                  supervisor_actor supervisor)
+    : inner_(std::move(inner)), dlq_(std::move(dlq)),
+      supervisor_(std::move(supervisor)) {
     // nop
+  }
+
+  const supervisor_actor& supervisor() const {
+    return supervisor_;
   }
 
   bus_actor handle() const override {
@@ -907,6 +1055,7 @@ public:
 private:
   event_bus_ptr inner_;
   std::shared_ptr<bus_dead_letters> dlq_;
+  supervisor_actor supervisor_;
 };
 
 } // namespace
@@ -931,11 +1080,18 @@ caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
   if (!conn)
     return std::move(conn.error());
   auto first = std::make_shared<connection>(std::move(*conn));
+  auto supervisor = spawn_supervisor(sys, setup->cfg.consumer_restarts);
   auto bus = sys.spawn<caf::detached>(redis_bus_impl, setup_ptr{setup},
-                                      std::move(first));
+                                      std::move(first), supervisor);
   return event_bus_ptr{std::make_shared<redis_event_bus>(
     detail::make_bus_facade(sys, caf::actor_cast<bus_actor>(bus)),
-    std::make_shared<redis_dead_letters>(setup))};
+    std::make_shared<redis_dead_letters>(setup), std::move(supervisor))};
+}
+
+supervisor_actor redis_bus_supervisor(const event_bus_ptr& bus) {
+  if (auto* x = dynamic_cast<const redis_event_bus*>(bus.get()))
+    return x->supervisor();
+  return {};
 }
 
 caf::expected<redis_stream_info>

@@ -6,6 +6,8 @@
 
 #include "es/bus/event_bus.hpp"
 #include "es/store/errors.hpp"
+#include "es/supervision/actors.hpp"
+#include "es/supervision/circuit_breaker.hpp"
 #include "es/supervision/retry.hpp"
 
 #include <caf/atom.hpp>
@@ -158,6 +160,20 @@ struct redis_bus_config {
   /// with each failure in a row (its `max_retries` is not used).
   retry_config reconnect{0, std::chrono::milliseconds(50),
                          std::chrono::seconds(5), 2.0, 0.2};
+  /// The breaker around the publisher's broker calls: after
+  /// `failure_threshold` failed publishes in a row it opens, and publishes
+  /// are refused at once (`bus_errc::broker_unavailable`, "circuit open")
+  /// for `recovery_timeout`, instead of each waiting for a connect timeout;
+  /// then one test publish decides. Its `call_timeout` is not used (the
+  /// command timeouts bound each call).
+  circuit_breaker_config breaker{5, std::chrono::seconds(5), 1,
+                                 std::chrono::seconds(30)};
+  /// How the bus's supervisor restarts a consumer actor that crashed. A
+  /// restarted consumer keeps its name and first handles what it had read
+  /// and not acknowledged.
+  restart_policy consumer_restarts{
+    100, retry_config{0, std::chrono::milliseconds(100),
+                      std::chrono::seconds(10), 2.0, 0.2}};
 };
 
 /// Connects to Redis (failing at once for a bad URL, an unreachable server
@@ -168,12 +184,19 @@ struct redis_bus_config {
 /// consumer per group with local subscriptions reads batches, hands each to
 /// the group's local subscriptions in stream order, and acknowledges it
 /// once every handler finished; see `redis_bus_config` for failures and
-/// dead letters. Delivery is at least once: an event may come again after
-/// a crash, a reconnect or a reclaim. Each aggregate's events reach a
-/// group in order while the group has one member; members of a group share
-/// the entries as Redis hands them out.
+/// dead letters. The consumers run under a supervisor of the bus
+/// (`redis_bus_supervisor`), and a breaker guards the publisher
+/// (`redis_bus_config::breaker`; `stats()` reports it). Delivery is at least
+/// once: an event may come again after a crash, a reconnect or a reclaim. Each
+/// aggregate's events reach a group in order while the group has one member;
+/// members of a group share the entries as Redis hands them out.
 caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
                                             redis_bus_config cfg);
+
+/// The supervisor of a Redis bus's consumer actors (one child per group,
+/// named "consumer:<group>"), for operators and tests; an invalid handle
+/// when `bus` is not a Redis bus.
+supervisor_actor redis_bus_supervisor(const event_bus_ptr& bus);
 
 /// One consumer group of a bus's stream.
 struct redis_group_info {
