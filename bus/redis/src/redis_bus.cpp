@@ -3,6 +3,7 @@
 // actor per consumer group, under the bus's supervisor, that reads with
 // XREADGROUP, hands events to the local subscribers, and acknowledges them
 // once handled. All are detached: hiredis blocks.
+#include "es/bus/detail/consumer.hpp"
 #include "es/bus/detail/facade.hpp"
 #include "es/bus/envelope.hpp"
 #include "es/bus/errors.hpp"
@@ -37,20 +38,11 @@ namespace es {
 
 namespace {
 
+using detail::group_registry;
+using detail::group_registry_ptr;
+using detail::local_sub;
 using detail::redis::connection;
 using detail::redis::reply;
-
-/// Counters shared by a bus actor and its consumers.
-struct shared_counters {
-  std::atomic<uint64_t> handlers_invoked{0};
-  std::atomic<uint64_t> handler_errors{0};
-  std::atomic<uint64_t> dead_lettered{0};
-  std::atomic<uint64_t> in_flight{0};
-  std::atomic<uint64_t> completed{0};
-  std::atomic<uint64_t> consumer_restarts{0};
-};
-
-using counters_ptr = std::shared_ptr<shared_counters>;
 
 /// What every actor of one bus knows.
 struct bus_setup {
@@ -58,7 +50,8 @@ struct bus_setup {
   redis_url url;
   std::string stream;
   std::string dlq;
-  counters_ptr counters = std::make_shared<shared_counters>();
+  std::shared_ptr<detail::consumer_counters> counters
+    = std::make_shared<detail::consumer_counters>();
 };
 
 using setup_ptr = std::shared_ptr<const bus_setup>;
@@ -90,36 +83,6 @@ std::pair<uint64_t, uint64_t> entry_order(const std::string& id) {
 
 // -- the consumer of one group --------------------------------------------
 
-struct local_sub {
-  subscription_id id = 0;
-  bus_subscriber_actor delivery;
-  std::vector<std::string> types;
-
-  bool wants(const recorded_event& ev) const {
-    return types.empty()
-           || std::find(types.begin(), types.end(), ev.event_type)
-                != types.end();
-  }
-};
-
-/// The local subscriptions of each group, written by the bus actor and read
-/// by the group's consumer before each round, so that a consumer the
-/// supervisor restarts starts with the current ones and a subscription
-/// never waits for a message to reach a consumer.
-struct group_registry {
-  std::mutex mtx;
-  std::map<std::string, std::vector<local_sub>> subs;
-  /// The running consumer of each group (it enters itself when it starts
-  /// and leaves when it ends), for the bus to wait on when it stops.
-  std::map<std::string, caf::actor> running;
-  /// Starts of each group's consumer since the bus started it.
-  std::map<std::string, uint64_t> starts;
-  /// Bumped under `mtx` on every change of `subs`.
-  std::atomic<uint64_t> generation{1};
-};
-
-using registry_ptr = std::shared_ptr<group_registry>;
-
 /// One stream entry as read.
 struct entry {
   std::string id;
@@ -146,7 +109,7 @@ struct consumer_state {
   static inline const char* name = "es.redis_consumer";
 
   setup_ptr setup;
-  registry_ptr registry;
+  group_registry_ptr registry;
   std::string group;
   std::string consumer;
   std::optional<connection> conn;
@@ -191,23 +154,6 @@ caf::error ensure_ready(consumer_state& st) {
     st.group_ready = true;
   }
   return caf::none;
-}
-
-/// Delivers `events` to `sub` and waits for its answer: (invoked, errors).
-std::pair<uint64_t, uint64_t> deliver(caf::scoped_actor& self,
-                                      const local_sub& sub,
-                                      const recorded_events& events) {
-  std::pair<uint64_t, uint64_t> result{0, events.size()};
-  self->request(sub.delivery, caf::infinite, deliver_atom_v, events)
-    .receive(
-      [&](uint64_t invoked, uint64_t errors) {
-        result = {invoked, errors};
-      },
-      [&](caf::error&) {
-        // The delivery actor is gone (unsubscribed meanwhile): nothing ran.
-        result = {0, 0};
-      });
-  return result;
 }
 
 /// Moves an entry to the dead-letter stream (when enabled) with why.
@@ -279,48 +225,11 @@ caf::error process(consumer_state& st, caf::actor_system& sys,
   // Hand the events to each subscription that wants some; a subscription
   // that reports errors gets the events once more one by one, to find the
   // failing ones, and each of those up to max_retries times.
-  std::set<size_t> failed;
-  std::map<size_t, std::string> failure_text;
-  if (!events.empty()) {
-    caf::scoped_actor self{sys};
-    counters.in_flight += events.size();
-    for (const auto& sub : st.subs) {
-      recorded_events part;
-      std::vector<size_t> index;
-      for (size_t k = 0; k < events.size(); ++k)
-        if (sub.wants(events[k])) {
-          part.push_back(events[k]);
-          index.push_back(k);
-        }
-      if (part.empty())
-        continue;
-      auto [invoked, errors] = deliver(self, sub, part);
-      counters.handlers_invoked += invoked;
-      counters.handler_errors += errors;
-      if (errors == 0)
-        continue;
-      for (size_t j = 0; j < part.size(); ++j) {
-        bool ok = false;
-        for (uint32_t attempt = 0; attempt < cfg.max_retries && !ok;
-             ++attempt) {
-          auto [i2, e2] = deliver(self, sub, recorded_events{part[j]});
-          counters.handlers_invoked += i2;
-          counters.handler_errors += e2;
-          ok = e2 == 0;
-        }
-        if (!ok) {
-          failed.insert(index[j]);
-          failure_text[index[j]] = "a handler failed "
-                                   + std::to_string(cfg.max_retries + 1)
-                                   + " times (see the log)";
-        }
-      }
-    }
-    counters.in_flight -= events.size();
-  }
+  auto failed
+    = detail::deliver_batch(sys, st.subs, events, cfg.max_retries, counters);
   for (size_t k = 0; k < events.size(); ++k) {
-    if (failed.count(k) > 0)
-      dead(*origin[k], failure_text[k]);
+    if (auto f = failed.find(k); f != failed.end())
+      dead(*origin[k], f->second);
     else
       ack.push_back(origin[k]->id);
   }
@@ -434,42 +343,21 @@ caf::error poll_once(consumer_actor* self) {
   return process(st, self->system(), parse_entries(stream[1]), {});
 }
 
-/// Takes the group's current subscriptions when they changed.
-void refresh_subs(consumer_state& st) {
-  auto& reg = *st.registry;
-  if (reg.generation.load() == st.subs_generation)
-    return;
-  std::lock_guard guard{reg.mtx};
-  st.subs = reg.subs[st.group];
-  st.subs_generation = reg.generation.load();
-}
-
 caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
-                            registry_ptr registry, std::string group,
+                            group_registry_ptr registry, std::string group,
                             std::string consumer) {
   auto& st = self->state;
   st.setup = std::move(setup);
   st.registry = std::move(registry);
   st.group = std::move(group);
   st.consumer = std::move(consumer);
-  {
-    std::lock_guard guard{st.registry->mtx};
-    st.registry->running[st.group] = caf::actor_cast<caf::actor>(self);
-    if (st.registry->starts[st.group]++ > 0)
-      ++st.setup->counters->consumer_restarts;
-  }
-  self->attach_functor(
-    [reg = st.registry, group = st.group, me = self->address()] {
-      std::lock_guard guard{reg->mtx};
-      auto i = reg->running.find(group);
-      if (i != reg->running.end() && i->second.address() == me)
-        reg->running.erase(i);
-    });
+  st.registry->started(st.group, caf::actor_cast<caf::actor>(self),
+                       *st.setup->counters);
   self->send(self, caf::tick_atom_v);
   return {
     [self](caf::tick_atom) {
       auto& st = self->state;
-      refresh_subs(st);
+      st.registry->refresh(st.group, st.subs_generation, st.subs);
       if (st.subs.empty()) {
         // Nobody to hand events to: leave them in the group.
         self->delayed_send(self, st.setup->cfg.block, caf::tick_atom_v);
@@ -506,7 +394,7 @@ struct redis_bus_state {
   static inline const char* name = "es.redis_bus";
 
   setup_ptr setup;
-  registry_ptr registry = std::make_shared<group_registry>();
+  group_registry_ptr registry = std::make_shared<group_registry>();
   supervisor_actor supervisor;
   /// This process's consumer name, the same for every group and restart.
   std::string consumer;
@@ -554,19 +442,14 @@ void share_subs(redis_bus_state& st, const std::string& group) {
   for (const auto& s : st.subs)
     if (s.group == group)
       subs.push_back(local_sub{s.id, s.delivery, s.types});
-  std::lock_guard guard{st.registry->mtx};
-  st.registry->subs[group] = std::move(subs);
-  ++st.registry->generation;
+  st.registry->set_subs(group, std::move(subs));
 }
 
 void ensure_consumer(redis_bus_pointer self, const std::string& group) {
   auto& st = self->state;
   if (!st.started || st.consumers.count(group) > 0)
     return;
-  {
-    std::lock_guard guard{st.registry->mtx};
-    st.registry->starts[group] = 0;
-  }
+  st.registry->reset_starts(group);
   auto factory = std::make_shared<child_factory>(
     [setup = st.setup, registry = st.registry, group,
      name = st.consumer](caf::actor_system& sys) {
@@ -762,18 +645,13 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
     },
     [self](stats_atom) -> bus_stats {
       auto& st = self->state;
-      const auto& c = *st.setup->counters;
       bus_stats s;
+      st.setup->counters->fill(s);
       s.events_published = st.published;
-      s.handlers_invoked = c.handlers_invoked.load();
-      s.handler_errors = c.handler_errors.load();
-      s.deliveries_in_flight = c.in_flight.load();
-      s.deliveries_completed = c.completed.load();
       s.subscribers = st.subs.size();
       s.publish_failures = st.publish_failures;
       s.publishes_rejected = st.publishes_rejected;
       s.broker_circuit = st.breaker.state(self->clock().now());
-      s.consumer_restarts = c.consumer_restarts.load();
       return s;
     },
     [self](drain_atom) -> caf::result<void> {
@@ -820,14 +698,7 @@ redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
                     child_name(group))
           .then(
             [self, group, one_done](bool) {
-              caf::actor running;
-              {
-                auto& reg = *self->state.registry;
-                std::lock_guard guard{reg.mtx};
-                if (auto i = reg.running.find(group); i != reg.running.end())
-                  running = i->second;
-              }
-              if (running)
+              if (auto running = self->state.registry->running(group))
                 self->monitor(running); // a dead one is reported at once
               else
                 one_done();
