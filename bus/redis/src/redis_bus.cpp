@@ -1,10 +1,10 @@
-// The Redis Streams bus: a bus actor that publishes with pipelined XADD
-// (behind a circuit breaker) and keeps the subscriptions, and one consumer
-// actor per consumer group, under the bus's supervisor, that reads with
-// XREADGROUP, hands events to the local subscribers, and acknowledges them
-// once handled. All are detached: hiredis blocks.
+// The Redis Streams bus: the shared broker bus actor (es/bus/detail/
+// broker_bus.hpp) publishing with pipelined XADD, and one consumer actor per
+// consumer group, under the bus's supervisor, that reads with XREADGROUP,
+// hands events to the local subscribers, and acknowledges them once
+// handled. All are detached: hiredis blocks.
+#include "es/bus/detail/broker_bus.hpp"
 #include "es/bus/detail/consumer.hpp"
-#include "es/bus/detail/facade.hpp"
 #include "es/bus/envelope.hpp"
 #include "es/bus/errors.hpp"
 #include "es/bus/type_ids.hpp"
@@ -377,51 +377,7 @@ caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
   };
 }
 
-// -- the bus actor ----------------------------------------------------------
-
-struct bus_sub {
-  subscription_id id = 0;
-  bus_subscriber_actor delivery;
-  std::vector<std::string> types;
-  std::string group;
-};
-
-struct waiting_drain {
-  caf::response_promise rp;
-};
-
-struct redis_bus_state {
-  static inline const char* name = "es.redis_bus";
-
-  setup_ptr setup;
-  group_registry_ptr registry = std::make_shared<group_registry>();
-  supervisor_actor supervisor;
-  /// This process's consumer name, the same for every group and restart.
-  std::string consumer;
-  std::optional<connection> conn;
-  std::vector<bus_sub> subs;
-  subscription_id next_id = 1;
-  /// Groups whose consumer runs (or is being restarted).
-  std::set<std::string> consumers;
-  bool started = false;
-  circuit_breaker breaker;
-  uint64_t published = 0;
-  uint64_t publish_failures = 0;
-  uint64_t publishes_rejected = 0;
-  std::string last_published_id;
-  std::vector<caf::response_promise> drainers;
-  bool drain_check_scheduled = false;
-
-  ~redis_bus_state() {
-    // The supervisor ends the consumers when it goes.
-    caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
-    for (auto& s : subs)
-      caf::anon_send_exit(s.delivery, caf::exit_reason::user_shutdown);
-  }
-};
-
-using redis_bus_actor = bus_actor::extend<caf::reacts_to<caf::tick_atom>>;
-using redis_bus_pointer = redis_bus_actor::stateful_pointer<redis_bus_state>;
+// -- the publisher ------------------------------------------------------------
 
 std::string consumer_name(const redis_bus_config& cfg) {
   if (!cfg.consumer_name.empty())
@@ -432,285 +388,122 @@ std::string consumer_name(const redis_bus_config& cfg) {
          + uuid::random().to_string().substr(0, 8);
 }
 
-std::string child_name(const std::string& group) {
-  return "consumer:" + group;
-}
-
-/// Publishes the subscriptions of `group` to its consumer.
-void share_subs(redis_bus_state& st, const std::string& group) {
-  std::vector<local_sub> subs;
-  for (const auto& s : st.subs)
-    if (s.group == group)
-      subs.push_back(local_sub{s.id, s.delivery, s.types});
-  st.registry->set_subs(group, std::move(subs));
-}
-
-void ensure_consumer(redis_bus_pointer self, const std::string& group) {
-  auto& st = self->state;
-  if (!st.started || st.consumers.count(group) > 0)
-    return;
-  st.registry->reset_starts(group);
-  auto factory = std::make_shared<child_factory>(
-    [setup = st.setup, registry = st.registry, group,
-     name = st.consumer](caf::actor_system& sys) {
-      return sys.spawn<caf::detached>(consumer_impl, setup, registry, group,
-                                      name);
-    });
-  self
-    ->request(st.supervisor, caf::infinite, supervise_atom_v, child_name(group),
-              std::move(factory))
-    .then([](const caf::actor&) {},
-          [group](caf::error& err) {
-            log(log_level::error, "redis bus: cannot start the consumer of "
-                                    + group + ": " + describe(err));
-          });
-  st.consumers.insert(group);
-}
-
-caf::error publish_once(redis_bus_state& st, const recorded_events& events) {
-  const auto& cfg = st.setup->cfg;
-  if (st.conn && st.conn->broken())
-    st.conn.reset();
-  if (!st.conn) {
-    auto c = connect(*st.setup);
-    if (!c)
-      return unavailable("the publisher cannot connect", c.error());
-    st.conn.emplace(std::move(*c));
+/// What the shared broker bus actor runs on Redis: pipelined XADD, a drain
+/// check over XINFO GROUPS, and the consumers.
+class redis_backend final : public detail::broker_backend {
+public:
+  redis_backend(setup_ptr setup, connection first)
+    : setup_(std::move(setup)), consumer_(consumer_name(setup_->cfg)),
+      conn_(std::move(first)) {
+    // nop
   }
-  std::vector<std::vector<std::string>> cmds;
-  cmds.reserve(events.size());
-  for (const auto& ev : events) {
-    auto body = encode_envelope(ev);
-    if (!body)
-      return std::move(body.error());
-    std::vector<std::string> cmd{"XADD", st.setup->stream};
-    if (cfg.max_stream_length > 0)
-      cmd.insert(cmd.end(),
-                 {"MAXLEN", "~", std::to_string(cfg.max_stream_length)});
-    cmd.push_back("*");
-    for (auto& [k, v] : envelope_headers(ev))
-      cmd.insert(cmd.end(), {std::move(k), std::move(v)});
-    cmd.insert(cmd.end(), {"envelope", std::move(*body)});
-    cmds.push_back(std::move(cmd));
-  }
-  auto r = st.conn->pipeline(cmds);
-  if (!r)
-    return unavailable("publishing " + std::to_string(events.size())
-                         + " events failed (some may be in the stream)",
-                       r.error());
-  for (const auto& x : *r) {
-    if (x.is_error())
-      return detail::redis::to_error(x, "XADD");
-    st.last_published_id = x.str();
-  }
-  return caf::none;
-}
 
-/// Whether every local group handled everything this bus published.
-caf::expected<bool> drained(redis_bus_state& st) {
-  if (st.last_published_id.empty() || st.consumers.empty())
-    return true;
-  if (st.conn && st.conn->broken())
-    st.conn.reset();
-  if (!st.conn) {
-    auto c = connect(*st.setup);
-    if (!c)
-      return std::move(c.error());
-    st.conn.emplace(std::move(*c));
-  }
-  auto r = st.conn->command({"XINFO", "GROUPS", st.setup->stream});
-  if (!r)
-    return std::move(r.error());
-  if (r->is_error())
-    return detail::redis::to_error(*r, "XINFO GROUPS");
-  std::map<std::string, std::pair<int64_t, std::string>> groups;
-  for (const auto& g : r->elements()) {
-    std::string name;
-    int64_t pending = 0;
-    std::string last;
-    for (size_t i = 0; i + 1 < g.size(); i += 2) {
-      const auto& key = g[i].str();
-      if (key == "name")
-        name = g[i + 1].str();
-      else if (key == "pending")
-        pending = g[i + 1].integer();
-      else if (key == "last-delivered-id")
-        last = g[i + 1].str();
+  caf::error publish(const recorded_events& events) override {
+    auto err = publish_once(events);
+    if (err && has_code(err, bus_errc::broker_unavailable)) {
+      // Once more on a new connection; a batch the broker took in part is
+      // published twice in part (consumers dedupe by event id).
+      conn_.reset();
+      err = publish_once(events);
     }
-    groups[name] = {pending, last};
+    return err;
   }
-  auto target = entry_order(st.last_published_id);
-  for (const auto& group : st.consumers) {
-    auto i = groups.find(group);
-    if (i == groups.end())
-      return false;
-    if (i->second.first > 0 || entry_order(i->second.second) < target)
-      return false;
-  }
-  return st.setup->counters->in_flight.load() == 0;
-}
 
-void check_drains(redis_bus_pointer self) {
-  auto& st = self->state;
-  st.drain_check_scheduled = false;
-  if (st.drainers.empty())
-    return;
-  auto done = drained(st);
-  if (done && !*done) {
-    st.drain_check_scheduled = true;
-    self->delayed_send(self, std::chrono::milliseconds(10), caf::tick_atom_v);
-    return;
-  }
-  for (auto& rp : st.drainers) {
-    if (done)
-      rp.deliver(caf::unit);
-    else
-      rp.deliver(unavailable("checking the groups failed", done.error()));
-  }
-  st.drainers.clear();
-}
-
-redis_bus_actor::behavior_type
-redis_bus_impl(redis_bus_pointer self, setup_ptr setup,
-               std::shared_ptr<connection> first, supervisor_actor supervisor) {
-  auto& st = self->state;
-  st.setup = std::move(setup);
-  st.consumer = consumer_name(st.setup->cfg);
-  st.breaker = circuit_breaker{st.setup->cfg.breaker};
-  st.supervisor = std::move(supervisor);
-  if (first)
-    st.conn.emplace(std::move(*first));
-  return {
-    [self](caf::publish_atom, recorded_events& events) -> caf::result<void> {
-      auto& st = self->state;
-      if (events.empty())
-        return caf::unit;
-      caf::timespan wait{0};
-      if (!st.breaker.allow(self->clock().now(), &wait)) {
-        ++st.publishes_rejected;
-        auto ms
-          = std::chrono::duration_cast<std::chrono::milliseconds>(wait).count();
-        return caf::make_error(
-          bus_errc::broker_unavailable,
-          "circuit open: Redis failed "
-            + std::to_string(st.breaker.consecutive_failures())
-            + " publishes in a row; nothing was published; retry_after_ms="
-            + std::to_string(ms));
-      }
-      auto err = publish_once(st, events);
-      if (err && has_code(err, bus_errc::broker_unavailable)) {
-        // Once more on a new connection; a batch the broker took in part
-        // is published twice in part (consumers dedupe by event id).
-        st.conn.reset();
-        err = publish_once(st, events);
-      }
-      if (err && has_code(err, bus_errc::broker_unavailable)) {
-        ++st.publish_failures;
-        st.breaker.record_failure(self->clock().now());
-        return err;
-      }
-      // Other errors (an event that cannot be encoded, an error reply) are
-      // not the broker being away.
-      st.breaker.record_success();
-      if (err)
-        return err;
-      st.published += events.size();
-      return caf::unit;
-    },
-    [self](caf::subscribe_atom, bus_subscriber_actor& delivery,
-           std::vector<std::string>& types, uint64_t,
-           std::string& group) -> subscription_id {
-      auto& st = self->state;
-      bus_sub s{st.next_id++, std::move(delivery), std::move(types),
-                group.empty() ? st.setup->cfg.consumer_group
-                              : std::move(group)};
-      st.subs.push_back(s);
-      share_subs(st, s.group);
-      ensure_consumer(self, s.group);
-      return s.id;
-    },
-    [self](caf::unsubscribe_atom, subscription_id id) -> bool {
-      auto& st = self->state;
-      auto i
-        = std::find_if(st.subs.begin(), st.subs.end(), [id](const auto& s) {
-            return s.id == id;
-          });
-      if (i == st.subs.end())
-        return false;
-      auto group = i->group;
-      caf::anon_send_exit(i->delivery, caf::exit_reason::user_shutdown);
-      st.subs.erase(i);
-      share_subs(st, group);
+  caf::expected<bool> drained(const std::set<std::string>& groups) override {
+    if (last_published_id_.empty())
       return true;
-    },
-    [self](stats_atom) -> bus_stats {
-      auto& st = self->state;
-      bus_stats s;
-      st.setup->counters->fill(s);
-      s.events_published = st.published;
-      s.subscribers = st.subs.size();
-      s.publish_failures = st.publish_failures;
-      s.publishes_rejected = st.publishes_rejected;
-      s.broker_circuit = st.breaker.state(self->clock().now());
-      return s;
-    },
-    [self](drain_atom) -> caf::result<void> {
-      auto& st = self->state;
-      auto rp = self->make_response_promise();
-      st.drainers.push_back(rp);
-      if (!st.drain_check_scheduled)
-        check_drains(self);
-      return rp;
-    },
-    [self](caf::tick_atom) {
-      check_drains(self);
-    },
-    [self](start_atom) {
-      auto& st = self->state;
-      st.started = true;
-      std::set<std::string> groups;
-      for (const auto& s : st.subs)
-        groups.insert(s.group);
-      for (const auto& g : groups)
-        ensure_consumer(self, g);
-    },
-    [self](stop_atom) -> caf::result<void> {
-      auto& st = self->state;
-      st.started = false;
-      if (st.consumers.empty())
-        return caf::unit;
-      // The supervisor stops each consumer for good (no restart after it
-      // answered); a consumer ends between rounds, so what it read is
-      // handled and acknowledged. Then wait for the consumers to end.
-      auto rp = self->make_response_promise();
-      auto left = std::make_shared<size_t>(st.consumers.size());
-      auto promise = std::make_shared<caf::response_promise>(rp);
-      auto one_done = [promise, left] {
-        if (--*left == 0)
-          promise->deliver(caf::unit);
-      };
-      self->set_down_handler([one_done](caf::down_msg&) {
-        one_done();
-      });
-      for (const auto& group : st.consumers)
-        self
-          ->request(st.supervisor, caf::infinite, stop_atom_v,
-                    child_name(group))
-          .then(
-            [self, group, one_done](bool) {
-              if (auto running = self->state.registry->running(group))
-                self->monitor(running); // a dead one is reported at once
-              else
-                one_done();
-            },
-            [one_done](caf::error&) {
-              one_done();
-            });
-      st.consumers.clear();
-      return rp;
-    },
-  };
-}
+    if (auto err = ensure_connected())
+      return err;
+    auto r = conn_->command({"XINFO", "GROUPS", setup_->stream});
+    if (!r)
+      return std::move(r.error());
+    if (r->is_error())
+      return detail::redis::to_error(*r, "XINFO GROUPS");
+    std::map<std::string, std::pair<int64_t, std::string>> known;
+    for (const auto& g : r->elements()) {
+      std::string name;
+      int64_t pending = 0;
+      std::string last;
+      for (size_t i = 0; i + 1 < g.size(); i += 2) {
+        const auto& key = g[i].str();
+        if (key == "name")
+          name = g[i + 1].str();
+        else if (key == "pending")
+          pending = g[i + 1].integer();
+        else if (key == "last-delivered-id")
+          last = g[i + 1].str();
+      }
+      known[name] = {pending, last};
+    }
+    auto target = entry_order(last_published_id_);
+    for (const auto& group : groups) {
+      auto i = known.find(group);
+      if (i == known.end())
+        return false;
+      if (i->second.first > 0 || entry_order(i->second.second) < target)
+        return false;
+    }
+    return true;
+  }
+
+  caf::actor spawn_consumer(caf::actor_system& sys, const std::string& group,
+                            group_registry_ptr registry) override {
+    return sys.spawn<caf::detached>(consumer_impl, setup_, std::move(registry),
+                                    group, consumer_);
+  }
+
+private:
+  caf::error ensure_connected() {
+    if (conn_ && conn_->broken())
+      conn_.reset();
+    if (!conn_) {
+      auto c = connect(*setup_);
+      if (!c)
+        return unavailable("the publisher cannot connect", c.error());
+      conn_.emplace(std::move(*c));
+    }
+    return caf::none;
+  }
+
+  caf::error publish_once(const recorded_events& events) {
+    const auto& cfg = setup_->cfg;
+    if (auto err = ensure_connected())
+      return err;
+    std::vector<std::vector<std::string>> cmds;
+    cmds.reserve(events.size());
+    for (const auto& ev : events) {
+      auto body = encode_envelope(ev);
+      if (!body)
+        return std::move(body.error());
+      std::vector<std::string> cmd{"XADD", setup_->stream};
+      if (cfg.max_stream_length > 0)
+        cmd.insert(cmd.end(),
+                   {"MAXLEN", "~", std::to_string(cfg.max_stream_length)});
+      cmd.push_back("*");
+      for (auto& [k, v] : envelope_headers(ev))
+        cmd.insert(cmd.end(), {std::move(k), std::move(v)});
+      cmd.insert(cmd.end(), {"envelope", std::move(*body)});
+      cmds.push_back(std::move(cmd));
+    }
+    auto r = conn_->pipeline(cmds);
+    if (!r)
+      return unavailable("publishing " + std::to_string(events.size())
+                           + " events failed (some may be in the stream)",
+                         r.error());
+    for (const auto& x : *r) {
+      if (x.is_error())
+        return detail::redis::to_error(x, "XADD");
+      last_published_id_ = x.str();
+    }
+    return caf::none;
+  }
+
+  setup_ptr setup_;
+  /// This process's consumer name, the same for every group and restart.
+  std::string consumer_;
+  std::optional<connection> conn_;
+  std::string last_published_id_;
+};
 
 // -- dead letters and the facade --------------------------------------------
 
@@ -854,81 +647,6 @@ private:
   std::optional<connection> conn_;
 };
 
-/// The bus facade plus the dead letters.
-class redis_event_bus final : public event_bus {
-public:
-  redis_event_bus(event_bus_ptr inner, std::shared_ptr<bus_dead_letters> dlq,
-                  supervisor_actor supervisor)
-    : inner_(std::move(inner)), dlq_(std::move(dlq)),
-      supervisor_(std::move(supervisor)) {
-    // nop
-  }
-
-  const supervisor_actor& supervisor() const {
-    return supervisor_;
-  }
-
-  bus_actor handle() const override {
-    return inner_->handle();
-  }
-
-  caf::error publish(recorded_events events) override {
-    return inner_->publish(std::move(events));
-  }
-
-  subscription_id subscribe(std::string event_type, event_handler_fn fn,
-                            subscribe_options opts) override {
-    return inner_->subscribe(std::move(event_type), std::move(fn),
-                             std::move(opts));
-  }
-
-  subscription_id subscribe_all(std::shared_ptr<event_subscriber> sub,
-                                subscribe_options opts) override {
-    return inner_->subscribe_all(std::move(sub), std::move(opts));
-  }
-
-  subscription_id subscribe_to_all_events(event_handler_fn fn,
-                                          subscribe_options opts) override {
-    return inner_->subscribe_to_all_events(std::move(fn), std::move(opts));
-  }
-
-  subscription_id subscribe_actor(caf::actor target,
-                                  std::vector<std::string> event_types,
-                                  subscribe_options opts) override {
-    return inner_->subscribe_actor(std::move(target), std::move(event_types),
-                                   std::move(opts));
-  }
-
-  bool unsubscribe(subscription_id id) override {
-    return inner_->unsubscribe(id);
-  }
-
-  bus_stats stats() override {
-    return inner_->stats();
-  }
-
-  caf::error drain(std::chrono::milliseconds timeout) override {
-    return inner_->drain(timeout);
-  }
-
-  caf::error start() override {
-    return inner_->start();
-  }
-
-  caf::error stop(std::chrono::milliseconds timeout) override {
-    return inner_->stop(timeout);
-  }
-
-  std::shared_ptr<bus_dead_letters> dead_letters() override {
-    return dlq_;
-  }
-
-private:
-  event_bus_ptr inner_;
-  std::shared_ptr<bus_dead_letters> dlq_;
-  supervisor_actor supervisor_;
-};
-
 } // namespace
 
 caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
@@ -950,19 +668,19 @@ caf::expected<event_bus_ptr> make_redis_bus(caf::actor_system& sys,
   auto conn = connect(*setup);
   if (!conn)
     return std::move(conn.error());
-  auto first = std::make_shared<connection>(std::move(*conn));
-  auto supervisor = spawn_supervisor(sys, setup->cfg.consumer_restarts);
-  auto bus = sys.spawn<caf::detached>(redis_bus_impl, setup_ptr{setup},
-                                      std::move(first), supervisor);
-  return event_bus_ptr{std::make_shared<redis_event_bus>(
-    detail::make_bus_facade(sys, caf::actor_cast<bus_actor>(bus)),
-    std::make_shared<redis_dead_letters>(setup), std::move(supervisor))};
+  detail::broker_bus_options opts;
+  opts.broker = "Redis";
+  opts.default_group = setup->cfg.consumer_group;
+  opts.breaker = setup->cfg.breaker;
+  opts.consumer_restarts = setup->cfg.consumer_restarts;
+  auto backend = std::make_shared<redis_backend>(setup, std::move(*conn));
+  return detail::make_broker_bus(sys, std::move(backend), std::move(opts),
+                                 setup->counters,
+                                 std::make_shared<redis_dead_letters>(setup));
 }
 
 supervisor_actor redis_bus_supervisor(const event_bus_ptr& bus) {
-  if (auto* x = dynamic_cast<const redis_event_bus*>(bus.get()))
-    return x->supervisor();
-  return {};
+  return detail::broker_bus_supervisor(bus, "Redis");
 }
 
 caf::expected<redis_stream_info>
