@@ -177,6 +177,11 @@ broker_bus_impl(broker_bus_pointer self,
       auto& st = self->state;
       bus_sub s{st.next_id++, std::move(delivery), std::move(types),
                 group.empty() ? st.opts.default_group : std::move(group)};
+      if (std::none_of(st.subs.begin(), st.subs.end(),
+                       [&s](const auto& x) { return x.group == s.group; }))
+        if (auto err = st.backend->prepare_group(s.group))
+          log(log_level::warning, st.opts.broker + " bus: preparing group "
+                                    + s.group + " failed: " + describe(err));
       st.subs.push_back(s);
       share_subs(st, s.group);
       ensure_consumer(self, s.group);

@@ -14,6 +14,9 @@
 #ifdef ES_HAVE_REDIS
 #  include "es/redis/all.hpp"
 #endif
+#ifdef ES_HAVE_RABBITMQ
+#  include "es/rabbitmq/all.hpp"
+#endif
 
 #include "es/actors/fwd.hpp"
 #include "es/bus/fwd.hpp"
@@ -47,6 +50,12 @@ TEST_CASE("each module's errors render with its own category", "[headers]") {
 #ifdef ES_HAVE_REDIS
   CHECK(text(make_redis_error(redis_errc::connection_failed, "x"))
         == "es_redis.connection_failed: x");
+#endif
+#ifdef ES_HAVE_RABBITMQ
+  CHECK(text(make_rabbitmq_error(rabbitmq_errc::publish_nacked, "x"))
+        == "es_amqp.publish_nacked: x");
+  CHECK(is_retryable(make_rabbitmq_error(rabbitmq_errc::timeout, "")));
+  CHECK_FALSE(is_retryable(make_rabbitmq_error(rabbitmq_errc::server_error, "")));
 #endif
 }
 

@@ -12,7 +12,6 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/exit_reason.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "redis_fixture.hpp"
@@ -265,38 +264,6 @@ TEST_CASE_METHOD(redis_bus_test, "the bus goes on after a server restart",
   CHECK(seen.ids() == all);
 }
 
-namespace {
-
-/// Polls `cond` every 10 ms until it holds or `limit` passes.
-template <class F>
-bool eventually(F cond,
-                std::chrono::milliseconds limit = std::chrono::seconds(20)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
-
-std::vector<child_status> children_of(caf::actor_system& sys,
-                                      const supervisor_actor& sup) {
-  caf::scoped_actor self{sys};
-  std::vector<child_status> result;
-  self->request(sup, caf::infinite, children_atom_v)
-    .receive(
-      [&](std::vector<child_status>& xs) {
-        result = std::move(xs);
-      },
-      [&](caf::error& err) {
-        FAIL(describe(err));
-      });
-  return result;
-}
-
-} // namespace
-
 TEST_CASE_METHOD(redis_bus_test,
                  "the supervisor restarts a consumer that crashed, and it "
                  "goes on",
@@ -310,18 +277,7 @@ TEST_CASE_METHOD(redis_bus_test,
   REQUIRE(seen.wait_for(first.size()));
   auto sup = redis_bus_supervisor(bus);
   REQUIRE(sup);
-  caf::actor consumer;
-  {
-    caf::scoped_actor self{sys};
-    self->request(sup, caf::infinite, child_atom_v, "consumer:default")
-      .receive(
-        [&](caf::actor& a) {
-          consumer = std::move(a);
-        },
-        [&](caf::error& err) {
-          FAIL(describe(err));
-        });
-  }
+  auto consumer = consumer_of(sys, sup, "default");
   REQUIRE(consumer);
   caf::anon_send_exit(consumer, caf::exit_reason::kill);
   REQUIRE(eventually([&] {

@@ -35,6 +35,16 @@ public:
   /// this bus published.
   virtual caf::expected<bool> drained(const std::set<std::string>& groups) = 0;
 
+  /// Called when a subscription first names `group`, before the subscribe
+  /// returns: a broker that keeps messages only for groups it knows (a
+  /// RabbitMQ queue) creates the group's place here, so nothing published
+  /// after the subscribe is lost to it. A failure is logged; the consumer
+  /// tries again when it starts.
+  virtual caf::error prepare_group(const std::string& group) {
+    static_cast<void>(group);
+    return caf::none;
+  }
+
   /// Called every `broker_bus_options::idle_interval` (heartbeats).
   virtual void idle() {
     // nop

@@ -9,6 +9,10 @@
 #include "es/bus/event_bus.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/event.hpp"
+#include "es/supervision/actors.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -20,6 +24,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace es::testing::bus_contract {
@@ -168,6 +173,53 @@ inline std::set<uuid> ids_of(const recorded_events& all) {
   std::set<uuid> result;
   for (const auto& ev : all)
     result.insert(ev.event_id);
+  return result;
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; for states
+/// nothing announces (a supervisor's restart, a broker's counters).
+template <class F>
+bool eventually(F cond,
+                std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+/// What a broker bus's supervisor reports about its consumers.
+inline std::vector<child_status> children_of(caf::actor_system& sys,
+                                             const supervisor_actor& sup) {
+  caf::scoped_actor self{sys};
+  std::vector<child_status> result;
+  self->request(sup, caf::infinite, children_atom_v)
+    .receive(
+      [&](std::vector<child_status>& xs) {
+        result = std::move(xs);
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
+  return result;
+}
+
+/// The running consumer of `group` under a broker bus's supervisor.
+inline caf::actor consumer_of(caf::actor_system& sys,
+                              const supervisor_actor& sup,
+                              const std::string& group) {
+  caf::scoped_actor self{sys};
+  caf::actor result;
+  self->request(sup, caf::infinite, child_atom_v, "consumer:" + group)
+    .receive(
+      [&](caf::actor& a) {
+        result = std::move(a);
+      },
+      [&](caf::error& err) {
+        FAIL(describe(err));
+      });
   return result;
 }
 

@@ -1,0 +1,296 @@
+// What the RabbitMQ bus does beyond the bus contract: clear errors for bad
+// addresses, credentials and configurations, dead letters for foreign
+// messages and for events whose handler keeps failing (listed, replayed,
+// discarded), the supervisor that restarts a crashed consumer, a broker
+// restart, queue info.
+#include "es/bus/errors.hpp"
+#include "es/rabbitmq/rabbitmq.hpp"
+#include "es/store/errors.hpp"
+#include "es/testing/bus_contract_support.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+#include "rabbitmq_fixture.hpp"
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+using namespace es;
+using namespace es::test;
+using namespace es::testing::bus_contract;
+using Catch::Contains;
+
+namespace {
+
+struct rabbitmq_bus_test {
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys;
+  test_topology topology;
+  rabbitmq_bus_config cfg;
+
+  rabbitmq_bus_test() : sys(init(sys_cfg)) {
+    cfg.url = test_amqp_url_text();
+    cfg.exchange_name = topology.exchange();
+    cfg.block = std::chrono::milliseconds(100);
+    topology.groups({"default"});
+  }
+
+  static caf::actor_system_config& init(caf::actor_system_config& c) {
+    add_rabbitmq_module(c);
+    c.set("scheduler.max-threads", 2);
+    return c;
+  }
+
+  event_bus_ptr open(rabbitmq_bus_config c) {
+    auto bus = make_rabbitmq_bus(sys, c);
+    if (!bus)
+      FAIL("cannot open a RabbitMQ bus: " << describe(bus.error()) << "; "
+                                          << rabbitmq_instructions);
+    return *bus;
+  }
+
+  event_bus_ptr open() {
+    return open(cfg);
+  }
+};
+
+} // namespace
+
+TEST_CASE("a bad address, password or configuration is refused at once",
+          "[rabbitmq][bus][bad-input]") {
+  caf::actor_system_config sys_cfg;
+  add_rabbitmq_module(sys_cfg);
+  sys_cfg.set("scheduler.max-threads", 1);
+  caf::actor_system sys{sys_cfg};
+  auto good = test_amqp_url();
+  auto refused = [&](rabbitmq_bus_config c, rabbitmq_errc code) {
+    INFO(c.url << " " << c.exchange_type);
+    auto bus = make_rabbitmq_bus(sys, c);
+    REQUIRE_FALSE(bus);
+    CHECK(has_code(bus.error(), code));
+    CHECK_THAT(describe(bus.error()), !Contains(good.password));
+  };
+  auto with_url = [](std::string url) {
+    rabbitmq_bus_config c;
+    c.url = std::move(url);
+    c.connect_timeout = std::chrono::milliseconds(500);
+    return c;
+  };
+  refused(with_url("amqp://" + good.user + ":" + good.password
+                   + "@127.0.0.1:1/%2f"),
+          rabbitmq_errc::connection_failed);
+  refused(with_url("amqp://" + good.user + ":not-the-password@" + good.host
+                   + ":" + std::to_string(good.port) + "/%2f"),
+          rabbitmq_errc::authentication_failed);
+  refused(with_url("amqp://" + good.user + ":" + good.password + "@"
+                   + good.host + ":" + std::to_string(good.port)
+                   + "/no-such-vhost"),
+          rabbitmq_errc::authentication_failed);
+  refused(with_url("http://localhost"), rabbitmq_errc::invalid_url);
+  auto c = with_url(test_amqp_url_text());
+  c.exchange_type = "x-nonsense";
+  refused(c, rabbitmq_errc::invalid_config);
+  c.exchange_type = "direct"; // without binding keys
+  refused(c, rabbitmq_errc::invalid_config);
+  c.exchange_type = "topic";
+  c.queue_type = "stream-ish";
+  refused(c, rabbitmq_errc::invalid_config);
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test,
+                 "a queue declared otherwise before is a clear server_error",
+                 "[rabbitmq][bus][bad-input]") {
+  {
+    auto classic = open();
+    static_cast<void>(classic);
+  }
+  auto c = cfg;
+  c.queue_type = "quorum";
+  auto bus = make_rabbitmq_bus(sys, c);
+  REQUIRE_FALSE(bus);
+  CHECK(has_code(bus.error(), rabbitmq_errc::server_error));
+  CHECK_THAT(describe(bus.error()), Contains("PRECONDITION_FAILED"));
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test,
+                 "messages that are not envelopes become dead letters and "
+                 "the rest go on",
+                 "[rabbitmq][bus][bad-input]") {
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  // Another program publishes to the exchange.
+  auto raw = connect_test_rabbitmq();
+  detail::amqp::outgoing junk;
+  junk.exchange = cfg.exchange_name;
+  junk.routing_key = "Order.Junk";
+  junk.body = "{not json";
+  junk.message_id = "junk-1";
+  REQUIRE_FALSE(raw.publish(junk));
+  auto events = make_events(1, 3);
+  publish_all(*bus, events);
+  REQUIRE(seen.wait_for(3));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  CHECK(seen.ids() == ids_of(events));
+  auto dlq = bus->dead_letters();
+  REQUIRE(dlq);
+  REQUIRE(eventually([&] { return *dlq->count() == 1; }));
+  auto letters = dlq->list(10);
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 1);
+  const auto& letter = letters->front();
+  CHECK(letter.raw == "{not json");
+  CHECK_FALSE(letter.event.has_value());
+  CHECK_THAT(letter.error, Contains("not an event envelope"));
+  CHECK(letter.group == "default");
+  // Listing gives them back: still there, still one.
+  CHECK(*dlq->count() == 1);
+  auto replayed = dlq->replay(letter.id);
+  REQUIRE_FALSE(replayed);
+  CHECK(has_code(replayed.error(), store_errc::invalid_argument));
+  CHECK(*dlq->count() == 1);
+  CHECK(*dlq->discard(letter.id));
+  CHECK(*dlq->count() == 0);
+  CHECK_FALSE(*dlq->discard(letter.id));
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test,
+                 "a poison event is dead-lettered after its retries and "
+                 "replayed once fixed",
+                 "[rabbitmq][bus][dlq]") {
+  cfg.max_retries = 2;
+  auto bus = open();
+  auto events = make_events(1, 5);
+  auto poison = events[2].event_id;
+  std::atomic<bool> broken{true};
+  std::atomic<int> poison_attempts{0};
+  collector handled;
+  bus->subscribe_to_all_events([&](const recorded_event& ev) -> caf::error {
+    if (ev.event_id == poison && broken) {
+      ++poison_attempts;
+      return caf::make_error(bus_errc::handler_failed,
+                             std::string{"cannot handle this one"});
+    }
+    handled.add(ev);
+    return caf::none;
+  });
+  require_started(*bus);
+  publish_all(*bus, events);
+  REQUIRE(handled.wait_for(4));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  // The first delivery and two retries.
+  CHECK(poison_attempts.load() == 3);
+  auto dlq = bus->dead_letters();
+  REQUIRE(eventually([&] { return *dlq->count() == 1; }));
+  auto letters = dlq->list(10);
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 1);
+  const auto& letter = letters->front();
+  REQUIRE(letter.event.has_value());
+  CHECK(*letter.event == events[2]);
+  CHECK_THAT(letter.error, Contains("3 times"));
+  CHECK_FALSE(letter.failed_at.empty());
+  auto info = read_rabbitmq_bus_info(cfg);
+  REQUIRE(info);
+  CHECK(info->dead_letters == 1);
+  REQUIRE(info->groups.size() == 1);
+  CHECK(info->groups[0].name == cfg.exchange_name + ".default");
+  CHECK(info->groups[0].messages == 0);
+  CHECK(info->groups[0].consumers == 1);
+  // Fixed: the replay reaches the handler, and the dead letter is gone.
+  broken = false;
+  auto replayed = dlq->replay(letter.id);
+  REQUIRE(replayed);
+  CHECK(*replayed);
+  REQUIRE(handled.wait_for(5));
+  CHECK(handled.ids() == ids_of(events));
+  CHECK(*dlq->count() == 0);
+  CHECK_FALSE(*dlq->replay(letter.id));
+  CHECK(*dlq->replay_all() == 0);
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test,
+                 "events published before any consumer ran wait in the "
+                 "group's queue",
+                 "[rabbitmq][bus]") {
+  auto events = make_events(2, 3);
+  {
+    auto publisher = open();
+    publish_all(*publisher, events);
+  }
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  REQUIRE(seen.wait_for(events.size()));
+  CHECK(seen.ids() == ids_of(events));
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test,
+                 "the supervisor restarts a consumer that crashed, and it "
+                 "goes on",
+                 "[rabbitmq][bus][supervision]") {
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  auto first = make_events(2, 2);
+  publish_all(*bus, first);
+  REQUIRE(seen.wait_for(first.size()));
+  auto sup = rabbitmq_bus_supervisor(bus);
+  REQUIRE(sup);
+  auto consumer = consumer_of(sys, sup, "default");
+  REQUIRE(consumer);
+  caf::anon_send_exit(consumer, caf::exit_reason::kill);
+  REQUIRE(eventually([&] { return bus->stats().consumer_restarts == 1; }));
+  auto second = make_events(2, 2, 5);
+  publish_all(*bus, second);
+  REQUIRE(seen.wait_for(first.size() + second.size()));
+  REQUIRE_FALSE(bus->drain(arrival_timeout));
+  auto kids = children_of(sys, sup);
+  REQUIRE(kids.size() == 1);
+  CHECK(kids[0].state == child_state::running);
+  CHECK(kids[0].restarts == 1);
+  REQUIRE_FALSE(bus->stop(arrival_timeout));
+  CHECK(children_of(sys, sup)[0].state == child_state::stopped);
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test, "the bus goes on after a broker restart",
+                 "[rabbitmq][bus][faults][restart]") {
+  const char* restart = std::getenv("ES_TEST_RABBITMQ_RESTART");
+  if (restart == nullptr || *restart == '\0')
+    FAIL("ES_TEST_RABBITMQ_RESTART is not set (scripts/test sets it to "
+         "`scripts/rabbitmq restart`)");
+  auto bus = open();
+  collector seen;
+  bus->subscribe_to_all_events(seen.handler());
+  require_started(*bus);
+  auto before = make_events(2, 3);
+  publish_all(*bus, before);
+  REQUIRE(seen.wait_for(before.size()));
+  REQUIRE(std::system(restart) == 0);
+  // The publisher and the consumer both lost their connections; durable
+  // queues and persistent messages survive the restart. A publish may
+  // fail while the broker comes back (retryable); the caller retries, as
+  // the outbox relay does.
+  auto after = make_events(2, 3, 7);
+  REQUIRE(eventually(
+    [&] {
+      auto err = bus->publish(after);
+      if (err)
+        CHECK(has_code(err, bus_errc::broker_unavailable));
+      return !err;
+    },
+    std::chrono::seconds(60)));
+  REQUIRE(seen.wait_for(before.size() + after.size()));
+  auto all = ids_of(before);
+  auto more = ids_of(after);
+  all.insert(more.begin(), more.end());
+  CHECK(seen.ids() == all);
+}
