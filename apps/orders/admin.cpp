@@ -1,9 +1,7 @@
 // orders status, dlq and rebuild: operating the projections.
+#include "es/brokers/brokers.hpp"
 #include "es/projections/coordinator.hpp"
 #include "es/projections/type_ids.hpp"
-#ifdef ES_ORDERS_REDIS
-#  include "es/redis/redis.hpp"
-#endif
 #include "es/sqlite/sqlite.hpp"
 #include "es/store/codec.hpp"
 #include "es/supervision/actors.hpp"
@@ -306,7 +304,7 @@ int report_dead_letters(views& v, const std::string& projection) {
 } // namespace
 
 /// The outbox of a SQLite store (rows waiting for a relay) and, with
-/// `--bus`, the Redis stream; false when one of them cannot be read.
+/// `--bus`, the broker's side; false when one of them cannot be read.
 static bool print_bus_status(const orders_config& cfg) {
   if (cfg.store.rfind("sqlite:", 0) != 0)
     return true;
@@ -328,27 +326,18 @@ static bool print_bus_status(const orders_config& cfg) {
               static_cast<long long>(counts->pending),
               static_cast<long long>(counts->published),
               static_cast<long long>(counts->failed), age_ms);
-#ifdef ES_ORDERS_REDIS
   if (!cfg.bus.empty()) {
-    es::redis_bus_config rc;
-    rc.url = cfg.bus;
-    rc.stream_prefix = cfg.bus_prefix;
-    auto info = es::read_redis_stream_info(rc);
-    if (!info) {
-      std::cerr << "orders: " << es::describe(info.error()) << "\n";
+    es::broker_bus_settings settings;
+    settings.name = cfg.bus_prefix;
+    settings.group = "orders-views";
+    auto report = es::broker_bus_report(cfg.bus, settings);
+    if (!report) {
+      std::cerr << "orders: " << es::describe(report.error()) << "\n";
       return false;
     }
-    std::printf("redis stream %s:stream: %lld entries, %lld dead letters\n",
-                cfg.bus_prefix.c_str(), static_cast<long long>(info->length),
-                static_cast<long long>(info->dead_letters));
-    for (const auto& g : info->groups)
-      std::printf("  group %-16s %lld consumers, %lld pending, last "
-                  "delivered %s\n",
-                  g.name.c_str(), static_cast<long long>(g.consumers),
-                  static_cast<long long>(g.pending),
-                  g.last_delivered_id.c_str());
+    for (const auto& l : *report)
+      std::printf("%s\n", l.c_str());
   }
-#endif
   return true;
 }
 

@@ -1,13 +1,11 @@
 #include "cli.hpp"
 
+#include "es/brokers/brokers.hpp"
 #include "es/projections/type_ids.hpp"
 #include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/supervision/classifier.hpp"
-#ifdef ES_ORDERS_REDIS
-#  include "es/redis/redis.hpp"
-#endif
 
 #include <unistd.h>
 
@@ -63,15 +61,15 @@ orders_config::orders_config() {
          "dlq purge: delete resolved entries older than this (default 30)");
   opt_group{custom_options_, "global"}
     .add(bus, "bus",
-         "run: a Redis URL (redis://[:password@]host:port/db); the events go "
-         "through the store's outbox, a relay and Redis to the projections")
+         "run, status: a broker URL (redis://[:password@]host:port/db or "
+         "amqp://user:password@host:port/vhost); the events go through the "
+         "store's outbox, a relay and the broker to the projections")
     .add(bus_prefix, "bus-prefix",
-         "run --bus: the Redis stream prefix (default orders)");
+         "run --bus: the Redis stream prefix or the RabbitMQ exchange "
+         "(default orders)");
   set("scheduler.max-threads", 2);
   es::add_projections_module(*this);
-#ifdef ES_ORDERS_REDIS
-  es::add_redis_module(*this);
-#endif
+  es::add_broker_modules(*this);
   add_message_types<caf::id_block::orders>();
 }
 

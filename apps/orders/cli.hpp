@@ -33,10 +33,12 @@ struct orders_config : caf::actor_system_config {
   std::string by;
   int64_t limit = 50;
   int64_t older_than_days = 30;
-  /// run: a Redis URL; events then go through the store's outbox, a relay
-  /// and Redis to the projections instead of the in-process bus.
+  /// run: a broker URL (Redis, RabbitMQ); events then go through the
+  /// store's outbox, a relay and the broker to the projections instead of
+  /// the in-process bus.
   std::string bus;
-  /// run: the Redis stream prefix (`<prefix>:stream`).
+  /// run: the bus's name at the broker (Redis: `<prefix>:stream`;
+  /// RabbitMQ: the exchange).
   std::string bus_prefix = "orders";
 
   orders_config();

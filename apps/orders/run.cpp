@@ -3,11 +3,9 @@
 #include "es/actors/aggregate_region.hpp"
 #include "es/actors/repository.hpp"
 #include "es/actors/store_actor.hpp"
+#include "es/brokers/brokers.hpp"
 #include "es/bus/in_process_bus.hpp"
 #include "es/bus/outbox_relay.hpp"
-#ifdef ES_ORDERS_REDIS
-#  include "es/redis/redis.hpp"
-#endif
 #include "es/sqlite/sqlite.hpp"
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
@@ -102,7 +100,8 @@ std::string describe_stop(es::projection_coordinator& pc,
   return text;
 }
 
-/// The bus of a run: the in-process one, or Redis fed by the outbox relay.
+/// The bus of a run: the in-process one, or a broker (Redis, RabbitMQ) fed
+/// by the outbox relay.
 struct run_bus {
   es::event_bus_ptr bus;
   es::outbox_relay_actor relay;
@@ -113,22 +112,19 @@ caf::expected<run_bus> open_bus(caf::actor_system& sys,
                                 const es::event_store_ptr& store) {
   if (cfg.bus.empty())
     return run_bus{es::make_in_process_bus(sys), {}};
-#ifdef ES_ORDERS_REDIS
   if (cfg.store.rfind("sqlite:", 0) != 0)
     return es::make_store_error(es::store_errc::invalid_argument,
                                 "--bus needs a sqlite:PATH store (its "
                                 "outbox feeds the broker)");
-  es::redis_bus_config rc;
-  rc.url = cfg.bus;
-  rc.stream_prefix = cfg.bus_prefix;
-  rc.consumer_group = "orders-views";
-  rc.block = std::chrono::milliseconds(200);
-  auto bus = es::make_redis_bus(sys, rc);
+  es::broker_bus_settings settings;
+  settings.name = cfg.bus_prefix;
+  settings.group = "orders-views";
+  settings.block = std::chrono::milliseconds(200);
+  auto bus = es::open_broker_bus(sys, cfg.bus, settings);
   if (!bus)
     return std::move(bus.error());
-  // The URL is valid by now; its password is masked.
-  std::printf("bus: Redis at %s, stream %s:stream, fed by the outbox relay\n",
-              es::to_string(*es::parse_redis_url(cfg.bus)).c_str(),
+  std::printf("bus: %s at %s (%s), fed by the outbox relay\n",
+              es::broker_of(cfg.bus).c_str(), es::masked_url(cfg.bus).c_str(),
               cfg.bus_prefix.c_str());
   auto outbox = es::make_sqlite_outbox(cfg.store.substr(7));
   if (!outbox)
@@ -140,12 +136,6 @@ caf::expected<run_bus> open_bus(caf::actor_system& sys,
   relay_cfg.name = "orders-relay";
   relay_cfg.poll_interval = std::chrono::milliseconds(20);
   return run_bus{*bus, es::spawn_outbox_relay(sys, relay_cfg)};
-#else
-  static_cast<void>(sys);
-  static_cast<void>(store);
-  return es::make_store_error(es::store_errc::invalid_argument,
-                              "--bus: built without Redis (ES_WITH_REDIS)");
-#endif
 }
 
 } // namespace
@@ -184,7 +174,7 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   int64_t from = *before ? (*before)->position : 0;
   auto metrics_before = (*store)->metrics();
   // Wiring: region -> store actor -> bus -> projection actors; with --bus,
-  // region -> store actor (and its outbox) -> relay -> Redis -> projection
+  // region -> store actor (and its outbox) -> relay -> broker -> projection
   // actors.
   auto opened = open_bus(sys, cfg, *store);
   if (!opened) {
@@ -354,14 +344,15 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   std::printf("  %-28s %10.0f us\n", "command latency p99", pct(0.99));
   if (relayed) {
     auto bs = bus->stats();
-    std::printf("\nbus (Redis, through the outbox)\n");
+    std::printf("\nbus (%s, through the outbox)\n",
+                es::broker_of(cfg.bus).c_str());
     std::printf("  %-28s %10llu\n", "events relayed",
                 static_cast<unsigned long long>(relayed->published));
     std::printf("  %-28s %10lld  (failed %lld, oldest %lld ms)\n",
                 "outbox rows waiting", static_cast<long long>(relayed->pending),
                 static_cast<long long>(relayed->failed),
                 static_cast<long long>(relayed->oldest_waiting_ms));
-    std::printf("  %-28s %10llu  (errors %llu)\n", "handlers run from Redis",
+    std::printf("  %-28s %10llu  (errors %llu)\n", "handlers run from the bus",
                 static_cast<unsigned long long>(bs.handlers_invoked),
                 static_cast<unsigned long long>(bs.handler_errors));
     if (auto dlq = bus->dead_letters())

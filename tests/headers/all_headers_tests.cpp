@@ -2,6 +2,7 @@
 // compile together, in any order, and each module's error category is
 // registered and renders its own codes (an operator reads these names).
 #include "es/actors/all.hpp"
+#include "es/brokers/all.hpp"
 #include "es/bus/all.hpp"
 #include "es/projections/all.hpp"
 #include "es/sqlite/all.hpp"
@@ -57,6 +58,16 @@ TEST_CASE("each module's errors render with its own category", "[headers]") {
   CHECK(is_retryable(make_rabbitmq_error(rabbitmq_errc::timeout, "")));
   CHECK_FALSE(is_retryable(make_rabbitmq_error(rabbitmq_errc::server_error, "")));
 #endif
+}
+
+TEST_CASE("a broker URL names its bridge, and its password is masked",
+          "[headers]") {
+  CHECK(broker_of("redis://:pw@h:1/0") == "redis");
+  CHECK(broker_of("amqps://u:pw@h/%2f") == "rabbitmq");
+  CHECK(broker_of("http://h").empty());
+  CHECK(masked_url("amqp://u:secret@h:1/%2f") == "amqp://u:***@h:1/%2f");
+  CHECK(masked_url("redis://:secret@h:1/0") == "redis://:***@h:1/0");
+  CHECK(masked_url("redis://h:1/0") == "redis://h:1/0");
 }
 
 TEST_CASE("retryable codes are retryable across modules", "[headers]") {

@@ -1,0 +1,163 @@
+#include "es/brokers/brokers.hpp"
+
+#include "es/bus/type_ids.hpp"
+#include "es/store/errors.hpp"
+
+#ifdef ES_HAVE_REDIS
+#  include "es/redis/redis.hpp"
+#endif
+#ifdef ES_HAVE_RABBITMQ
+#  include "es/rabbitmq/rabbitmq.hpp"
+#endif
+
+#include <caf/actor_system_config.hpp>
+
+#include <cstdio>
+
+namespace es {
+
+namespace {
+
+bool starts_with(const std::string& x, const char* prefix) {
+  return x.rfind(prefix, 0) == 0;
+}
+
+caf::error unsupported(const std::string& url) {
+  auto broker = broker_of(url);
+  if (broker.empty())
+    return make_store_error(store_errc::invalid_argument,
+                            "not a broker URL (redis://, amqp://): "
+                              + masked_url(url));
+  return make_store_error(store_errc::invalid_argument,
+                          "this build has no " + broker + " bridge");
+}
+
+std::string line(const char* fmt, long long a, long long b = 0,
+                 long long c = 0) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), fmt, a, b, c);
+  return buf;
+}
+
+} // namespace
+
+std::string broker_of(const std::string& url) {
+  if (starts_with(url, "redis://") || starts_with(url, "rediss://"))
+    return "redis";
+  if (starts_with(url, "amqp://") || starts_with(url, "amqps://"))
+    return "rabbitmq";
+  return {};
+}
+
+bool broker_supported(const std::string& url) {
+  auto broker = broker_of(url);
+#ifdef ES_HAVE_REDIS
+  if (broker == "redis")
+    return true;
+#endif
+#ifdef ES_HAVE_RABBITMQ
+  if (broker == "rabbitmq")
+    return true;
+#endif
+  return false;
+}
+
+caf::expected<event_bus_ptr> open_broker_bus(caf::actor_system& sys,
+                                             const std::string& url,
+                                             const broker_bus_settings& s) {
+  auto broker = broker_of(url);
+#ifdef ES_HAVE_REDIS
+  if (broker == "redis") {
+    redis_bus_config rc;
+    rc.url = url;
+    rc.stream_prefix = s.name;
+    rc.consumer_group = s.group;
+    rc.block = s.block;
+    return make_redis_bus(sys, rc);
+  }
+#endif
+#ifdef ES_HAVE_RABBITMQ
+  if (broker == "rabbitmq") {
+    rabbitmq_bus_config rc;
+    rc.url = url;
+    rc.exchange_name = s.name;
+    rc.consumer_group = s.group;
+    rc.block = s.block;
+    return make_rabbitmq_bus(sys, rc);
+  }
+#endif
+  static_cast<void>(sys);
+  static_cast<void>(s);
+  return unsupported(url);
+}
+
+caf::expected<std::vector<std::string>>
+broker_bus_report(const std::string& url, const broker_bus_settings& s) {
+  auto broker = broker_of(url);
+  std::vector<std::string> out;
+#ifdef ES_HAVE_REDIS
+  if (broker == "redis") {
+    redis_bus_config rc;
+    rc.url = url;
+    rc.stream_prefix = s.name;
+    auto info = read_redis_stream_info(rc);
+    if (!info)
+      return std::move(info.error());
+    out.push_back("redis stream " + s.name + ":stream: "
+                  + line("%lld entries, %lld dead letters", info->length,
+                         info->dead_letters));
+    for (const auto& g : info->groups)
+      out.push_back(
+        "  group " + g.name + ": "
+        + line("%lld consumers, %lld pending", g.consumers, g.pending)
+        + ", last delivered " + g.last_delivered_id);
+    return out;
+  }
+#endif
+#ifdef ES_HAVE_RABBITMQ
+  if (broker == "rabbitmq") {
+    rabbitmq_bus_config rc;
+    rc.url = url;
+    rc.exchange_name = s.name;
+    rc.consumer_group = s.group;
+    auto info = read_rabbitmq_bus_info(rc);
+    if (!info)
+      return std::move(info.error());
+    out.push_back("rabbitmq exchange " + s.name + ": "
+                  + line("%lld dead letters", info->dead_letters));
+    for (const auto& q : info->groups)
+      out.push_back(
+        "  queue " + q.name + ": "
+        + line("%lld ready, %lld consumers", q.messages, q.consumers));
+    return out;
+  }
+#endif
+  static_cast<void>(s);
+  return unsupported(url);
+}
+
+std::string masked_url(const std::string& url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos)
+    return url;
+  auto at = url.find('@', scheme + 3);
+  auto slash = url.find('/', scheme + 3);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at))
+    return url;
+  auto colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at)
+    return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+void add_broker_modules(caf::actor_system_config& cfg) {
+  add_bus_module(cfg);
+#ifdef ES_HAVE_REDIS
+  add_redis_module(cfg);
+#endif
+#ifdef ES_HAVE_RABBITMQ
+  add_rabbitmq_module(cfg);
+#endif
+}
+
+} // namespace es
