@@ -81,15 +81,14 @@ TEST_CASE("a bad address, password or configuration is refused at once",
     c.connect_timeout = std::chrono::milliseconds(500);
     return c;
   };
-  refused(with_url("amqp://" + good.user + ":" + good.password
-                   + "@127.0.0.1:1/%2f"),
-          rabbitmq_errc::connection_failed);
+  refused(
+    with_url("amqp://" + good.user + ":" + good.password + "@127.0.0.1:1/%2f"),
+    rabbitmq_errc::connection_failed);
   refused(with_url("amqp://" + good.user + ":not-the-password@" + good.host
                    + ":" + std::to_string(good.port) + "/%2f"),
           rabbitmq_errc::authentication_failed);
-  refused(with_url("amqp://" + good.user + ":" + good.password + "@"
-                   + good.host + ":" + std::to_string(good.port)
-                   + "/no-such-vhost"),
+  refused(with_url("amqp://" + good.user + ":" + good.password + "@" + good.host
+                   + ":" + std::to_string(good.port) + "/no-such-vhost"),
           rabbitmq_errc::authentication_failed);
   refused(with_url("http://localhost"), rabbitmq_errc::invalid_url);
   auto c = with_url(test_amqp_url_text());
@@ -140,7 +139,9 @@ TEST_CASE_METHOD(rabbitmq_bus_test,
   CHECK(seen.ids() == ids_of(events));
   auto dlq = bus->dead_letters();
   REQUIRE(dlq);
-  REQUIRE(eventually([&] { return *dlq->count() == 1; }));
+  REQUIRE(eventually([&] {
+    return *dlq->count() == 1;
+  }));
   auto letters = dlq->list(10);
   REQUIRE(letters);
   REQUIRE(letters->size() == 1);
@@ -187,7 +188,9 @@ TEST_CASE_METHOD(rabbitmq_bus_test,
   // The first delivery and two retries.
   CHECK(poison_attempts.load() == 3);
   auto dlq = bus->dead_letters();
-  REQUIRE(eventually([&] { return *dlq->count() == 1; }));
+  REQUIRE(eventually([&] {
+    return *dlq->count() == 1;
+  }));
   auto letters = dlq->list(10);
   REQUIRE(letters);
   REQUIRE(letters->size() == 1);
@@ -248,7 +251,9 @@ TEST_CASE_METHOD(rabbitmq_bus_test,
   auto consumer = consumer_of(sys, sup, "default");
   REQUIRE(consumer);
   caf::anon_send_exit(consumer, caf::exit_reason::kill);
-  REQUIRE(eventually([&] { return bus->stats().consumer_restarts == 1; }));
+  REQUIRE(eventually([&] {
+    return bus->stats().consumer_restarts == 1;
+  }));
   auto second = make_events(2, 2, 5);
   publish_all(*bus, second);
   REQUIRE(seen.wait_for(first.size() + second.size()));

@@ -28,9 +28,8 @@ inline std::string test_amqp_url_text() {
   if (text == nullptr || *text == '\0')
     FAIL("ES_TEST_AMQP_URL is not set: " << rabbitmq_instructions);
   if (auto url = parse_amqp_url(text); !url)
-    FAIL("ES_TEST_AMQP_URL is not an AMQP URL (" << describe(url.error())
-                                                 << "): "
-                                                 << rabbitmq_instructions);
+    FAIL("ES_TEST_AMQP_URL is not an AMQP URL ("
+         << describe(url.error()) << "): " << rabbitmq_instructions);
   return text;
 }
 
@@ -46,8 +45,8 @@ inline detail::amqp::connection connect_test_rabbitmq() {
   auto conn = detail::amqp::connection::open(test_amqp_url(), cfg);
   if (!conn)
     FAIL("cannot use the RabbitMQ test broker at "
-         << to_string(test_amqp_url()) << ": " << describe(conn.error())
-         << "; " << rabbitmq_instructions);
+         << to_string(test_amqp_url()) << ": " << describe(conn.error()) << "; "
+         << rabbitmq_instructions);
   return std::move(*conn);
 }
 

@@ -7,14 +7,10 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include "child_process.hpp"
 #include "redis_fixture.hpp"
 #include <catch2/catch.hpp>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <cstring>
 #include <set>
 #include <string>
 #include <thread>
@@ -22,57 +18,6 @@
 using namespace es;
 using namespace es::test;
 using namespace es::testing::bus_contract;
-
-namespace {
-
-/// A child process whose stdout we read line by line.
-struct child {
-  pid_t pid = -1;
-  FILE* out = nullptr;
-
-  ~child() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-    if (out != nullptr)
-      fclose(out);
-  }
-
-  /// The next line (without its newline); empty at the end.
-  std::string line() {
-    char buf[512];
-    if (fgets(buf, sizeof(buf), out) == nullptr)
-      return {};
-    std::string s{buf};
-    if (!s.empty() && s.back() == '\n')
-      s.pop_back();
-    return s;
-  }
-};
-
-void spawn(child& c, const std::vector<std::string>& args) {
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  c.pid = fork();
-  REQUIRE(c.pid >= 0);
-  if (c.pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> argv;
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  c.out = fdopen(fds[0], "r");
-  REQUIRE(c.out != nullptr);
-}
-
-} // namespace
 
 TEST_CASE("another member reclaims the batch of a member killed mid-batch",
           "[redis][bus][faults]") {
@@ -86,8 +31,7 @@ TEST_CASE("another member reclaims the batch of a member killed mid-batch",
   keys("kill:dlq");
   // The doomed member: handles two events of its batch, then hangs in the
   // third until it is killed.
-  child doomed;
-  spawn(doomed, {ES_REDIS_MEMBER, url_text, prefix, "workers", "doomed", "2"});
+  child_process doomed{{ES_BUS_MEMBER, url_text, prefix, "workers", "2"}};
   REQUIRE(doomed.line() == "ready");
   caf::actor_system_config sys_cfg;
   add_redis_module(sys_cfg);
@@ -112,9 +56,7 @@ TEST_CASE("another member reclaims the batch of a member killed mid-batch",
   }
   REQUIRE(handled_by_doomed.size() == 2);
   // Killed in the middle of a batch: that batch is not acknowledged.
-  REQUIRE(kill(doomed.pid, SIGKILL) == 0);
-  waitpid(doomed.pid, nullptr, 0);
-  doomed.pid = -1;
+  doomed.kill_now();
   auto raw = connect_test_redis();
   auto stream = rc.stream_prefix + ":stream";
   auto pending = must(raw, {"XPENDING", stream, "workers"})[0].integer();

@@ -1,10 +1,12 @@
-// A member of a Redis consumer group in a process of its own, for the
-// kill -9 test: it prints "ready", then "handled <event id>" for each event,
-// and after STALL events it stalls inside its handler (printing "stalled"),
-// holding its batch unacknowledged until it is killed.
+// A member of a broker bus's consumer group in a process of its own, for
+// the kill -9 tests: it prints "ready", then "handled <event id>" for each
+// event, and after STALL events it stalls inside its handler (printing
+// "stalled"), holding its batch unacknowledged until it is killed.
 //
-// Usage: redis_member URL STREAM_PREFIX GROUP CONSUMER STALL
-#include "es/redis/redis.hpp"
+// Usage: bus_member URL NAME GROUP STALL
+//   URL: any URL es::brokers opens (redis://..., amqp://...); NAME: the
+//   Redis stream prefix or the RabbitMQ exchange.
+#include "es/brokers/brokers.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -17,23 +19,20 @@
 #include <thread>
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: redis_member URL PREFIX GROUP CONSUMER "
-                         "STALL\n");
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: bus_member URL NAME GROUP STALL\n");
     return 2;
   }
   caf::actor_system_config cfg;
-  es::add_redis_module(cfg);
+  es::add_broker_modules(cfg);
   cfg.set("scheduler.max-threads", 2);
   caf::actor_system sys{cfg};
-  es::redis_bus_config rc;
-  rc.url = argv[1];
-  rc.stream_prefix = argv[2];
-  rc.consumer_group = argv[3];
-  rc.consumer_name = argv[4];
-  rc.block = std::chrono::milliseconds(100);
-  auto stall = std::atol(argv[5]);
-  auto bus = es::make_redis_bus(sys, rc);
+  es::broker_bus_settings settings;
+  settings.name = argv[2];
+  settings.group = argv[3];
+  settings.block = std::chrono::milliseconds(100);
+  auto stall = std::atol(argv[4]);
+  auto bus = es::open_broker_bus(sys, argv[1], settings);
   if (!bus) {
     std::fprintf(stderr, "%s\n", es::describe(bus.error()).c_str());
     return 1;
