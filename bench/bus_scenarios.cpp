@@ -1,10 +1,14 @@
 #include "bus_scenarios.hpp"
 
+#include "es/brokers/brokers.hpp"
 #include "es/bus/envelope.hpp"
 #include "es/bus/in_process_bus.hpp"
 #include "es/bus/outbox_relay.hpp"
 #include "es/redis/redis.hpp"
 #include "es/sqlite/sqlite.hpp"
+#ifdef ES_BENCH_RABBITMQ
+#  include "rabbitmq_baseline.hpp"
+#endif
 
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
@@ -20,10 +24,8 @@
 
 namespace es::bench {
 
-namespace {
-
 /// `n` recorded events over 100 aggregates, as a store would return them.
-recorded_events make_events(int64_t n) {
+recorded_events make_bench_events(int64_t n) {
   std::vector<uuid> ids;
   for (int i = 0; i < 100; ++i)
     ids.push_back(uuid::random());
@@ -48,8 +50,16 @@ recorded_events make_events(int64_t n) {
   return result;
 }
 
+namespace {
+
 std::string stream_prefix() {
   return "esbench:" + uuid::random().to_string();
+}
+
+/// A name of the bench's own at the broker (stream prefix, exchange).
+std::string bus_name(const std::string& url) {
+  return broker_of(url) == "redis" ? stream_prefix()
+                                   : "esbench." + uuid::random().to_string();
 }
 
 /// Deletes the bench's streams.
@@ -80,25 +90,37 @@ redisContext* connect_raw(const redis_url& url) {
   return ctx;
 }
 
+/// Deletes what a bench run left at the broker.
+void drop_bus(const std::string& url, const std::string& name) {
+  if (broker_of(url) == "redis") {
+    auto* ctx = connect_raw(*parse_redis_url(url));
+    drop(ctx, name);
+    redisFree(ctx);
+    return;
+  }
+#ifdef ES_BENCH_RABBITMQ
+  drop_rabbitmq_bus(url, name);
+#endif
+}
+
 } // namespace
 
-run_result run_redis_bus_publish(caf::actor_system& sys,
-                                 const bench_params& params,
-                                 const std::string& url) {
-  auto events = make_events(params.events);
-  redis_bus_config cfg;
-  cfg.url = url;
-  cfg.stream_prefix = stream_prefix();
-  auto bus = make_redis_bus(sys, cfg);
+run_result run_bus_publish(caf::actor_system& sys, const bench_params& params,
+                           const std::string& url) {
+  auto events = make_bench_events(params.events);
+  broker_bus_settings settings;
+  settings.name = bus_name(url);
+  auto bus = open_broker_bus(sys, url, settings);
   if (!bus)
-    fail("esbench: cannot open the Redis bus: " + describe(bus.error()));
+    fail("esbench: cannot open the bus at " + masked_url(url) + ": "
+         + describe(bus.error()));
   run_result r;
-  r.backend = "redis";
+  r.backend = broker_of(url);
   r.scenario = "bus-publish";
   r.events = params.events;
   r.writers = 1;
   r.batch = params.batch;
-  r.note = "(es::redis bus facade, envelopes encoded in the call)";
+  r.note = "(es::" + r.backend + " bus facade, envelopes encoded in the call)";
   auto batch = static_cast<size_t>(std::max(1, params.batch));
   auto start = clock::now();
   for (size_t i = 0; i < events.size(); i += batch) {
@@ -112,10 +134,8 @@ run_result run_redis_bus_publish(caf::actor_system& sys,
     r.latencies_us.push_back(micros_since(t));
   }
   r.seconds = micros_since(start) / 1e6;
-  auto parsed = parse_redis_url(url);
-  auto* ctx = connect_raw(*parsed);
-  drop(ctx, cfg.stream_prefix);
-  redisFree(ctx);
+  bus->reset();
+  drop_bus(url, settings.name);
   return r;
 }
 
@@ -124,7 +144,7 @@ run_result run_raw_hiredis_xadd(const bench_params& params,
   auto parsed = parse_redis_url(url);
   if (!parsed)
     fail("esbench: bad --redis-url: " + describe(parsed.error()));
-  auto events = make_events(params.events);
+  auto events = make_bench_events(params.events);
   auto prefix = stream_prefix();
   auto stream = prefix + ":stream";
   // The commands, encoded before the clock: the same fields the bus sends.
@@ -281,8 +301,8 @@ run_result finish(latency_probe& probe, const bench_params& p,
 
 } // namespace
 
-run_result run_relay_redis(caf::actor_system& sys, const bench_params& params,
-                           const std::string& url) {
+run_result run_relay_broker(caf::actor_system& sys, const bench_params& params,
+                            const std::string& url) {
   auto p = params;
   p.batch = 1;
   sqlite_config sc;
@@ -295,13 +315,13 @@ run_result run_relay_redis(caf::actor_system& sys, const bench_params& params,
   auto outbox = make_sqlite_outbox(sc.path);
   if (!outbox)
     fail("esbench: " + describe(outbox.error()));
-  redis_bus_config rc;
-  rc.url = url;
-  rc.stream_prefix = stream_prefix();
-  rc.block = std::chrono::milliseconds(100);
-  auto bus = make_redis_bus(sys, rc);
+  broker_bus_settings settings;
+  settings.name = bus_name(url);
+  settings.block = std::chrono::milliseconds(100);
+  auto bus = open_broker_bus(sys, url, settings);
   if (!bus)
-    fail("esbench: cannot open the Redis bus: " + describe(bus.error()));
+    fail("esbench: cannot open the bus at " + masked_url(url) + ": "
+         + describe(bus.error()));
   latency_probe probe;
   (*bus)->subscribe_to_all_events([&](const recorded_event& ev) {
     probe.arrive(ev);
@@ -326,13 +346,12 @@ run_result run_relay_redis(caf::actor_system& sys, const bench_params& params,
     fail("esbench: not every relayed event arrived");
   caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
   static_cast<void>((*bus)->stop(std::chrono::seconds(10)));
-  auto parsed = parse_redis_url(url);
-  auto* ctx = connect_raw(*parsed);
-  drop(ctx, rc.stream_prefix);
-  redisFree(ctx);
-  return finish(probe, p, start, "redis-relay",
-                "(SQLite outbox -> relay -> Redis -> consumer group -> "
-                "handler; latency from commit)");
+  bus->reset();
+  drop_bus(url, settings.name);
+  auto broker = broker_of(url);
+  return finish(probe, p, start, broker + "-relay",
+                "(SQLite outbox -> relay -> " + broker
+                  + " -> consumer group -> handler; latency from commit)");
 }
 
 run_result run_relay_in_process(caf::actor_system& sys,

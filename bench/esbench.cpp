@@ -8,9 +8,12 @@
 #include <caf/exec_main.hpp>
 
 #ifdef ES_BENCH_REDIS
-#  include "es/redis/redis.hpp"
+#  include "es/brokers/brokers.hpp"
 
 #  include "bus_scenarios.hpp"
+#endif
+#ifdef ES_BENCH_RABBITMQ
+#  include "rabbitmq_baseline.hpp"
 #endif
 #include "command_scenarios.hpp"
 #include "counter.hpp"
@@ -41,6 +44,7 @@ struct esbench_config : caf::actor_system_config {
   int64_t max_single = 2000;
   std::string bus = "redis";
   std::string redis_url = "redis://:es-test-pass@127.0.0.1:56379/0";
+  std::string amqp_url = "amqp://es:es-test-pass@127.0.0.1:55672/%2f";
 
   esbench_config() {
     opt_group{custom_options_, "global"}
@@ -50,7 +54,8 @@ struct esbench_config : caf::actor_system_config {
            "(--batch events per call), commands (through a region and "
            "aggregate actors), idle-memory (bytes per live idle aggregate), "
            "read-all, recover, project (projection throughput), "
-           "bus-publish (--bus) or relay (outbox to Redis to a handler)")
+           "bus-publish (--bus) or relay (outbox to the --bus broker to a "
+           "handler)")
       .add(events, "events", "total events to write")
       .add(writers, "writers", "concurrent writer threads")
       .add(batch, "batch",
@@ -72,16 +77,19 @@ struct esbench_config : caf::actor_system_config {
       .add(max_single, "max-single",
            "project scenario: events of the batch-1 read-model rows (one "
            "commit each; default 2000)")
-      .add(bus, "bus", "bus-publish scenario: the bus under test (redis)")
+      .add(bus, "bus",
+           "bus-publish and relay: the bus under test (redis or rabbitmq)")
       .add(redis_url, "redis-url",
            "Redis server of --bus=redis (default: scripts/redis's)")
+      .add(amqp_url, "amqp-url",
+           "RabbitMQ broker of --bus=rabbitmq (default: scripts/rabbitmq's)")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
     set("scheduler.max-threads", 2);
     es::add_projections_module(*this);
 #ifdef ES_BENCH_REDIS
-    es::add_redis_module(*this);
+    es::add_broker_modules(*this);
 #endif
     add_message_types<caf::id_block::esbench>();
   }
@@ -135,41 +143,39 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     es::bench::print_table(rows);
     return;
   }
-  if (p.scenario == "bus-publish") {
+  if (p.scenario == "bus-publish" || p.scenario == "relay") {
 #ifdef ES_BENCH_REDIS
-    if (cfg.bus != "redis") {
-      std::cerr << "esbench: unknown --bus " << cfg.bus << " (redis)\n";
+    std::string url;
+    if (cfg.bus == "redis")
+      url = cfg.redis_url;
+#  ifdef ES_BENCH_RABBITMQ
+    else if (cfg.bus == "rabbitmq")
+      url = cfg.amqp_url;
+#  endif
+    if (url.empty()) {
+      std::cerr << "esbench: unknown --bus " << cfg.bus
+                << " (redis or rabbitmq)\n";
       std::exit(2);
     }
-    p.batch = cfg.batch > 0 ? cfg.batch : 100;
     std::vector<es::bench::run_result> bus_runs;
     std::vector<es::bench::run_result> raw_runs;
     for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
-      bus_runs.push_back(
-        es::bench::run_redis_bus_publish(sys, p, cfg.redis_url));
-      raw_runs.push_back(es::bench::run_raw_hiredis_xadd(p, cfg.redis_url));
+      if (p.scenario == "relay") {
+        bus_runs.push_back(es::bench::run_relay_broker(sys, p, url));
+        raw_runs.push_back(es::bench::run_relay_in_process(sys, p));
+        continue;
+      }
+      p.batch = cfg.batch > 0 ? cfg.batch : 100;
+      bus_runs.push_back(es::bench::run_bus_publish(sys, p, url));
+      if (cfg.bus == "redis")
+        raw_runs.push_back(es::bench::run_raw_hiredis_xadd(p, url));
+#  ifdef ES_BENCH_RABBITMQ
+      else
+        raw_runs.push_back(es::bench::run_raw_rabbitmq_publish(p, url));
+#  endif
     }
     std::vector<es::bench::run_result> rows{es::bench::median_run(bus_runs),
                                             es::bench::median_run(raw_runs)};
-    for (const auto& r : rows)
-      es::bench::print_json(r);
-    es::bench::print_table(rows);
-    return;
-#else
-    std::cerr << "esbench: built without Redis (ES_WITH_REDIS=OFF)\n";
-    std::exit(2);
-#endif
-  }
-  if (p.scenario == "relay") {
-#ifdef ES_BENCH_REDIS
-    std::vector<es::bench::run_result> relay_runs;
-    std::vector<es::bench::run_result> local_runs;
-    for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
-      relay_runs.push_back(es::bench::run_relay_redis(sys, p, cfg.redis_url));
-      local_runs.push_back(es::bench::run_relay_in_process(sys, p));
-    }
-    std::vector<es::bench::run_result> rows{es::bench::median_run(relay_runs),
-                                            es::bench::median_run(local_runs)};
     for (const auto& r : rows)
       es::bench::print_json(r);
     es::bench::print_table(rows);
