@@ -7,6 +7,7 @@ ES_BUILD_PACKAGES=(
   cmake make g++ pkg-config git ca-certificates
   libcaf-dev libsqlite3-dev libpq-dev rapidjson-dev catch2 uuid-dev sqlite3
   libhiredis-dev redis-server redis-tools librabbitmq-dev
+  librdkafka-dev
 )
 
 es_log() {
