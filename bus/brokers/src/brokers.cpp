@@ -9,6 +9,9 @@
 #ifdef ES_HAVE_RABBITMQ
 #  include "es/rabbitmq/rabbitmq.hpp"
 #endif
+#ifdef ES_HAVE_KAFKA
+#  include "es/kafka/kafka.hpp"
+#endif
 
 #include <caf/actor_system_config.hpp>
 
@@ -26,7 +29,7 @@ caf::error unsupported(const std::string& url) {
   auto broker = broker_of(url);
   if (broker.empty())
     return make_store_error(store_errc::invalid_argument,
-                            "not a broker URL (redis://, amqp://): "
+                            "not a broker URL (redis://, amqp://, kafka://): "
                               + masked_url(url));
   return make_store_error(store_errc::invalid_argument,
                           "this build has no " + broker + " bridge");
@@ -39,6 +42,41 @@ std::string line(const char* fmt, long long a, long long b = 0,
   return buf;
 }
 
+#ifdef ES_HAVE_KAFKA
+/// `kafka://host:port[,host:port...][?key=value&...]`: the bootstrap
+/// servers, and librdkafka properties passed through as they are.
+caf::expected<kafka_bus_config> kafka_config_of(const std::string& url) {
+  auto rest = url.substr(8);
+  std::string query;
+  if (auto q = rest.find('?'); q != std::string::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (auto slash = rest.find('/'); slash != std::string::npos)
+    rest = rest.substr(0, slash);
+  if (rest.empty() || rest.find('@') != std::string::npos)
+    return make_kafka_error(kafka_errc::invalid_config,
+                            "a Kafka URL is kafka://host:port[,host:port...]"
+                            "[?property=value&...] (credentials go in the "
+                            "SASL properties)");
+  kafka_bus_config kc;
+  kc.bootstrap_servers = rest;
+  size_t start = 0;
+  while (start < query.size()) {
+    auto end = query.find('&', start);
+    auto item = query.substr(start, end == std::string::npos ? std::string::npos
+                                                             : end - start);
+    start = end == std::string::npos ? query.size() : end + 1;
+    auto eq = item.find('=');
+    if (item.empty() || eq == std::string::npos || eq == 0)
+      return make_kafka_error(kafka_errc::invalid_config,
+                              "a Kafka URL's query is property=value pairs");
+    kc.properties.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return kc;
+}
+#endif
+
 } // namespace
 
 std::string broker_of(const std::string& url) {
@@ -46,6 +84,8 @@ std::string broker_of(const std::string& url) {
     return "redis";
   if (starts_with(url, "amqp://") || starts_with(url, "amqps://"))
     return "rabbitmq";
+  if (starts_with(url, "kafka://"))
+    return "kafka";
   return {};
 }
 
@@ -57,6 +97,10 @@ bool broker_supported(const std::string& url) {
 #endif
 #ifdef ES_HAVE_RABBITMQ
   if (broker == "rabbitmq")
+    return true;
+#endif
+#ifdef ES_HAVE_KAFKA
+  if (broker == "kafka")
     return true;
 #endif
   return false;
@@ -84,6 +128,17 @@ caf::expected<event_bus_ptr> open_broker_bus(caf::actor_system& sys,
     rc.consumer_group = s.group;
     rc.block = s.block;
     return make_rabbitmq_bus(sys, rc);
+  }
+#endif
+#ifdef ES_HAVE_KAFKA
+  if (broker == "kafka") {
+    auto kc = kafka_config_of(url);
+    if (!kc)
+      return std::move(kc.error());
+    kc->topic_prefix = s.name;
+    kc->consumer_group = s.group;
+    kc->block = s.block;
+    return make_kafka_bus(sys, *kc);
   }
 #endif
   static_cast<void>(sys);
@@ -132,6 +187,24 @@ broker_bus_report(const std::string& url, const broker_bus_settings& s) {
     return out;
   }
 #endif
+#ifdef ES_HAVE_KAFKA
+  if (broker == "kafka") {
+    auto kc = kafka_config_of(url);
+    if (!kc)
+      return std::move(kc.error());
+    kc->topic_prefix = s.name;
+    kc->consumer_group = s.group;
+    auto info = read_kafka_bus_info(*kc);
+    if (!info)
+      return std::move(info.error());
+    out.push_back("kafka topic " + s.name + ".events: "
+                  + line("%lld partitions, %lld messages, %lld dead letters",
+                         info->partitions, info->messages, info->dead_letters));
+    for (const auto& [group, lag] : info->lag)
+      out.push_back("  group " + group + ": " + line("lag %lld", lag));
+    return out;
+  }
+#endif
   static_cast<void>(s);
   return unsupported(url);
 }
@@ -152,6 +225,9 @@ std::string masked_url(const std::string& url) {
 
 void add_broker_modules(caf::actor_system_config& cfg) {
   add_bus_module(cfg);
+#ifdef ES_HAVE_KAFKA
+  add_kafka_module(cfg);
+#endif
 #ifdef ES_HAVE_REDIS
   add_redis_module(cfg);
 #endif

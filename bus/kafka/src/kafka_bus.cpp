@@ -98,8 +98,9 @@ make_conf(const bus_setup& s,
     {"client.id", s.client_id},
     {"socket.connection.setup.timeout.ms",
      std::to_string(std::max(1000, ms(s.cfg.connect_timeout)))}};
-  all.insert(all.end(), s.cfg.properties.begin(), s.cfg.properties.end());
+  // The caller's properties last: they win over the bus's own settings.
   all.insert(all.end(), extra.begin(), extra.end());
+  all.insert(all.end(), s.cfg.properties.begin(), s.cfg.properties.end());
   char errstr[512];
   for (const auto& [k, v] : all)
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr))
@@ -241,6 +242,10 @@ partitions_of(rd_kafka_t* rk, const std::string& topic,
       result.push_back(t.partitions[j].id);
   }
   rd_kafka_metadata_destroy(md);
+  // A topic nobody wrote to yet (where the cluster does not create topics
+  // on a metadata request): no partitions, nothing in it.
+  if (topic_err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    return std::vector<int32_t>{};
   if (topic_err != RD_KAFKA_RESP_ERR_NO_ERROR && result.empty())
     return make_kafka_error(kafka_errc::server_error,
                             topic + ": " + rd_kafka_err2str(topic_err));
@@ -656,8 +661,12 @@ read_topic(const bus_setup& s, rd_kafka_t* meta, const std::string& topic) {
   if (!parts)
     return std::move(parts.error());
   std::vector<incoming> result;
-  auto conf = make_conf(
-    s, {{"enable.partition.eof", "true"}, {"enable.auto.commit", "false"}});
+  // A group of its own only so that the consumer API works; it assigns
+  // partitions itself and commits nothing.
+  auto conf
+    = make_conf(s, {{"group.id", "es-reader-" + uuid::random().to_string()},
+                    {"enable.partition.eof", "true"},
+                    {"enable.auto.commit", "false"}});
   if (!conf)
     return std::move(conf.error());
   char errstr[512];
@@ -667,6 +676,7 @@ read_topic(const bus_setup& s, rd_kafka_t* meta, const std::string& topic) {
     return make_kafka_error(kafka_errc::invalid_config, errstr);
   }
   kafka_ptr reader{rk};
+  rd_kafka_poll_set_consumer(rk);
   auto* list
     = rd_kafka_topic_partition_list_new(static_cast<int>(parts->size()));
   size_t waiting = 0;

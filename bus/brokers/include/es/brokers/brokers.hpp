@@ -21,7 +21,7 @@ namespace es {
 /// What every broker bus needs beyond its URL.
 struct broker_bus_settings {
   /// The bus's name at the broker: the Redis stream prefix, the RabbitMQ
-  /// exchange.
+  /// exchange, the Kafka topic prefix.
   std::string name = "events";
   /// The consumer group of subscriptions that name none.
   std::string group = "default";
@@ -30,7 +30,8 @@ struct broker_bus_settings {
 };
 
 /// The broker a URL names: "redis" (redis://, rediss://), "rabbitmq"
-/// (amqp://, amqps://), or empty for any other scheme.
+/// (amqp://, amqps://), "kafka" (kafka://host:port[,host:port...], the
+/// bootstrap servers), or empty for any other scheme.
 std::string broker_of(const std::string& url);
 
 /// Whether this build has the bridge for `url`'s broker.

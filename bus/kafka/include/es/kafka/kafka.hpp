@@ -116,9 +116,10 @@ struct kafka_bus_config {
   /// message.timeout.ms: a publish fails after it, with nothing left
   /// queued to be sent later.
   std::chrono::milliseconds delivery_timeout{10'000};
-  /// Passed to librdkafka as they are, for both producers and consumers:
-  /// security ("security.protocol", "sasl.mechanisms", "sasl.username",
-  /// "sasl.password", "ssl.ca.location", ...) and tuning.
+  /// Passed to librdkafka as they are, for producers and consumers, after
+  /// (so over) the bus's own settings: security ("security.protocol",
+  /// "sasl.mechanisms", "sasl.username", "sasl.password",
+  /// "ssl.ca.location", ...) and tuning.
   std::vector<std::pair<std::string, std::string>> properties;
   /// The breaker around the publisher (see `redis_bus_config::breaker`).
   circuit_breaker_config breaker{5, std::chrono::seconds(5), 1,
