@@ -61,12 +61,13 @@ orders_config::orders_config() {
          "dlq purge: delete resolved entries older than this (default 30)");
   opt_group{custom_options_, "global"}
     .add(bus, "bus",
-         "run, status: a broker URL (redis://[:password@]host:port/db or "
-         "amqp://user:password@host:port/vhost); the events go through the "
-         "store's outbox, a relay and the broker to the projections")
+         "run, status: a broker URL (redis://[:password@]host:port/db, "
+         "amqp://user:password@host:port/vhost or kafka://host:port,...); "
+         "the events go through the store's outbox, a relay and the broker "
+         "to the projections")
     .add(bus_prefix, "bus-prefix",
-         "run --bus: the Redis stream prefix or the RabbitMQ exchange "
-         "(default orders)");
+         "run --bus: the Redis stream prefix, the RabbitMQ exchange or the "
+         "Kafka topic prefix (default orders)");
   set("scheduler.max-threads", 2);
   es::add_projections_module(*this);
   es::add_broker_modules(*this);

@@ -272,6 +272,10 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
                  std::cerr << "orders: the outbox relay failed: "
                            << es::describe(err) << "\n";
                });
+    // And the broker handed all of it to the projections' group.
+    if (auto err = bus->drain(std::chrono::minutes(1)))
+      std::cerr << "orders: the bus did not drain: " << es::describe(err)
+                << "\n";
     self->request(opened->relay, std::chrono::minutes(1), es::stats_atom_v)
       .receive(
         [&](es::outbox_relay_status& s) {

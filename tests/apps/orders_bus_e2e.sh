@@ -5,7 +5,7 @@
 # (the second continues the first's orders), each followed by `orders
 # verify`: every event relayed, no outbox row left, both read models equal
 # to the log.
-# Usage: orders_bus_e2e.sh PATH_TO_ORDERS_BINARY redis|rabbitmq
+# Usage: orders_bus_e2e.sh PATH_TO_ORDERS_BINARY redis|rabbitmq|kafka
 set -euo pipefail
 orders="$1"
 broker="$2"
@@ -22,7 +22,13 @@ case "$broker" in
     group_line="queue es-e2e-.*\.orders-views: 0 ready"
     bad_url=amqp://guest:guest@127.0.0.1:1/%2f
     bad_error=es_amqp.connection_failed ;;
-  *) echo "usage: orders_bus_e2e.sh ORDERS redis|rabbitmq" >&2; exit 2 ;;
+  kafka)
+    url_var=ES_TEST_KAFKA_URL
+    # Kafka: the group has committed everything.
+    group_line="group orders-views: lag 0"
+    bad_url=kafka://127.0.0.1:1
+    bad_error=es_kafka.connection_failed ;;
+  *) echo "usage: orders_bus_e2e.sh ORDERS redis|rabbitmq|kafka" >&2; exit 2 ;;
 esac
 url="${!url_var:-}"
 if [ -z "$url" ]; then
