@@ -58,8 +58,11 @@ std::string stream_prefix() {
 
 /// A name of the bench's own at the broker (stream prefix, exchange).
 std::string bus_name(const std::string& url) {
-  return broker_of(url) == "redis" ? stream_prefix()
-                                   : "esbench." + uuid::random().to_string();
+  if (broker_of(url) == "redis")
+    return stream_prefix();
+  if (broker_of(url) == "kafka")
+    return "esbench-" + uuid::random().to_string();
+  return "esbench." + uuid::random().to_string();
 }
 
 /// Deletes the bench's streams.
@@ -99,8 +102,10 @@ void drop_bus(const std::string& url, const std::string& name) {
     return;
   }
 #ifdef ES_BENCH_RABBITMQ
-  drop_rabbitmq_bus(url, name);
+  if (broker_of(url) == "rabbitmq")
+    drop_rabbitmq_bus(url, name);
 #endif
+  // Kafka: the mock cluster keeps the topics until it stops.
 }
 
 } // namespace

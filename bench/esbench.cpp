@@ -15,6 +15,9 @@
 #ifdef ES_BENCH_RABBITMQ
 #  include "rabbitmq_baseline.hpp"
 #endif
+#ifdef ES_BENCH_KAFKA
+#  include "kafka_baseline.hpp"
+#endif
 #include "command_scenarios.hpp"
 #include "counter.hpp"
 #include "postgres_scenarios.hpp"
@@ -45,6 +48,7 @@ struct esbench_config : caf::actor_system_config {
   std::string bus = "redis";
   std::string redis_url = "redis://:es-test-pass@127.0.0.1:56379/0";
   std::string amqp_url = "amqp://es:es-test-pass@127.0.0.1:55672/%2f";
+  std::string kafka_url;
 
   esbench_config() {
     opt_group{custom_options_, "global"}
@@ -78,11 +82,15 @@ struct esbench_config : caf::actor_system_config {
            "project scenario: events of the batch-1 read-model rows (one "
            "commit each; default 2000)")
       .add(bus, "bus",
-           "bus-publish and relay: the bus under test (redis or rabbitmq)")
+           "bus-publish and relay: the bus under test (redis, rabbitmq or "
+           "kafka)")
       .add(redis_url, "redis-url",
            "Redis server of --bus=redis (default: scripts/redis's)")
       .add(amqp_url, "amqp-url",
            "RabbitMQ broker of --bus=rabbitmq (default: scripts/rabbitmq's)")
+      .add(kafka_url, "kafka-url",
+           "Kafka cluster of --bus=kafka, kafka://host:port,... (scripts/kafka "
+           "dsn)")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
@@ -152,9 +160,14 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     else if (cfg.bus == "rabbitmq")
       url = cfg.amqp_url;
 #  endif
+#  ifdef ES_BENCH_KAFKA
+    else if (cfg.bus == "kafka")
+      url = cfg.kafka_url;
+#  endif
     if (url.empty()) {
       std::cerr << "esbench: unknown --bus " << cfg.bus
-                << " (redis or rabbitmq)\n";
+                << " (redis, rabbitmq or kafka; --kafka-url is required for "
+                   "kafka)\n";
       std::exit(2);
     }
     std::vector<es::bench::run_result> bus_runs;
@@ -170,8 +183,13 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
       if (cfg.bus == "redis")
         raw_runs.push_back(es::bench::run_raw_hiredis_xadd(p, url));
 #  ifdef ES_BENCH_RABBITMQ
-      else
+      else if (cfg.bus == "rabbitmq")
         raw_runs.push_back(es::bench::run_raw_rabbitmq_publish(p, url));
+#  endif
+#  ifdef ES_BENCH_KAFKA
+      else if (cfg.bus == "kafka")
+        raw_runs.push_back(es::bench::run_raw_kafka_produce(
+          p, url.substr(std::string{"kafka://"}.size())));
 #  endif
     }
     std::vector<es::bench::run_result> rows{es::bench::median_run(bus_runs),
