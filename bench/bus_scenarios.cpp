@@ -339,6 +339,12 @@ run_result run_relay_broker(caf::actor_system& sys, const bench_params& params,
   relay_cfg.store = *store;
   relay_cfg.bus = *bus;
   relay_cfg.poll_interval = std::chrono::milliseconds(5);
+  // Before the clock, one event through the bus, so that the consumer is
+  // connected (a Kafka group has formed) when the appends start.
+  if (auto err = (*bus)->publish(make_bench_events(1)))
+    fail("esbench: warm-up publish failed: " + describe(err));
+  if (!probe.wait_for(1))
+    fail("esbench: the warm-up event did not arrive");
   auto relay = spawn_outbox_relay(sys, relay_cfg);
   auto start = append_all(**store, p,
                           [&](const event_batch& batch, const append_result&) {
@@ -347,7 +353,7 @@ run_result run_relay_broker(caf::actor_system& sys, const bench_params& params,
   auto total
     = static_cast<size_t>(p.writers)
       * static_cast<size_t>(std::max<int64_t>(1, p.events / p.writers));
-  if (!probe.wait_for(total))
+  if (!probe.wait_for(total + 1))
     fail("esbench: not every relayed event arrived");
   caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
   static_cast<void>((*bus)->stop(std::chrono::seconds(10)));

@@ -18,6 +18,9 @@
 #ifdef ES_HAVE_RABBITMQ
 #  include "es/rabbitmq/all.hpp"
 #endif
+#ifdef ES_HAVE_KAFKA
+#  include "es/kafka/all.hpp"
+#endif
 
 #include "es/actors/fwd.hpp"
 #include "es/bus/fwd.hpp"
@@ -56,7 +59,14 @@ TEST_CASE("each module's errors render with its own category", "[headers]") {
   CHECK(text(make_rabbitmq_error(rabbitmq_errc::publish_nacked, "x"))
         == "es_amqp.publish_nacked: x");
   CHECK(is_retryable(make_rabbitmq_error(rabbitmq_errc::timeout, "")));
-  CHECK_FALSE(is_retryable(make_rabbitmq_error(rabbitmq_errc::server_error, "")));
+  CHECK_FALSE(
+    is_retryable(make_rabbitmq_error(rabbitmq_errc::server_error, "")));
+#endif
+#ifdef ES_HAVE_KAFKA
+  CHECK(text(make_kafka_error(kafka_errc::produce_failed, "x"))
+        == "es_kafka.produce_failed: x");
+  CHECK(is_retryable(make_kafka_error(kafka_errc::connection_failed, "")));
+  CHECK_FALSE(is_retryable(make_kafka_error(kafka_errc::invalid_config, "")));
 #endif
 }
 
@@ -64,6 +74,7 @@ TEST_CASE("a broker URL names its bridge, and its password is masked",
           "[headers]") {
   CHECK(broker_of("redis://:pw@h:1/0") == "redis");
   CHECK(broker_of("amqps://u:pw@h/%2f") == "rabbitmq");
+  CHECK(broker_of("kafka://h:1,h:2") == "kafka");
   CHECK(broker_of("http://h").empty());
   CHECK(masked_url("amqp://u:secret@h:1/%2f") == "amqp://u:***@h:1/%2f");
   CHECK(masked_url("redis://:secret@h:1/0") == "redis://:***@h:1/0");

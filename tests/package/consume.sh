@@ -52,7 +52,7 @@ cases=$(echo "$out" | sed -n 's/^All tests passed (\([0-9]*\) assertions in \([0
 [ -n "$cases" ] && [ "$cases" -ge 24 ] \
   || { echo "$out" | tail -5; fail "the contract suite ran too few test cases: ${cases:-none}"; }
 
-if ldd "$work/consumer/quickstart" | grep -Eq 'libpq|libhiredis'; then
+if ldd "$work/consumer/quickstart" | grep -Eq 'libpq|libhiredis|librabbitmq|librdkafka'; then
   ldd "$work/consumer/quickstart"
   fail "a SQLite-only program links libpq or a broker client"
 fi
