@@ -1,7 +1,10 @@
 #include "es/bus/detail/consumer.hpp"
 
+#include "es/bus/envelope.hpp"
 #include "es/bus/type_ids.hpp"
+#include "es/store/log.hpp"
 
+#include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include <algorithm>
@@ -127,6 +130,65 @@ deliver_batch(caf::actor_system& sys, const std::vector<local_sub>& subs,
   }
   counters.in_flight -= events.size();
   return failed;
+}
+
+batch_failures handle_envelopes(
+  caf::actor_system& sys, const std::vector<local_sub>& subs,
+  const std::vector<std::string_view>& bodies, uint32_t max_retries,
+  consumer_counters& counters,
+  const std::function<std::optional<std::string>(size_t)>& refuse) {
+  batch_failures result;
+  recorded_events events;
+  std::vector<size_t> origin;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    if (refuse) {
+      if (auto why = refuse(i)) {
+        result[i] = std::move(*why);
+        continue;
+      }
+    }
+    auto ev = decode_envelope(bodies[i]);
+    if (!ev) {
+      result[i] = "not an event envelope: " + describe(ev.error());
+      continue;
+    }
+    events.push_back(std::move(*ev));
+    origin.push_back(i);
+  }
+  for (auto& [k, why] : deliver_batch(sys, subs, events, max_retries, counters))
+    result[origin[k]] = std::move(why);
+  counters.completed += 1;
+  return result;
+}
+
+caf::behavior consumer_loop(caf::event_based_actor* self, consumer_base& base,
+                            consumer_counters& counters, consumer_hooks hooks) {
+  base.registry->started(base.group, caf::actor_cast<caf::actor>(self),
+                         counters);
+  self->send(self, caf::tick_atom_v);
+  return {
+    [self, &base, hooks = std::move(hooks)](caf::tick_atom) {
+      base.registry->refresh(base.group, base.subs_generation, base.subs);
+      if (base.subs.empty()) {
+        if (hooks.idle)
+          hooks.idle();
+        self->delayed_send(self, hooks.idle_pause, caf::tick_atom_v);
+        return;
+      }
+      if (auto err = hooks.poll()) {
+        log(log_level::warning, hooks.label + ": " + describe(err));
+        if (hooks.failed)
+          hooks.failed();
+        auto delay
+          = backoff_delay(hooks.backoff, base.failures_in_row, base.rng);
+        ++base.failures_in_row;
+        self->delayed_send(self, delay, caf::tick_atom_v);
+        return;
+      }
+      base.failures_in_row = 0;
+      self->send(self, caf::tick_atom_v);
+    },
+  };
 }
 
 } // namespace es::detail

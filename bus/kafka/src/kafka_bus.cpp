@@ -316,21 +316,15 @@ caf::expected<kafka_ptr> make_group_consumer(const bus_setup& s,
   return kafka_ptr{rk};
 }
 
-struct consumer_state {
+struct consumer_state : detail::consumer_base {
   static inline const char* name = "es.kafka_consumer";
 
   setup_ptr setup;
-  group_registry_ptr registry;
-  std::string group;
   /// In the group, subscribed; closed (leaving the group, so that its
   /// partitions move at once) and made again after any failure, which
   /// also rewinds to the committed offsets.
   kafka_ptr consumer;
   kafka_ptr dlq_producer;
-  std::vector<local_sub> subs;
-  uint64_t subs_generation = 0;
-  uint32_t failures_in_row = 0;
-  std::mt19937_64 rng{std::random_device{}()};
 
   void close() {
     if (consumer) {
@@ -416,22 +410,12 @@ caf::error process(consumer_actor* self, const std::vector<incoming>& batch) {
       ++counters.dead_lettered;
     }
   };
-  recorded_events events;
-  std::vector<const incoming*> origin;
-  for (const auto& m : batch) {
-    auto ev = decode_envelope(m.value);
-    if (!ev) {
-      dead(m, "not an event envelope: " + describe(ev.error()));
-      continue;
-    }
-    events.push_back(std::move(*ev));
-    origin.push_back(&m);
-  }
-  auto failed = detail::deliver_batch(self->system(), st.subs, events,
-                                      cfg.max_retries, counters);
-  for (const auto& [k, why] : failed)
-    dead(*origin[k], why);
-  counters.completed += 1;
+  std::vector<std::string_view> bodies;
+  for (const auto& m : batch)
+    bodies.emplace_back(m.value);
+  for (const auto& [i, why] : detail::handle_envelopes(
+         self->system(), st.subs, bodies, cfg.max_retries, counters))
+    dead(batch[i], why);
   if (auto err = produce_dead_letters(st, letters))
     return err;
   std::map<std::pair<std::string, int32_t>, int64_t> next;
@@ -497,34 +481,21 @@ caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
   st.setup = std::move(setup);
   st.registry = std::move(registry);
   st.group = std::move(group);
-  st.registry->started(st.group, caf::actor_cast<caf::actor>(self),
-                       *st.setup->counters);
-  self->send(self, caf::tick_atom_v);
-  return {
-    [self](caf::tick_atom) {
-      auto& st = self->state;
-      st.registry->refresh(st.group, st.subs_generation, st.subs);
-      if (st.subs.empty()) {
-        // Nobody to hand messages to: leave the group, so that the other
-        // members take the partitions.
-        st.close();
-        self->delayed_send(self, st.setup->cfg.block, caf::tick_atom_v);
-        return;
-      }
-      if (auto err = poll_once(self)) {
-        log(log_level::warning, "kafka bus: " + describe(err));
-        // Back to the committed offsets: what was polled comes again.
-        st.close();
-        auto delay
-          = backoff_delay(st.setup->cfg.reconnect, st.failures_in_row, st.rng);
-        ++st.failures_in_row;
-        self->delayed_send(self, delay, caf::tick_atom_v);
-        return;
-      }
-      st.failures_in_row = 0;
-      self->send(self, caf::tick_atom_v);
-    },
+  detail::consumer_hooks hooks;
+  hooks.label = "kafka bus";
+  hooks.idle_pause = st.setup->cfg.block;
+  hooks.backoff = st.setup->cfg.reconnect;
+  hooks.poll = [self] {
+    return poll_once(self);
   };
+  // Nobody to hand messages to: leave the group, so that the other members
+  // take the partitions. After a failure: back to the committed offsets,
+  // so what was polled comes again.
+  hooks.idle = [self] {
+    self->state.close();
+  };
+  hooks.failed = hooks.idle;
+  return detail::consumer_loop(self, st, *st.setup->counters, std::move(hooks));
 }
 
 // -- the publisher ------------------------------------------------------------

@@ -118,21 +118,15 @@ std::string now_text() {
 
 // -- the consumer of one group --------------------------------------------
 
-struct consumer_state {
+struct consumer_state : detail::consumer_base {
   static inline const char* name = "es.rabbitmq_consumer";
 
   setup_ptr setup;
-  group_registry_ptr registry;
-  std::string group;
   /// Consuming the group's queue; dropped (so the broker hands its
   /// unacknowledged messages out again) after any failure.
   std::optional<connection> conn;
   /// Publishes dead letters, with confirms.
   std::optional<connection> dlq_conn;
-  std::vector<local_sub> subs;
-  uint64_t subs_generation = 0;
-  uint32_t failures_in_row = 0;
-  std::mt19937_64 rng{std::random_device{}()};
 };
 
 using consumer_actor = caf::stateful_actor<consumer_state>;
@@ -224,28 +218,22 @@ caf::error process(consumer_actor* self, std::vector<message>& batch) {
                               + " is dropped");
     }
   };
-  recorded_events events;
-  std::vector<const message*> origin;
-  for (const auto& m : batch) {
-    auto ev = decode_envelope(m.body);
-    if (!ev) {
-      dead(m, "not an event envelope: " + describe(ev.error()));
-      continue;
-    }
-    if (m.delivery_count > static_cast<int64_t>(cfg.max_retries)) {
-      // Delivered too often already: its consumers died while handling it.
-      dead(m, "delivered " + std::to_string(m.delivery_count + 1)
-                + " times without being acknowledged");
-      continue;
-    }
-    events.push_back(std::move(*ev));
-    origin.push_back(&m);
-  }
-  auto failed = detail::deliver_batch(self->system(), st.subs, events,
-                                      cfg.max_retries, counters);
-  for (const auto& [k, why] : failed)
-    dead(*origin[k], why);
-  counters.completed += 1;
+  std::vector<std::string_view> bodies;
+  for (const auto& m : batch)
+    bodies.emplace_back(m.body);
+  auto gives_up = detail::handle_envelopes(
+    self->system(), st.subs, bodies, cfg.max_retries, counters,
+    [&](size_t i) -> std::optional<std::string> {
+      // Delivered too often already (a quorum queue counts): its
+      // consumers died while handling it.
+      const auto& m = batch[i];
+      if (m.delivery_count > static_cast<int64_t>(cfg.max_retries))
+        return "delivered " + std::to_string(m.delivery_count + 1)
+               + " times without being acknowledged";
+      return std::nullopt;
+    });
+  for (const auto& [i, why] : gives_up)
+    dead(batch[i], why);
   if (auto err = publish_dead_letters(st, letters))
     return err;
   // Every message of the batch is handled or dead-lettered: one ack for
@@ -277,37 +265,27 @@ caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
   st.setup = std::move(setup);
   st.registry = std::move(registry);
   st.group = std::move(group);
-  st.registry->started(st.group, caf::actor_cast<caf::actor>(self),
-                       *st.setup->counters);
-  self->send(self, caf::tick_atom_v);
-  return {
-    [self](caf::tick_atom) {
-      auto& st = self->state;
-      st.registry->refresh(st.group, st.subs_generation, st.subs);
-      if (st.subs.empty()) {
-        // Nobody to hand messages to: stop consuming, so that the queue
-        // keeps them (or other members take them).
-        st.conn.reset();
-        self->delayed_send(self, st.setup->cfg.block, caf::tick_atom_v);
-        return;
-      }
-      if (auto err = poll_once(self)) {
-        log(log_level::warning, "rabbitmq bus: " + describe(err));
-        // A new connection: the broker hands what this one held out again.
-        st.conn.reset();
-        st.dlq_conn.reset();
-        auto delay
-          = backoff_delay(st.setup->cfg.reconnect, st.failures_in_row, st.rng);
-        ++st.failures_in_row;
-        self->delayed_send(self, delay, caf::tick_atom_v);
-        return;
-      }
-      st.failures_in_row = 0;
-      if (st.dlq_conn)
-        static_cast<void>(st.dlq_conn->service());
-      self->send(self, caf::tick_atom_v);
-    },
+  detail::consumer_hooks hooks;
+  hooks.label = "rabbitmq bus";
+  hooks.idle_pause = st.setup->cfg.block;
+  hooks.backoff = st.setup->cfg.reconnect;
+  hooks.poll = [self] {
+    auto err = poll_once(self);
+    if (!err && self->state.dlq_conn)
+      static_cast<void>(self->state.dlq_conn->service());
+    return err;
   };
+  // Nobody to hand messages to: stop consuming, so that the queue keeps
+  // them (or other members take them).
+  hooks.idle = [self] {
+    self->state.conn.reset();
+  };
+  // A new connection: the broker hands what this one held out again.
+  hooks.failed = [self] {
+    self->state.conn.reset();
+    self->state.dlq_conn.reset();
+  };
+  return detail::consumer_loop(self, st, *st.setup->counters, std::move(hooks));
 }
 
 // -- the publisher ------------------------------------------------------------

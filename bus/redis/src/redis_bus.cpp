@@ -105,12 +105,10 @@ std::vector<entry> parse_entries(const reply& list) {
   return result;
 }
 
-struct consumer_state {
+struct consumer_state : detail::consumer_base {
   static inline const char* name = "es.redis_consumer";
 
   setup_ptr setup;
-  group_registry_ptr registry;
-  std::string group;
   std::string consumer;
   std::optional<connection> conn;
   bool group_ready = false;
@@ -119,11 +117,7 @@ struct consumer_state {
   /// is where that pass goes on.
   bool history_done = false;
   std::string history_from = "0-0";
-  std::vector<local_sub> subs;
-  uint64_t subs_generation = 0;
-  uint32_t failures_in_row = 0;
   std::chrono::steady_clock::time_point next_reclaim;
-  std::mt19937_64 rng{std::random_device{}()};
 };
 
 using consumer_actor = caf::stateful_actor<consumer_state>;
@@ -198,42 +192,32 @@ caf::error process(consumer_state& st, caf::actor_system& sys,
     // Without a DLQ the entry stays pending: it is delivered again once a
     // consumer reclaims it.
   };
-  // Decode; entries that are not envelopes (another writer) go straight
-  // to the dead letters.
-  recorded_events events;
-  std::vector<const entry*> origin;
+  // Entries that are not envelopes (another writer) and entries delivered
+  // too often already (their consumers died handling them) go straight to
+  // the dead letters; the rest to the local subscriptions.
+  std::vector<std::string_view> bodies;
   for (const auto& e : entries) {
     auto body = e.fields.find("envelope");
-    if (body == e.fields.end()) {
-      dead(e, "not an event envelope: no field \"envelope\"");
-      continue;
-    }
-    auto ev = decode_envelope(body->second);
-    if (!ev) {
-      dead(e, "not an event envelope: " + describe(ev.error()));
-      continue;
-    }
-    if (times(e.id) > static_cast<int64_t>(cfg.max_retries) + 1) {
-      // Delivered too often already: its consumers died while handling it.
-      dead(e, "delivered " + std::to_string(times(e.id))
-                + " times without being acknowledged");
-      continue;
-    }
-    events.push_back(std::move(*ev));
-    origin.push_back(&e);
+    bodies.push_back(body == e.fields.end() ? std::string_view{}
+                                            : std::string_view{body->second});
   }
-  // Hand the events to each subscription that wants some; a subscription
-  // that reports errors gets the events once more one by one, to find the
-  // failing ones, and each of those up to max_retries times.
-  auto failed
-    = detail::deliver_batch(sys, st.subs, events, cfg.max_retries, counters);
-  for (size_t k = 0; k < events.size(); ++k) {
-    if (auto f = failed.find(k); f != failed.end())
-      dead(*origin[k], f->second);
+  auto gives_up = detail::handle_envelopes(
+    sys, st.subs, bodies, cfg.max_retries, counters,
+    [&](size_t i) -> std::optional<std::string> {
+      const auto& e = entries[i];
+      if (e.fields.count("envelope") == 0)
+        return "not an event envelope: no field \"envelope\"";
+      if (times(e.id) > static_cast<int64_t>(cfg.max_retries) + 1)
+        return "delivered " + std::to_string(times(e.id))
+               + " times without being acknowledged";
+      return std::nullopt;
+    });
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (auto g = gives_up.find(i); g != gives_up.end())
+      dead(entries[i], g->second);
     else
-      ack.push_back(origin[k]->id);
+      ack.push_back(entries[i].id);
   }
-  counters.completed += 1;
   if (ack.size() > 3)
     after.push_back(std::move(ack));
   if (after.empty())
@@ -351,30 +335,15 @@ caf::behavior consumer_impl(consumer_actor* self, setup_ptr setup,
   st.registry = std::move(registry);
   st.group = std::move(group);
   st.consumer = std::move(consumer);
-  st.registry->started(st.group, caf::actor_cast<caf::actor>(self),
-                       *st.setup->counters);
-  self->send(self, caf::tick_atom_v);
-  return {
-    [self](caf::tick_atom) {
-      auto& st = self->state;
-      st.registry->refresh(st.group, st.subs_generation, st.subs);
-      if (st.subs.empty()) {
-        // Nobody to hand events to: leave them in the group.
-        self->delayed_send(self, st.setup->cfg.block, caf::tick_atom_v);
-        return;
-      }
-      if (auto err = poll_once(self)) {
-        log(log_level::warning, "redis bus: " + describe(err));
-        auto delay
-          = backoff_delay(st.setup->cfg.reconnect, st.failures_in_row, st.rng);
-        ++st.failures_in_row;
-        self->delayed_send(self, delay, caf::tick_atom_v);
-        return;
-      }
-      st.failures_in_row = 0;
-      self->send(self, caf::tick_atom_v);
-    },
+  detail::consumer_hooks hooks;
+  hooks.label = "redis bus";
+  // Without local subscriptions the entries wait in the group.
+  hooks.idle_pause = st.setup->cfg.block;
+  hooks.backoff = st.setup->cfg.reconnect;
+  hooks.poll = [self] {
+    return poll_once(self);
   };
+  return detail::consumer_loop(self, st, *st.setup->counters, std::move(hooks));
 }
 
 // -- the publisher ------------------------------------------------------------

@@ -7,16 +7,22 @@
 
 #include "es/bus/bus_stats.hpp"
 #include "es/bus/event_bus.hpp"
+#include "es/supervision/retry.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace es::detail {
@@ -94,5 +100,52 @@ batch_failures deliver_batch(caf::actor_system& sys,
                              const std::vector<local_sub>& subs,
                              const recorded_events& events,
                              uint32_t max_retries, consumer_counters& counters);
+
+/// Decodes `bodies` (message bodies as a broker delivered them) as event
+/// envelopes and hands the events to `subs` (`deliver_batch`). Returns the
+/// messages to give up, by index into `bodies`, with why: those `refuse`
+/// names a reason for (asked first: no body at all, delivered too often
+/// already), those that are no envelopes, and those whose handlers kept
+/// failing.
+batch_failures
+handle_envelopes(caf::actor_system& sys, const std::vector<local_sub>& subs,
+                 const std::vector<std::string_view>& bodies,
+                 uint32_t max_retries, consumer_counters& counters,
+                 const std::function<std::optional<std::string>(size_t)>& refuse
+                 = nullptr);
+
+/// What every broker consumer keeps: its group, the group's subscriptions
+/// as last taken from the registry, and its backoff.
+struct consumer_base {
+  group_registry_ptr registry;
+  std::string group;
+  std::vector<local_sub> subs;
+  uint64_t subs_generation = 0;
+  uint32_t failures_in_row = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+};
+
+/// What a broker's consumer does in the shared loop.
+struct consumer_hooks {
+  /// For the log, for example "kafka bus".
+  std::string label;
+  /// The pause between looks while the group has no local subscription.
+  std::chrono::milliseconds idle_pause{1000};
+  /// The backoff after failed rounds.
+  retry_config backoff;
+  /// One round: read a batch, hand it over, acknowledge it.
+  std::function<caf::error()> poll;
+  /// The group has no local subscription (leave the group, close).
+  std::function<void()> idle;
+  /// A round failed (drop connections, so the broker hands out again).
+  std::function<void()> failed;
+};
+
+/// The behavior of a broker consumer (a detached actor): registers it with
+/// the registry as `base.group`'s running consumer, then runs rounds one
+/// after another, taking the group's current subscriptions before each,
+/// with backoff after failures. `base` lives in the actor's state.
+caf::behavior consumer_loop(caf::event_based_actor* self, consumer_base& base,
+                            consumer_counters& counters, consumer_hooks hooks);
 
 } // namespace es::detail
