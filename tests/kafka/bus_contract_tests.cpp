@@ -1,4 +1,5 @@
-// The bus contract suite (es/testing/bus_contract.hpp) on the Kafka bus,
+// The bus contract suites (es/testing/bus_contract.hpp and
+// broker_bus_contract.hpp) on the Kafka bus,
 // against a librdkafka mock cluster per test; a peer is a second bus on
 // the same topic, as another process would be.
 #include "es/kafka/kafka.hpp"
@@ -30,8 +31,9 @@ struct kafka_bus_fixture {
     return cfg;
   }
 
-  es::event_bus_ptr make() {
+  es::event_bus_ptr make(uint32_t max_retries = 3) {
     es::kafka_bus_config c;
+    c.max_retries = max_retries;
     c.bootstrap_servers = cluster.bootstrap();
     c.topic_prefix = "contract";
     c.block = std::chrono::milliseconds(100);
@@ -49,9 +51,23 @@ struct kafka_bus_fixture {
   es::event_bus_ptr peer(const es::event_bus_ptr&) {
     return make();
   }
+
+  caf::actor_system& system() {
+    return sys;
+  }
+
+  es::event_bus_ptr open_broker(uint32_t max_retries) {
+    return make(max_retries);
+  }
+
+  es::supervisor_actor supervisor(const es::event_bus_ptr& bus) {
+    return es::kafka_bus_supervisor(bus);
+  }
 };
 
 } // namespace
 
 #define ES_BUS_CONTRACT_FIXTURES kafka_bus_fixture
 #include "es/testing/bus_contract.hpp"
+#define ES_BROKER_BUS_CONTRACT_FIXTURES kafka_bus_fixture
+#include "es/testing/broker_bus_contract.hpp"

@@ -1,4 +1,5 @@
-// The bus contract suite (es/testing/bus_contract.hpp) on the RabbitMQ bus,
+// The bus contract suites (es/testing/bus_contract.hpp and
+// broker_bus_contract.hpp) on the RabbitMQ bus,
 // against the test broker: each test gets an exchange of its own, and a
 // peer is a second bus on the same exchange, as another process would be.
 #include "es/rabbitmq/rabbitmq.hpp"
@@ -31,8 +32,9 @@ struct rabbitmq_bus_fixture {
     return cfg;
   }
 
-  es::event_bus_ptr make() {
+  es::event_bus_ptr make(uint32_t max_retries = 3) {
     es::rabbitmq_bus_config c;
+    c.max_retries = max_retries;
     c.url = es::test::test_amqp_url_text();
     c.exchange_name = topology.exchange();
     c.block = std::chrono::milliseconds(100);
@@ -50,9 +52,23 @@ struct rabbitmq_bus_fixture {
   es::event_bus_ptr peer(const es::event_bus_ptr&) {
     return make();
   }
+
+  caf::actor_system& system() {
+    return sys;
+  }
+
+  es::event_bus_ptr open_broker(uint32_t max_retries) {
+    return make(max_retries);
+  }
+
+  es::supervisor_actor supervisor(const es::event_bus_ptr& bus) {
+    return es::rabbitmq_bus_supervisor(bus);
+  }
 };
 
 } // namespace
 
 #define ES_BUS_CONTRACT_FIXTURES rabbitmq_bus_fixture
 #include "es/testing/bus_contract.hpp"
+#define ES_BROKER_BUS_CONTRACT_FIXTURES rabbitmq_bus_fixture
+#include "es/testing/broker_bus_contract.hpp"

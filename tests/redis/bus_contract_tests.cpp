@@ -1,4 +1,5 @@
-// The bus contract suite (es/testing/bus_contract.hpp) on the Redis Streams
+// The bus contract suites (es/testing/bus_contract.hpp and
+// broker_bus_contract.hpp) on the Redis Streams
 // bus, against the test server: each test gets a stream of its own, and a
 // peer is a second bus on the same stream, as another process would be.
 #include "es/redis/redis.hpp"
@@ -31,8 +32,9 @@ struct redis_bus_fixture {
     return cfg;
   }
 
-  es::event_bus_ptr make() {
+  es::event_bus_ptr make(uint32_t max_retries = 3) {
     es::redis_bus_config c;
+    c.max_retries = max_retries;
     c.url = std::getenv("ES_TEST_REDIS_URL") != nullptr
               ? std::getenv("ES_TEST_REDIS_URL")
               : "";
@@ -56,9 +58,26 @@ struct redis_bus_fixture {
   es::event_bus_ptr peer(const es::event_bus_ptr&) {
     return make();
   }
+
+  caf::actor_system& system() {
+    return sys;
+  }
+
+  es::event_bus_ptr open_broker(uint32_t max_retries) {
+    prefix = keys("bus");
+    keys("bus:stream");
+    keys("bus:dlq");
+    return make(max_retries);
+  }
+
+  es::supervisor_actor supervisor(const es::event_bus_ptr& bus) {
+    return es::redis_bus_supervisor(bus);
+  }
 };
 
 } // namespace
 
 #define ES_BUS_CONTRACT_FIXTURES redis_bus_fixture
 #include "es/testing/bus_contract.hpp"
+#define ES_BROKER_BUS_CONTRACT_FIXTURES redis_bus_fixture
+#include "es/testing/broker_bus_contract.hpp"

@@ -1,9 +1,10 @@
 // What the Redis Streams bus does beyond the bus contract: clear errors for
 // bad addresses and credentials, dead letters for foreign entries and for
 // events whose handler keeps failing (listed, replayed, discarded), reclaim
-// of what a dead consumer left pending, a server restart, stream info, the
-// supervisor that restarts a crashed consumer, the breaker around the
-// publisher.
+// of what a dead consumer left pending, a server restart, stream info, a
+// restarted consumer's own pending entries, the breaker around the
+// publisher (dead letters of failing handlers and the supervisor are in
+// the broker bus contract suite).
 #include "es/bus/errors.hpp"
 #include "es/redis/redis.hpp"
 #include "es/store/errors.hpp"
@@ -146,43 +147,6 @@ TEST_CASE_METHOD(redis_bus_test,
   auto rest = dlq->list(10, (*letters)[0].id);
   REQUIRE(rest);
   CHECK(rest->size() == 1);
-}
-
-TEST_CASE_METHOD(redis_bus_test,
-                 "a poison event is dead-lettered after its retries and "
-                 "replayed once fixed",
-                 "[redis][bus][dlq]") {
-  cfg.max_retries = 2;
-  auto bus = open();
-  auto events = make_events(1, 5);
-  auto poison = events[2].event_id;
-  std::atomic<bool> broken{true};
-  std::atomic<int> poison_attempts{0};
-  collector handled;
-  bus->subscribe_to_all_events([&](const recorded_event& ev) -> caf::error {
-    if (ev.event_id == poison && broken) {
-      ++poison_attempts;
-      return caf::make_error(bus_errc::handler_failed,
-                             std::string{"cannot handle this one"});
-    }
-    handled.add(ev);
-    return caf::none;
-  });
-  require_started(*bus);
-  publish_all(*bus, events);
-  REQUIRE(handled.wait_for(4));
-  REQUIRE_FALSE(bus->drain(arrival_timeout));
-  // The first delivery and two retries.
-  CHECK(poison_attempts.load() == 3);
-  auto dlq = bus->dead_letters();
-  auto letters = dlq->list(10);
-  REQUIRE(letters);
-  REQUIRE(letters->size() == 1);
-  const auto& letter = letters->front();
-  REQUIRE(letter.event.has_value());
-  CHECK(*letter.event == events[2]);
-  CHECK_THAT(letter.error, Contains("3 times"));
-  CHECK_FALSE(letter.failed_at.empty());
   auto info = read_redis_stream_info(cfg);
   REQUIRE(info);
   CHECK(info->length == 5);
@@ -190,16 +154,6 @@ TEST_CASE_METHOD(redis_bus_test,
   REQUIRE(info->groups.size() == 1);
   CHECK(info->groups[0].name == "default");
   CHECK(info->groups[0].pending == 0);
-  // Fixed: the replay reaches the handler, and the dead letter is gone.
-  broken = false;
-  auto replayed = dlq->replay(letter.id);
-  REQUIRE(replayed);
-  CHECK(*replayed);
-  REQUIRE(handled.wait_for(5));
-  CHECK(handled.ids() == ids_of(events));
-  CHECK(*dlq->count() == 0);
-  CHECK_FALSE(*dlq->replay(letter.id));
-  CHECK(*dlq->replay_all() == 0);
 }
 
 TEST_CASE_METHOD(redis_bus_test,
@@ -262,44 +216,6 @@ TEST_CASE_METHOD(redis_bus_test, "the bus goes on after a server restart",
   auto more = ids_of(after);
   all.insert(more.begin(), more.end());
   CHECK(seen.ids() == all);
-}
-
-TEST_CASE_METHOD(redis_bus_test,
-                 "the supervisor restarts a consumer that crashed, and it "
-                 "goes on",
-                 "[redis][bus][supervision]") {
-  auto bus = open();
-  collector seen;
-  bus->subscribe_to_all_events(seen.handler());
-  require_started(*bus);
-  auto first = make_events(2, 2);
-  publish_all(*bus, first);
-  REQUIRE(seen.wait_for(first.size()));
-  auto sup = redis_bus_supervisor(bus);
-  REQUIRE(sup);
-  auto consumer = consumer_of(sys, sup, "default");
-  REQUIRE(consumer);
-  caf::anon_send_exit(consumer, caf::exit_reason::kill);
-  REQUIRE(eventually([&] {
-    return bus->stats().consumer_restarts == 1;
-  }));
-  // The new consumer takes the subscriptions of the old one.
-  auto second = make_events(2, 2, 5);
-  publish_all(*bus, second);
-  REQUIRE(seen.wait_for(first.size() + second.size()));
-  REQUIRE_FALSE(bus->drain(arrival_timeout));
-  auto kids = children_of(sys, sup);
-  REQUIRE(kids.size() == 1);
-  CHECK(kids[0].name == "consumer:default");
-  CHECK(kids[0].state == child_state::running);
-  CHECK(kids[0].restarts == 1);
-  CHECK_FALSE(kids[0].last_error.empty());
-  // A stop is no crash: the consumer is not restarted after it.
-  REQUIRE_FALSE(bus->stop(arrival_timeout));
-  kids = children_of(sys, sup);
-  REQUIRE(kids.size() == 1);
-  CHECK(kids[0].state == child_state::stopped);
-  CHECK(bus->stats().consumer_restarts == 1);
 }
 
 TEST_CASE_METHOD(redis_bus_test,
