@@ -240,7 +240,11 @@ bool try_dispatch(bus_pointer self, recorded_events& events) {
   st.stats.events_published += events.size();
   // Subscribers that want every event share one message (no copies).
   caf::message all;
-  for (auto [i, n] : plan) {
+  for (const auto& step : plan) {
+    // Plain variables, not a structured binding: the lambdas below capture
+    // them (Clang 14, which builds the fuzzers, cannot capture bindings).
+    auto i = step.first;
+    auto n = step.second;
     auto& s = st.subs[i];
     caf::message msg;
     if (n == events.size()) {
