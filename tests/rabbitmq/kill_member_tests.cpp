@@ -65,10 +65,11 @@ TEST_CASE("another member handles the batch of a member killed mid-batch",
     return all == ids_of(events);
   };
   REQUIRE(eventually(covered, arrival_timeout));
-  REQUIRE_FALSE((*live)->drain(arrival_timeout));
   CHECK(seen.distinct() >= events.size() - handled_by_doomed.size());
-  auto info = read_rabbitmq_bus_info(rc);
-  REQUIRE(info);
-  REQUIRE(info->groups.size() == 1);
-  CHECK(info->groups[0].messages == 0);
+  // The queue ends empty (the live bus published nothing, so its drain
+  // would not wait: poll the broker instead).
+  CHECK(eventually([&] {
+    auto info = read_rabbitmq_bus_info(rc);
+    return info && info->groups.size() == 1 && info->groups[0].messages == 0;
+  }));
 }
