@@ -177,8 +177,9 @@ broker_bus_impl(broker_bus_pointer self,
       auto& st = self->state;
       bus_sub s{st.next_id++, std::move(delivery), std::move(types),
                 group.empty() ? st.opts.default_group : std::move(group)};
-      if (std::none_of(st.subs.begin(), st.subs.end(),
-                       [&s](const auto& x) { return x.group == s.group; }))
+      if (std::none_of(st.subs.begin(), st.subs.end(), [&s](const auto& x) {
+            return x.group == s.group;
+          }))
         if (auto err = st.backend->prepare_group(s.group))
           log(log_level::warning, st.opts.broker + " bus: preparing group "
                                     + s.group + " failed: " + describe(err));
@@ -210,6 +211,7 @@ broker_bus_impl(broker_bus_pointer self,
       s.publish_failures = st.publish_failures;
       s.publishes_rejected = st.publishes_rejected;
       s.broker_circuit = st.breaker.state(self->clock().now());
+      s.broker_reconnects = st.backend->reconnects();
       return s;
     },
     [self](drain_atom) -> caf::result<void> {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 using namespace es;
 using namespace es::test;
@@ -183,6 +184,23 @@ TEST_CASE_METHOD(rabbitmq_bus_test,
   require_started(*bus);
   REQUIRE(seen.wait_for(events.size()));
   CHECK(seen.ids() == ids_of(events));
+}
+
+TEST_CASE_METHOD(rabbitmq_bus_test,
+                 "an idle publisher keeps its connection: heartbeats are "
+                 "serviced on a timer",
+                 "[rabbitmq][bus][heartbeat]") {
+  cfg.heartbeat = std::chrono::seconds(1);
+  auto bus = open();
+  publish_all(*bus, make_events(1, 1));
+  // Idle for four heartbeat intervals (the scenario, not a wait for
+  // something): the broker drops a connection that misses two of them,
+  // and rabbitmq-c answers heartbeats only inside its calls.
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  publish_all(*bus, make_events(1, 1, 2));
+  auto st = bus->stats();
+  CHECK(st.broker_reconnects == 0);
+  CHECK(st.events_published == 2);
 }
 
 TEST_CASE_METHOD(rabbitmq_bus_test, "the bus goes on after a broker restart",

@@ -312,6 +312,7 @@ TEST_CASE_METHOD(redis_bus_test,
   }));
   st = bus->stats();
   CHECK(st.broker_circuit == circuit_state::closed);
+  CHECK(st.broker_reconnects == 1);
   CHECK(st.publish_failures == 3);
   CHECK(st.events_published == 2);
   auto len = must(admin, {"XLEN", stream()});

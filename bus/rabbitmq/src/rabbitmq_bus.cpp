@@ -336,6 +336,10 @@ public:
     return caf::none;
   }
 
+  uint64_t reconnects() const override {
+    return reconnects_;
+  }
+
   void idle() override {
     if (conn_ && !conn_->broken())
       static_cast<void>(conn_->service());
@@ -371,6 +375,8 @@ private:
       if (!c)
         return unavailable("the publisher cannot connect", c.error());
       conn_.emplace(std::move(*c));
+      // The first connection came with the constructor.
+      ++reconnects_;
     }
     return caf::none;
   }
@@ -405,6 +411,7 @@ private:
 
   setup_ptr setup_;
   std::optional<connection> conn_;
+  uint64_t reconnects_ = 0;
 };
 
 // -- dead letters -------------------------------------------------------------

@@ -421,6 +421,10 @@ public:
                                     group, consumer_);
   }
 
+  uint64_t reconnects() const override {
+    return reconnects_;
+  }
+
 private:
   caf::error ensure_connected() {
     if (conn_ && conn_->broken())
@@ -430,6 +434,8 @@ private:
       if (!c)
         return unavailable("the publisher cannot connect", c.error());
       conn_.emplace(std::move(*c));
+      // The first connection came with the constructor.
+      ++reconnects_;
     }
     return caf::none;
   }
@@ -472,6 +478,7 @@ private:
   std::string consumer_;
   std::optional<connection> conn_;
   std::string last_published_id_;
+  uint64_t reconnects_ = 0;
 };
 
 // -- dead letters and the facade --------------------------------------------

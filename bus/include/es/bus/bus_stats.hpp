@@ -31,6 +31,9 @@ struct bus_stats {
   circuit_state broker_circuit = circuit_state::closed;
   /// Broker buses: restarts of the consumer actors by their supervisor.
   uint64_t consumer_restarts = 0;
+  /// Broker buses: connections the publisher opened again after losing one
+  /// (Kafka: librdkafka reconnects on its own and this stays 0).
+  uint64_t broker_reconnects = 0;
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
@@ -38,7 +41,7 @@ struct bus_stats {
              x.handlers_invoked, x.handler_errors, x.deliveries_in_flight,
              x.deliveries_completed, x.subscribers, x.publishes_waiting,
              x.publish_failures, x.publishes_rejected, x.broker_circuit,
-             x.consumer_restarts);
+             x.consumer_restarts, x.broker_reconnects);
   }
 };
 

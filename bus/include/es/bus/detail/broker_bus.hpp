@@ -45,6 +45,11 @@ public:
     return caf::none;
   }
 
+  /// Connections the publisher opened again after losing one.
+  virtual uint64_t reconnects() const {
+    return 0;
+  }
+
   /// Called every `broker_bus_options::idle_interval` (heartbeats).
   virtual void idle() {
     // nop
