@@ -42,10 +42,35 @@ std::string line(const char* fmt, long long a, long long b = 0,
   return buf;
 }
 
+#ifdef ES_HAVE_REDIS
+redis_bus_config redis_config_of(const std::string& url,
+                                 const broker_bus_settings& s) {
+  redis_bus_config rc;
+  rc.url = url;
+  rc.stream_prefix = s.name;
+  rc.consumer_group = s.group;
+  rc.block = s.block;
+  return rc;
+}
+#endif
+
+#ifdef ES_HAVE_RABBITMQ
+rabbitmq_bus_config rabbitmq_config_of(const std::string& url,
+                                       const broker_bus_settings& s) {
+  rabbitmq_bus_config rc;
+  rc.url = url;
+  rc.exchange_name = s.name;
+  rc.consumer_group = s.group;
+  rc.block = s.block;
+  return rc;
+}
+#endif
+
 #ifdef ES_HAVE_KAFKA
 /// `kafka://host:port[,host:port...][?key=value&...]`: the bootstrap
 /// servers, and librdkafka properties passed through as they are.
-caf::expected<kafka_bus_config> kafka_config_of(const std::string& url) {
+caf::expected<kafka_bus_config> kafka_config_of(const std::string& url,
+                                                const broker_bus_settings& s) {
   auto rest = url.substr(8);
   std::string query;
   if (auto q = rest.find('?'); q != std::string::npos) {
@@ -61,6 +86,9 @@ caf::expected<kafka_bus_config> kafka_config_of(const std::string& url) {
                             "SASL properties)");
   kafka_bus_config kc;
   kc.bootstrap_servers = rest;
+  kc.topic_prefix = s.name;
+  kc.consumer_group = s.group;
+  kc.block = s.block;
   size_t start = 0;
   while (start < query.size()) {
     auto end = query.find('&', start);
@@ -111,33 +139,18 @@ caf::expected<event_bus_ptr> open_broker_bus(caf::actor_system& sys,
                                              const broker_bus_settings& s) {
   auto broker = broker_of(url);
 #ifdef ES_HAVE_REDIS
-  if (broker == "redis") {
-    redis_bus_config rc;
-    rc.url = url;
-    rc.stream_prefix = s.name;
-    rc.consumer_group = s.group;
-    rc.block = s.block;
-    return make_redis_bus(sys, rc);
-  }
+  if (broker == "redis")
+    return make_redis_bus(sys, redis_config_of(url, s));
 #endif
 #ifdef ES_HAVE_RABBITMQ
-  if (broker == "rabbitmq") {
-    rabbitmq_bus_config rc;
-    rc.url = url;
-    rc.exchange_name = s.name;
-    rc.consumer_group = s.group;
-    rc.block = s.block;
-    return make_rabbitmq_bus(sys, rc);
-  }
+  if (broker == "rabbitmq")
+    return make_rabbitmq_bus(sys, rabbitmq_config_of(url, s));
 #endif
 #ifdef ES_HAVE_KAFKA
   if (broker == "kafka") {
-    auto kc = kafka_config_of(url);
+    auto kc = kafka_config_of(url, s);
     if (!kc)
       return std::move(kc.error());
-    kc->topic_prefix = s.name;
-    kc->consumer_group = s.group;
-    kc->block = s.block;
     return make_kafka_bus(sys, *kc);
   }
 #endif
@@ -152,10 +165,7 @@ broker_bus_report(const std::string& url, const broker_bus_settings& s) {
   std::vector<std::string> out;
 #ifdef ES_HAVE_REDIS
   if (broker == "redis") {
-    redis_bus_config rc;
-    rc.url = url;
-    rc.stream_prefix = s.name;
-    auto info = read_redis_stream_info(rc);
+    auto info = read_redis_stream_info(redis_config_of(url, s));
     if (!info)
       return std::move(info.error());
     out.push_back("redis stream " + s.name + ":stream: "
@@ -171,11 +181,7 @@ broker_bus_report(const std::string& url, const broker_bus_settings& s) {
 #endif
 #ifdef ES_HAVE_RABBITMQ
   if (broker == "rabbitmq") {
-    rabbitmq_bus_config rc;
-    rc.url = url;
-    rc.exchange_name = s.name;
-    rc.consumer_group = s.group;
-    auto info = read_rabbitmq_bus_info(rc);
+    auto info = read_rabbitmq_bus_info(rabbitmq_config_of(url, s));
     if (!info)
       return std::move(info.error());
     out.push_back("rabbitmq exchange " + s.name + ": "
@@ -189,11 +195,9 @@ broker_bus_report(const std::string& url, const broker_bus_settings& s) {
 #endif
 #ifdef ES_HAVE_KAFKA
   if (broker == "kafka") {
-    auto kc = kafka_config_of(url);
+    auto kc = kafka_config_of(url, s);
     if (!kc)
       return std::move(kc.error());
-    kc->topic_prefix = s.name;
-    kc->consumer_group = s.group;
     auto info = read_kafka_bus_info(*kc);
     if (!info)
       return std::move(info.error());
