@@ -189,6 +189,15 @@ caf::behavior region_impl(region_actor* self, region_options opts,
       passivate(self, i->second);
       return true;
     },
+    [self](passivate_atom, const shard_set& shards) -> uint64_t {
+      uint64_t n = 0;
+      for (auto& [id, entry] : self->state.children)
+        if (!entry.passivating && shards.owns(id)) {
+          passivate(self, entry);
+          ++n;
+        }
+      return n;
+    },
     [self](snapshot_atom, const uuid& id) -> caf::result<caf::message> {
       auto i = self->state.children.find(id);
       if (i == self->state.children.end() || i->second.passivating)

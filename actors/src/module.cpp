@@ -16,12 +16,16 @@ const char* to_string(actors_errc x) {
     case actors_errc::version_gap: return "version_gap";
     case actors_errc::invalid_command: return "invalid_command";
     case actors_errc::timeout: return "timeout";
+    case actors_errc::shard_moved: return "shard_moved";
+    case actors_errc::no_shard_owner: return "no_shard_owner";
+    case actors_errc::outcome_unknown: return "outcome_unknown";
   }
   return "unknown";
 }
 
 bool is_retryable(actors_errc x) {
-  return x == actors_errc::timeout || x == actors_errc::recovery_failed;
+  return x == actors_errc::timeout || x == actors_errc::recovery_failed
+         || x == actors_errc::shard_moved || x == actors_errc::no_shard_owner;
 }
 
 caf::error reject(std::string reason, std::string description) {

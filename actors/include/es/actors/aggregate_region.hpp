@@ -41,6 +41,9 @@ caf::actor spawn_region_with(caf::actor_system& sys, region_options opts,
 ///   answers the sender directly. Commands for an aggregate that is being
 ///   passivated wait in the region and go, in order, to its next actor.
 /// - `(passivate_atom, uuid) -> bool`: passivates one aggregate now.
+/// - `(passivate_atom, shard_set) -> uint64_t`: passivates the live
+///   aggregates of those shards (a cluster node that lost them); returns
+///   how many.
 /// - `(snapshot_atom, uuid) -> bool`: the live aggregate writes a snapshot
 ///   now (false if it is not live or its state has no codec).
 /// - `(region_stats_atom) -> region_stats`.

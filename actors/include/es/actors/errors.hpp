@@ -31,6 +31,17 @@ enum class actors_errc : uint8_t {
   invalid_command,
   /// An actor did not answer in time.
   timeout,
+  /// The node that got the command does not own the aggregate's shard (any
+  /// more); nothing was done. Retryable: the sender looks up the owner
+  /// again. Context: (description, shard).
+  shard_moved,
+  /// No live node owned the aggregate's shard before the command's deadline;
+  /// nothing was done. Retryable.
+  no_shard_owner,
+  /// The node running the command went down (or stopped answering) after
+  /// the command reached it: it may or may not have been applied. Look for
+  /// events caused by the command id before sending it again.
+  outcome_unknown,
 };
 
 /// Returns the name of `x`, for example "command_rejected".

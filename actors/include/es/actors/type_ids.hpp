@@ -2,6 +2,7 @@
 #pragma once
 
 #include "es/actors/command.hpp"
+#include "es/actors/shard.hpp"
 #include "es/bus/type_ids.hpp"
 
 #include <caf/type_id.hpp>
@@ -39,6 +40,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(es_actors, caf::id_block::es_bus::end)
 CAF_ADD_TYPE_ID(es_actors, (es::command_envelope))
 CAF_ADD_TYPE_ID(es_actors, (es::command_result))
 CAF_ADD_TYPE_ID(es_actors, (es::region_stats))
+CAF_ADD_TYPE_ID(es_actors, (es::shard_set))
 
 CAF_ADD_ATOM(es_actors, es, append_atom, "append")
 CAF_ADD_ATOM(es_actors, es, read_stream_atom, "readstream")
@@ -53,6 +55,10 @@ CAF_ADD_ATOM(es_actors, es, version_atom, "version")
 CAF_ADD_ATOM(es_actors, es, snapshot_atom, "snapshot")
 CAF_ADD_ATOM(es_actors, es, snapshot_save_atom, "snapsave")
 CAF_ADD_ATOM(es_actors, es, snapshot_load_atom, "snapload")
+// The cluster: a command forwarded to its shard's owner, and a change of
+// the leases a node holds.
+CAF_ADD_ATOM(es_actors, es, forward_atom, "forward")
+CAF_ADD_ATOM(es_actors, es, leases_atom, "leases")
 // Timers and the store writer's flush use CAF's own caf::tick_atom and
 // caf::flush_atom.
 
