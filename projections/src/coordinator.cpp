@@ -10,6 +10,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <algorithm>
 #include <thread>
 
 namespace es {
@@ -86,6 +87,26 @@ caf::error projection_coordinator::add_partitioned(
       return err;
   }
   return caf::none;
+}
+
+caf::error projection_coordinator::remove(const std::string& name) {
+  std::lock_guard guard{mtx_};
+  auto i = std::find(names_.begin(), names_.end(), name);
+  if (i == names_.end())
+    return caf::make_error(projections_errc::unknown_projection,
+                           "no projection named " + name);
+  names_.erase(i);
+  entries_.erase(name);
+  if (!supervisor_)
+    return caf::none;
+  caf::scoped_actor self{sys_};
+  caf::error result;
+  self->request(supervisor_, caf::infinite, stop_atom_v, name)
+    .receive([](bool) {},
+             [&](caf::error& err) {
+               result = std::move(err);
+             });
+  return result;
 }
 
 std::vector<std::string> projection_coordinator::names() const {

@@ -52,6 +52,11 @@ public:
   caf::error add_partitioned(std::function<projection_ptr(uint32_t)> make,
                              uint32_t count, subscription_config cfg);
 
+  /// Stops the projection `name` and forgets it (its checkpoint stays):
+  /// a cluster node that lost a partition's lease. Errors:
+  /// `unknown_projection`.
+  caf::error remove(const std::string& name);
+
   /// Names of the running projections (partition workers included).
   std::vector<std::string> names() const;
 
