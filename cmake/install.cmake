@@ -29,7 +29,11 @@ install(FILES ${PROJECT_BINARY_DIR}/eventsource-config.cmake
 
 # pkg-config: one file for everything built (the libraries are static, so
 # their drivers come along as private libraries).
-set(ES_PC_LIBS "-les_testing -les_projections -les_actors -les_brokers")
+set(ES_PC_LIBS "-les_testing")
+if(ES_WITH_POSTGRES)
+  string(APPEND ES_PC_LIBS " -les_cluster")
+endif()
+string(APPEND ES_PC_LIBS " -les_projections -les_actors -les_brokers")
 set(ES_PC_PRIVATE "-lsqlite3 -luuid")
 set(ES_PC_REQUIRES_PRIVATE "")
 if(ES_WITH_REDIS)
