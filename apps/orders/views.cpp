@@ -142,7 +142,7 @@ caf::error order_summary_view::handle(sql_transaction& tx,
       = tx.exec("INSERT INTO order_lines (order_id, sku, quantity,"
                 " unit_price_cents) VALUES (?1, ?2, ?3, ?4)"
                 " ON CONFLICT (order_id, sku) DO UPDATE SET"
-                " quantity = quantity + excluded.quantity,"
+                " quantity = order_lines.quantity + excluded.quantity,"
                 " unit_price_cents = excluded.unit_price_cents",
                 {id, sql_value{added->sku}, sql_value{int64_t{added->quantity}},
                  sql_value{added->unit_price_cents}});
@@ -266,7 +266,7 @@ customer_stats_view::customer_stats_view(
           return err;
         return tx.exec("INSERT INTO customer_stats (customer, orders)"
                        " VALUES (?1, 1) ON CONFLICT (customer) DO UPDATE"
-                       " SET orders = orders + 1",
+                       " SET orders = customer_stats.orders + 1",
                        {customer});
       });
     });

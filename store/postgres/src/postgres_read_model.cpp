@@ -25,6 +25,34 @@ constexpr size_t max_prepared = 256;
 
 using statement_cache = std::unordered_map<std::string, std::string>;
 
+/// Rewrites SQLite-style `?N` parameters to PostgreSQL's `$N` (outside
+/// quotes and comments), so one read model's SQL runs on both.
+std::string numbered_placeholders(std::string_view sql) {
+  std::string out;
+  out.reserve(sql.size());
+  char quote = 0;
+  for (size_t i = 0; i < sql.size(); ++i) {
+    auto c = sql[i];
+    if (quote != 0) {
+      if (c == quote)
+        quote = 0;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      auto end = sql.find('\n', i);
+      end = end == std::string_view::npos ? sql.size() : end;
+      out.append(sql.substr(i, end - i));
+      i = end - 1;
+      continue;
+    } else if (c == '?' && i + 1 < sql.size() && sql[i + 1] >= '0'
+               && sql[i + 1] <= '9') {
+      c = '$';
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 class pg_tx final : public sql_transaction {
 public:
   pg_tx(connection& conn, statement_cache& statements)
@@ -80,7 +108,7 @@ private:
       ptrs.push_back(std::holds_alternative<std::monostate>(params[i])
                        ? nullptr
                        : texts[i].c_str());
-    std::string text{sql};
+    auto text = numbered_placeholders(sql);
     auto nparams = static_cast<int>(ptrs.size());
     auto i = statements_.find(text);
     if (i == statements_.end() && nparams > 0

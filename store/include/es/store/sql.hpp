@@ -30,7 +30,8 @@ std::optional<int64_t> sql_int(const sql_value& v);
 std::string sql_text(const sql_value& v);
 
 /// One open transaction on a read-model database. Parameters are written
-/// `?1, ?2, ...` on SQLite and `$1, $2, ...` on PostgreSQL. Not
+/// `?1, ?2, ...` on both backends (PostgreSQL also takes its own `$1, $2,
+/// ...`), so one projection's SQL can run on either. Not
 /// thread-safe; valid only inside `read_model_db::transact`.
 class sql_transaction {
 public:
