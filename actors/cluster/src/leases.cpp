@@ -103,8 +103,12 @@ public:
     std::vector<const char*> ptrs;
     for (const auto& p : params)
       ptrs.push_back(p.c_str());
-    result_ptr r{PQexecParams(conn_, sql.c_str(), static_cast<int>(ptrs.size()),
-                              nullptr, ptrs.data(), nullptr, nullptr, 0)};
+    // Without parameters, a script of several statements may run.
+    result_ptr r{params.empty()
+                   ? PQexec(conn_, sql.c_str())
+                   : PQexecParams(conn_, sql.c_str(),
+                                  static_cast<int>(ptrs.size()), nullptr,
+                                  ptrs.data(), nullptr, nullptr, 0)};
     auto status = PQresultStatus(r.get());
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
       return r;
@@ -153,7 +157,8 @@ uint64_t score(const std::string& node, const std::string& kind,
 }
 
 constexpr const char* create_sql
-  = "SELECT pg_advisory_xact_lock(hashtext('es.cluster/schema'));"
+  = "SET client_min_messages = warning;"
+    "SELECT pg_advisory_xact_lock(hashtext('es.cluster/schema'));"
     "CREATE TABLE IF NOT EXISTS es_cluster_nodes ("
     " cluster TEXT NOT NULL,"
     " node_id TEXT NOT NULL,"

@@ -9,6 +9,7 @@
 #include <caf/io/middleman_actor.hpp>
 #include <caf/message_view.hpp>
 #include <caf/response_promise.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
@@ -257,7 +258,8 @@ void on_leases(router_actor* self) {
   st.served = std::move(now_served);
   if (!lost.shards.empty())
     for (const auto& region : st.env->all_regions)
-      self->send(region, passivate_atom_v, lost);
+      // Anonymous: the region's count must not come back as a message.
+      caf::anon_send(region, passivate_atom_v, lost);
   retry_waiting(self);
 }
 
