@@ -58,6 +58,17 @@ public:
     return s;
   }
 
+  /// Its process id (-1 once reaped).
+  pid_t pid() const {
+    return pid_;
+  }
+
+  /// Sends it `sig` (SIGSTOP, SIGCONT, ...) while it runs.
+  void signal(int sig) {
+    if (pid_ > 0)
+      ::kill(pid_, sig);
+  }
+
   /// Kills it with SIGKILL and reaps it.
   void kill_now() {
     if (pid_ > 0) {
