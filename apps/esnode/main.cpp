@@ -126,6 +126,7 @@ int run(caf::actor_system& sys, const esnode_config& cfg) {
     std::cerr << "esnode: " << es::describe(err) << "\n";
     return 2;
   }
+  // [node]
   es::cluster::node node{sys, nc};
   es::aggregate_options ao;
   ao.store = es::spawn_store_actor(sys, *store);
@@ -142,6 +143,7 @@ int run(caf::actor_system& sys, const esnode_config& cfg) {
       return std::make_shared<orders::order_summary_view>(view_db, registry);
     },
     sc);
+  // [/node]
   // SIGINT and SIGTERM end the node; they are waited for below.
   sigset_t signals;
   sigemptyset(&signals);
