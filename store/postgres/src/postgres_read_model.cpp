@@ -108,24 +108,28 @@ private:
       ptrs.push_back(std::holds_alternative<std::monostate>(params[i])
                        ? nullptr
                        : texts[i].c_str());
-    auto text = numbered_placeholders(sql);
     auto nparams = static_cast<int>(ptrs.size());
-    auto i = statements_.find(text);
+    // Keyed by the caller's text: the rewrite to $N runs once per statement
+    // prepared, not once per call.
+    std::string key{sql};
+    auto i = statements_.find(key);
     if (i == statements_.end() && nparams > 0
         && statements_.size() < max_prepared) {
       auto name = "es_rm_" + std::to_string(statements_.size());
-      result prep{PQprepare(conn_.handle(), name.c_str(), text.c_str(), nparams,
+      result prep{PQprepare(conn_.handle(), name.c_str(),
+                            numbered_placeholders(sql).c_str(), nparams,
                             nullptr)};
       if (PQresultStatus(prep.get()) != PGRES_COMMAND_OK)
         return detail::pg::translate(prep.get(), conn_.handle(),
                                      "statement failed");
-      i = statements_.emplace(text, std::move(name)).first;
+      i = statements_.emplace(std::move(key), std::move(name)).first;
     }
     result r{i != statements_.end()
                ? PQexecPrepared(conn_.handle(), i->second.c_str(), nparams,
                                 ptrs.data(), nullptr, nullptr, 0)
-               : PQexecParams(conn_.handle(), text.c_str(), nparams, nullptr,
-                              ptrs.data(), nullptr, nullptr, 0)};
+               : PQexecParams(conn_.handle(),
+                              numbered_placeholders(sql).c_str(), nparams,
+                              nullptr, ptrs.data(), nullptr, nullptr, 0)};
     auto status = PQresultStatus(r.get());
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
       return r;
