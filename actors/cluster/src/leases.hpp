@@ -9,8 +9,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,11 +32,14 @@ struct lease_kind {
   std::function<void(uint32_t item)> released;
 };
 
+/// The lease table as read at the start of a tick: kind -> item -> owner
+/// (live or not), kept up to date with this node's own claims.
+using owner_rows = std::map<std::string, std::map<uint32_t, lease_owner>>;
+
 /// Runs the lease loop on a thread of its own.
 class lease_keeper {
 public:
-  lease_keeper(node_config cfg, std::vector<lease_kind> kinds,
-               std::function<void()> changed);
+  lease_keeper(node_config cfg, std::vector<lease_kind> kinds);
 
   ~lease_keeper();
 
@@ -43,8 +48,8 @@ public:
     cfg_.port = port;
   }
 
-  /// Starts the thread.
-  void start();
+  /// Starts the thread; it calls `changed` after publishing each view.
+  void start(std::function<void()> changed);
 
   /// Ends the session (releasing every lock at once), calls `released` for
   /// every held item and joins the thread.
@@ -56,6 +61,25 @@ private:
   struct state;
 
   void run();
+
+  /// One tick: heartbeat, live nodes, balancing; the new view, or the error
+  /// that ended the session.
+  caf::expected<std::shared_ptr<const cluster_view>> tick();
+
+  /// Connects, registers the node and forgets rows of its earlier sessions.
+  caf::error open_session();
+
+  /// Unlocks what was drained last tick, then gives up or takes items of
+  /// kind `index` towards this node's share.
+  caf::error balance(size_t index, const std::set<std::string>& live,
+                     owner_rows& table);
+
+  /// Closes the session and calls `released` for every held item.
+  void lose_all();
+
+  std::shared_ptr<cluster_view> empty_view() const;
+
+  void publish(std::shared_ptr<const cluster_view> v);
 
   node_config cfg_;
   std::unique_ptr<state> st_;

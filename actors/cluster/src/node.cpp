@@ -143,14 +143,9 @@ caf::error node::start() {
     };
     kinds.push_back(std::move(k));
   }
-  // The keeper publishes views the router reads; the router learns of each
+  // The keeper publishes views; the router reads them and learns of each
   // new one by a message.
-  auto router_ref = std::make_shared<caf::actor>();
-  d.keeper = std::make_unique<detail::lease_keeper>(
-    cfg, std::move(kinds), [router_ref] {
-      if (*router_ref)
-        caf::anon_send(*router_ref, leases_atom_v);
-    });
+  d.keeper = std::make_unique<detail::lease_keeper>(cfg, std::move(kinds));
   auto* keeper = d.keeper.get();
   d.env->view = [keeper] {
     return keeper->view();
@@ -167,8 +162,9 @@ caf::error node::start() {
   d.port = *port;
   // Other nodes dial the port the system picked.
   d.keeper->set_port(d.port);
-  *router_ref = d.router;
-  d.keeper->start();
+  d.keeper->start([router = d.router] {
+    caf::anon_send(router, leases_atom_v);
+  });
   d.started = true;
   return caf::none;
 }

@@ -1,35 +1,18 @@
 #include "es/cluster/view.hpp"
-#include "es/store/errors.hpp"
 
-#include <libpq-fe.h>
+#include "pg_session.hpp"
 
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <map>
-#include <memory>
 
 namespace es::cluster {
 
 namespace {
 
-struct conn_deleter {
-  void operator()(PGconn* c) const {
-    PQfinish(c);
-  }
-};
-
-struct result_deleter {
-  void operator()(PGresult* r) const {
-    PQclear(r);
-  }
-};
-
-using result_ptr = std::unique_ptr<PGresult, result_deleter>;
-
-std::string field(PGresult* r, int row, int col) {
-  return PQgetisnull(r, row, col) ? std::string{} : PQgetvalue(r, row, col);
-}
+using detail::number;
+using detail::text;
 
 std::string clock_time(double seconds) {
   if (seconds <= 0)
@@ -46,60 +29,72 @@ std::string clock_time(double seconds) {
 
 } // namespace
 
+const lease_owner* cluster_view::owner(const std::string& kind,
+                                       uint32_t item) const {
+  auto i = owners.find(kind);
+  if (i == owners.end() || item >= i->second.size() || !i->second[item])
+    return nullptr;
+  return &*i->second[item];
+}
+
+const node_info* cluster_view::node(const std::string& node_id) const {
+  for (const auto& n : nodes)
+    if (n.node_id == node_id)
+      return &n;
+  return nullptr;
+}
+
+bool cluster_view::serves(const std::string& kind, uint32_t item,
+                          std::chrono::steady_clock::time_point now) const {
+  if (!connected || now >= valid_until)
+    return false;
+  auto i = held.find(kind);
+  return i != held.end() && i->second.count(item) > 0;
+}
+
 caf::expected<cluster_status> read_cluster_status(const std::string& dsn,
                                                   const std::string& cluster) {
-  std::unique_ptr<PGconn, conn_deleter> conn{PQconnectdb(dsn.c_str())};
-  if (PQstatus(conn.get()) != CONNECTION_OK)
-    return make_store_error(store_errc::connection_failed,
-                            "cluster status: "
-                              + std::string{PQerrorMessage(conn.get())});
-  auto query = [&](const char* sql) -> caf::expected<result_ptr> {
-    const char* params[] = {cluster.c_str()};
-    result_ptr r{
-      PQexecParams(conn.get(), sql, 1, nullptr, params, nullptr, nullptr, 0)};
-    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
-      return make_store_error(store_errc::internal,
-                              "cluster status: "
-                                + std::string{PQresultErrorMessage(r.get())});
-    return r;
-  };
-  auto nodes = query(
+  detail::pg_session db;
+  if (auto err = db.connect(dsn, "es.cluster/status", std::chrono::seconds{10}))
+    return err;
+  auto nodes = db.exec(
     "SELECT n.node_id, n.host, n.port, n.pid,"
     " extract(epoch FROM n.heartbeat_at), extract(epoch FROM n.started_at),"
     " a.pid IS NOT NULL"
     " FROM es_cluster_nodes n LEFT JOIN pg_stat_activity a"
     " ON a.pid = n.backend_pid AND a.backend_start = n.backend_start"
-    " WHERE n.cluster = $1 ORDER BY n.node_id");
+    " WHERE n.cluster = $1 ORDER BY n.node_id",
+    {cluster});
   if (!nodes)
     return std::move(nodes.error());
   cluster_status st;
   std::map<std::string, bool> live;
   for (int r = 0; r < PQntuples(nodes->get()); ++r) {
     cluster_status::node_row row;
-    row.info.node_id = field(nodes->get(), r, 0);
-    row.info.host = field(nodes->get(), r, 1);
-    row.info.port
-      = static_cast<uint16_t>(std::atoi(field(nodes->get(), r, 2).c_str()));
-    row.info.pid = std::atoi(field(nodes->get(), r, 3).c_str());
-    row.info.heartbeat_at = std::atof(field(nodes->get(), r, 4).c_str());
-    row.info.started_at = std::atof(field(nodes->get(), r, 5).c_str());
-    row.live = field(nodes->get(), r, 6) == "t";
+    row.info.node_id = text(*nodes, r, 0);
+    row.info.host = text(*nodes, r, 1);
+    row.info.port = static_cast<uint16_t>(number(*nodes, r, 2));
+    row.info.pid = static_cast<int32_t>(number(*nodes, r, 3));
+    row.info.heartbeat_at = number(*nodes, r, 4);
+    row.info.started_at = number(*nodes, r, 5);
+    row.live = text(*nodes, r, 6) == "t";
     live[row.info.node_id] = row.live;
     st.nodes.push_back(std::move(row));
   }
-  auto leases = query("SELECT kind, item, coalesce(node_id, ''), epoch,"
-                      " extract(epoch FROM acquired_at) FROM es_cluster_leases"
-                      " WHERE cluster = $1 ORDER BY kind, item");
+  auto leases
+    = db.exec("SELECT kind, item, coalesce(node_id, ''), epoch,"
+              " extract(epoch FROM acquired_at) FROM es_cluster_leases"
+              " WHERE cluster = $1 ORDER BY kind, item",
+              {cluster});
   if (!leases)
     return std::move(leases.error());
   for (int r = 0; r < PQntuples(leases->get()); ++r) {
     cluster_status::lease_row row;
-    row.kind = field(leases->get(), r, 0);
-    row.item
-      = static_cast<uint32_t>(std::atoi(field(leases->get(), r, 1).c_str()));
-    row.node_id = field(leases->get(), r, 2);
-    row.epoch = std::atoll(field(leases->get(), r, 3).c_str());
-    row.acquired_at = std::atof(field(leases->get(), r, 4).c_str());
+    row.kind = text(*leases, r, 0);
+    row.item = static_cast<uint32_t>(number(*leases, r, 1));
+    row.node_id = text(*leases, r, 2);
+    row.epoch = static_cast<int64_t>(number(*leases, r, 3));
+    row.acquired_at = number(*leases, r, 4);
     auto i = live.find(row.node_id);
     row.live = i != live.end() && i->second;
     st.leases.push_back(std::move(row));
@@ -135,9 +130,9 @@ std::string render(const cluster_status& st) {
   }
   for (const auto& [kind, count] : unowned)
     out += "unowned " + kind + ": " + std::to_string(count) + "\n";
-  out += "\nKIND             ITEM  OWNER            EPOCH  ACQUIRED\n";
+  out += "\nKIND                     ITEM  OWNER            EPOCH  ACQUIRED\n";
   for (const auto& l : st.leases) {
-    std::snprintf(buf, sizeof(buf), "%-16s %4u  %-16s %5lld  %s\n",
+    std::snprintf(buf, sizeof(buf), "%-24s %4u  %-16s %5lld  %s\n",
                   l.kind.c_str(), l.item, l.live ? l.node_id.c_str() : "-",
                   static_cast<long long>(l.epoch),
                   clock_time(l.acquired_at).c_str());
