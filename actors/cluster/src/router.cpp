@@ -3,6 +3,7 @@
 #include "es/actors/errors.hpp"
 #include "es/actors/shard.hpp"
 #include "es/actors/type_ids.hpp"
+#include "es/store/log.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/io/middleman.hpp>
@@ -301,11 +302,20 @@ caf::result<caf::message> on_message(router_actor* self, caf::message_view& x) {
       return no_region(msg, 2);
     return self->delegate(*region, msg.drop(1));
   }
-  if (content.empty() || !content.match_element<command_envelope>(0))
+  if (content.empty() || !content.match_element<command_envelope>(0)) {
+    // Only a request gets an error back: an error sent as a plain message
+    // would end an actor that has no error handler.
+    if (!self->current_message_id().is_request()) {
+      log(log_level::warning, "cluster router: dropped a message that is "
+                              "no command: "
+                                + caf::to_string(x.content()));
+      return caf::delegated<caf::message>{};
+    }
     return caf::make_error(actors_errc::invalid_command,
                            std::string{"a cluster router takes "
                                        "(command_envelope, command) "
                                        "messages"});
+  }
   auto rp = self->make_response_promise();
   dispatch(self, pending{x.move_content_to_message(), rp,
                          steady::now() + env.cfg.command_deadline});
