@@ -78,7 +78,16 @@ inline std::shared_ptr<event_registry> make_registry() {
 
 } // namespace es::bench::counter_bench
 
-CAF_BEGIN_TYPE_ID_BLOCK(esbench, caf::id_block::es_projections::end)
+// With the cluster scenario, esbench also sends the orders demo's commands:
+// its types follow theirs.
+#ifdef ES_BENCH_CLUSTER
+#  include "order.hpp"
+#  define ES_BENCH_FIRST_TYPE_ID caf::id_block::orders::end
+#else
+#  define ES_BENCH_FIRST_TYPE_ID caf::id_block::es_projections::end
+#endif
+
+CAF_BEGIN_TYPE_ID_BLOCK(esbench, ES_BENCH_FIRST_TYPE_ID)
 
 CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::increment))
 CAF_ADD_TYPE_ID(esbench, (es::bench::counter_bench::touch))

@@ -18,6 +18,11 @@
 #ifdef ES_BENCH_KAFKA
 #  include "kafka_baseline.hpp"
 #endif
+#ifdef ES_BENCH_CLUSTER
+#  include "es/cluster/node.hpp"
+
+#  include "cluster_scenarios.hpp"
+#endif
 #include "command_scenarios.hpp"
 #include "counter.hpp"
 #include "postgres_scenarios.hpp"
@@ -49,6 +54,7 @@ struct esbench_config : caf::actor_system_config {
   std::string redis_url = "redis://:es-test-pass@127.0.0.1:56379/0";
   std::string amqp_url = "amqp://es:es-test-pass@127.0.0.1:55672/%2f";
   std::string kafka_url;
+  int nodes = 1;
 
   esbench_config() {
     opt_group{custom_options_, "global"}
@@ -58,8 +64,9 @@ struct esbench_config : caf::actor_system_config {
            "(--batch events per call), commands (through a region and "
            "aggregate actors), idle-memory (bytes per live idle aggregate), "
            "read-all, recover, project (projection throughput), "
-           "bus-publish (--bus) or relay (outbox to the --bus broker to a "
-           "handler)")
+           "bus-publish (--bus), relay (outbox to the --bus broker to a "
+           "handler) or cluster (order commands through --nodes esnode "
+           "processes)")
       .add(events, "events", "total events to write")
       .add(writers, "writers", "concurrent writer threads")
       .add(batch, "batch",
@@ -91,11 +98,17 @@ struct esbench_config : caf::actor_system_config {
       .add(kafka_url, "kafka-url",
            "Kafka cluster of --bus=kafka, kafka://host:port,... (scripts/kafka "
            "dsn)")
+      .add(nodes, "nodes",
+           "cluster scenario: esnode processes to start (1, 2, 3, ...)")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
     set("scheduler.max-threads", 2);
     es::add_projections_module(*this);
+#ifdef ES_BENCH_CLUSTER
+    es::cluster::add_cluster_module(*this);
+    add_message_types<caf::id_block::orders>();
+#endif
 #ifdef ES_BENCH_REDIS
     es::add_broker_modules(*this);
 #endif
@@ -135,6 +148,21 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
                 sizeof(es::bench::counter_bench::counter_state));
     return;
   }
+#ifdef ES_BENCH_CLUSTER
+  if (p.scenario == "responder") {
+    es::bench::run_responder(sys);
+    return;
+  }
+  if (p.scenario == "cluster") {
+    auto rows = es::bench::run_cluster(sys, p, std::max(1, cfg.nodes),
+                                       std::max(1, cfg.aggregates),
+                                       ES_BENCH_ESNODE, "/proc/self/exe");
+    for (const auto& r : rows)
+      es::bench::print_json(r);
+    es::bench::print_table(rows);
+    return;
+  }
+#endif
   if (p.scenario == "commands") {
     p.batch = 1;
     std::vector<es::bench::run_result> store_runs;

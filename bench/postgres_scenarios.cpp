@@ -129,6 +129,14 @@ event_store_ptr open_postgres_store(const bench_params& p,
   return *res;
 }
 
+std::string fresh_postgres_schema(const bench_params& p,
+                                  std::shared_ptr<void>& keep) {
+  auto schema = std::make_shared<pg_schema>(p.dsn);
+  auto dsn = schema->dsn();
+  keep = std::move(schema);
+  return dsn;
+}
+
 run_result run_raw_postgres_append(const bench_params& p) {
   pg_schema schema{p.dsn};
   {

@@ -7,6 +7,7 @@
 #include "store_scenarios.hpp"
 
 #include <memory>
+#include <string>
 
 namespace es::bench {
 
@@ -14,6 +15,11 @@ namespace es::bench {
 /// schema is dropped when `keep` is released.
 event_store_ptr open_postgres_store(const bench_params& params,
                                     std::shared_ptr<void>& keep);
+
+/// Creates a fresh schema of `params.dsn` and returns a DSN whose
+/// search_path is it; the schema is dropped when `keep` is released.
+std::string fresh_postgres_schema(const bench_params& params,
+                                  std::shared_ptr<void>& keep);
 
 /// The same rows inserted with plain libpq: one connection per writer; for
 /// batch 1 one INSERT per transaction, otherwise one multi-row INSERT of
