@@ -4,19 +4,23 @@
 // prints the cluster as PostgreSQL records it. See docs/cluster.md.
 #include "es/actors/store_actor.hpp"
 #include "es/cluster/node.hpp"
+#include "es/cluster/view.hpp"
 #include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
 
+#include "cluster_client.hpp"
 #include "order.hpp"
 #include "views.hpp"
 
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,6 +34,12 @@ commands:
            commands to their owners; until SIGINT or SIGTERM
   status   print the cluster's nodes, their leases and the owner of every
            shard and partition, as PostgreSQL records them
+  drive    send --orders whole orders (create, two items, pay, ship) from
+           --clients threads, each command to a random live node; exit 1
+           if a command failed
+  verify   check the cluster's log (dense versions) and its order_summary
+           read model against a fold of the log, once every partition has
+           caught up; exit 1 on a difference
 
 Options can also be set in caf-application.ini (section [global]).
 )";
@@ -47,6 +57,8 @@ struct esnode_config : caf::actor_system_config {
   int64_t deadline_ms = 10000;
   int64_t forward_timeout_ms = 5000;
   bool verbose = false;
+  int64_t orders = 100;
+  int64_t clients = 4;
 
   esnode_config() {
     opt_group{custom_options_, "global"}
@@ -64,7 +76,9 @@ struct esnode_config : caf::actor_system_config {
            "how long a command may wait for its shard's owner (10000)")
       .add(forward_timeout_ms, "forward-timeout-ms",
            "how long a forwarded command may take at its owner (5000)")
-      .add(verbose, "verbose", "log lease changes");
+      .add(verbose, "verbose", "log lease changes")
+      .add(orders, "orders", "drive: whole orders to send (100)")
+      .add(clients, "clients", "drive: client threads (4)");
     set("scheduler.max-threads", 2);
     es::cluster::add_cluster_module(*this);
     add_message_types<caf::id_block::orders>();
@@ -182,6 +196,83 @@ int status(const esnode_config& cfg) {
   return 0;
 }
 
+int drive(caf::actor_system& sys, const esnode_config& cfg) {
+  if (cfg.pg.empty()) {
+    std::cerr << "esnode: --pg is needed (the nodes are found there)\n";
+    return 2;
+  }
+  auto st = es::cluster::read_cluster_status(cfg.pg, cfg.cluster);
+  if (!st) {
+    std::cerr << "esnode: " << es::describe(st.error()) << "\n";
+    return 1;
+  }
+  std::vector<caf::actor> routers;
+  for (const auto& n : st->nodes) {
+    if (!n.live)
+      continue;
+    auto r = sys.middleman().remote_actor(n.info.host, n.info.port);
+    if (!r) {
+      std::cerr << "esnode: cannot reach node " << n.info.node_id << " at "
+                << n.info.host << ":" << n.info.port << ": "
+                << caf::to_string(r.error()) << "\n";
+      return 1;
+    }
+    routers.push_back(*r);
+  }
+  if (routers.empty()) {
+    std::cerr << "esnode: no live node in cluster " << cfg.cluster
+              << " (scripts/cluster start N)\n";
+    return 1;
+  }
+  esnode::order_workload w{
+    sys,
+    [&routers](std::mt19937_64& rng) {
+      return routers[rng() % routers.size()];
+    },
+    static_cast<size_t>(std::max<int64_t>(1, cfg.clients)),
+    static_cast<uint64_t>(std::max<int64_t>(1, cfg.orders))};
+  w.join();
+  auto records = w.records();
+  size_t acked = 0;
+  std::map<std::string, size_t> failures;
+  for (const auto& [id, rec] : records) {
+    if (rec.acked)
+      ++acked;
+    else
+      ++failures[rec.type + ": " + rec.error];
+  }
+  std::printf("esnode drive: %lld orders over %zu nodes: %zu of %zu "
+              "commands acknowledged\n",
+              static_cast<long long>(cfg.orders), routers.size(), acked,
+              records.size());
+  for (const auto& [text, n] : failures)
+    std::printf("  %zu x %s\n", n, text.c_str());
+  return failures.empty() ? 0 : 1;
+}
+
+int verify(const esnode_config& cfg) {
+  if (cfg.pg.empty()) {
+    std::cerr << "esnode: --pg is needed\n";
+    return 2;
+  }
+  auto rep = esnode::verify_cluster(cfg.pg, cfg.partitions, nullptr,
+                                    std::chrono::seconds(60));
+  if (!rep) {
+    std::cerr << "esnode: " << es::describe(rep.error()) << "\n";
+    return 1;
+  }
+  std::printf("esnode verify: %zu events in %zu streams\n", rep->events,
+              rep->aggregates);
+  for (const auto& p : rep->problems)
+    std::printf("  %s\n", p.c_str());
+  if (!rep->problems.empty())
+    return 1;
+  std::printf("versions dense; order_summary (%u partitions) matches the "
+              "log\n",
+              cfg.partitions);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -209,7 +300,9 @@ int main(int argc, char** argv) {
     std::cerr << "esnode: unknown option " << cfg.remainder.front() << "\n";
     return 2;
   }
-  if (words.size() != 1 || (words[0] != "run" && words[0] != "status")) {
+  if (words.size() != 1
+      || (words[0] != "run" && words[0] != "status" && words[0] != "drive"
+          && words[0] != "verify")) {
     std::cerr << usage;
     return 2;
   }
@@ -217,6 +310,10 @@ int main(int argc, char** argv) {
     es::set_log_level(es::log_level::info);
   if (words[0] == "status")
     return status(cfg);
+  if (words[0] == "verify")
+    return verify(cfg);
   caf::actor_system sys{cfg};
+  if (words[0] == "drive")
+    return drive(sys, cfg);
   return run(sys, cfg);
 }
