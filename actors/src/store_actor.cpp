@@ -136,6 +136,10 @@ void flush(writer_actor* self) {
   auto results = st.store->append_many(std::move(requests));
   recorded_events committed;
   bool any_ok = false;
+  // Callers are answered after the publish is sent, so a caller that hears
+  // of its commit and then drains the bus finds its events there.
+  std::vector<size_t> answer;
+  answer.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& p = batch[i];
     auto& res = results[i];
@@ -146,26 +150,30 @@ void flush(writer_actor* self) {
       schedule_retry(self, std::move(p));
       continue;
     }
-    if (res) {
-      any_ok = true;
-      // A replay answering an attempt that ended in doubt: that attempt
-      // wrote the events, so this call did.
-      if (p.in_doubt && res->deduplicated)
-        res->deduplicated = false;
-      if (st.cfg.bus && !res->deduplicated) {
-        auto recs = to_recorded(p.request, std::move(p.events), *res);
-        committed.insert(committed.end(), std::make_move_iterator(recs.begin()),
-                         std::make_move_iterator(recs.end()));
-      }
-      p.rp.deliver(std::move(*res));
-    } else {
-      p.rp.deliver(std::move(res.error()));
+    answer.push_back(i);
+    if (!res)
+      continue;
+    any_ok = true;
+    // A replay answering an attempt that ended in doubt: that attempt
+    // wrote the events, so this call did.
+    if (p.in_doubt && res->deduplicated)
+      res->deduplicated = false;
+    if (st.cfg.bus && !res->deduplicated) {
+      auto recs = to_recorded(p.request, std::move(p.events), *res);
+      committed.insert(committed.end(), std::make_move_iterator(recs.begin()),
+                       std::make_move_iterator(recs.end()));
     }
   }
   if (any_ok && st.retrying.empty())
     st.backoff = std::chrono::milliseconds{0};
   if (!committed.empty())
     publish(self, std::move(committed));
+  for (auto i : answer) {
+    if (results[i])
+      batch[i].rp.deliver(std::move(*results[i]));
+    else
+      batch[i].rp.deliver(std::move(results[i].error()));
+  }
 }
 
 caf::behavior store_writer(writer_actor* self, event_store_ptr store,
