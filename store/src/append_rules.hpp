@@ -111,9 +111,17 @@ public:
     decided_again_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  /// Counts one read call that returned `events` events.
+  void count_read(size_t events) {
+    reads_.fetch_add(1, std::memory_order_relaxed);
+    events_read_.fetch_add(events, std::memory_order_relaxed);
+  }
+
   store_metrics snapshot() const;
 
 private:
+  std::atomic<uint64_t> reads_{0};
+  std::atomic<uint64_t> events_read_{0};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> events_{0};
   std::atomic<uint64_t> transactions_{0};

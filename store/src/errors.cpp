@@ -40,6 +40,7 @@ const char* to_string(store_errc x) {
     case store_errc::checkpoint_conflict: return "checkpoint_conflict";
     case store_errc::lease_held: return "lease_held";
     case store_errc::lease_lost: return "lease_lost";
+    case store_errc::pool_exhausted: return "pool_exhausted";
   }
   return "unknown";
 }
@@ -50,7 +51,8 @@ bool is_retryable(store_errc x) {
     case store_errc::connection_failed:
     case store_errc::timeout:
     case store_errc::serialization_failure:
-    case store_errc::commit_outcome_unknown: return true;
+    case store_errc::commit_outcome_unknown:
+    case store_errc::pool_exhausted: return true;
     default: return false;
   }
 }

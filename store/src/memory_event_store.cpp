@@ -109,6 +109,7 @@ public:
       result.next_version = v;
       result.end_of_stream = v < lowest;
     }
+    metrics_.count_read(result.events.size());
     return result;
   }
 
@@ -132,6 +133,7 @@ public:
     }
     result.next_position = std::max(pos, opts.after_position);
     result.end_of_feed = pos >= head;
+    metrics_.count_read(result.events.size());
     return result;
   }
 

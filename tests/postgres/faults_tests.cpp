@@ -7,10 +7,12 @@
 #include "test_events.hpp"
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 using namespace es;
 using namespace es::test;
@@ -169,4 +171,110 @@ TEST_CASE("a server restart in the middle of a run loses nothing "
     = admin.value("SELECT COUNT(*) FROM " + fx.schemas.back() + ".events");
   CHECK(std::to_string(*head) == count);
   CHECK(static_cast<int64_t>(acked.size()) <= *head);
+}
+
+TEST_CASE("the reader pool never opens more than read_connections",
+          "[postgres][pool]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.read_connections = 4;
+  cfg.read_wait_timeout = std::chrono::seconds(30);
+  auto store = make_postgres_event_store(cfg);
+  REQUIRE(store);
+  std::vector<stream_id> streams;
+  for (int i = 0; i < 8; ++i) {
+    streams.push_back(new_stream());
+    REQUIRE((*store)->append(streams.back(), expected_version::any(),
+                             make_batch(streams.back(), 5)));
+  }
+  constexpr int readers = 64;
+  constexpr int reads_each = 25;
+  std::atomic<int> started{0};
+  std::atomic<int> failures{0};
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < readers; ++t)
+    threads.emplace_back([&, t] {
+      ++started;
+      for (int i = 0; i < reads_each; ++i) {
+        auto& s = streams[static_cast<size_t>(t + i) % streams.size()];
+        auto page = (*store)->read_stream(s, {});
+        auto all = (*store)->read_all({});
+        if (!page || page->events.size() != 5 || !all
+            || all->events.size() != 40)
+          ++failures;
+      }
+      ++done;
+    });
+  // Watch the pool and the server while the readers run.
+  uint64_t max_in_use = 0;
+  uint64_t max_open = 0;
+  uint64_t max_waiting = 0;
+  int max_sessions = 0;
+  auto sessions_sql = "SELECT COUNT(*) FROM pg_stat_activity"
+                      " WHERE application_name = '"
+                      + cfg.application_name + "'";
+  while (done.load() < readers) {
+    auto m = (*store)->metrics();
+    max_in_use = std::max(max_in_use, m.read_connections_in_use);
+    max_open = std::max(max_open, m.read_connections_open);
+    max_waiting = std::max(max_waiting, m.read_connections_waiting);
+    max_sessions
+      = std::max(max_sessions, std::atoi(fx.admin.value(sessions_sql).c_str()));
+  }
+  for (auto& th : threads)
+    th.join();
+  INFO("most in use " << max_in_use << ", open " << max_open << ", waiting "
+                      << max_waiting << ", sessions " << max_sessions);
+  CHECK(failures.load() == 0);
+  CHECK(max_in_use <= 4);
+  CHECK(max_open <= 4);
+  // The readers plus the one writer connection.
+  CHECK(max_sessions <= 5);
+  auto m = (*store)->metrics();
+  CHECK(m.read_connections_in_use == 0);
+  CHECK(m.read_connections_waiting == 0);
+  CHECK(m.read_waits_timed_out == 0);
+  CHECK(m.reads >= static_cast<uint64_t>(readers * reads_each * 2));
+  CHECK(m.events_read >= static_cast<uint64_t>(readers * reads_each * 45));
+}
+
+TEST_CASE("a reader that finds the pool exhausted fails with pool_exhausted",
+          "[postgres][pool]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.read_connections = 1;
+  cfg.read_wait_timeout = std::chrono::milliseconds(100);
+  auto store = make_postgres_event_store(cfg);
+  REQUIRE(store);
+  auto s = new_stream();
+  REQUIRE((*store)->append(s, expected_version::any(), make_batch(s, 3)));
+  // A second session holds the events table: the one reader blocks on it.
+  pg_admin locker;
+  locker.exec("BEGIN");
+  locker.exec("LOCK TABLE " + fx.schemas.back()
+              + ".events IN ACCESS EXCLUSIVE MODE");
+  std::atomic<bool> blocked_read_ok{false};
+  std::thread blocked{[&] {
+    auto page = (*store)->read_stream(s, {});
+    blocked_read_ok = page && page->events.size() == 3;
+  }};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((*store)->metrics().read_connections_in_use == 0
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  REQUIRE((*store)->metrics().read_connections_in_use == 1);
+  auto refused = (*store)->read_all({});
+  REQUIRE_FALSE(refused);
+  INFO(describe(refused.error()));
+  CHECK(has_code(refused.error(), store_errc::pool_exhausted));
+  CHECK(is_retryable(refused.error()));
+  CHECK((*store)->metrics().read_waits_timed_out == 1);
+  locker.exec("ROLLBACK");
+  blocked.join();
+  CHECK(blocked_read_ok.load());
+  // The connection came back: reads work again.
+  auto page = (*store)->read_all({});
+  REQUIRE(page);
+  CHECK(page->events.size() == 3);
 }

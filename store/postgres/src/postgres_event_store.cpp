@@ -259,7 +259,8 @@ struct insert_columns {
 class postgres_event_store final : public event_store {
 public:
   postgres_event_store(postgres_config cfg, bool partitioned)
-    : cfg_(cfg), partitioned_(partitioned), readers_(cfg, cfg.read_connections),
+    : cfg_(cfg), partitioned_(partitioned),
+      readers_(cfg, cfg.read_connections, {}, cfg.read_connections),
       // The writers' statements are the same every time but for their
       // arrays: a plan made once serves them all, where the planner's
       // default would plan the write statement again on every call (about
@@ -284,7 +285,13 @@ public:
   }
 
   store_metrics metrics() const override {
-    return metrics_.snapshot();
+    auto result = metrics_.snapshot();
+    auto use = readers_.usage();
+    result.read_connections_open = use.open;
+    result.read_connections_in_use = use.in_use;
+    result.read_connections_waiting = use.waiting;
+    result.read_waits_timed_out = use.timed_out;
+    return result;
   }
 
   caf::expected<append_result> append(const stream_id& stream,
@@ -358,6 +365,7 @@ public:
     if (slice.events.empty()) {
       slice.end_of_stream = true;
       slice.next_version = from;
+      metrics_.count_read(0);
       return slice;
     }
     auto last = slice.events.back().aggregate_version;
@@ -369,6 +377,7 @@ public:
       slice.next_version = last - 1;
       slice.end_of_stream = last <= bound;
     }
+    metrics_.count_read(slice.events.size());
     return slice;
   }
 
@@ -448,6 +457,7 @@ public:
     else
       slice.next_position = std::max(upper, opts.after_position);
     slice.end_of_feed = slice.next_position >= head;
+    metrics_.count_read(slice.events.size());
     return slice;
   }
 

@@ -172,6 +172,7 @@ public:
       result.next_version = last - 1;
       result.end_of_stream = last <= bound;
     }
+    metrics_.count_read(result.events.size());
     return result;
   }
 
@@ -246,6 +247,7 @@ public:
     else
       result.next_position = std::max(upper, opts.after_position);
     result.end_of_feed = result.next_position >= *head;
+    metrics_.count_read(result.events.size());
     return result;
   }
 

@@ -80,6 +80,9 @@ enum class store_errc : uint8_t {
   lease_held,
   /// A lease this process held is gone (its connection broke).
   lease_lost,
+  /// Every connection of a bounded pool stayed in use for the whole wait
+  /// (PostgreSQL `read_connections`, `read_wait_timeout`); nothing was done.
+  pool_exhausted,
 };
 
 /// Returns the name of `x`, for example "wrong_expected_version".

@@ -189,13 +189,26 @@ struct store_metrics {
   /// decided again under the lock (PostgreSQL; a stale head, a refusal or
   /// a replay). Zero on the other adapters.
   uint64_t decided_again = 0;
+  /// Read calls (`read_stream`, `read_all`, `find_event`) and the events
+  /// they returned.
+  uint64_t reads = 0;
+  uint64_t events_read = 0;
+  /// Read connections open now, of them in use now, and callers waiting
+  /// for one now (PostgreSQL; zero on the other adapters).
+  uint64_t read_connections_open = 0;
+  uint64_t read_connections_in_use = 0;
+  uint64_t read_connections_waiting = 0;
+  /// Reads that gave up waiting for a connection (`pool_exhausted`).
+  uint64_t read_waits_timed_out = 0;
 
   template <class Inspector>
   friend typename Inspector::result_type
   inspect(Inspector& f, store_metrics& x) {
     return f(caf::meta::type_name("es.store_metrics"), x.append_requests,
              x.events_appended, x.transactions, x.version_conflicts,
-             x.deduplicated, x.decided_again);
+             x.deduplicated, x.decided_again, x.reads, x.events_read,
+             x.read_connections_open, x.read_connections_in_use,
+             x.read_connections_waiting, x.read_waits_timed_out);
   }
 };
 

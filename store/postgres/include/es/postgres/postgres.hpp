@@ -31,8 +31,11 @@ struct postgres_config {
   /// When set, sessions work in this schema (`SET search_path`), whatever
   /// the DSN says.
   std::string schema;
-  /// Connections for reads (opened on demand, kept while idle).
+  /// Most connections open for reads at once (opened on demand, kept while
+  /// idle). A read that finds all of them in use waits for one up to
+  /// `read_wait_timeout`, then fails with the retryable `pool_exhausted`.
   size_t read_connections = 4;
+  std::chrono::milliseconds read_wait_timeout{5'000};
   /// Most append requests committed together in one transaction.
   size_t max_group_size = 256;
   /// Connections (and so groups) committing at once. With more than one,
