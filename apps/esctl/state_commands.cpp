@@ -236,8 +236,12 @@ void write_dead_letter(json_writer& w, const es::dead_letter& e, bool full) {
   if (full) {
     w.Key("error_context");
     write_string(w, e.error_context);
+    // The event as the projection got it, payload and metadata as JSON.
     w.Key("event");
-    write_embedded_json(w, e.event_data);
+    if (auto ev = es::decode_recorded_event(e.event_data))
+      write_event(w, *ev);
+    else
+      write_embedded_json(w, e.event_data);
   }
   w.EndObject();
 }
@@ -335,7 +339,15 @@ int dlq_show(context& ctx, int64_t id) {
   line("error", e->error_message);
   if (!e->error_context.empty())
     line("context", e->error_context);
-  line("event", e->event_data);
+  if (auto ev = es::decode_recorded_event(e->event_data)) {
+    line("stream", ev->aggregate_type + "/" + ev->aggregate_id.to_string()
+                     + " v" + num(ev->aggregate_version));
+    line("payload", ev->payload);
+    if (!ev->metadata.empty())
+      line("metadata", ev->metadata);
+  } else {
+    line("event", e->event_data);
+  }
   std::fflush(stdout);
   return exit_ok;
 }
