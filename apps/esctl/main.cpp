@@ -23,8 +23,7 @@ constexpr const char* exit_codes_text = R"(Exit codes:
 
 The store comes from --store or the environment variable ES_STORE:
   sqlite:PATH          a SQLite store file
-  postgres:DSN         a libpq connection string or URI
-)";
+  postgres:DSN         a libpq connection string or URI)";
 
 /// A count or position: 0 or more.
 const CLI::Validator non_negative{
