@@ -333,6 +333,8 @@ store_metrics metrics_counter::snapshot() const {
   result.version_conflicts = conflicts_.load(std::memory_order_relaxed);
   result.deduplicated = deduplicated_.load(std::memory_order_relaxed);
   result.decided_again = decided_again_.load(std::memory_order_relaxed);
+  result.append_seconds = append_seconds_.snapshot();
+  result.group_size = group_size_.snapshot();
   result.reads = reads_.load(std::memory_order_relaxed);
   result.events_read = events_read_.load(std::memory_order_relaxed);
   return result;

@@ -3,11 +3,13 @@
 
 #include "es/store/event_registry.hpp"
 #include "es/store/event_store.hpp"
+#include "es/store/histogram.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -103,9 +105,32 @@ public:
   /// Counts the outcome of one append request.
   void count(const caf::expected<append_result>& res);
 
-  void count_transaction() {
+  /// Counts a committed transaction that held `requests` append requests.
+  void count_transaction(size_t requests) {
     transactions_.fetch_add(1, std::memory_order_relaxed);
+    group_size_.observe(static_cast<double>(requests));
   }
+
+  /// Times one `append_many` call (or `append`) of `requests` requests
+  /// from construction to destruction.
+  class call_timer {
+  public:
+    explicit call_timer(metrics_counter& owner)
+      : owner_(owner), start_(std::chrono::steady_clock::now()) {
+      // nop
+    }
+    call_timer(const call_timer&) = delete;
+    call_timer& operator=(const call_timer&) = delete;
+    ~call_timer() {
+      owner_.append_seconds_.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+          .count());
+    }
+
+  private:
+    metrics_counter& owner_;
+    std::chrono::steady_clock::time_point start_;
+  };
 
   void count_decided_again() {
     decided_again_.fetch_add(1, std::memory_order_relaxed);
@@ -120,6 +145,8 @@ public:
   store_metrics snapshot() const;
 
 private:
+  histogram append_seconds_{histogram::latency_bounds()};
+  histogram group_size_{histogram::size_bounds()};
   std::atomic<uint64_t> reads_{0};
   std::atomic<uint64_t> events_read_{0};
   std::atomic<uint64_t> requests_{0};

@@ -5,6 +5,7 @@
 #include <caf/message.hpp>
 
 #include <algorithm>
+#include <chrono>
 
 namespace es {
 
@@ -86,6 +87,19 @@ event_store::append_many(std::vector<append_request> requests) {
     results.emplace_back(
       append(req.stream, req.expected, std::move(req.events)));
   return results;
+}
+
+store_health event_store::check_health() {
+  store_health result;
+  auto start = std::chrono::steady_clock::now();
+  auto head = head_position();
+  result.latency_ms = std::chrono::duration<double, std::milli>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+  result.reachable = static_cast<bool>(head);
+  if (!head)
+    result.problem = describe(head.error());
+  return result;
 }
 
 caf::expected<bool> event_store::event_exists(const uuid& event_id) {

@@ -42,6 +42,7 @@ public:
   caf::expected<append_result> append(const stream_id& stream,
                                       expected_version expected,
                                       event_batch events) override {
+    detail::metrics_counter::call_timer timer{metrics_};
     if (auto err = detail::normalize_append(stream, expected, events,
                                             cfg_.limits, cfg_.registry.get())) {
       metrics_.count(err);
@@ -51,12 +52,13 @@ public:
     auto res = append_locked(stream, expected, std::move(events));
     metrics_.count(res);
     if (res && !res->deduplicated)
-      metrics_.count_transaction();
+      metrics_.count_transaction(1);
     return res;
   }
 
   std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests) override {
+    detail::metrics_counter::call_timer timer{metrics_};
     auto invalid
       = detail::normalize_requests(requests, cfg_.limits, cfg_.registry.get());
     std::vector<caf::expected<append_result>> results;
@@ -71,7 +73,7 @@ public:
           append_locked(req.stream, req.expected, std::move(req.events)));
       metrics_.count(results.back());
     }
-    metrics_.count_transaction();
+    metrics_.count_transaction(requests.size());
     return results;
   }
 

@@ -262,3 +262,29 @@ TEST_CASE("a stream at the largest version reads without overflow",
   CHECK(page->end_of_stream);
   CHECK(page->next_version == largest);
 }
+
+TEST_CASE("the health check names missing tables and a stale schema",
+          "[sqlite][health]") {
+  temp_dir dir;
+  sqlite_config cfg;
+  cfg.path = dir.file("health.db");
+  auto store = make_sqlite_event_store(cfg);
+  REQUIRE(store);
+  REQUIRE((*store)->check_health().healthy());
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(cfg.path.c_str(), &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "DROP TABLE snapshots; DELETE FROM schema_migrations"
+                       " WHERE version = (SELECT MAX(version) FROM"
+                       " schema_migrations)",
+                       nullptr, nullptr, nullptr)
+          == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto h = (*store)->check_health();
+  CHECK(h.reachable);
+  CHECK_FALSE(h.healthy());
+  REQUIRE(h.missing_tables == std::vector<std::string>{"snapshots"});
+  CHECK(h.problem.find("tables missing") != std::string::npos);
+}

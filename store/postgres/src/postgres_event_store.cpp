@@ -284,6 +284,47 @@ public:
     return cfg_.limits;
   }
 
+  store_health check_health() override {
+    store_health h;
+    h.expected_schema_version = postgres_schema_version();
+    auto start = std::chrono::steady_clock::now();
+    auto r = with_reader([&](connection& c) -> caf::expected<int> {
+      auto one = c.exec("SELECT 1");
+      if (!one)
+        return std::move(one.error());
+      h.reachable = true;
+      auto missing
+        = c.exec("SELECT t FROM unnest(ARRAY['schema_migrations', 'events',"
+                 " 'es_position', 'event_outbox', 'projection_checkpoints',"
+                 " 'dead_letter_queue', 'snapshots']) AS t"
+                 " WHERE to_regclass(t) IS NULL ORDER BY t");
+      if (!missing)
+        return std::move(missing.error());
+      for (int i = 0; i < missing->rows(); ++i)
+        h.missing_tables.push_back(missing->text(i, 0));
+      if (!h.missing_tables.empty())
+        return 0;
+      auto version = c.exec("SELECT COALESCE(MAX(version), 0)::text"
+                            " FROM schema_migrations");
+      if (!version)
+        return std::move(version.error());
+      h.schema_version = std::stoi(version->text(0, 0));
+      return 0;
+    });
+    h.latency_ms = std::chrono::duration<double, std::milli>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+    if (!r)
+      h.problem = describe(r.error());
+    else if (!h.missing_tables.empty())
+      h.problem = "tables missing (run the migrations)";
+    else if (h.schema_version != h.expected_schema_version)
+      h.problem = "schema version " + std::to_string(h.schema_version)
+                  + ", this library expects "
+                  + std::to_string(h.expected_schema_version);
+    return h;
+  }
+
   store_metrics metrics() const override {
     auto result = metrics_.snapshot();
     auto use = readers_.usage();
@@ -305,6 +346,7 @@ public:
 
   std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests) override {
+    detail::metrics_counter::call_timer timer{metrics_};
     auto rejected
       = detail::normalize_requests(requests, cfg_.limits, cfg_.registry.get());
     detail::write_job job;
@@ -756,7 +798,7 @@ private:
         result_of(xs[k]) = std::move(decided[k]);
       }
       remember(heads);
-      metrics_.count_transaction();
+      metrics_.count_transaction(xs.size());
       return optimistic_outcome::committed;
     }
     if (done) {
@@ -977,7 +1019,7 @@ private:
     auto done = pipeline(*conn, second);
     if (done && done.results[0].rows() == 1) {
       remember(heads);
-      metrics_.count_transaction();
+      metrics_.count_transaction(xs.size());
       return;
     }
     abandon(*conn);

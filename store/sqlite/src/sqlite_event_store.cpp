@@ -7,6 +7,7 @@
 #include "schema.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -87,6 +88,7 @@ public:
 
   std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests) override {
+    detail::metrics_counter::call_timer timer{metrics_};
     // Validation (JSON parsing included) runs on the caller's thread, so
     // concurrent callers validate in parallel.
     auto rejected
@@ -287,6 +289,56 @@ public:
       **conn, "SELECT MAX(global_position) FROM events", 0);
   }
 
+  store_health check_health() override {
+    store_health h;
+    h.expected_schema_version = sqlite_schema_version();
+    auto start = std::chrono::steady_clock::now();
+    auto check = [&]() -> caf::error {
+      auto conn = checkout();
+      if (!conn)
+        return std::move(conn.error());
+      auto one = detail::sqlite::query_int(**conn, "SELECT 1", 0);
+      if (!one)
+        return std::move(one.error());
+      h.reachable = true;
+      for (const char* table :
+           {"dead_letter_queue", "event_outbox", "events",
+            "projection_checkpoints", "schema_migrations", "snapshots"}) {
+        auto n = detail::sqlite::query_int(
+          **conn,
+          std::string{"SELECT COUNT(*) FROM sqlite_master WHERE type = "
+                      "'table' AND name = '"}
+            + table + "'",
+          0);
+        if (!n)
+          return std::move(n.error());
+        if (*n == 0)
+          h.missing_tables.emplace_back(table);
+      }
+      if (!h.missing_tables.empty())
+        return caf::none;
+      auto version = detail::sqlite::query_int(
+        **conn, "SELECT MAX(version) FROM schema_migrations", 0);
+      if (!version)
+        return std::move(version.error());
+      h.schema_version = static_cast<int>(*version);
+      return caf::none;
+    };
+    auto err = check();
+    h.latency_ms = std::chrono::duration<double, std::milli>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+    if (err)
+      h.problem = describe(err);
+    else if (!h.missing_tables.empty())
+      h.problem = "tables missing (run the migrations)";
+    else if (h.schema_version != h.expected_schema_version)
+      h.problem = "schema version " + std::to_string(h.schema_version)
+                  + ", this library expects "
+                  + std::to_string(h.expected_schema_version);
+    return h;
+  }
+
   store_metrics metrics() const override {
     return metrics_.snapshot();
   }
@@ -469,8 +521,12 @@ private:
         return;
       }
       auto err = writer_->exec(wrote ? "COMMIT" : "ROLLBACK");
-      if (!err && wrote)
-        metrics_.count_transaction();
+      if (!err && wrote) {
+        size_t requests = 0;
+        for (auto* j : group)
+          requests += j->requests->size();
+        metrics_.count_transaction(requests);
+      }
       if (err) {
         bool still_open = sqlite3_get_autocommit(writer_->handle()) == 0;
         static_cast<void>(writer_->exec("ROLLBACK"));

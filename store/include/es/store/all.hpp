@@ -9,6 +9,7 @@
 #include "es/store/event_store.hpp"
 #include "es/store/expected_version.hpp"
 #include "es/store/fwd.hpp"
+#include "es/store/histogram.hpp"
 #include "es/store/json.hpp"
 #include "es/store/log.hpp"
 #include "es/store/memory_event_store.hpp"

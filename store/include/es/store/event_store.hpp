@@ -3,6 +3,7 @@
 
 #include "es/store/event.hpp"
 #include "es/store/expected_version.hpp"
+#include "es/store/histogram.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -200,6 +201,11 @@ struct store_metrics {
   uint64_t read_connections_waiting = 0;
   /// Reads that gave up waiting for a connection (`pool_exhausted`).
   uint64_t read_waits_timed_out = 0;
+  /// How long append calls took, as their callers saw it (queueing for a
+  /// group included), in seconds.
+  histogram_snapshot append_seconds;
+  /// Append requests per committed transaction.
+  histogram_snapshot group_size;
 
   template <class Inspector>
   friend typename Inspector::result_type
@@ -208,7 +214,29 @@ struct store_metrics {
              x.events_appended, x.transactions, x.version_conflicts,
              x.deduplicated, x.decided_again, x.reads, x.events_read,
              x.read_connections_open, x.read_connections_in_use,
-             x.read_connections_waiting, x.read_waits_timed_out);
+             x.read_connections_waiting, x.read_waits_timed_out,
+             x.append_seconds, x.group_size);
+  }
+};
+
+/// What `event_store::check_health` found out about the database.
+struct store_health {
+  /// The database answered a trivial query.
+  bool reachable = false;
+  /// The schema version stored, and the one this library expects (both 0
+  /// for adapters without a schema).
+  int schema_version = 0;
+  int expected_schema_version = 0;
+  /// Tables the store needs that the database lacks.
+  std::vector<std::string> missing_tables;
+  /// How long the check took, in milliseconds.
+  double latency_ms = 0;
+  /// Why the store is not healthy; empty when it is.
+  std::string problem;
+
+  bool healthy() const noexcept {
+    return reachable && missing_tables.empty()
+           && schema_version == expected_schema_version;
   }
 };
 
@@ -293,6 +321,12 @@ public:
 
   /// Returns the adapter's counters.
   virtual store_metrics metrics() const = 0;
+
+  /// Checks the database: it answers, has the store's tables and the
+  /// schema version this library expects. Never fails: an unreachable
+  /// database is a result (`reachable` false, `problem` says why). The
+  /// default asks for the head position.
+  virtual store_health check_health();
 
   /// Returns the limits the store enforces.
   virtual const store_limits& limits() const = 0;

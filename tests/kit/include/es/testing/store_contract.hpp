@@ -73,6 +73,20 @@ TEMPLATE_TEST_CASE("an empty store has no events", "[contract]",
   CHECK_FALSE(require(store->event_exists(uuid::random())));
 }
 
+TEMPLATE_TEST_CASE("a working store reports itself healthy", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto health = store->check_health();
+  INFO(health.problem);
+  CHECK(health.reachable);
+  CHECK(health.missing_tables.empty());
+  CHECK(health.schema_version == health.expected_schema_version);
+  CHECK(health.problem.empty());
+  CHECK(health.healthy());
+  CHECK(health.latency_ms >= 0);
+}
+
 TEMPLATE_TEST_CASE("appended events read back unchanged", "[contract]",
                    ES_CONTRACT_FIXTURES) {
   TestType fx;
