@@ -21,6 +21,9 @@
 #ifdef ES_HAVE_KAFKA
 #  include "es/kafka/all.hpp"
 #endif
+#ifdef ES_HAVE_OPS
+#  include "es/ops/all.hpp"
+#endif
 
 #include "es/actors/fwd.hpp"
 #include "es/bus/fwd.hpp"
