@@ -303,12 +303,12 @@ int report_dead_letters(views& v, const std::string& projection) {
 
 } // namespace
 
-/// The outbox of a SQLite store (rows waiting for a relay) and, with
+/// The outbox of the store (rows waiting for a relay) and, with
 /// `--bus`, the broker's side; false when one of them cannot be read.
 static bool print_bus_status(const orders_config& cfg) {
-  if (cfg.store.rfind("sqlite:", 0) != 0)
+  if (cfg.store.rfind("sqlite:", 0) != 0 && !on_postgres(cfg))
     return true;
-  auto outbox = es::make_sqlite_outbox(cfg.store.substr(7));
+  auto outbox = open_outbox(cfg);
   auto counts = outbox ? (*outbox)->counts()
                        : caf::expected<es::outbox_counts>{outbox.error()};
   if (!counts) {

@@ -3,6 +3,9 @@
 #include "es/brokers/brokers.hpp"
 #include "es/projections/type_ids.hpp"
 #include "es/sqlite/sqlite.hpp"
+#ifdef ORDERS_WITH_POSTGRES
+#  include "es/postgres/postgres.hpp"
+#endif
 #include "es/store/errors.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/supervision/classifier.hpp"
@@ -27,6 +30,17 @@ caf::error in_file_context(const caf::error& err, const std::string& what) {
     caf::make_message(what + ": " + (desc.empty() ? es::describe(err) : desc))};
 }
 
+#ifdef ORDERS_WITH_POSTGRES
+es::postgres_config pg_config(const orders_config& cfg) {
+  es::postgres_config pc;
+  pc.dsn = cfg.store.substr(9);
+  pc.application_name = "orders";
+  // With a broker, every append writes the outbox rows the relay publishes.
+  pc.outbox = !cfg.bus.empty();
+  return pc;
+}
+#endif
+
 } // namespace
 
 orders_config::orders_config() {
@@ -35,11 +49,12 @@ orders_config::orders_config() {
     .add(clients, "clients",
          "concurrent client actors sending commands (default 16)")
     .add(store, "store",
-         "event store: sqlite:PATH (default sqlite:./data/orders.db) or "
-         "memory")
+         "event store: sqlite:PATH (default sqlite:./data/orders.db), "
+         "postgres:DSN (a libpq connection string or URI) or memory")
     .add(views, "views",
-         "read-model database (SQLite file; default: next to the store, "
-         "orders.db -> orders-views.db)")
+         "read-model database (SQLite file; default: next to a SQLite "
+         "store, orders.db -> orders-views.db, or in the PostgreSQL "
+         "store's database)")
     .add(sync, "sync",
          "SQLite durability: full (fsync per commit, default), normal, off")
     .add(seed, "seed", "workload seed (default: from the clock)")
@@ -65,6 +80,12 @@ orders_config::orders_config() {
          "amqp://user:password@host:port/vhost or kafka://host:port,...); "
          "the events go through the store's outbox, a relay and the broker "
          "to the projections")
+    .add(http, "http",
+         "run: serve /live, /ready, /health and /metrics on HOST:PORT "
+         "(port 0: any free port, printed)")
+    .add(keep_serving, "keep-serving",
+         "run --http: keep serving the endpoints after the workload until "
+         "SIGINT or SIGTERM")
     .add(bus_prefix, "bus-prefix",
          "run --bus: the Redis stream prefix, the RabbitMQ exchange or the "
          "Kafka topic prefix (default orders)");
@@ -83,9 +104,21 @@ caf::expected<es::event_store_ptr> open_store(const orders_config& cfg,
                                   "runs: use --store=sqlite:PATH");
     return es::make_memory_event_store();
   }
+  if (on_postgres(cfg)) {
+#ifdef ORDERS_WITH_POSTGRES
+    auto store = es::make_postgres_event_store(pg_config(cfg));
+    if (!store)
+      return in_file_context(store.error(), "event store " + cfg.store);
+    return store;
+#else
+    return es::make_store_error(es::store_errc::invalid_argument,
+                                "this build has no PostgreSQL support");
+#endif
+  }
   if (cfg.store.rfind("sqlite:", 0) != 0)
     return es::make_store_error(es::store_errc::invalid_argument,
-                                "--store must be sqlite:PATH or memory");
+                                "--store must be sqlite:PATH, postgres:DSN or "
+                                "memory");
   es::sqlite_config sc;
   sc.path = cfg.store.substr(7);
   if (cfg.sync == "normal")
@@ -110,9 +143,33 @@ caf::expected<es::event_store_ptr> open_store(const orders_config& cfg,
   return store;
 }
 
+bool on_postgres(const orders_config& cfg) {
+  return cfg.store.rfind("postgres:", 0) == 0;
+}
+
+caf::expected<es::outbox_ptr> open_outbox(const orders_config& cfg) {
+#ifdef ORDERS_WITH_POSTGRES
+  if (on_postgres(cfg))
+    return es::make_postgres_outbox(pg_config(cfg));
+#endif
+  if (cfg.store.rfind("sqlite:", 0) != 0)
+    return es::make_store_error(es::store_errc::invalid_argument,
+                                "the outbox needs a sqlite:PATH or "
+                                "postgres:DSN store");
+  return es::make_sqlite_outbox(cfg.store.substr(7));
+}
+
+bool views_exist(const orders_config& cfg) {
+  if (on_postgres(cfg) && cfg.views.empty())
+    return true;
+  return std::filesystem::exists(views_path(cfg));
+}
+
 std::string views_path(const orders_config& cfg) {
   if (!cfg.views.empty())
     return cfg.views;
+  if (on_postgres(cfg))
+    return "the store's PostgreSQL database";
   if (cfg.store.rfind("sqlite:", 0) == 0) {
     std::filesystem::path store{cfg.store.substr(7)};
     auto name = store.stem().string() + "-views"
@@ -126,6 +183,14 @@ std::string views_path(const orders_config& cfg) {
 }
 
 caf::expected<views> open_views(const orders_config& cfg, bool must_exist) {
+#ifdef ORDERS_WITH_POSTGRES
+  if (on_postgres(cfg) && cfg.views.empty()) {
+    auto db = es::make_postgres_read_model_db(pg_config(cfg));
+    if (!db)
+      return in_file_context(db.error(), "read-model database " + cfg.store);
+    return open_views(*db, make_registry(), cfg.fail_cancellations);
+  }
+#endif
   auto path = views_path(cfg);
   if (must_exist && !std::filesystem::exists(path))
     return es::make_store_error(es::store_errc::invalid_argument,

@@ -4,6 +4,7 @@
 
 #include "es/projections/coordinator.hpp"
 #include "es/store/event_store.hpp"
+#include "es/store/outbox.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/expected.hpp>
@@ -40,6 +41,10 @@ struct orders_config : caf::actor_system_config {
   /// run: the bus's name at the broker (Redis: `<prefix>:stream`;
   /// RabbitMQ: the exchange).
   std::string bus_prefix = "orders";
+  /// run: serve /live, /ready, /health and /metrics on HOST:PORT.
+  std::string http;
+  /// run --http: keep serving after the workload until SIGINT or SIGTERM.
+  bool keep_serving = false;
 
   orders_config();
 };
@@ -47,9 +52,20 @@ struct orders_config : caf::actor_system_config {
 caf::expected<es::event_store_ptr> open_store(const orders_config& cfg,
                                               bool must_exist);
 
+/// Whether `--store` names a PostgreSQL database (`postgres:DSN`).
+bool on_postgres(const orders_config& cfg);
+
+/// The outbox of the store's database.
+caf::expected<es::outbox_ptr> open_outbox(const orders_config& cfg);
+
+/// Whether the views exist (their SQLite file; always on PostgreSQL, where
+/// they live in the store's database unless `--views` names a file).
+bool views_exist(const orders_config& cfg);
+
 /// The views database: `--views`, or next to a SQLite store
-/// ("orders.db" -> "orders-views.db"), or a temporary file for the memory
-/// store (removed by `remove_temporary_views`).
+/// ("orders.db" -> "orders-views.db"), or the PostgreSQL store's own
+/// database, or a temporary file for the memory store (removed by
+/// `remove_temporary_views`).
 std::string views_path(const orders_config& cfg);
 
 /// Opens the views; with `must_exist`, fails on a missing file.

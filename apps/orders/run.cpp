@@ -7,6 +7,9 @@
 #include "es/bus/in_process_bus.hpp"
 #include "es/bus/outbox_relay.hpp"
 #include "es/sqlite/sqlite.hpp"
+#ifdef ORDERS_WITH_OPS
+#  include "es/ops/endpoints.hpp"
+#endif
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/state_stores.hpp"
@@ -21,7 +24,9 @@
 #include "workload.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -112,10 +117,10 @@ caf::expected<run_bus> open_bus(caf::actor_system& sys,
                                 const es::event_store_ptr& store) {
   if (cfg.bus.empty())
     return run_bus{es::make_in_process_bus(sys), {}};
-  if (cfg.store.rfind("sqlite:", 0) != 0)
+  if (cfg.store.rfind("sqlite:", 0) != 0 && !on_postgres(cfg))
     return es::make_store_error(es::store_errc::invalid_argument,
-                                "--bus needs a sqlite:PATH store (its "
-                                "outbox feeds the broker)");
+                                "--bus needs a sqlite:PATH or postgres:DSN "
+                                "store (its outbox feeds the broker)");
   es::broker_bus_settings settings;
   settings.name = cfg.bus_prefix;
   settings.group = "orders-views";
@@ -126,7 +131,7 @@ caf::expected<run_bus> open_bus(caf::actor_system& sys,
   std::printf("bus: %s at %s (%s), fed by the outbox relay\n",
               es::broker_of(cfg.bus).c_str(), es::masked_url(cfg.bus).c_str(),
               cfg.bus_prefix.c_str());
-  auto outbox = es::make_sqlite_outbox(cfg.store.substr(7));
+  auto outbox = open_outbox(cfg);
   if (!outbox)
     return std::move(outbox.error());
   es::outbox_relay_config relay_cfg;
@@ -138,9 +143,40 @@ caf::expected<run_bus> open_bus(caf::actor_system& sys,
   return run_bus{*bus, es::spawn_outbox_relay(sys, relay_cfg)};
 }
 
+#ifdef ORDERS_WITH_OPS
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_stop_signal(int) {
+  stop_requested = true;
+}
+
+/// Blocks until SIGINT or SIGTERM arrives (on any thread).
+void wait_for_stop_signal() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  while (!stop_requested)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+#endif
+
 } // namespace
 
 int run(caf::actor_system& sys, const orders_config& cfg) {
+#ifdef ORDERS_WITH_OPS
+  // Served before anything starts, so a bad address ends the run at once;
+  // the parts are registered as they come up.
+  std::unique_ptr<es::ops::endpoints> endpoints;
+  if (!cfg.http.empty()) {
+    endpoints = std::make_unique<es::ops::endpoints>();
+    if (auto err = endpoints->serve(cfg.http)) {
+      std::cerr << "orders: --http: " << es::describe(err) << "\n";
+      return 2;
+    }
+  }
+#endif
   auto store = open_store(cfg, false);
   if (!store) {
     std::cerr << "orders: " << es::describe(store.error()) << "\n";
@@ -229,6 +265,30 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
   ao.store = store_handle;
   ao.registry = registry;
   auto region = es::spawn_region<order>(sys, ao, ro);
+#ifdef ORDERS_WITH_OPS
+  // Stops serving before the parts it watches go away, on every way out.
+  struct stop_serving {
+    es::ops::endpoints* ep;
+    ~stop_serving() {
+      if (ep != nullptr)
+        ep->stop();
+    }
+  } serving_guard{endpoints.get()};
+  if (endpoints) {
+    // [endpoints]
+    endpoints->watch_store("orders", *store);
+    endpoints->watch_projections(projections);
+    endpoints->watch_bus("orders", *bus);
+    if (opened->relay)
+      endpoints->watch_relay("orders-relay", sys, opened->relay);
+    endpoints->watch_region("orders", sys, caf::actor_cast<caf::actor>(region));
+    endpoints->watch_dead_letters("views", v->db->dead_letters());
+    // [/endpoints]
+    std::printf("serving /live, /ready, /health and /metrics on port %u\n",
+                static_cast<unsigned>(endpoints->port()));
+    std::fflush(stdout);
+  }
+#endif
   // The workload: new orders plus the continuation of unfinished ones.
   auto seed = cfg.seed != 0
                 ? cfg.seed
@@ -379,6 +439,18 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
         || (st.errors.total > 0 && !expected_failures))
       projections_ok = false;
   }
+#ifdef ORDERS_WITH_OPS
+  if (endpoints && cfg.keep_serving) {
+    std::printf("\nrun finished; serving the endpoints until SIGINT or "
+                "SIGTERM\n");
+    std::fflush(stdout);
+    wait_for_stop_signal();
+  }
+#endif
+#ifdef ORDERS_WITH_OPS
+  if (endpoints)
+    endpoints->stop();
+#endif
   self->send_exit(region, caf::exit_reason::user_shutdown);
   self->send_exit(caf::actor_cast<caf::actor>(store_handle),
                   caf::exit_reason::user_shutdown);

@@ -102,8 +102,13 @@ caf::expected<std::set<es::uuid>> processed_ids(es::read_model_db& db,
                                                 const std::string& projection) {
   std::set<es::uuid> result;
   auto err = db.transact([&](es::sql_transaction& tx) -> caf::error {
-    auto rows = tx.query("SELECT lower(hex(event_id)) FROM processed_events"
-                         " WHERE projection_name = ?1",
+    // The ids as 32 hex digits: a BLOB on SQLite, a uuid on PostgreSQL.
+    auto rows = tx.query(tx.dialect() == "postgres"
+                           ? "SELECT replace(event_id::text, '-', '')"
+                             " FROM processed_events"
+                             " WHERE projection_name = ?1"
+                           : "SELECT lower(hex(event_id)) FROM processed_events"
+                             " WHERE projection_name = ?1",
                          {es::sql_value{projection}});
     if (!rows)
       return std::move(rows.error());
@@ -240,7 +245,7 @@ int verify(const orders_config& cfg) {
               rows.size(), differences);
   // The read models, against the log up to their checkpoints.
   auto path = views_path(cfg);
-  if (std::filesystem::exists(path)) {
+  if (views_exist(cfg)) {
     auto v = open_views(cfg, true);
     if (!v) {
       std::cerr << "orders: " << es::describe(v.error()) << "\n";

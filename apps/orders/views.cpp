@@ -20,38 +20,39 @@ std::optional<order_status> parse_status(const std::string& x) {
   return std::nullopt;
 }
 
+// BIGINT: 64-bit on PostgreSQL, integer affinity on SQLite.
 caf::error create_summary_tables(sql_transaction& tx) {
   if (auto err = tx.exec("CREATE TABLE IF NOT EXISTS order_summary ("
                          " order_id TEXT PRIMARY KEY,"
                          " customer TEXT NOT NULL,"
                          " status TEXT NOT NULL,"
-                         " items INTEGER NOT NULL DEFAULT 0,"
-                         " total_cents INTEGER NOT NULL DEFAULT 0,"
-                         " paid_cents INTEGER NOT NULL DEFAULT 0,"
-                         " version INTEGER NOT NULL)"))
+                         " items BIGINT NOT NULL DEFAULT 0,"
+                         " total_cents BIGINT NOT NULL DEFAULT 0,"
+                         " paid_cents BIGINT NOT NULL DEFAULT 0,"
+                         " version BIGINT NOT NULL)"))
     return err;
   return tx.exec("CREATE TABLE IF NOT EXISTS order_lines ("
                  " order_id TEXT NOT NULL,"
                  " sku TEXT NOT NULL,"
-                 " quantity INTEGER NOT NULL,"
-                 " unit_price_cents INTEGER NOT NULL,"
+                 " quantity BIGINT NOT NULL,"
+                 " unit_price_cents BIGINT NOT NULL,"
                  " PRIMARY KEY (order_id, sku))");
 }
 
 caf::error create_customer_tables(sql_transaction& tx) {
   if (auto err = tx.exec("CREATE TABLE IF NOT EXISTS customer_stats ("
                          " customer TEXT PRIMARY KEY,"
-                         " orders INTEGER NOT NULL DEFAULT 0,"
-                         " paid_orders INTEGER NOT NULL DEFAULT 0,"
-                         " cancelled_orders INTEGER NOT NULL DEFAULT 0,"
-                         " revenue_cents INTEGER NOT NULL DEFAULT 0)"))
+                         " orders BIGINT NOT NULL DEFAULT 0,"
+                         " paid_orders BIGINT NOT NULL DEFAULT 0,"
+                         " cancelled_orders BIGINT NOT NULL DEFAULT 0,"
+                         " revenue_cents BIGINT NOT NULL DEFAULT 0)"))
     return err;
   // Which customer an order belongs to and what it paid: the later events
   // name neither.
   return tx.exec("CREATE TABLE IF NOT EXISTS customer_orders ("
                  " order_id TEXT PRIMARY KEY,"
                  " customer TEXT NOT NULL,"
-                 " paid_cents INTEGER NOT NULL DEFAULT 0)");
+                 " paid_cents BIGINT NOT NULL DEFAULT 0)");
 }
 
 caf::error missing_row(const es::recorded_event& ev, const char* table) {
@@ -365,24 +366,39 @@ caf::expected<std::map<std::string, customer_row>> customer_stats_view::rows() {
 // -- views --------------------------------------------------------------------
 
 caf::expected<views>
+open_views(es::read_model_db_ptr db,
+           std::shared_ptr<const es::event_registry> registry,
+           bool fail_on_cancellations) {
+  // Nodes or runs starting together race on CREATE TABLE IF NOT EXISTS
+  // (PostgreSQL): a failed attempt is tried again.
+  caf::error err;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    err = db->transact([](sql_transaction& tx) -> caf::error {
+      if (auto err = create_summary_tables(tx))
+        return err;
+      return create_customer_tables(tx);
+    });
+    if (!err)
+      break;
+  }
+  if (err)
+    return err;
+  views result;
+  result.db = db;
+  result.summary = std::make_shared<order_summary_view>(db, registry);
+  result.customers = std::make_shared<customer_stats_view>(
+    db, std::move(registry), fail_on_cancellations);
+  return result;
+}
+
+caf::expected<views>
 open_views(const std::string& path,
            std::shared_ptr<const es::event_registry> registry,
            bool fail_on_cancellations) {
   auto db = es::make_sqlite_read_model_db(path);
   if (!db)
     return std::move(db.error());
-  if (auto err = (*db)->transact([](sql_transaction& tx) -> caf::error {
-        if (auto err = create_summary_tables(tx))
-          return err;
-        return create_customer_tables(tx);
-      }))
-    return err;
-  views result;
-  result.db = *db;
-  result.summary = std::make_shared<order_summary_view>(*db, registry);
-  result.customers = std::make_shared<customer_stats_view>(
-    *db, std::move(registry), fail_on_cancellations);
-  return result;
+  return open_views(*db, std::move(registry), fail_on_cancellations);
 }
 
 } // namespace orders

@@ -127,6 +127,12 @@ struct views {
   std::shared_ptr<customer_stats_view> customers;
 };
 
+/// Opens the views in `db`, creating their tables.
+caf::expected<views>
+open_views(es::read_model_db_ptr db,
+           std::shared_ptr<const es::event_registry> registry,
+           bool fail_on_cancellations);
+
 /// Opens (creating and migrating) the views database at `path`.
 caf::expected<views>
 open_views(const std::string& path,

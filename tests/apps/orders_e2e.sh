@@ -169,7 +169,7 @@ if "$orders" show not-a-uuid "$store" 2>"$dir/err.txt"; then
   fail "show accepted a bad id"
 fi
 grep -q invalid_uuid "$dir/err.txt" || fail "no clear error for a bad id"
-if "$orders" run --store=postgres:nowhere 2>"$dir/err.txt"; then
+if "$orders" run --store=mysql:nowhere 2>"$dir/err.txt"; then
   fail "run accepted a bad store"
 fi
 grep -q 'invalid_argument' "$dir/err.txt" || fail "no clear error for a bad store"
