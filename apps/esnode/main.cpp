@@ -5,6 +5,9 @@
 #include "es/actors/store_actor.hpp"
 #include "es/cluster/node.hpp"
 #include "es/cluster/view.hpp"
+#ifdef ESNODE_WITH_OPS
+#  include "es/ops/endpoints.hpp"
+#endif
 #include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
@@ -56,6 +59,7 @@ struct esnode_config : caf::actor_system_config {
   int64_t lease_ttl_ms = 3000;
   int64_t deadline_ms = 10000;
   int64_t forward_timeout_ms = 5000;
+  std::string http;
   bool verbose = false;
   int64_t orders = 100;
   int64_t clients = 4;
@@ -77,6 +81,8 @@ struct esnode_config : caf::actor_system_config {
       .add(forward_timeout_ms, "forward-timeout-ms",
            "how long a forwarded command may take at its owner (5000)")
       .add(verbose, "verbose", "log lease changes")
+      .add(http, "http",
+           "serve /live, /ready, /health and /metrics on HOST:PORT")
       .add(orders, "orders", "drive: whole orders to send (100)")
       .add(clients, "clients", "drive: client threads (4)");
     set("scheduler.max-threads", 2);
@@ -100,6 +106,52 @@ caf::error create_views(const es::read_model_db_ptr& db,
   }
   return err;
 }
+
+#ifdef ESNODE_WITH_OPS
+/// The store, and the node's leases: ready while its lease session is up.
+void watch_node(es::ops::endpoints& ep, const es::cluster::node& node,
+                const es::event_store_ptr& store) {
+  ep.watch_store("orders", store);
+  auto* n = &node;
+  ep.add_check(
+    "cluster",
+    [n] {
+      auto v = n->view();
+      es::ops::check_result c{"cluster", es::health_level::healthy, {}};
+      if (!v || !v->connected) {
+        c.level = es::health_level::errors;
+        c.detail = "no lease session: this node holds nothing";
+        return c;
+      }
+      c.detail = std::to_string(v->nodes.size()) + " live nodes";
+      for (const auto& [kind, items] : v->held)
+        c.detail += ", " + std::to_string(items.size()) + " " + kind + " held";
+      return c;
+    },
+    true);
+  ep.add_metrics([n](es::ops::metrics_page& page) {
+    auto v = n->view();
+    page.gauge("es_cluster_connected", "1 while the lease session is up.",
+               v && v->connected ? 1 : 0);
+    if (!v)
+      return;
+    page.gauge("es_cluster_nodes_live", "Live nodes of the cluster.",
+               static_cast<double>(v->nodes.size()));
+    for (const auto& [kind, owners] : v->owners) {
+      double unowned = 0;
+      for (const auto& o : owners)
+        unowned += o ? 0 : 1;
+      page.gauge("es_cluster_items_unowned",
+                 "Shards or partitions without a live owner.", unowned,
+                 {{"kind", kind}});
+    }
+    for (const auto& [kind, items] : v->held)
+      page.gauge("es_cluster_items_held",
+                 "Shards or partitions this node holds.",
+                 static_cast<double>(items.size()), {{"kind", kind}});
+  });
+}
+#endif
 
 int run(caf::actor_system& sys, const esnode_config& cfg) {
   if (cfg.node_id.empty() || cfg.pg.empty()) {
@@ -168,6 +220,26 @@ int run(caf::actor_system& sys, const esnode_config& cfg) {
     std::cerr << "esnode: " << es::describe(err) << "\n";
     return 1;
   }
+#ifdef ESNODE_WITH_OPS
+  es::ops::endpoints endpoints;
+  if (!cfg.http.empty()) {
+    watch_node(endpoints, node, *store);
+    if (auto err = endpoints.serve(cfg.http)) {
+      std::cerr << "esnode: --http: " << es::describe(err) << "\n";
+      node.stop();
+      return 2;
+    }
+    std::printf("esnode %s: serving /live, /ready, /health and /metrics on "
+                "port %u\n",
+                cfg.node_id.c_str(), static_cast<unsigned>(endpoints.port()));
+  }
+#else
+  if (!cfg.http.empty()) {
+    std::cerr << "esnode: --http: this build has no es::ops\n";
+    node.stop();
+    return 2;
+  }
+#endif
   std::printf("esnode %s listening on %s:%u (cluster %s, %u shards, %u "
               "order_summary partitions)\n",
               cfg.node_id.c_str(), cfg.host.c_str(),
@@ -178,6 +250,9 @@ int run(caf::actor_system& sys, const esnode_config& cfg) {
   sigwait(&signals, &sig);
   std::printf("esnode %s: stopping (signal %d)\n", cfg.node_id.c_str(), sig);
   std::fflush(stdout);
+#ifdef ESNODE_WITH_OPS
+  endpoints.stop();
+#endif
   node.stop();
   return 0;
 }
