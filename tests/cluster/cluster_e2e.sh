@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cluster as a user runs it: scripts/cluster starts three esnode
 # processes (in a schema of their own on the test server), drives whole
-# orders through them, verifies the log and the read model, reports the
+# orders through them, verifies the log and the read model, fetches each
+# node's /ready and /metrics, reports the
 # status and stops them.
 #
 # Usage: cluster_e2e.sh SOURCE_DIR ESNODE
@@ -20,6 +21,8 @@ ES_CLUSTER_DIR=$(mktemp -d)
 export ES_CLUSTER_DIR
 # Three ports away from scripts/cluster's default, picked per run.
 export ES_CLUSTER_PORT=$((30000 + RANDOM % 20000))
+# Each node serves the operations endpoints on a port of its choosing.
+export ES_CLUSTER_ARGS="--http=127.0.0.1:0"
 cleanup() {
   "$root/scripts/cluster" stop || true
   psql "$dsn" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" || true
@@ -37,4 +40,40 @@ if [ "$live" -ne 3 ]; then
   echo "expected 3 live nodes in the status, found $live" >&2
   exit 1
 fi
-echo "cluster e2e: 3 nodes, 100 orders driven and verified"
+# get PORT PATH: the HTTP status code, then the body (bash's /dev/tcp).
+get() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  local response
+  response=$(cat <&3)
+  exec 3<&-
+  printf '%s\n' "$response" | head -n 1 | awk '{print $2}'
+  printf '%s\n' "$response" | sed '1,/^\r$/d'
+}
+for k in 1 2 3; do
+  port=$(sed -n 's/^esnode node[0-9]*: serving .* on port \([0-9]*\)$/\1/p' \
+    "$ES_CLUSTER_DIR/node$k.log")
+  if [ -z "$port" ]; then
+    echo "node$k printed no endpoints port" >&2
+    exit 1
+  fi
+  ready=$(get "$port" /ready)
+  if [ "$(echo "$ready" | head -n 1)" != 200 ]; then
+    echo "node$k: /ready is not 200: $ready" >&2
+    exit 1
+  fi
+  metrics=$(get "$port" /metrics)
+  for want in 'es_cluster_connected 1' 'es_cluster_nodes_live 3' \
+    'es_store_up{store="orders"} 1'; do
+    if ! echo "$metrics" | grep -qxF "$want"; then
+      echo "node$k: /metrics lacks '$want'" >&2
+      echo "$metrics" | grep '^es_cluster' >&2
+      exit 1
+    fi
+  done
+  if echo "$metrics" | grep -q '^es_cluster_items_unowned{.*} [1-9]'; then
+    echo "node$k: items without an owner: $metrics" >&2
+    exit 1
+  fi
+done
+echo "cluster e2e: 3 nodes, 100 orders driven and verified, endpoints ready"
