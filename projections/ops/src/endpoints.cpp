@@ -9,6 +9,7 @@
 
 #include <caf/scoped_actor.hpp>
 
+#include "rapidjson.hpp"
 #include <httplib.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
