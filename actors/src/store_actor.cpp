@@ -76,7 +76,8 @@ void publish(writer_actor* self, recorded_events events) {
   auto on_error = [self](caf::error& err) {
     --self->state.pending_publishes;
     log(log_level::warning,
-        "publishing committed events failed: " + describe(err));
+        "publishing committed events failed: " + describe(err),
+        log_context{"store"});
   };
   auto handle = self->request(st.cfg.bus, caf::infinite, caf::publish_atom_v,
                               std::move(events));

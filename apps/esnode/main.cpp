@@ -60,6 +60,7 @@ struct esnode_config : caf::actor_system_config {
   int64_t deadline_ms = 10000;
   int64_t forward_timeout_ms = 5000;
   std::string http;
+  std::string log_format = "text";
   bool verbose = false;
   int64_t orders = 100;
   int64_t clients = 4;
@@ -81,6 +82,9 @@ struct esnode_config : caf::actor_system_config {
       .add(forward_timeout_ms, "forward-timeout-ms",
            "how long a forwarded command may take at its owner (5000)")
       .add(verbose, "verbose", "log lease changes")
+      .add(log_format, "log-format",
+           "log lines on stderr: text (default) or json, one object per "
+           "line")
       .add(http, "http",
            "serve /live, /ready, /health and /metrics on HOST:PORT")
       .add(orders, "orders", "drive: whole orders to send (100)")
@@ -379,6 +383,12 @@ int main(int argc, char** argv) {
       || (words[0] != "run" && words[0] != "status" && words[0] != "drive"
           && words[0] != "verify")) {
     std::cerr << usage;
+    return 2;
+  }
+  if (auto format = es::parse_log_format(cfg.log_format)) {
+    es::set_log_format(*format);
+  } else {
+    std::cerr << "esnode: --log-format must be text or json\n";
     return 2;
   }
   if (cfg.verbose)

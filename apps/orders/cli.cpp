@@ -83,6 +83,9 @@ orders_config::orders_config() {
     .add(http, "http",
          "run: serve /live, /ready, /health and /metrics on HOST:PORT "
          "(port 0: any free port, printed)")
+    .add(log_format, "log-format",
+         "the library's log lines on stderr: text (default) or json, one "
+         "object per line with level, module, message and context fields")
     .add(keep_serving, "keep-serving",
          "run --http: keep serving the endpoints after the workload until "
          "SIGINT or SIGTERM")

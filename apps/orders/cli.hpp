@@ -45,6 +45,8 @@ struct orders_config : caf::actor_system_config {
   std::string http;
   /// run --http: keep serving after the workload until SIGINT or SIGTERM.
   bool keep_serving = false;
+  /// The library's log lines on stderr: text or json.
+  std::string log_format = "text";
 
   orders_config();
 };

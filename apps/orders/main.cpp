@@ -1,8 +1,10 @@
 // orders: the demo of the framework. Drives a mixed order workload through
-// an aggregate region on the embedded SQLite store while two projections
-// keep read models in a SQLite database of their own; verifies, shows and
+// an aggregate region on the embedded SQLite store (or PostgreSQL) while two
+// projections keep read models beside it; verifies, shows and
 // administers what it wrote (status, dead letters, rebuilds). One file per
 // command: run.cpp, verify.cpp, show.cpp, admin.cpp (status, dlq, rebuild).
+#include "es/store/log.hpp"
+
 #include <caf/actor_system.hpp>
 
 #include "cli.hpp"
@@ -37,6 +39,10 @@ commands:
   rebuild PROJECTION   clear a read model and replay the whole log into it,
                        with a progress bar; exit 1 if events of it are
                        left in the dead-letter queue
+
+run --http=HOST:PORT serves /live, /ready, /health and /metrics (see
+docs/operations.md); --log-format=json writes the library's log records as
+one JSON object per line on stderr.
 
 Options can also be set in caf-application.ini (section [global]).
 )";
@@ -85,6 +91,12 @@ int main(int argc, char** argv) {
   }
   if (words.empty()) {
     std::cerr << orders::usage;
+    return 2;
+  }
+  if (auto format = es::parse_log_format(cfg.log_format)) {
+    es::set_log_format(*format);
+  } else {
+    std::cerr << "orders: --log-format must be text or json\n";
     return 2;
   }
   const auto& command = words.front();

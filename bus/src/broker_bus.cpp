@@ -94,8 +94,10 @@ void ensure_consumer(broker_bus_pointer self, const std::string& group) {
               std::move(factory))
     .then([](const caf::actor&) {},
           [broker = st.opts.broker, group](caf::error& err) {
-            log(log_level::error, broker + " bus: cannot start the consumer of "
-                                    + group + ": " + describe(err));
+            log(log_level::error,
+                broker + " bus: cannot start the consumer of " + group + ": "
+                  + describe(err),
+                log_context{"bus"});
           });
   st.consumers.insert(group);
 }
@@ -181,8 +183,10 @@ broker_bus_impl(broker_bus_pointer self,
             return x.group == s.group;
           }))
         if (auto err = st.backend->prepare_group(s.group))
-          log(log_level::warning, st.opts.broker + " bus: preparing group "
-                                    + s.group + " failed: " + describe(err));
+          log(log_level::warning,
+              st.opts.broker + " bus: preparing group " + s.group
+                + " failed: " + describe(err),
+              log_context{"bus"});
       st.subs.push_back(s);
       share_subs(st, s.group);
       ensure_consumer(self, s.group);

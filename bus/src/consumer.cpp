@@ -176,7 +176,8 @@ caf::behavior consumer_loop(caf::event_based_actor* self, consumer_base& base,
         return;
       }
       if (auto err = hooks.poll()) {
-        log(log_level::warning, hooks.label + ": " + describe(err));
+        log(log_level::warning, hooks.label + ": " + describe(err),
+            log_context{"bus"});
         if (hooks.failed)
           hooks.failed();
         auto delay

@@ -69,10 +69,11 @@ function_delivery(bus_subscriber_actor::pointer, event_handler_fn fn,
         }
         if (err) {
           ++errors;
-          log(log_level::warning, "bus subscriber " + label
-                                    + " failed on event "
-                                    + ev.event_id.to_string() + " ("
-                                    + ev.event_type + "): " + describe(err));
+          log(log_level::warning,
+              "bus subscriber " + label + " failed on event "
+                + ev.event_id.to_string() + " (" + ev.event_type
+                + "): " + describe(err),
+              log_context{"bus"});
         }
       }
       return {invoked, errors};
@@ -106,7 +107,8 @@ actor_delivery(bus_subscriber_actor::pointer self, caf::actor target,
               return;
             }
             log(log_level::warning,
-                "bus subscriber actor failed: " + describe(err));
+                "bus subscriber actor failed: " + describe(err),
+                log_context{"bus"});
             rp.deliver(n, n);
           });
       return rp;
@@ -272,7 +274,8 @@ bool try_dispatch(bus_pointer self, recorded_events& events) {
           delivery_done(self, id, n, invoked, errors);
         },
         [self, id, n](caf::error& err) {
-          log(log_level::warning, "bus delivery failed: " + describe(err));
+          log(log_level::warning, "bus delivery failed: " + describe(err),
+              log_context{"bus"});
           delivery_done(self, id, n, 0, n);
         });
   }

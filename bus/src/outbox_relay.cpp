@@ -78,7 +78,8 @@ read_events(event_store& store, const std::vector<outbox_entry>& entries) {
 void note_failure(relay_state& st, const std::string& what,
                   const caf::error& err) {
   st.status.last_error = what + ": " + describe(err);
-  log(log_level::warning, st.cfg.name + ": " + st.status.last_error);
+  log(log_level::warning, st.cfg.name + ": " + st.status.last_error,
+      log_context{"relay"});
 }
 
 /// Marks the rows of `entries` failed with `why`, counting the ones given
@@ -95,7 +96,8 @@ caf::error mark_failed(relay_state& st, outbox_claim& claim,
           st.cfg.name + ": gave up event " + e->event_id.to_string() + " ("
             + e->event_type + " of " + e->aggregate_type + "/"
             + e->aggregate_id.to_string() + ") after "
-            + std::to_string(e->retry_count + 1) + " failed publishes: " + why);
+            + std::to_string(e->retry_count + 1) + " failed publishes: " + why,
+          log_context{"relay"});
     }
   }
   return caf::none;

@@ -380,7 +380,8 @@ caf::error projection_coordinator::rebuild_in_shadow(
   auto discard = [&] {
     if (auto err = (*shadow_db)->discard())
       log(log_level::warning,
-          "the shadow of " + name + " was not removed: " + describe(err));
+          "the shadow of " + name + " was not removed: " + describe(err),
+          log_context{"projections"});
   };
   auto shadow = live.with_db(*shadow_db);
   if (!shadow) {

@@ -160,10 +160,26 @@ caf::error apply(projection_actor_state& st, const recorded_event& ev,
   return in_event_context(detail::call_handler(handler), ev);
 }
 
+/// The context of the projection's log records.
+log_context context_of(const projection_actor_state& st,
+                       const recorded_event* ev = nullptr) {
+  log_context ctx;
+  ctx.module = "projections";
+  ctx.projection = st.checkpoint_name;
+  ctx.position = st.position;
+  ctx.lag = std::max<int64_t>(st.head - st.position, 0);
+  if (ev != nullptr) {
+    ctx.event_id = ev->event_id.to_string();
+    ctx.aggregate_id = ev->aggregate_id.to_string();
+  }
+  return ctx;
+}
+
 /// Ends the actor with `err`: a supervisor restarts it from the checkpoint.
 void fail(projection_actor* self, caf::error err) {
   log(log_level::error,
-      "projection " + self->state.checkpoint_name + " stops: " + describe(err));
+      "projection " + self->state.checkpoint_name + " stops: " + describe(err),
+      context_of(self->state));
   self->state.detail = describe(err);
   self->state.state = projection_state::error;
   for (auto& a : self->state.acks)
@@ -181,8 +197,10 @@ void lose_ownership(projection_actor* self, const caf::error& err) {
     fail(self, err);
     return;
   }
-  log(log_level::warning, "projection " + st.checkpoint_name
-                            + " stops applying and waits: " + describe(err));
+  log(log_level::warning,
+      "projection " + st.checkpoint_name
+        + " stops applying and waits: " + describe(err),
+      context_of(st));
   st.lease.reset();
   st.queue.clear();
   for (auto& a : st.acks)
@@ -282,7 +300,8 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
     st.detail = "stopped on an infrastructure error, nothing skipped or "
                 "dead-lettered: "
                 + describe(err);
-    log(log_level::error, "projection " + st.checkpoint_name + " " + st.detail);
+    log(log_level::error, "projection " + st.checkpoint_name + " " + st.detail,
+        context_of(st, &ev));
     return false;
   }
   if (strategy == error_strategy::retry_then_dlq
@@ -303,7 +322,8 @@ bool finish_failure(projection_actor* self, const recorded_event& ev,
     st.state = projection_state::error;
     st.detail = describe(err);
     log(log_level::error,
-        "projection " + st.checkpoint_name + " stopped: " + describe(err));
+        "projection " + st.checkpoint_name + " stopped: " + describe(err),
+        context_of(st, &ev));
     return false;
   }
   return true;
@@ -621,9 +641,10 @@ bool on_hole(projection_actor* self, int64_t from, int64_t to) {
     st.hole_from = from;
     st.hole_to = to;
     st.hole_waits = 0;
-    log(log_level::warning, "projection " + st.checkpoint_name + ": position "
-                              + range + " missing from the feed; waiting for "
-                              + "it before deciding");
+    log(log_level::warning,
+        "projection " + st.checkpoint_name + ": position " + range
+          + " missing from the feed; waiting for " + "it before deciding",
+        context_of(st));
   }
   auto interval = std::max(st.cfg.hole_retry_interval, caf::timespan{1});
   if (st.hole_waits * interval.count() < st.cfg.hole_timeout.count()) {
@@ -642,7 +663,7 @@ bool on_hole(projection_actor* self, int64_t from, int64_t to) {
     ++st.holes_skipped;
     st.detail = "skipped position " + range + ", missing from the feed";
     log(log_level::warning,
-        "projection " + st.checkpoint_name + ": " + st.detail);
+        "projection " + st.checkpoint_name + ": " + st.detail, context_of(st));
     st.position = to;
     st.head = std::max(st.head, to);
     return true;
@@ -651,7 +672,8 @@ bool on_hole(projection_actor* self, int64_t from, int64_t to) {
   st.detail = "stopped: position " + range
               + " is missing from the feed (damaged or partly restored "
                 "log?); repair the log, or skip it with hole_policy::skip";
-  log(log_level::error, "projection " + st.checkpoint_name + " " + st.detail);
+  log(log_level::error, "projection " + st.checkpoint_name + " " + st.detail,
+      context_of(st));
   return false;
 }
 
@@ -865,7 +887,8 @@ bool acquire(projection_actor* self) {
     if (st.state != projection_state::standby)
       log(log_level::info,
           "projection " + st.checkpoint_name
-            + " waits as a standby: " + describe(lease.error()));
+            + " waits as a standby: " + describe(lease.error()),
+          context_of(st));
     st.state = projection_state::standby;
     st.detail = "standby: " + error_description(lease.error());
     return false;
@@ -920,7 +943,8 @@ projection_impl_actor::behavior_type projection_impl(projection_actor* self,
           // Without the bus the store still has every event.
           log(log_level::warning,
               "projection " + self->state.checkpoint_name
-                + " not subscribed to the bus: " + describe(err));
+                + " not subscribed to the bus: " + describe(err),
+              context_of(self->state));
           self->state.cfg.bus = bus_actor{};
           schedule_tick(self);
         });
@@ -931,8 +955,10 @@ projection_impl_actor::behavior_type projection_impl(projection_actor* self,
         if (auto err = st.lease->check())
           lose_ownership(self, err);
       } else if (st.state == projection_state::standby && acquire(self)) {
-        log(log_level::info, "projection " + st.checkpoint_name
-                               + " took over from the previous holder");
+        log(log_level::info,
+            "projection " + st.checkpoint_name
+              + " took over from the previous holder",
+            context_of(st));
         st.detail.clear();
         st.state = projection_state::starting;
         if (auto err = start(self)) {

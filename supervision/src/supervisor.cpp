@@ -93,17 +93,20 @@ supervisor_impl_actor::behavior_type supervisor_impl(supervisor_pointer self,
     c->status.last_error = describe(dm.reason);
     if (c->status.restarts >= st.policy.max_restarts) {
       c->status.state = child_state::failed;
-      log(log_level::error, "supervised " + c->status.name + " failed "
-                              + std::to_string(c->status.restarts + 1)
-                              + " times; giving up: " + c->status.last_error);
+      log(log_level::error,
+          "supervised " + c->status.name + " failed "
+            + std::to_string(c->status.restarts + 1)
+            + " times; giving up: " + c->status.last_error,
+          log_context{"supervision"});
       return;
     }
     c->status.state = child_state::restarting;
     auto delay = backoff_delay(st.policy.backoff, c->status.restarts, st.rng);
     ++c->status.restarts;
-    log(log_level::warning, "supervised " + c->status.name + " crashed ("
-                              + c->status.last_error + "); restart "
-                              + std::to_string(c->status.restarts) + " soon");
+    log(log_level::warning,
+        "supervised " + c->status.name + " crashed (" + c->status.last_error
+          + "); restart " + std::to_string(c->status.restarts) + " soon",
+        log_context{"supervision"});
     ++c->generation;
     self->delayed_send(self, delay, restart_atom_v, c->status.name,
                        c->generation);

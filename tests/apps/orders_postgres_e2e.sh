@@ -134,4 +134,7 @@ grep -q "event store postgres:" "$out" || fail "the unreachable store is not nam
 run_orders bad-http run --orders=1 --http=nowhere "--store=sqlite:$dir/other.db"
 [ "$rc" -eq 2 ] || fail "a bad --http was not refused"
 grep -q "expected HOST:PORT" "$out" || fail "no clear error for a bad --http"
+run_orders bad-log run --orders=1 --log-format=xml "--store=sqlite:$dir/other.db"
+[ "$rc" -eq 2 ] || fail "a bad --log-format was not refused"
+grep -q "log-format must be text or json" "$out" || fail "no clear error for a bad --log-format"
 echo "orders on PostgreSQL: all checks passed"

@@ -7,6 +7,7 @@
 #include "es/projections/projection_actor.hpp"
 #include "es/sqlite/sqlite.hpp"
 #include "es/store/errors.hpp"
+#include "es/store/log.hpp"
 #include "es/store/memory_event_store.hpp"
 #include "es/store/sql.hpp"
 
@@ -17,7 +18,10 @@
 #include "test_events.hpp"
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -146,6 +150,23 @@ TEST_CASE_METHOD(faults_fixture,
 TEST_CASE_METHOD(faults_fixture,
                  "under hole_policy::skip a hole is stepped over and counted",
                  "[projections][holes]") {
+  // The warnings carry the projection's context for structured sinks.
+  struct record {
+    log_level level;
+    std::string text;
+    std::string module;
+    std::string projection;
+    std::optional<int64_t> position;
+  };
+  auto records = std::make_shared<std::vector<record>>();
+  auto records_mtx = std::make_shared<std::mutex>();
+  set_log_record_sink([records, records_mtx](log_level level,
+                                             std::string_view text,
+                                             const log_context& ctx) {
+    std::lock_guard guard{*records_mtx};
+    records->push_back({level, std::string{text}, std::string{ctx.module},
+                        std::string{ctx.projection}, ctx.position});
+  });
   append_direct(6);
   holes->hide(3);
   auto proj = std::make_shared<recording_projection>("holes");
@@ -154,6 +175,20 @@ TEST_CASE_METHOD(faults_fixture,
   auto a = start(proj, c);
   CHECK(proj->seen() == range(1, 2));
   advance_bounded(sched, 200ms);
+  set_log_format(log_format::text);
+  {
+    std::lock_guard guard{*records_mtx};
+    auto skipped
+      = std::find_if(records->begin(), records->end(), [](const record& r) {
+          return contains(r.text, "skipped position 3");
+        });
+    REQUIRE(skipped != records->end());
+    CHECK(skipped->level == log_level::warning);
+    CHECK(skipped->module == "projections");
+    CHECK(skipped->projection == "holes");
+    REQUIRE(skipped->position);
+    CHECK(*skipped->position == 2);
+  }
   CHECK(proj->seen() == std::vector<int64_t>{1, 2, 4, 5, 6});
   auto s = status(a);
   CHECK(s.state == projection_state::live);

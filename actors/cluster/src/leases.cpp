@@ -301,7 +301,8 @@ caf::expected<std::shared_ptr<const cluster_view>> lease_keeper::tick() {
       return err;
     if (!st.last_failure.empty())
       log(log_level::info,
-          "cluster node " + cfg_.node_id + ": lease session open again");
+          "cluster node " + cfg_.node_id + ": lease session open again",
+          log_context{"cluster"});
     st.last_failure.clear();
   }
   // Renewing the heartbeat proves the session (and so every lock) alive as
@@ -383,8 +384,10 @@ void lease_keeper::run() {
       for (const auto& k : st.kinds)
         had = had || !k.held.empty();
       if (why != st.last_failure) {
-        log(log_level::warning, "cluster node " + cfg_.node_id + ": "
-                                  + (had ? "lost its leases: " : "") + why);
+        log(log_level::warning,
+            "cluster node " + cfg_.node_id + ": "
+              + (had ? "lost its leases: " : "") + why,
+            log_context{"cluster"});
         st.last_failure = why;
       }
       lose_all();

@@ -119,13 +119,16 @@ caf::error node::start() {
       auto name = node_impl::worker_name(*spec, item);
       wcfg.checkpoint_name = name;
       if (auto err = impl->coordinator->add(spec->make(item), wcfg)) {
-        log(log_level::error, "cluster node " + impl->env->cfg.node_id
-                                + ": cannot start " + name + ": "
-                                + describe(err));
+        log(log_level::error,
+            "cluster node " + impl->env->cfg.node_id + ": cannot start " + name
+              + ": " + describe(err),
+            log_context{"cluster"});
         return;
       }
-      log(log_level::info, "cluster node " + impl->env->cfg.node_id + " runs "
-                             + name + " (epoch " + std::to_string(epoch) + ")");
+      log(log_level::info,
+          "cluster node " + impl->env->cfg.node_id + " runs " + name
+            + " (epoch " + std::to_string(epoch) + ")",
+          log_context{"cluster"});
       std::lock_guard guard{impl->mtx};
       impl->running.insert(name);
     };
@@ -137,9 +140,10 @@ caf::error node::start() {
           return;
       }
       if (auto err = impl->coordinator->remove(name))
-        log(log_level::warning, "cluster node " + impl->env->cfg.node_id
-                                  + ": stopping " + name + ": "
-                                  + describe(err));
+        log(log_level::warning,
+            "cluster node " + impl->env->cfg.node_id + ": stopping " + name
+              + ": " + describe(err),
+            log_context{"cluster"});
     };
     kinds.push_back(std::move(k));
   }

@@ -306,9 +306,11 @@ caf::result<caf::message> on_message(router_actor* self, caf::message_view& x) {
     // Only a request gets an error back: an error sent as a plain message
     // would end an actor that has no error handler.
     if (!self->current_message_id().is_request()) {
-      log(log_level::warning, "cluster router: dropped a message that is "
-                              "no command: "
-                                + caf::to_string(x.content()));
+      log(log_level::warning,
+          "cluster router: dropped a message that is "
+          "no command: "
+            + caf::to_string(x.content()),
+          log_context{"cluster"});
       return caf::delegated<caf::message>{};
     }
     return caf::make_error(actors_errc::invalid_command,

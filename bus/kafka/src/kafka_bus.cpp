@@ -402,9 +402,11 @@ caf::error process(consumer_actor* self, const std::vector<incoming>& batch) {
   auto& counters = *st.setup->counters;
   std::vector<outgoing> letters;
   auto dead = [&](const incoming& m, const std::string& why) {
-    log(log_level::warning, "kafka bus: group " + st.group + " gives up "
-                              + m.topic + "/" + std::to_string(m.partition)
-                              + "/" + std::to_string(m.offset) + ": " + why);
+    log(log_level::warning,
+        "kafka bus: group " + st.group + " gives up " + m.topic + "/"
+          + std::to_string(m.partition) + "/" + std::to_string(m.offset) + ": "
+          + why,
+        log_context{"bus"});
     if (cfg.enable_dlq) {
       letters.push_back(dead_letter_of(st, m, why));
       ++counters.dead_lettered;
@@ -460,7 +462,8 @@ caf::error poll_once(consumer_actor* self) {
         return make_kafka_error(kafka_errc::server_error,
                                 "fatal consumer error: " + std::string{buf});
       log(log_level::warning,
-          "kafka bus: group " + st.group + " consumer: " + text);
+          "kafka bus: group " + st.group + " consumer: " + text,
+          log_context{"bus"});
       break;
     }
     batch.push_back(copy_message(m));

@@ -206,16 +206,18 @@ caf::error process(consumer_actor* self, std::vector<message>& batch) {
   auto& counters = *st.setup->counters;
   std::vector<outgoing> letters;
   auto dead = [&](const message& m, const std::string& why) {
-    log(log_level::warning, "rabbitmq bus: group " + st.group
-                              + " gives up message " + m.message_id + ": "
-                              + why);
+    log(log_level::warning,
+        "rabbitmq bus: group " + st.group + " gives up message " + m.message_id
+          + ": " + why,
+        log_context{"bus"});
     if (cfg.enable_dlq) {
       letters.push_back(dead_letter_of(st, m, why));
       ++counters.dead_lettered;
     } else {
-      log(log_level::error, "rabbitmq bus: enable_dlq is off; message "
-                              + m.message_id + " of group " + st.group
-                              + " is dropped");
+      log(log_level::error,
+          "rabbitmq bus: enable_dlq is off; message " + m.message_id
+            + " of group " + st.group + " is dropped",
+          log_context{"bus"});
     }
   };
   std::vector<std::string_view> bodies;

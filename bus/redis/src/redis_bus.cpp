@@ -182,8 +182,9 @@ caf::error process(consumer_state& st, caf::actor_system& sys,
     return i == deliveries.end() ? int64_t{1} : i->second;
   };
   auto dead = [&](const entry& e, const std::string& why) {
-    log(log_level::warning, "redis bus: group " + st.group + " gives up entry "
-                              + e.id + ": " + why);
+    log(log_level::warning,
+        "redis bus: group " + st.group + " gives up entry " + e.id + ": " + why,
+        log_context{"bus"});
     if (cfg.enable_dlq) {
       after.push_back(dead_letter_command(st, e, why, times(e.id)));
       ack.push_back(e.id);

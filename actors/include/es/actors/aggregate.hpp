@@ -350,7 +350,8 @@ private:
     switch (policy_) {
       case unhandled_event_policy::ignore: return caf::none;
       case unhandled_event_policy::warn:
-        log(log_level::warning, text + "; event skipped");
+        log(log_level::warning, text + "; event skipped",
+            es::log_context{"aggregates"});
         return caf::none;
       case unhandled_event_policy::error: break;
     }
@@ -361,8 +362,10 @@ private:
     switch (policy_) {
       case unhandled_event_policy::ignore: return caf::none;
       case unhandled_event_policy::warn:
-        log(log_level::warning, "aggregate " + type_ + " has no handler for "
-                                  + event_type + "; event skipped");
+        log(log_level::warning,
+            "aggregate " + type_ + " has no handler for " + event_type
+              + "; event skipped",
+            es::log_context{"aggregates"});
         return caf::none;
       case unhandled_event_policy::error: break;
     }

@@ -105,8 +105,10 @@ public:
         published.push_back(std::move(rec));
       }
       if (auto err = opts_.bus->publish(std::move(published)))
-        log(log_level::warning, "saved events of " + to_string(agg.stream())
-                                  + " not published: " + describe(err));
+        log(log_level::warning,
+            "saved events of " + to_string(agg.stream())
+              + " not published: " + describe(err),
+            es::log_context{"aggregates"});
     }
     return res;
   }

@@ -89,7 +89,8 @@ void save_snapshot(caf::event_based_actor* self, const aggregate_options& opts,
           ++metrics->snapshots_written;
       },
       [](caf::error& err) {
-        log(log_level::warning, "snapshot not saved: " + describe(err));
+        log(log_level::warning, "snapshot not saved: " + describe(err),
+            es::log_context{"aggregates"});
       });
 }
 
@@ -156,7 +157,8 @@ void recover_initial(aggregate_actor_type<A>* self,
       },
       [self, opts, done, fail](caf::error& err) {
         // Without a snapshot the events alone still rebuild the state.
-        log(log_level::warning, "snapshot not loaded: " + describe(err));
+        log(log_level::warning, "snapshot not loaded: " + describe(err),
+            es::log_context{"aggregates"});
         ++opts->metrics->snapshot_misses;
         recover<A>(self, opts, 1, done, fail);
       });
