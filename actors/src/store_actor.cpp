@@ -1,6 +1,7 @@
 #include "es/actors/store_actor.hpp"
 
 #include "es/store/log.hpp"
+#include "es/store/tracing.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_pool.hpp>
@@ -134,7 +135,31 @@ void flush(writer_actor* self) {
       r.events = std::move(p.request.events);
     requests.push_back(std::move(r));
   }
+  // One span per request, the child of the command whose trace its events
+  // carry (see es/store/tracing.hpp).
+  std::vector<tracing::span> spans;
+  if (tracing::enabled()) {
+    spans.reserve(requests.size());
+    for (const auto& r : requests) {
+      auto& sp = spans.emplace_back(
+        "eventsource.event_store.append_events", tracing::span_kind::client,
+        r.events.empty() ? std::nullopt
+                         : tracing::extract(r.events.front().metadata));
+      sp.set_attribute("eventsource.aggregate.type", r.stream.aggregate_type);
+      sp.set_attribute("eventsource.aggregate.id",
+                       r.stream.aggregate_id.to_string());
+      sp.set_attribute("eventsource.event.count",
+                       static_cast<int64_t>(r.events.size()));
+      sp.set_attribute("eventsource.group.size",
+                       static_cast<int64_t>(requests.size()));
+      sp.set_attribute("db.system", st.store->name());
+    }
+  }
   auto results = st.store->append_many(std::move(requests));
+  for (size_t i = 0; i < spans.size(); ++i)
+    if (!results[i])
+      spans[i].set_error(describe(results[i].error()));
+  spans.clear();
   recorded_events committed;
   bool any_ok = false;
   // Callers are answered after the publish is sent, so a caller that hears
@@ -252,11 +277,31 @@ caf::behavior store_reader(caf::event_based_actor*, event_store_ptr store,
     },
     [store](read_stream_atom, const stream_id& stream,
             const read_stream_options& opts) -> caf::result<stream_slice> {
-      return lift(store->read_stream(stream, opts));
+      tracing::span sp;
+      if (tracing::enabled()) {
+        sp = tracing::span{"eventsource.event_store.get_events",
+                           tracing::span_kind::client};
+        sp.set_attribute("eventsource.aggregate.type", stream.aggregate_type);
+        sp.set_attribute("eventsource.aggregate.id",
+                         stream.aggregate_id.to_string());
+      }
+      auto res = store->read_stream(stream, opts);
+      if (sp.active() && !res)
+        sp.set_error(describe(res.error()));
+      return lift(std::move(res));
     },
     [store](read_all_atom,
             const read_all_options& opts) -> caf::result<all_slice> {
-      return lift(store->read_all(opts));
+      tracing::span sp;
+      if (tracing::enabled()) {
+        sp = tracing::span{"eventsource.event_store.read_all",
+                           tracing::span_kind::client};
+        sp.set_attribute("eventsource.from_position", opts.after_position);
+      }
+      auto res = store->read_all(opts);
+      if (sp.active() && !res)
+        sp.set_error(describe(res.error()));
+      return lift(std::move(res));
     },
     [store](stream_version_atom,
             const stream_id& stream) -> caf::result<int64_t> {

@@ -4,6 +4,7 @@
 #include "es/bus/errors.hpp"
 #include "es/bus/type_ids.hpp"
 #include "es/store/log.hpp"
+#include "es/store/tracing.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -57,6 +58,15 @@ function_delivery(bus_subscriber_actor::pointer, event_handler_fn fn,
         if (!active->load())
           break;
         ++invoked;
+        tracing::span sp;
+        if (tracing::enabled()) {
+          sp = tracing::span{"eventsource.event_bus.handle",
+                             tracing::span_kind::consumer,
+                             tracing::extract(ev.metadata)};
+          sp.set_attribute("eventsource.handler", label);
+          sp.set_attribute("eventsource.event.type", ev.event_type);
+          sp.set_attribute("eventsource.event.id", ev.event_id.to_string());
+        }
         caf::error err;
         try {
           err = fn(ev);
@@ -69,6 +79,7 @@ function_delivery(bus_subscriber_actor::pointer, event_handler_fn fn,
         }
         if (err) {
           ++errors;
+          sp.set_error(describe(err));
           log(log_level::warning,
               "bus subscriber " + label + " failed on event "
                 + ev.event_id.to_string() + " (" + ev.event_type
@@ -226,6 +237,29 @@ std::vector<std::vector<size_t>> route(const bus_state& st,
   return take;
 }
 
+/// Spans of a publish: one per event, with a dispatch span per subscriber
+/// that gets it, children of the command that wrote the event.
+template <class State>
+void trace_dispatch(const State& st, const recorded_events& events,
+                    const std::vector<std::vector<size_t>>& take) {
+  for (size_t k = 0; k < events.size(); ++k) {
+    const auto& ev = events[k];
+    tracing::span publish{"eventsource.event_bus.publish",
+                          tracing::span_kind::producer,
+                          tracing::extract(ev.metadata)};
+    publish.set_attribute("eventsource.event.type", ev.event_type);
+    publish.set_attribute("eventsource.event.id", ev.event_id.to_string());
+    for (size_t i = 0; i < st.subs.size(); ++i) {
+      if (std::find(take[i].begin(), take[i].end(), k) == take[i].end())
+        continue;
+      tracing::span dispatch{"eventsource.event_bus.dispatch",
+                             tracing::span_kind::internal, publish.context()};
+      dispatch.set_attribute("eventsource.subscription",
+                             static_cast<int64_t>(st.subs[i].id));
+    }
+  }
+}
+
 bool try_dispatch(bus_pointer self, recorded_events& events) {
   auto& st = self->state;
   auto take = route(st, events);
@@ -240,6 +274,8 @@ bool try_dispatch(bus_pointer self, recorded_events& events) {
     plan.emplace_back(i, n);
   }
   st.stats.events_published += events.size();
+  if (tracing::enabled())
+    trace_dispatch(st, events, take);
   // Subscribers that want every event share one message (no copies).
   caf::message all;
   for (const auto& step : plan) {

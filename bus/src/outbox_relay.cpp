@@ -2,6 +2,7 @@
 
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
+#include "es/store/tracing.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
@@ -149,9 +150,24 @@ batch_result relay_batch(relay_state& st) {
       result.err = std::move(err);
       return result;
     }
+  // A span per relayed event, the child of the command that wrote it.
+  std::vector<tracing::span> spans;
+  if (tracing::enabled())
+    for (const auto& ev : batch) {
+      auto& sp = spans.emplace_back("eventsource.outbox.relay",
+                                    tracing::span_kind::producer,
+                                    tracing::extract(ev.metadata));
+      sp.set_attribute("eventsource.relay", st.status.name);
+      sp.set_attribute("eventsource.event.type", ev.event_type);
+      sp.set_attribute("eventsource.event.id", ev.event_id.to_string());
+    }
   caf::error published;
   if (!batch.empty())
     published = cfg.bus->publish(std::move(batch));
+  for (auto& sp : spans)
+    if (published)
+      sp.set_error(describe(published));
+  spans.clear();
   if (published) {
     ++st.status.publish_failures;
     note_failure(

@@ -3,6 +3,7 @@
 #include "es/projections/type_ids.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
+#include "es/store/tracing.hpp"
 #include "es/supervision/errors.hpp"
 
 #include <caf/actor_system.hpp>
@@ -155,9 +156,27 @@ caf::error unknown_type_error(const recorded_event& ev) {
 /// name the event.
 caf::error apply(projection_actor_state& st, const recorded_event& ev,
                  const std::function<caf::error()>& handler) {
-  if (classify(st, ev) == disposition::unknown)
-    return unknown_type_error(ev);
-  return in_event_context(detail::call_handler(handler), ev);
+  // A span per handled event, the child of the command that wrote it when
+  // its metadata carries the trace.
+  tracing::span sp;
+  if (tracing::enabled()) {
+    sp = tracing::span{"eventsource.projection.handle",
+                       tracing::span_kind::consumer,
+                       tracing::extract(ev.metadata)};
+    sp.set_attribute("eventsource.projection", st.checkpoint_name);
+    sp.set_attribute("eventsource.event.type", ev.event_type);
+    sp.set_attribute("eventsource.event.id", ev.event_id.to_string());
+    sp.set_attribute("eventsource.event.position", ev.global_position);
+  }
+  if (classify(st, ev) == disposition::unknown) {
+    auto err = unknown_type_error(ev);
+    sp.set_error(describe(err));
+    return err;
+  }
+  auto err = in_event_context(detail::call_handler(handler), ev);
+  if (err)
+    sp.set_error(describe(err));
+  return err;
 }
 
 /// The context of the projection's log records.

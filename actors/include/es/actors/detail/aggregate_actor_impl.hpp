@@ -10,6 +10,7 @@
 #include "es/actors/type_ids.hpp"
 #include "es/store/codec.hpp"
 #include "es/store/state_stores.hpp"
+#include "es/store/tracing.hpp"
 
 #include <caf/behavior.hpp>
 #include <caf/duration.hpp>
@@ -174,6 +175,19 @@ void run_command(aggregate_actor_type<A>* self,
                  caf::typed_response_promise<command_result> rp,
                  uint32_t attempt) {
   auto& agg = *self->state.agg;
+  // The command's span (while tracing is on); its context travels in the
+  // metadata of the events the command writes.
+  std::shared_ptr<tracing::span> trace;
+  if (tracing::enabled()) {
+    trace = std::make_shared<tracing::span>(
+      "eventsource.aggregate.handle_command", tracing::span_kind::server);
+    trace->set_attribute("eventsource.aggregate.type",
+                         agg.stream().aggregate_type);
+    trace->set_attribute("eventsource.aggregate.id", agg.id().to_string());
+    trace->set_attribute("eventsource.command.id", env.command_id.to_string());
+    trace->set_attribute("eventsource.command.attempt",
+                         static_cast<int64_t>(attempt));
+  }
   agg.set_context(
     command_context{env.command_id, env.correlation_id, env.actor_id});
   agg.begin_change();
@@ -189,6 +203,8 @@ void run_command(aggregate_actor_type<A>* self,
   }
   if (err) {
     agg.rollback();
+    if (trace)
+      trace->set_error(describe(err));
     rp.deliver(err);
     // After a throw the aggregate may be half-changed: start afresh.
     if (has_code(err, actors_errc::handler_failed))
@@ -202,9 +218,12 @@ void run_command(aggregate_actor_type<A>* self,
   auto expected = expected_version::exact(agg.committed_version());
   auto count = static_cast<uint32_t>(agg.uncommitted_events().size());
   append_request req{agg.stream(), expected, agg.take_uncommitted()};
+  if (trace)
+    for (auto& ev : req.events)
+      ev.metadata = tracing::inject(ev.metadata, trace->context());
   self->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
     .await(
-      [self, opts, rp, count, attempt](append_result& res) mutable {
+      [self, opts, rp, count, attempt, trace](append_result& res) mutable {
         auto& agg = *self->state.agg;
         auto before = agg.committed_version();
         agg.mark_committed();
@@ -214,9 +233,11 @@ void run_command(aggregate_actor_type<A>* self,
         if (every > 0 && agg.version() / every > before / every)
           save_snapshot(self, *opts, agg);
       },
-      [self, opts, env, cmd, rp, attempt](caf::error& err) mutable {
+      [self, opts, env, cmd, rp, attempt, trace](caf::error& err) mutable {
         auto& agg = *self->state.agg;
         agg.rollback();
+        if (trace)
+          trace->set_error(describe(err));
         if (has_code(err, store_errc::wrong_expected_version)
             && attempt <= opts->max_conflict_retries) {
           recover<A>(
