@@ -3,3 +3,4 @@
 
 #include "es/ops/endpoints.hpp"
 #include "es/ops/metrics.hpp"
+#include "es/ops/otlp_exporter.hpp"
