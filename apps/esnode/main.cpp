@@ -7,10 +7,12 @@
 #include "es/cluster/view.hpp"
 #ifdef ESNODE_WITH_OPS
 #  include "es/ops/endpoints.hpp"
+#  include "es/ops/otlp_exporter.hpp"
 #endif
 #include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
+#include "es/store/tracing.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -61,6 +63,7 @@ struct esnode_config : caf::actor_system_config {
   int64_t forward_timeout_ms = 5000;
   std::string http;
   std::string log_format = "text";
+  std::string otlp;
   bool verbose = false;
   int64_t orders = 100;
   int64_t clients = 4;
@@ -85,6 +88,8 @@ struct esnode_config : caf::actor_system_config {
       .add(log_format, "log-format",
            "log lines on stderr: text (default) or json, one object per "
            "line")
+      .add(otlp, "otlp",
+           "send traces to an OpenTelemetry collector at http://HOST:PORT")
       .add(http, "http",
            "serve /live, /ready, /health and /metrics on HOST:PORT")
       .add(orders, "orders", "drive: whole orders to send (100)")
@@ -397,6 +402,31 @@ int main(int argc, char** argv) {
     return status(cfg);
   if (words[0] == "verify")
     return verify(cfg);
+#ifdef ESNODE_WITH_OPS
+  std::shared_ptr<es::ops::otlp_http_exporter> exporter;
+  if (!cfg.otlp.empty()) {
+    es::ops::otlp_config oc;
+    oc.endpoint = cfg.otlp;
+    oc.service_name = "esnode/" + cfg.node_id;
+    auto made = es::ops::otlp_http_exporter::make(oc);
+    if (!made) {
+      std::cerr << "esnode: --otlp: " << es::describe(made.error()) << "\n";
+      return 2;
+    }
+    exporter = *made;
+    es::tracing::set_exporter(exporter);
+  }
+  struct stop_tracing {
+    ~stop_tracing() {
+      es::tracing::set_exporter(nullptr);
+    }
+  } tracing_guard;
+#else
+  if (!cfg.otlp.empty()) {
+    std::cerr << "esnode: --otlp: this build has no es::ops\n";
+    return 2;
+  }
+#endif
   caf::actor_system sys{cfg};
   if (words[0] == "drive")
     return drive(sys, cfg);

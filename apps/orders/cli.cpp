@@ -86,6 +86,9 @@ orders_config::orders_config() {
     .add(log_format, "log-format",
          "the library's log lines on stderr: text (default) or json, one "
          "object per line with level, module, message and context fields")
+    .add(otlp, "otlp",
+         "send traces to an OpenTelemetry collector at http://HOST:PORT "
+         "(OTLP/HTTP with JSON)")
     .add(keep_serving, "keep-serving",
          "run --http: keep serving the endpoints after the workload until "
          "SIGINT or SIGTERM")

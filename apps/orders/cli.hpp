@@ -47,6 +47,8 @@ struct orders_config : caf::actor_system_config {
   bool keep_serving = false;
   /// The library's log lines on stderr: text or json.
   std::string log_format = "text";
+  /// Traces to an OpenTelemetry collector: http://HOST:PORT (OTLP/HTTP).
+  std::string otlp;
 
   orders_config();
 };

@@ -3,7 +3,12 @@
 // projections keep read models beside it; verifies, shows and
 // administers what it wrote (status, dead letters, rebuilds). One file per
 // command: run.cpp, verify.cpp, show.cpp, admin.cpp (status, dlq, rebuild).
+#include "es/store/errors.hpp"
 #include "es/store/log.hpp"
+#include "es/store/tracing.hpp"
+#ifdef ORDERS_WITH_OPS
+#  include "es/ops/otlp_exporter.hpp"
+#endif
 
 #include <caf/actor_system.hpp>
 
@@ -42,7 +47,8 @@ commands:
 
 run --http=HOST:PORT serves /live, /ready, /health and /metrics (see
 docs/operations.md); --log-format=json writes the library's log records as
-one JSON object per line on stderr.
+one JSON object per line on stderr; --otlp=http://HOST:PORT sends traces to
+an OpenTelemetry collector.
 
 Options can also be set in caf-application.ini (section [global]).
 )";
@@ -121,6 +127,33 @@ int main(int argc, char** argv) {
     return 2;
   if (command == "rebuild" && !want_args(1, "a PROJECTION name"))
     return 2;
+#ifdef ORDERS_WITH_OPS
+  // Traces go out while the command runs; what is queued is sent before
+  // the program ends.
+  std::shared_ptr<es::ops::otlp_http_exporter> exporter;
+  if (!cfg.otlp.empty()) {
+    es::ops::otlp_config oc;
+    oc.endpoint = cfg.otlp;
+    oc.service_name = "orders";
+    auto made = es::ops::otlp_http_exporter::make(oc);
+    if (!made) {
+      std::cerr << "orders: --otlp: " << es::describe(made.error()) << "\n";
+      return 2;
+    }
+    exporter = *made;
+    es::tracing::set_exporter(exporter);
+  }
+  struct stop_tracing {
+    ~stop_tracing() {
+      es::tracing::set_exporter(nullptr);
+    }
+  } tracing_guard;
+#else
+  if (!cfg.otlp.empty()) {
+    std::cerr << "orders: --otlp: this build has no es::ops\n";
+    return 2;
+  }
+#endif
   caf::actor_system sys{cfg};
   if (command == "run")
     return orders::run(sys, cfg);
