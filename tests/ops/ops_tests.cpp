@@ -97,6 +97,7 @@ TEST_CASE("a metrics page is Prometheus text", "[ops][metrics]") {
   ops::metrics_page page;
   page.counter("es_x_total", "Things.", 3, {{"a", "1"}});
   page.gauge("es_y", "A level.", 0.5);
+  page.gauge("es_w", "A fine level.", 0.00025);
   page.counter("es_x_total", "Things.", 4,
                {{"a", "quote \" slash \\ newline \n end"}});
   page.histogram("es_z_seconds", "Latency.", {{0.1, 2}, {1, 3}}, 4, 2.5,
@@ -109,15 +110,18 @@ TEST_CASE("a metrics page is Prometheus text", "[ops][metrics]") {
            "# HELP es_y A level.\n"
            "# TYPE es_y gauge\n"
            "es_y 0.5\n"
+           "# HELP es_w A fine level.\n"
+           "# TYPE es_w gauge\n"
+           "es_w 0.00025\n"
            "# HELP es_z_seconds Latency.\n"
            "# TYPE es_z_seconds histogram\n"
-           "es_z_seconds_bucket{s=\"m\",le=\"0.10000000000000001\"} 2\n"
+           "es_z_seconds_bucket{s=\"m\",le=\"0.1\"} 2\n"
            "es_z_seconds_bucket{s=\"m\",le=\"1\"} 3\n"
            "es_z_seconds_bucket{s=\"m\",le=\"+Inf\"} 4\n"
            "es_z_seconds_sum{s=\"m\"} 2.5\n"
            "es_z_seconds_count{s=\"m\"} 4\n");
   auto parsed = parse_prometheus(page.text());
-  CHECK(parsed.size() == 8);
+  CHECK(parsed.size() == 9);
 }
 
 TEST_CASE("a check that warns keeps 200, one that fails gives 503",

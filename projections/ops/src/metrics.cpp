@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace es::ops {
 
@@ -12,13 +13,18 @@ std::string number(double x) {
     return "NaN";
   if (std::isinf(x))
     return x > 0 ? "+Inf" : "-Inf";
-  // Integers print without a fraction; others with enough digits to
-  // round-trip.
+  // Integers print without a fraction; others with the fewest digits that
+  // read back as the same double (0.00025, not 0.00025000000000000001).
   char buf[64];
-  if (std::fabs(x) < 9.0e15 && x == std::floor(x))
+  if (std::fabs(x) < 9.0e15 && x == std::floor(x)) {
     std::snprintf(buf, sizeof(buf), "%.0f", x);
-  else
-    std::snprintf(buf, sizeof(buf), "%.17g", x);
+    return buf;
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x)
+      break;
+  }
   return buf;
 }
 
