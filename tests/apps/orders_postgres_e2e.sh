@@ -52,6 +52,16 @@ run_orders status status "$store"
 [ "$rc" -eq 0 ] || fail "status failed"
 grep -Eq "^  order_summary +$events2 +0 " "$out" || fail "status: order_summary"
 
+echo "== show, dlq list"
+order=$(sql "SELECT aggregate_id FROM events WHERE event_type = 'OrderCancelled' LIMIT 1")
+run_orders show show "$order" "$store"
+[ "$rc" -eq 0 ] || fail "show failed"
+grep -q -- '-> cancelled' "$out" || fail "show lacks the cancellation"
+run_orders dlq-list dlq list --limit=1000 "$store"
+[ "$rc" -eq 0 ] || fail "dlq list failed"
+[ "$(grep -c 'OrderCancelled failed' "$out")" -eq "$cancelled" ] \
+  || fail "dlq list does not show every entry"
+
 echo "== dlq replay all, rebuild, verify"
 run_orders replay dlq replay all "$store"
 [ "$rc" -eq 0 ] || fail "replay failed"
