@@ -325,6 +325,21 @@ void metrics_counter::count(const caf::expected<append_result>& res) {
   }
 }
 
+void settle_health(store_health& h, const caf::error& err,
+                   std::chrono::steady_clock::time_point start) {
+  h.latency_ms = std::chrono::duration<double, std::milli>(
+                   std::chrono::steady_clock::now() - start)
+                   .count();
+  if (err)
+    h.problem = describe(err);
+  else if (!h.missing_tables.empty())
+    h.problem = "tables missing (run the migrations)";
+  else if (h.schema_version != h.expected_schema_version)
+    h.problem = "schema version " + std::to_string(h.schema_version)
+                + ", this library expects "
+                + std::to_string(h.expected_schema_version);
+}
+
 store_metrics metrics_counter::snapshot() const {
   store_metrics result;
   result.append_requests = requests_.load(std::memory_order_relaxed);

@@ -99,6 +99,11 @@ caf::expected<std::optional<append_result>>
 check_replay(const stream_id& stream, const event_batch& events,
              const location_lookup& lookup, bool check_all);
 
+/// Completes a health check the adapter ran from `start`: its latency,
+/// and the problem (`err`, missing tables, another schema version).
+void settle_health(store_health& h, const caf::error& err,
+                   std::chrono::steady_clock::time_point start);
+
 /// Thread-safe counters behind `event_store::metrics`.
 class metrics_counter {
 public:

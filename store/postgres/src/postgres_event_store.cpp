@@ -311,17 +311,7 @@ public:
       h.schema_version = std::stoi(version->text(0, 0));
       return 0;
     });
-    h.latency_ms = std::chrono::duration<double, std::milli>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
-    if (!r)
-      h.problem = describe(r.error());
-    else if (!h.missing_tables.empty())
-      h.problem = "tables missing (run the migrations)";
-    else if (h.schema_version != h.expected_schema_version)
-      h.problem = "schema version " + std::to_string(h.schema_version)
-                  + ", this library expects "
-                  + std::to_string(h.expected_schema_version);
+    detail::settle_health(h, r ? caf::error{} : r.error(), start);
     return h;
   }
 

@@ -325,17 +325,7 @@ public:
       return caf::none;
     };
     auto err = check();
-    h.latency_ms = std::chrono::duration<double, std::milli>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
-    if (err)
-      h.problem = describe(err);
-    else if (!h.missing_tables.empty())
-      h.problem = "tables missing (run the migrations)";
-    else if (h.schema_version != h.expected_schema_version)
-      h.problem = "schema version " + std::to_string(h.schema_version)
-                  + ", this library expects "
-                  + std::to_string(h.expected_schema_version);
+    detail::settle_health(h, err, start);
     return h;
   }
 
