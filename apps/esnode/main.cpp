@@ -12,7 +12,6 @@
 #include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
-#include "es/store/tracing.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -403,24 +402,18 @@ int main(int argc, char** argv) {
   if (words[0] == "verify")
     return verify(cfg);
 #ifdef ESNODE_WITH_OPS
-  std::shared_ptr<es::ops::otlp_http_exporter> exporter;
+  std::unique_ptr<es::ops::otlp_tracing> tracing;
   if (!cfg.otlp.empty()) {
     es::ops::otlp_config oc;
     oc.endpoint = cfg.otlp;
     oc.service_name = "esnode/" + cfg.node_id;
-    auto made = es::ops::otlp_http_exporter::make(oc);
-    if (!made) {
-      std::cerr << "esnode: --otlp: " << es::describe(made.error()) << "\n";
+    auto started = es::ops::otlp_tracing::start(oc);
+    if (!started) {
+      std::cerr << "esnode: --otlp: " << es::describe(started.error()) << "\n";
       return 2;
     }
-    exporter = *made;
-    es::tracing::set_exporter(exporter);
+    tracing = std::move(*started);
   }
-  struct stop_tracing {
-    ~stop_tracing() {
-      es::tracing::set_exporter(nullptr);
-    }
-  } tracing_guard;
 #else
   if (!cfg.otlp.empty()) {
     std::cerr << "esnode: --otlp: this build has no es::ops\n";

@@ -5,7 +5,6 @@
 // command: run.cpp, verify.cpp, show.cpp, admin.cpp (status, dlq, rebuild).
 #include "es/store/errors.hpp"
 #include "es/store/log.hpp"
-#include "es/store/tracing.hpp"
 #ifdef ORDERS_WITH_OPS
 #  include "es/ops/otlp_exporter.hpp"
 #endif
@@ -130,24 +129,18 @@ int main(int argc, char** argv) {
 #ifdef ORDERS_WITH_OPS
   // Traces go out while the command runs; what is queued is sent before
   // the program ends.
-  std::shared_ptr<es::ops::otlp_http_exporter> exporter;
+  std::unique_ptr<es::ops::otlp_tracing> tracing;
   if (!cfg.otlp.empty()) {
     es::ops::otlp_config oc;
     oc.endpoint = cfg.otlp;
     oc.service_name = "orders";
-    auto made = es::ops::otlp_http_exporter::make(oc);
-    if (!made) {
-      std::cerr << "orders: --otlp: " << es::describe(made.error()) << "\n";
+    auto started = es::ops::otlp_tracing::start(oc);
+    if (!started) {
+      std::cerr << "orders: --otlp: " << es::describe(started.error()) << "\n";
       return 2;
     }
-    exporter = *made;
-    es::tracing::set_exporter(exporter);
+    tracing = std::move(*started);
   }
-  struct stop_tracing {
-    ~stop_tracing() {
-      es::tracing::set_exporter(nullptr);
-    }
-  } tracing_guard;
 #else
   if (!cfg.otlp.empty()) {
     std::cerr << "orders: --otlp: this build has no es::ops\n";

@@ -255,4 +255,22 @@ otlp_stats otlp_http_exporter::stats() const {
   return impl_->stats;
 }
 
+caf::expected<std::unique_ptr<otlp_tracing>>
+otlp_tracing::start(otlp_config cfg) {
+  auto exporter = otlp_http_exporter::make(std::move(cfg));
+  if (!exporter)
+    return std::move(exporter.error());
+  return std::make_unique<otlp_tracing>(std::move(*exporter));
+}
+
+otlp_tracing::otlp_tracing(std::shared_ptr<otlp_http_exporter> exporter)
+  : exporter_(std::move(exporter)) {
+  tracing::set_exporter(exporter_);
+}
+
+otlp_tracing::~otlp_tracing() {
+  tracing::set_exporter(nullptr);
+  exporter_->flush();
+}
+
 } // namespace es::ops

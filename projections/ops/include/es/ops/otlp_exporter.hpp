@@ -61,6 +61,29 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
+/// Sends the process's spans to a collector while it lives: installs an
+/// `otlp_http_exporter` with `tracing::set_exporter`; destroying it turns
+/// tracing off and sends what is queued.
+class otlp_tracing {
+public:
+  /// Errors: those of `otlp_http_exporter::make`.
+  static caf::expected<std::unique_ptr<otlp_tracing>> start(otlp_config cfg);
+
+  explicit otlp_tracing(std::shared_ptr<otlp_http_exporter> exporter);
+
+  ~otlp_tracing();
+
+  otlp_tracing(const otlp_tracing&) = delete;
+  otlp_tracing& operator=(const otlp_tracing&) = delete;
+
+  otlp_http_exporter& exporter() {
+    return *exporter_;
+  }
+
+private:
+  std::shared_ptr<otlp_http_exporter> exporter_;
+};
+
 /// The OTLP/JSON body for `spans` (`resourceSpans` with one scope).
 std::string otlp_json(const std::vector<tracing::span_data>& spans,
                       const std::string& service_name);
