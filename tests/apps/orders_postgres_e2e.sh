@@ -74,17 +74,8 @@ run_orders verify2 verify "$store"
 grep -q "verified 160 orders, $events2 events: no differences" "$out" \
   || fail "verify did not confirm the log"
 
-# get PORT PATH: prints the HTTP status line's code, then the body, using
-# bash's /dev/tcp (no HTTP client needed).
-get() {
-  exec 3<>"/dev/tcp/127.0.0.1/$1"
-  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-  local response
-  response=$(cat <&3)
-  exec 3<&-
-  printf '%s\n' "$response" | head -n 1 | awk '{print $2}'
-  printf '%s\n' "$response" | sed '1,/^\r$/d'
-}
+# shellcheck source=../common/http_get.sh
+source "$(dirname "$0")/../common/http_get.sh"
 
 # endpoints NAME STORE: a run that keeps serving; checks the endpoints,
 # then stops it with SIGTERM.
@@ -106,15 +97,15 @@ endpoints() {
   [ -n "$port" ] || fail "$name: no port printed"
   local head
   head=$(awk '/events in the log/ {print $5}' "$out")
-  get "$port" /live >"$dir/$name-live.txt"
+  http_get "$port" /live >"$dir/$name-live.txt"
   [ "$(head -n 1 "$dir/$name-live.txt")" = 200 ] || fail "$name: /live"
-  get "$port" /ready >"$dir/$name-ready.txt"
+  http_get "$port" /ready >"$dir/$name-ready.txt"
   [ "$(head -n 1 "$dir/$name-ready.txt")" = 200 ] || fail "$name: /ready: $(cat "$dir/$name-ready.txt")"
-  get "$port" /health >"$dir/$name-health.txt"
+  http_get "$port" /health >"$dir/$name-health.txt"
   # customer_stats has no dead letters here: all checks healthy.
   grep -q '"status":"healthy","checks"' "$dir/$name-health.txt" \
     || fail "$name: /health: $(cat "$dir/$name-health.txt")"
-  get "$port" /metrics >"$dir/$name-metrics.txt"
+  http_get "$port" /metrics >"$dir/$name-metrics.txt"
   [ "$(head -n 1 "$dir/$name-metrics.txt")" = 200 ] || fail "$name: /metrics"
   grep -qx 'es_store_up{store="orders"} 1' "$dir/$name-metrics.txt" \
     || fail "$name: es_store_up"

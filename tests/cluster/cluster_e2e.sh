@@ -40,16 +40,8 @@ if [ "$live" -ne 3 ]; then
   echo "expected 3 live nodes in the status, found $live" >&2
   exit 1
 fi
-# get PORT PATH: the HTTP status code, then the body (bash's /dev/tcp).
-get() {
-  exec 3<>"/dev/tcp/127.0.0.1/$1"
-  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-  local response
-  response=$(cat <&3)
-  exec 3<&-
-  printf '%s\n' "$response" | head -n 1 | awk '{print $2}'
-  printf '%s\n' "$response" | sed '1,/^\r$/d'
-}
+# shellcheck source=../common/http_get.sh
+source "$(dirname "$0")/../common/http_get.sh"
 for k in 1 2 3; do
   port=$(sed -n 's/^esnode node[0-9]*: serving .* on port \([0-9]*\)$/\1/p' \
     "$ES_CLUSTER_DIR/node$k.log")
@@ -57,12 +49,12 @@ for k in 1 2 3; do
     echo "node$k printed no endpoints port" >&2
     exit 1
   fi
-  ready=$(get "$port" /ready)
+  ready=$(http_get "$port" /ready)
   if [ "$(echo "$ready" | head -n 1)" != 200 ]; then
     echo "node$k: /ready is not 200: $ready" >&2
     exit 1
   fi
-  metrics=$(get "$port" /metrics)
+  metrics=$(http_get "$port" /metrics)
   for want in 'es_cluster_connected 1' 'es_cluster_nodes_live 3' \
     'es_store_up{store="orders"} 1'; do
     if ! echo "$metrics" | grep -qxF "$want"; then
