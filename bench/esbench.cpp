@@ -2,6 +2,7 @@
 // process, so the ratio is the figure. Prints a table and one JSON object
 // per measured run on its own line.
 #include "es/projections/type_ids.hpp"
+#include "es/store/tracing.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -29,7 +30,9 @@
 #include "projection_scenarios.hpp"
 #include "store_scenarios.hpp"
 
+#include <atomic>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +58,7 @@ struct esbench_config : caf::actor_system_config {
   std::string amqp_url = "amqp://es:es-test-pass@127.0.0.1:55672/%2f";
   std::string kafka_url;
   int nodes = 1;
+  std::string tracing = "off";
 
   esbench_config() {
     opt_group{custom_options_, "global"}
@@ -100,6 +104,10 @@ struct esbench_config : caf::actor_system_config {
            "dsn)")
       .add(nodes, "nodes",
            "cluster scenario: esnode processes to start (1, 2, 3, ...)")
+      .add(tracing, "tracing",
+           "off (default), or on: every hook makes its spans and hands "
+           "them to an exporter that only counts them (the cost of the "
+           "hooks without a network)")
       .add(repeat, "repeat",
            "measure store and raw baseline alternately this many times and "
            "report the median run of each");
@@ -116,7 +124,33 @@ struct esbench_config : caf::actor_system_config {
   }
 };
 
+/// Counts the spans it gets: the hooks' cost without an exporter's.
+class counting_exporter : public es::tracing::span_exporter {
+public:
+  void export_span(es::tracing::span_data) override {
+    count.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::atomic<uint64_t> count{0};
+};
+
 void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
+  std::shared_ptr<counting_exporter> spans;
+  if (cfg.tracing == "on") {
+    spans = std::make_shared<counting_exporter>();
+    es::tracing::set_exporter(spans);
+  } else if (cfg.tracing != "off") {
+    std::cerr << "esbench: --tracing must be off or on\n";
+    return;
+  }
+  struct report_spans {
+    std::shared_ptr<counting_exporter> spans;
+    ~report_spans() {
+      es::tracing::set_exporter(nullptr);
+      if (spans)
+        std::cerr << "esbench: " << spans->count.load() << " spans made\n";
+    }
+  } reporter{spans};
   es::bench::bench_params p;
   p.backend = cfg.backend;
   p.scenario = cfg.scenario;
