@@ -282,6 +282,7 @@ int run(caf::actor_system& sys, const orders_config& cfg) {
     if (opened->relay)
       endpoints->watch_relay("orders-relay", sys, opened->relay);
     endpoints->watch_region("orders", sys, caf::actor_cast<caf::actor>(region));
+    endpoints->watch_aggregates("orders", ao.metrics);
     endpoints->watch_dead_letters("views", v->db->dead_letters());
     // [/endpoints]
     std::printf("serving /live, /ready, /health and /metrics on port %u\n",

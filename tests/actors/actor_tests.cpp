@@ -62,7 +62,8 @@ TEST_CASE_METHOD(actor_fixture, "commands to many aggregates interleave",
 
 TEST_CASE_METHOD(actor_fixture, "rejected commands change nothing",
                  "[actors]") {
-  start_region();
+  auto ao = aggregate_opts();
+  start_region({}, ao);
   auto id = uuid::random();
   auto res = command(id, deposit{5});
   REQUIRE_FALSE(res);
@@ -81,6 +82,11 @@ TEST_CASE_METHOD(actor_fixture, "rejected commands change nothing",
   auto ok = command(id, withdraw{5});
   REQUIRE(ok);
   CHECK(ok->version == 3);
+  // Every answer is counted and timed, refusals as failures.
+  CHECK(ao.metrics->commands == 6);
+  CHECK(ao.metrics->commands_failed == 2);
+  CHECK(ao.metrics->conflict_retries == 0);
+  CHECK(ao.metrics->command_seconds.snapshot().count == 6);
 }
 
 TEST_CASE_METHOD(actor_fixture, "idle aggregates are passivated and come back",
@@ -172,7 +178,8 @@ TEST_CASE_METHOD(actor_fixture,
 TEST_CASE_METHOD(actor_fixture,
                  "a conflict with another writer is retried after reloading",
                  "[actors]") {
-  start_region();
+  auto ao = aggregate_opts();
+  start_region({}, ao);
   auto id = uuid::random();
   REQUIRE(command(id, open_account{"ed"}));
   REQUIRE(command(id, deposit{10}));
@@ -187,6 +194,7 @@ TEST_CASE_METHOD(actor_fixture,
   INFO((res ? std::string{"ok"} : describe(res.error())));
   REQUIRE(res);
   CHECK(res->attempts == 2);
+  CHECK(ao.metrics->conflict_retries == 1);
   CHECK(res->version == 4);
   CHECK(load(id).balance == 5);
   // The retry runs the business rules against the reloaded state: here they
@@ -213,6 +221,8 @@ TEST_CASE_METHOD(actor_fixture,
   auto res = command(id, deposit{1});
   REQUIRE_FALSE(res);
   CHECK(has_code(res.error(), store_errc::wrong_expected_version));
+  CHECK(ao.metrics->conflict_retries == 0);
+  CHECK(ao.metrics->commands_failed == 1);
   auto conflict = get_version_conflict(res.error());
   REQUIRE(conflict);
   CHECK(conflict->actual == 2);

@@ -117,6 +117,8 @@ endpoints() {
     || fail "$name: no commands routed"
   grep -q '^es_store_append_seconds_count{store="orders"} [1-9]' "$dir/$name-metrics.txt" \
     || fail "$name: no append latencies"
+  grep -q '^es_aggregate_command_seconds_count{aggregates="orders"} [1-9]' "$dir/$name-metrics.txt" \
+    || fail "$name: no command latencies"
   kill -TERM "$pid"
   local status=0
   wait "$pid" || status=$?

@@ -428,6 +428,37 @@ void endpoints::watch_region(std::string name, caf::actor_system& sys,
   impl_->add(std::move(s));
 }
 
+void endpoints::watch_aggregates(std::string name,
+                                 std::shared_ptr<aggregate_metrics> metrics) {
+  source s;
+  labels ls{{"aggregates", name}};
+  s.metrics = [metrics, ls](metrics_page& page) {
+    auto& m = *metrics;
+    page.counter("es_aggregate_commands_total", "Commands answered.",
+                 as_double(m.commands.load()), ls);
+    page.counter("es_aggregate_commands_failed_total",
+                 "Commands answered with an error (refusals included).",
+                 as_double(m.commands_failed.load()), ls);
+    page.counter("es_aggregate_conflict_retries_total",
+                 "Commands run again after a version conflict.",
+                 as_double(m.conflict_retries.load()), ls);
+    add_histogram(page, "es_aggregate_command_seconds",
+                  "From a command's arrival at its aggregate to its answer.",
+                  m.command_seconds.snapshot(), ls);
+    page.counter("es_aggregate_recoveries_total",
+                 "Aggregates loaded from the store.",
+                 as_double(m.recoveries.load()), ls);
+    page.counter("es_aggregate_events_replayed_total",
+                 "Events replayed while loading.",
+                 as_double(m.events_replayed.load()), ls);
+    page.counter("es_aggregate_snapshots_loaded_total", "Snapshots used.",
+                 as_double(m.snapshots_loaded.load()), ls);
+    page.counter("es_aggregate_snapshots_written_total", "Snapshots written.",
+                 as_double(m.snapshots_written.load()), ls);
+  };
+  impl_->add(std::move(s));
+}
+
 void endpoints::watch_breaker(std::string name, caf::actor_system& sys,
                               caf::actor breaker) {
   source s;

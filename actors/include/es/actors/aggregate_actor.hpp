@@ -8,6 +8,7 @@
 #include "es/actors/store_actor.hpp"
 #include "es/actors/type_ids.hpp"
 #include "es/store/codec.hpp"
+#include "es/store/histogram.hpp"
 #include "es/store/state_stores.hpp"
 
 #include <caf/behavior.hpp>
@@ -53,6 +54,15 @@ struct aggregate_metrics {
   /// Snapshots found but not used: other schema version or unreadable.
   std::atomic<uint64_t> snapshot_misses{0};
   std::atomic<uint64_t> snapshots_written{0};
+  /// Commands answered, and of them those answered with an error (a
+  /// refusal by the aggregate included).
+  std::atomic<uint64_t> commands{0};
+  std::atomic<uint64_t> commands_failed{0};
+  /// Commands run again after a version conflict.
+  std::atomic<uint64_t> conflict_retries{0};
+  /// From a command's arrival at its aggregate actor to its answer, in
+  /// seconds (loading the aggregate and retries included).
+  histogram command_seconds{histogram::latency_bounds()};
 };
 
 /// What aggregate actors need from their environment.

@@ -165,6 +165,18 @@ void recover_initial(aggregate_actor_type<A>* self,
       });
 }
 
+using command_clock = std::chrono::steady_clock;
+
+/// Counts an answered command and how long it took since `start`.
+inline void count_command(aggregate_metrics& m, command_clock::time_point start,
+                          bool ok) {
+  ++m.commands;
+  if (!ok)
+    ++m.commands_failed;
+  m.command_seconds.observe(
+    std::chrono::duration<double>(command_clock::now() - start).count());
+}
+
 /// Runs `cmd` against the aggregate, appends what it emitted with the
 /// version the aggregate had, and answers `rp`. On a version conflict it
 /// catches up with the stream and runs the command again.
@@ -173,7 +185,7 @@ void run_command(aggregate_actor_type<A>* self,
                  std::shared_ptr<const aggregate_options> opts,
                  command_envelope env, Cmd cmd,
                  caf::typed_response_promise<command_result> rp,
-                 uint32_t attempt) {
+                 uint32_t attempt, command_clock::time_point start) {
   auto& agg = *self->state.agg;
   // The command's span (while tracing is on); its context travels in the
   // metadata of the events the command writes.
@@ -205,6 +217,7 @@ void run_command(aggregate_actor_type<A>* self,
     agg.rollback();
     if (trace)
       trace->set_error(describe(err));
+    count_command(*opts->metrics, start, false);
     rp.deliver(err);
     // After a throw the aggregate may be half-changed: start afresh.
     if (has_code(err, actors_errc::handler_failed))
@@ -212,6 +225,7 @@ void run_command(aggregate_actor_type<A>* self,
     return;
   }
   if (!agg.has_uncommitted()) {
+    count_command(*opts->metrics, start, true);
     rp.deliver(command_result{agg.id(), agg.version(), 0, 0, attempt});
     return;
   }
@@ -223,34 +237,40 @@ void run_command(aggregate_actor_type<A>* self,
       ev.metadata = tracing::inject(ev.metadata, trace->context());
   self->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
     .await(
-      [self, opts, rp, count, attempt, trace](append_result& res) mutable {
+      [self, opts, rp, count, attempt, trace,
+       start](append_result& res) mutable {
         auto& agg = *self->state.agg;
         auto before = agg.committed_version();
         agg.mark_committed();
+        count_command(*opts->metrics, start, true);
         rp.deliver(command_result{agg.id(), res.last_version, count,
                                   res.last_position, attempt});
         auto every = static_cast<int64_t>(opts->snapshots.every_events);
         if (every > 0 && agg.version() / every > before / every)
           save_snapshot(self, *opts, agg);
       },
-      [self, opts, env, cmd, rp, attempt, trace](caf::error& err) mutable {
+      [self, opts, env, cmd, rp, attempt, trace,
+       start](caf::error& err) mutable {
         auto& agg = *self->state.agg;
         agg.rollback();
         if (trace)
           trace->set_error(describe(err));
         if (has_code(err, store_errc::wrong_expected_version)
             && attempt <= opts->max_conflict_retries) {
+          ++opts->metrics->conflict_retries;
           recover<A>(
             self, opts, agg.version() + 1,
-            [self, opts, env, cmd, rp, attempt]() mutable {
-              run_command<A, Cmd>(self, opts, env, cmd, rp, attempt + 1);
+            [self, opts, env, cmd, rp, attempt, start]() mutable {
+              run_command<A, Cmd>(self, opts, env, cmd, rp, attempt + 1, start);
             },
-            [self, rp](caf::error e) mutable {
+            [self, opts, rp, start](caf::error e) mutable {
+              count_command(*opts->metrics, start, false);
               rp.deliver(e);
               self->quit(e);
             });
           return;
         }
+        count_command(*opts->metrics, start, false);
         rp.deliver(err);
         // The store actor retried with the same event ids and still cannot
         // tell whether they are stored: this state may be behind the log.
@@ -267,15 +287,17 @@ auto command_handler(aggregate_actor_type<A>* self,
   return [self, opts](const command_envelope& env,
                       const Cmd& cmd) -> caf::result<command_result> {
     auto rp = self->template make_response_promise<command_result>();
+    auto start = command_clock::now();
     if (self->state.recovered) {
-      run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
+      run_command<A, Cmd>(self, opts, env, cmd, rp, 1, start);
     } else {
       recover_initial<A>(
         self, opts,
-        [self, opts, env, cmd, rp]() mutable {
-          run_command<A, Cmd>(self, opts, env, cmd, rp, 1);
+        [self, opts, env, cmd, rp, start]() mutable {
+          run_command<A, Cmd>(self, opts, env, cmd, rp, 1, start);
         },
-        [self, rp](caf::error err) mutable {
+        [self, opts, rp, start](caf::error err) mutable {
+          count_command(*opts->metrics, start, false);
           auto wrapped
             = has_code(err, store_errc::tenant_mismatch)
                 ? err

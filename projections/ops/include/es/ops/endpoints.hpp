@@ -4,6 +4,7 @@
 // dead-letter queues.
 #pragma once
 
+#include "es/actors/aggregate_actor.hpp"
 #include "es/bus/event_bus.hpp"
 #include "es/bus/outbox_relay.hpp"
 #include "es/ops/metrics.hpp"
@@ -98,6 +99,12 @@ public:
   /// aggregates and commands routed.
   void watch_region(std::string name, caf::actor_system& sys,
                     caf::actor region);
+
+  /// The aggregate actors sharing `metrics` (`aggregate_options::metrics`):
+  /// commands answered and failed, their latency, conflict retries,
+  /// recoveries and snapshots.
+  void watch_aggregates(std::string name,
+                        std::shared_ptr<aggregate_metrics> metrics);
 
   /// A circuit breaker actor (`breaker_stats_atom`).
   void watch_breaker(std::string name, caf::actor_system& sys,
