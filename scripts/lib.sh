@@ -10,6 +10,28 @@ ES_BUILD_PACKAGES=(
   librdkafka-dev libcli11-dev libcpp-httplib-dev
 )
 
+# es_reserve_ports PORT...: keeps the kernel from handing out PORT as the
+# local port of an outgoing connection. The servers' ports lie inside
+# Linux's ephemeral range (32768-60999): a client socket that happened to
+# get one made a server restart fail with EADDRINUSE. Adds to what is
+# reserved already; needs root (otherwise it says so and goes on).
+es_reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports
+  [ -r "$file" ] || return 0
+  local current wanted port
+  current=$(cat "$file")
+  wanted=$current
+  for port in "$@"; do
+    if ! printf ',%s,' "$current" | grep -q ",$port,"; then
+      wanted="${wanted:+$wanted,}$port"
+    fi
+  done
+  [ "$wanted" = "$current" ] && return 0
+  if ! es_as_root sh -c "echo '$wanted' > $file" 2>/dev/null; then
+    es_log "cannot reserve ports $* (not root?); a restart may find them taken"
+  fi
+}
+
 es_log() {
   printf '==> %s\n' "$*" >&2
 }
