@@ -113,7 +113,9 @@ check_read_models busy
 echo "== a run waiting for one that is killed"
 before=$(sqlite3 "$db" "SELECT count(*) FROM events")
 # Without `timeout`, so that kill -9 reaches the orders process itself.
-"$orders" run --clients=8 --progress=off "$store" --orders=3000 --seed=401 \
+# Long enough (20,000 orders) that it is still running when the second has
+# started and said it waits, however slow that start is on a busy machine.
+"$orders" run --clients=8 --progress=off "$store" --orders=20000 --seed=401 \
   >"$dir/killed-a.txt" 2>&1 &
 a=$!
 pids+=("$a")
