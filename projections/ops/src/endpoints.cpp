@@ -132,8 +132,6 @@ struct endpoints::impl {
   std::vector<std::shared_ptr<source>> sources;
   std::unique_ptr<httplib::Server> server;
   std::thread thread;
-  /// Set when the server's loop returned.
-  std::shared_ptr<std::atomic<bool>> ended;
   uint16_t port = 0;
 
   void add(source s) {
@@ -624,7 +622,6 @@ caf::error endpoints::serve(const std::string& host, uint16_t port) {
                               + std::to_string(port));
   auto* raw = server.get();
   auto ended = std::make_shared<std::atomic<bool>>(false);
-  impl_->ended = ended;
   impl_->thread = std::thread{[raw, ended] {
     raw->listen_after_bind();
     *ended = true;
