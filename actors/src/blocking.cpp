@@ -56,10 +56,22 @@ public:
     return results;
   }
 
+  caf::expected<std::vector<append_result>>
+  append_atomic(std::vector<append_request> requests) override {
+    return ask<std::vector<append_result>>(append_atomic_atom_v,
+                                           std::move(requests));
+  }
+
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& opts) override {
     return ask<stream_slice>(read_stream_atom_v, stream, opts);
+  }
+
+  caf::expected<all_slice>
+  read_correlated(const uuid& correlation_id,
+                  const read_all_options& opts) override {
+    return ask<all_slice>(read_correlated_atom_v, correlation_id, opts);
   }
 
   caf::expected<all_slice> read_all(const read_all_options& opts) override {

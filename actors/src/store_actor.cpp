@@ -231,6 +231,37 @@ caf::behavior store_writer(writer_actor* self, event_store_ptr store,
       }
       return rp;
     },
+    [self](append_atomic_atom, std::vector<append_request>& requests)
+      -> caf::result<std::vector<append_result>> {
+      auto& st = self->state;
+      // Appends that arrived first are committed first.
+      if (!st.pending.empty())
+        flush(self);
+      std::vector<event_batch> events;
+      if (st.cfg.bus)
+        for (const auto& req : requests)
+          events.push_back(req.events);
+      std::vector<append_request> heads;
+      for (const auto& req : requests)
+        heads.push_back(append_request{req.stream, req.expected, {}});
+      auto res = st.store->append_atomic(std::move(requests));
+      if (!res)
+        return std::move(res.error());
+      if (st.cfg.bus) {
+        recorded_events committed;
+        for (size_t i = 0; i < res->size(); ++i) {
+          if ((*res)[i].deduplicated)
+            continue;
+          auto recs = to_recorded(heads[i], std::move(events[i]), (*res)[i]);
+          committed.insert(committed.end(),
+                           std::make_move_iterator(recs.begin()),
+                           std::make_move_iterator(recs.end()));
+        }
+        if (!committed.empty())
+          publish(self, std::move(committed));
+      }
+      return std::move(*res);
+    },
     [self](caf::flush_atom) {
       if (self->state.flush_scheduled)
         flush(self);
@@ -303,6 +334,10 @@ caf::behavior store_reader(caf::event_based_actor*, event_store_ptr store,
         sp.set_error(describe(res.error()));
       return lift(std::move(res));
     },
+    [store](read_correlated_atom, const uuid& correlation_id,
+            const read_all_options& opts) -> caf::result<all_slice> {
+      return lift(store->read_correlated(correlation_id, opts));
+    },
     [store](stream_version_atom,
             const stream_id& stream) -> caf::result<int64_t> {
       return lift(store->stream_version(stream));
@@ -340,7 +375,9 @@ struct split_policy {
     bool to_writer
       = workers.size() == 1
         || (!content.empty() && content.match_element<caf::atom_value>(0)
-            && content.get_as<caf::atom_value>(0) == append_atom::value);
+            && (content.get_as<caf::atom_value>(0) == append_atom::value
+                || content.get_as<caf::atom_value>(0)
+                     == append_atomic_atom::value));
     size_t idx = to_writer ? 0 : 1 + next++ % (workers.size() - 1);
     caf::actor selected = workers[idx];
     guard.unlock();

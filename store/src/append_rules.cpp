@@ -8,6 +8,7 @@
 #include <rapidjson/memorystream.h>
 
 #include <functional>
+#include <set>
 #include <unordered_set>
 
 namespace es::detail {
@@ -219,6 +220,63 @@ normalize_requests(std::vector<append_request>& requests,
                                  registry);
   }
   return result;
+}
+
+caf::error normalize_atomic(std::vector<append_request>& requests,
+                            const store_limits& limits,
+                            const event_registry* registry) {
+  if (requests.empty())
+    return make_store_error(store_errc::invalid_argument,
+                            "an atomic append needs at least one request");
+  std::set<stream_id> streams;
+  for (const auto& req : requests)
+    if (!streams.insert(req.stream).second)
+      return make_store_error(store_errc::invalid_argument,
+                              "an atomic append names stream "
+                                + to_string(req.stream)
+                                + " twice; nothing was written");
+  for (auto& err : normalize_requests(requests, limits, registry))
+    if (err)
+      return make_store_error(static_cast<store_errc>(err.code()),
+                              "the atomic append was refused, nothing was "
+                              "written: "
+                                + error_description(err));
+  return caf::none;
+}
+
+namespace {
+
+constexpr std::string_view sibling_refused_text
+  = "not written: another request of the atomic append was refused";
+
+bool is_sibling_refusal(const caf::expected<append_result>& res) {
+  return !res && has_code(res.error(), store_errc::internal)
+         && error_description(res.error()) == sibling_refused_text;
+}
+
+} // namespace
+
+caf::error atomic_sibling_refused() {
+  return make_store_error(store_errc::internal,
+                          std::string{sibling_refused_text});
+}
+
+caf::expected<std::vector<append_result>>
+settle_atomic(std::vector<caf::expected<append_result>> results) {
+  std::vector<caf::expected<append_result>> own;
+  for (auto& res : results)
+    if (!is_sibling_refusal(res))
+      own.push_back(res);
+  if (auto err = merge_atomic_errors(own))
+    return err;
+  if (own.size() < results.size())
+    return make_store_error(store_errc::internal,
+                            "an atomic append was refused without a reason");
+  std::vector<append_result> out;
+  out.reserve(results.size());
+  for (auto& res : results)
+    out.push_back(std::move(*res));
+  return out;
 }
 
 caf::error

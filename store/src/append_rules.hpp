@@ -47,6 +47,22 @@ std::vector<caf::error>
 normalize_requests(std::vector<append_request>& requests,
                    const store_limits& limits, const event_registry* registry);
 
+/// Validates the requests of an `append_atomic` call: at least one, distinct
+/// streams, and each request as `normalize_append` (the whole call's size
+/// included). Returns the error that refuses the call, or none.
+caf::error normalize_atomic(std::vector<append_request>& requests,
+                            const store_limits& limits,
+                            const event_registry* registry);
+
+/// The outcome adapters give the requests of a refused atomic job that
+/// were not refused themselves: `settle_atomic` leaves them out.
+caf::error atomic_sibling_refused();
+
+/// Turns the per-request outcomes of an atomic job into the call's answer
+/// (see `merge_atomic_errors`).
+caf::expected<std::vector<append_result>>
+settle_atomic(std::vector<caf::expected<append_result>> results);
+
 /// Bytes of an append's variable-length fields (payloads, metadata, actor
 /// ids): what the size limits count.
 size_t append_bytes(const event_batch& events);

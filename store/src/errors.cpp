@@ -143,14 +143,31 @@ caf::error make_store_error(store_errc code, std::string description) {
   return caf::make_error(code, std::move(description));
 }
 
-std::optional<version_conflict> get_version_conflict(const caf::error& err) {
+std::vector<version_conflict> get_version_conflicts(const caf::error& err) {
+  std::vector<version_conflict> result;
   if (!has_code(err, store_errc::wrong_expected_version))
-    return std::nullopt;
+    return result;
+  // (description, then stream, expected, actual for each conflict)
   const auto& ctx = err.context();
-  if (!ctx.match_elements<std::string, std::string, std::string, int64_t>())
+  if (ctx.empty() || !ctx.match_element<std::string>(0))
+    return result;
+  for (size_t i = 1; i + 2 < ctx.size(); i += 3) {
+    if (!ctx.match_element<std::string>(i)
+        || !ctx.match_element<std::string>(i + 1)
+        || !ctx.match_element<int64_t>(i + 2))
+      break;
+    result.push_back(version_conflict{ctx.get_as<std::string>(i),
+                                      ctx.get_as<std::string>(i + 1),
+                                      ctx.get_as<int64_t>(i + 2)});
+  }
+  return result;
+}
+
+std::optional<version_conflict> get_version_conflict(const caf::error& err) {
+  auto all = get_version_conflicts(err);
+  if (all.empty())
     return std::nullopt;
-  return version_conflict{ctx.get_as<std::string>(1),
-                          ctx.get_as<std::string>(2), ctx.get_as<int64_t>(3)};
+  return std::move(all.front());
 }
 
 bool register_error_category(caf::atom_value category,

@@ -3,6 +3,7 @@
 #include "es/store/errors.hpp"
 
 #include <caf/message.hpp>
+#include <caf/message_builder.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -33,6 +34,36 @@ caf::error make_version_conflict(const stream_id& stream,
               + std::to_string(actual);
   return caf::make_error(store_errc::wrong_expected_version, std::move(desc),
                          to_string(stream), to_string(expected), actual);
+}
+
+caf::error
+merge_atomic_errors(const std::vector<caf::expected<append_result>>& results) {
+  caf::error first;
+  std::vector<version_conflict> conflicts;
+  for (const auto& res : results) {
+    if (res)
+      continue;
+    if (!first)
+      first = res.error();
+    for (auto& c : get_version_conflicts(res.error()))
+      conflicts.push_back(std::move(c));
+  }
+  if (conflicts.empty())
+    return first;
+  std::string desc = "the atomic append was refused, nothing was written:";
+  for (const auto& c : conflicts)
+    desc += " stream " + c.stream + " expected version " + c.expected
+            + ", actual version " + std::to_string(c.actual) + ";";
+  desc.pop_back();
+  caf::message_builder ctx;
+  ctx.append(std::move(desc));
+  for (auto& c : conflicts) {
+    ctx.append(std::move(c.stream));
+    ctx.append(std::move(c.expected));
+    ctx.append(c.actual);
+  }
+  return caf::error{static_cast<uint8_t>(store_errc::wrong_expected_version),
+                    caf::atom("es_store"), ctx.to_message()};
 }
 
 std::string describe_event(const recorded_event& ev) {
@@ -87,6 +118,46 @@ event_store::append_many(std::vector<append_request> requests) {
     results.emplace_back(
       append(req.stream, req.expected, std::move(req.events)));
   return results;
+}
+
+caf::expected<std::vector<append_result>>
+event_store::append_atomic(std::vector<append_request>) {
+  return make_store_error(store_errc::invalid_argument,
+                          "the " + name()
+                            + " store does not support atomic appends to "
+                              "several streams");
+}
+
+caf::expected<all_slice>
+event_store::read_correlated(const uuid& correlation_id,
+                             const read_all_options& options) {
+  // Without an index: scan the feed page by page until a page of matches is
+  // full or the feed ends.
+  all_slice result;
+  auto opts = options;
+  auto wanted = std::min(options.max_count, limits().max_page_size);
+  opts.max_count = limits().max_page_size;
+  for (;;) {
+    auto page = read_all(opts);
+    if (!page)
+      return std::move(page.error());
+    for (auto& ev : page->events) {
+      if (ev.correlation_id != correlation_id && ev.event_id != correlation_id)
+        continue;
+      result.events.push_back(std::move(ev));
+      if (result.events.size() == wanted) {
+        result.next_position = result.events.back().global_position;
+        result.end_of_feed = false;
+        return result;
+      }
+    }
+    opts.after_position = page->next_position;
+    if (page->end_of_feed) {
+      result.next_position = opts.after_position;
+      result.end_of_feed = true;
+      return result;
+    }
+  }
 }
 
 store_health event_store::check_health() {

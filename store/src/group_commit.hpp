@@ -22,6 +22,9 @@ struct write_job {
   std::vector<caf::error>* rejected = nullptr;
   /// Filled by the leader, one result per request.
   std::vector<caf::expected<append_result>> results;
+  /// All requests or none: the leader writes the job's requests only if
+  /// every one of them is accepted (`append_atomic`).
+  bool atomic = false;
   bool done = false;
   std::condition_variable cv;
 };

@@ -77,6 +77,77 @@ public:
     return results;
   }
 
+  caf::expected<std::vector<append_result>>
+  append_atomic(std::vector<append_request> requests) override {
+    detail::metrics_counter::call_timer timer{metrics_};
+    if (auto err = detail::normalize_atomic(requests, cfg_.limits,
+                                            cfg_.registry.get())) {
+      metrics_.count(err);
+      return err;
+    }
+    std::vector<caf::expected<append_result>> results;
+    results.reserve(requests.size());
+    std::unique_lock guard{mtx_};
+    auto mark = log_.size();
+    bool failed = false;
+    for (auto& req : requests) {
+      results.emplace_back(
+        append_locked(req.stream, req.expected, std::move(req.events)));
+      failed = failed || !results.back();
+    }
+    if (failed)
+      undo_to(mark);
+    auto answer = detail::settle_atomic(std::move(results));
+    if (!answer) {
+      metrics_.count(answer.error());
+      return answer;
+    }
+    bool wrote = false;
+    for (const auto& res : *answer) {
+      metrics_.count(res);
+      wrote = wrote || !res.deduplicated;
+    }
+    if (wrote)
+      metrics_.count_transaction(answer->size());
+    return answer;
+  }
+
+  caf::expected<all_slice>
+  read_correlated(const uuid& correlation_id,
+                  const read_all_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    auto count = std::min(opts.max_count, cfg_.limits.max_page_size);
+    std::shared_lock guard{mtx_};
+    all_slice result;
+    auto matches = [&](size_t index) {
+      const auto& ev = log_[index];
+      return ev.global_position > opts.after_position
+             && opts.filter.matches(ev);
+    };
+    std::vector<size_t> chain;
+    if (auto i = by_id_.find(correlation_id);
+        i != by_id_.end() && matches(i->second))
+      chain.push_back(i->second);
+    if (auto i = correlated_.find(correlation_id); i != correlated_.end())
+      for (auto index : i->second)
+        if (matches(index) && (chain.empty() || chain.front() != index))
+          chain.push_back(index);
+    std::sort(chain.begin(), chain.end());
+    result.end_of_feed = chain.size() <= count;
+    if (chain.size() > count)
+      chain.resize(count);
+    for (auto index : chain)
+      result.events.push_back(log_[index]);
+    result.next_position
+      = result.end_of_feed
+          ? std::max(opts.after_position, static_cast<int64_t>(log_.size()))
+          : result.events.back().global_position;
+    metrics_.count_read(result.events.size());
+    return result;
+  }
+
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& opts) override {
@@ -205,11 +276,33 @@ private:
       static_cast<event_data&>(rec) = std::move(ev);
       rec.global_position = static_cast<int64_t>(log_.size()) + 1;
       by_id_.emplace(rec.event_id, log_.size());
+      if (rec.correlation_id)
+        correlated_[*rec.correlation_id].push_back(log_.size());
       idx.push_back(log_.size());
       log_.push_back(std::move(rec));
     }
     result.last_position = static_cast<int64_t>(log_.size());
     return result;
+  }
+
+  /// Removes every event from position `mark` + 1 on: an atomic append
+  /// that failed after writing some of its requests.
+  void undo_to(size_t mark) {
+    while (log_.size() > mark) {
+      const auto& ev = log_.back();
+      by_id_.erase(ev.event_id);
+      if (ev.correlation_id) {
+        auto i = correlated_.find(*ev.correlation_id);
+        i->second.pop_back();
+        if (i->second.empty())
+          correlated_.erase(i);
+      }
+      auto j = streams_.find(ev.stream());
+      j->second.pop_back();
+      if (j->second.empty())
+        streams_.erase(j);
+      log_.pop_back();
+    }
   }
 
   memory_store_config cfg_;
@@ -220,6 +313,8 @@ private:
   /// Indexes into `log_` per stream, in version order.
   std::unordered_map<stream_id, std::vector<size_t>, stream_hash> streams_;
   std::unordered_map<uuid, size_t> by_id_;
+  /// Indexes into `log_` per correlation id, in position order.
+  std::unordered_map<uuid, std::vector<size_t>> correlated_;
 };
 
 } // namespace

@@ -162,6 +162,36 @@ bool refuses_data(const std::string& state) {
   return state.rfind("23", 0) == 0 && state != unique_violation;
 }
 
+/// Adds the conditions of `f` to `where`, as parameters after those in
+/// `ps`, and a letter per condition to the statement's `name`.
+void add_filter(const event_filter& f, std::string& where, params& ps,
+                std::string& name) {
+  auto next_param = [&] {
+    return "$" + std::to_string(ps.size() + 1);
+  };
+  auto add_list = [&](const std::vector<std::string>& xs) {
+    std::vector<std::optional<std::string_view>> items;
+    for (const auto& x : xs)
+      items.emplace_back(x);
+    ps.add_array(items);
+  };
+  if (!f.event_types.empty()) {
+    where += " AND event_type = ANY (" + next_param() + "::text[])";
+    add_list(f.event_types);
+    name += 't';
+  }
+  if (!f.aggregate_types.empty()) {
+    where += " AND aggregate_type = ANY (" + next_param() + "::text[])";
+    add_list(f.aggregate_types);
+    name += 'a';
+  }
+  if (f.tenant_id) {
+    where += " AND tenant_id = " + next_param() + "::uuid";
+    ps.add(*f.tenant_id);
+    name += 'n';
+  }
+}
+
 /// Collects array columns of the rows one group inserts.
 struct insert_columns {
   // Values in binary format; an empty string in a nullable uuid column is
@@ -348,6 +378,29 @@ public:
     return std::move(job.results);
   }
 
+  caf::expected<std::vector<append_result>>
+  append_atomic(std::vector<append_request> requests) override {
+    detail::metrics_counter::call_timer timer{metrics_};
+    if (auto err = detail::normalize_atomic(requests, cfg_.limits,
+                                            cfg_.registry.get())) {
+      metrics_.count(err);
+      return err;
+    }
+    std::vector<caf::error> rejected(requests.size());
+    detail::write_job job;
+    job.requests = &requests;
+    job.rejected = &rejected;
+    job.atomic = true;
+    queue_.submit(job);
+    auto answer = detail::settle_atomic(std::move(job.results));
+    if (!answer)
+      metrics_.count(answer.error());
+    else
+      for (const auto& res : *answer)
+        metrics_.count(res);
+    return answer;
+  }
+
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& opts) override {
@@ -435,31 +488,7 @@ public:
              ? std::numeric_limits<int64_t>::max()
              : opts.after_position + window);
     ps.add(count);
-    // Only the filters in use become parameters, numbered from $4.
-    auto next_param = [&] {
-      return "$" + std::to_string(ps.size() + 1);
-    };
-    auto add_list = [&](const std::vector<std::string>& xs) {
-      std::vector<std::optional<std::string_view>> items;
-      for (const auto& x : xs)
-        items.emplace_back(x);
-      ps.add_array(items);
-    };
-    if (!f.event_types.empty()) {
-      where += " AND event_type = ANY (" + next_param() + "::text[])";
-      add_list(f.event_types);
-      name += 't';
-    }
-    if (!f.aggregate_types.empty()) {
-      where += " AND aggregate_type = ANY (" + next_param() + "::text[])";
-      add_list(f.aggregate_types);
-      name += 'a';
-    }
-    if (f.tenant_id) {
-      where += " AND tenant_id = " + next_param() + "::uuid";
-      ps.add(*f.tenant_id);
-      name += 'n';
-    }
+    add_filter(f, where, ps, name);
     std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
                       " WHERE id = 1) SELECT h.p, ";
     sql += event_columns;
@@ -489,6 +518,52 @@ public:
     else
       slice.next_position = std::max(upper, opts.after_position);
     slice.end_of_feed = slice.next_position >= head;
+    metrics_.count_read(slice.events.size());
+    return slice;
+  }
+
+  caf::expected<all_slice>
+  read_correlated(const uuid& correlation_id,
+                  const read_all_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    auto count = static_cast<int64_t>(
+      std::min(opts.max_count, cfg_.limits.max_page_size));
+    // The chain up to the head as of this statement's snapshot, through
+    // the correlation index and the event id index.
+    std::string name = "es_read_corr_";
+    std::string where = " WHERE global_position > $1 AND global_position <="
+                        " h.p AND (correlation_id = $2::uuid"
+                        " OR event_id = $2::uuid)";
+    params ps;
+    ps.add(opts.after_position);
+    ps.add(correlation_id);
+    ps.add(count);
+    add_filter(opts.filter, where, ps, name);
+    std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
+                      " WHERE id = 1) SELECT h.p, ";
+    sql += event_columns;
+    sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
+    sql += where;
+    sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
+           " ORDER BY e.global_position ASC";
+    auto r = with_reader([&](connection& c) {
+      return c.run(name.c_str(), sql, ps, true);
+    });
+    if (!r)
+      return std::move(r.error());
+    all_slice slice;
+    int64_t head = 0;
+    for (int row = 0; row < r->rows(); ++row) {
+      head = r->int8(row, 0);
+      if (!r->is_null(row, 1))
+        slice.events.push_back(read_event(*r, row, 1));
+    }
+    slice.end_of_feed = static_cast<int64_t>(slice.events.size()) < count;
+    slice.next_position = slice.end_of_feed
+                            ? std::max(head, opts.after_position)
+                            : slice.events.back().global_position;
     metrics_.count_read(slice.events.size());
     return slice;
   }
@@ -946,7 +1021,12 @@ private:
     slots accepted;
     std::unordered_set<uuid> group_ids;
     std::unordered_set<stream_id, stream_hash> group_streams;
-    for (const auto& s : xs) {
+    // Atomic jobs are decided as a whole first, on a copy of the state: a
+    // job with a refused request writes none of them.
+    const detail::write_job* checked = nullptr;
+    bool refused_job = false;
+    for (size_t n = 0; n < xs.size(); ++n) {
+      const auto& s = xs[n];
       auto& req = request_of(s);
       auto& out = result_of(s);
       bool depends = group_streams.count(req.stream) > 0;
@@ -954,6 +1034,12 @@ private:
         depends = group_ids.count(req.events[k].event_id) > 0;
       if (depends)
         bound.push_back(s);
+      if (s.job->atomic && s.job != checked) {
+        checked = s.job;
+        refused_job = !decide_atomic(xs, n, heads, lookup, position);
+      }
+      if (s.job->atomic && refused_job)
+        continue;
       auto replay = detail::check_replay(req.stream, req.events, lookup, true);
       if (!replay) {
         out = std::move(replay.error());
@@ -1024,8 +1110,8 @@ private:
     if (done.server_error) {
       // Nothing of the transaction was written.
       if (refuses_data(done.state)) {
-        if (bound.size() > 1) {
-          auto mid = bound.begin() + static_cast<ptrdiff_t>(bound.size() / 2);
+        if (auto at = split_point(bound); at > 0) {
+          auto mid = bound.begin() + static_cast<ptrdiff_t>(at);
           slots front(bound.begin(), mid);
           slots back(mid, bound.end());
           commit_locked(w, front, resolving);
@@ -1058,6 +1144,92 @@ private:
       return;
     }
     redo_after_loss(w, bound, accepted, lost_on);
+  }
+
+  /// Decides the requests of the atomic job that starts at `xs[first]` on
+  /// copies of the group's state, as `commit_locked` would decide them.
+  /// Returns whether all of them would be accepted; otherwise answers each
+  /// with its refusal, or with `detail::atomic_sibling_refused` when
+  /// another request of the job is the one refused. Leaves the events'
+  /// versions as the caller gave them.
+  template <class Heads, class Lookup>
+  static bool decide_atomic(const slots& xs, size_t first, const Heads& heads,
+                            const Lookup& lookup, int64_t position) {
+    const auto* job = xs[first].job;
+    std::unordered_map<stream_id, detail::stream_head, stream_hash> local;
+    std::unordered_map<uuid, detail::stored_location> added;
+    auto lookup_all = [&](const uuid& id)
+      -> caf::expected<std::optional<detail::stored_location>> {
+      if (auto i = added.find(id); i != added.end())
+        return std::optional<detail::stored_location>{i->second};
+      return lookup(id);
+    };
+    std::vector<caf::error> outcome;
+    bool ok = true;
+    size_t end = first;
+    for (; end < xs.size() && xs[end].job == job; ++end) {
+      auto& req = request_of(xs[end]);
+      outcome.emplace_back();
+      auto replay
+        = detail::check_replay(req.stream, req.events, lookup_all, true);
+      if (!replay || *replay) {
+        if (!replay) {
+          outcome.back() = std::move(replay.error());
+          ok = false;
+        }
+        continue;
+      }
+      auto i = local.find(req.stream);
+      if (i == local.end()) {
+        auto known = heads.find(req.stream);
+        i = local
+              .emplace(req.stream, known == heads.end() ? detail::stream_head{}
+                                                        : known->second)
+              .first;
+      }
+      if (auto err = detail::check_and_assign_versions(req.stream, req.expected,
+                                                       i->second, req.events)) {
+        outcome.back() = std::move(err);
+        ok = false;
+        continue;
+      }
+      for (const auto& ev : req.events)
+        added[ev.event_id]
+          = detail::stored_location{req.stream, ev.aggregate_version,
+                                    ++position, detail::content_digest(ev)};
+      i->second.version = req.events.back().aggregate_version;
+      i->second.tenant_id = req.events.front().tenant_id;
+    }
+    for (size_t k = first; k < end; ++k) {
+      restore(xs[k]);
+      if (!ok)
+        result_of(xs[k]) = outcome[k - first]
+                             ? std::move(outcome[k - first])
+                             : detail::atomic_sibling_refused();
+    }
+    return ok;
+  }
+
+  /// Where to split `xs` in two for deciding again: near the middle, but
+  /// never inside an atomic job. Returns 0 when it cannot be
+  /// split (one request, or one atomic job).
+  static size_t split_point(const slots& xs) {
+    if (xs.size() < 2)
+      return 0;
+    auto at = xs.size() / 2;
+    auto inside = [&](size_t k) {
+      return k > 0 && k < xs.size() && xs[k].job->atomic
+             && xs[k].job == xs[k - 1].job;
+    };
+    auto up = at;
+    while (inside(up))
+      ++up;
+    if (up < xs.size())
+      return up;
+    auto down = at;
+    while (inside(down))
+      --down;
+    return down;
   }
 
   /// Settles a group whose commit was in flight when its connection broke:

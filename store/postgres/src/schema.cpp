@@ -190,6 +190,15 @@ CREATE TABLE es_write_marks (
 );
 )sql";
 
+// Version 5: causal chains, the events of one correlation id in position
+// order. (Built in the migration's transaction, which blocks appends while
+// it runs: on a large log, create it CONCURRENTLY by hand first.)
+constexpr const char* schema_v5 = R"sql(
+CREATE INDEX IF NOT EXISTS events_correlation_position
+  ON events (correlation_id, global_position)
+  WHERE correlation_id IS NOT NULL;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
@@ -198,6 +207,7 @@ const std::vector<migration>& migrations() {
     {2, "processed events", schema_v2},
     {3, "event ids of the partitioned variant kept by a trigger", schema_v3},
     {4, "marks of writes in flight", schema_v4},
+    {5, "correlation index", schema_v5},
   };
   return list;
 }

@@ -112,6 +112,13 @@ constexpr const char* schema_v3 = R"sql(
 ALTER TABLE event_outbox ADD COLUMN claimed_until INTEGER;
 )sql";
 
+// Causal chains: the events of one correlation id in position order.
+constexpr const char* schema_v4 = R"sql(
+CREATE INDEX events_correlation_position
+  ON events (correlation_id, global_position)
+  WHERE correlation_id IS NOT NULL;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
@@ -119,6 +126,7 @@ const std::vector<migration>& migrations() {
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
     {2, "processed events", schema_v2},
     {3, "outbox claims", schema_v3},
+    {4, "correlation index", schema_v4},
   };
   return list;
 }

@@ -58,6 +58,57 @@ const char* sync_pragma(sqlite_sync x) {
   return "PRAGMA synchronous = FULL";
 }
 
+std::string to_json_array(const std::vector<std::string>& xs) {
+  // Type names are restricted to characters that need no escaping, but
+  // the filter comes from callers: escape quotes and backslashes anyway.
+  std::string result = "[";
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (i > 0)
+      result += ',';
+    result += '"';
+    for (char c : xs[i]) {
+      if (c == '"' || c == '\\')
+        result += '\\';
+      if (static_cast<unsigned char>(c) >= 0x20)
+        result += c;
+    }
+    result += '"';
+  }
+  result += ']';
+  return result;
+}
+
+/// The conditions of an `event_filter` on the events table, with
+/// parameters ?3 (event types), ?4 (aggregate types) and ?5 (tenant).
+struct filter_clause {
+  const event_filter& filter;
+  std::string sql;
+  std::string types_json;
+  std::string aggs_json;
+
+  explicit filter_clause(const event_filter& f) : filter(f) {
+    if (!f.event_types.empty()) {
+      sql += " AND event_type IN (SELECT value FROM json_each(?3))";
+      types_json = to_json_array(f.event_types);
+    }
+    if (!f.aggregate_types.empty()) {
+      sql += " AND aggregate_type IN (SELECT value FROM json_each(?4))";
+      aggs_json = to_json_array(f.aggregate_types);
+    }
+    if (f.tenant_id)
+      sql += " AND tenant_id = ?5";
+  }
+
+  void bind(statement& st) const {
+    if (!types_json.empty())
+      st.bind(3, std::string_view{types_json});
+    if (!aggs_json.empty())
+      st.bind(4, std::string_view{aggs_json});
+    if (filter.tenant_id)
+      st.bind(5, *filter.tenant_id);
+  }
+};
+
 class sqlite_event_store final : public event_store {
 public:
   sqlite_event_store(sqlite_config cfg, std::unique_ptr<connection> writer)
@@ -100,6 +151,29 @@ public:
     for (const auto& res : job.results)
       metrics_.count(res);
     return std::move(job.results);
+  }
+
+  caf::expected<std::vector<append_result>>
+  append_atomic(std::vector<append_request> requests) override {
+    detail::metrics_counter::call_timer timer{metrics_};
+    if (auto err = detail::normalize_atomic(requests, cfg_.limits,
+                                            cfg_.registry.get())) {
+      metrics_.count(err);
+      return err;
+    }
+    std::vector<caf::error> rejected(requests.size());
+    detail::write_job job;
+    job.requests = &requests;
+    job.rejected = &rejected;
+    job.atomic = true;
+    queue_.submit(job);
+    auto answer = detail::settle_atomic(std::move(job.results));
+    if (!answer)
+      metrics_.count(answer.error());
+    else
+      for (const auto& res : *answer)
+        metrics_.count(res);
+    return answer;
   }
 
   caf::expected<stream_slice>
@@ -211,18 +285,8 @@ public:
     std::string sql = "SELECT ";
     sql += event_columns;
     sql += " FROM events WHERE global_position > ?1 AND global_position <= ?2";
-    std::string types_json;
-    std::string aggs_json;
-    if (!f.event_types.empty()) {
-      sql += " AND event_type IN (SELECT value FROM json_each(?3))";
-      types_json = to_json_array(f.event_types);
-    }
-    if (!f.aggregate_types.empty()) {
-      sql += " AND aggregate_type IN (SELECT value FROM json_each(?4))";
-      aggs_json = to_json_array(f.aggregate_types);
-    }
-    if (f.tenant_id)
-      sql += " AND tenant_id = ?5";
+    filter_clause clause{f};
+    sql += clause.sql;
     sql += " ORDER BY global_position ASC LIMIT ?6";
     auto st = (*conn)->prepare(sql);
     if (!st)
@@ -230,12 +294,7 @@ public:
     reset_guard guard{**st};
     (*st)->bind(1, opts.after_position);
     (*st)->bind(2, upper);
-    if (!types_json.empty())
-      (*st)->bind(3, std::string_view{types_json});
-    if (!aggs_json.empty())
-      (*st)->bind(4, std::string_view{aggs_json});
-    if (f.tenant_id)
-      (*st)->bind(5, *f.tenant_id);
+    clause.bind(**st);
     (*st)->bind(6, count);
     result.events.reserve(static_cast<size_t>(
       std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
@@ -249,6 +308,54 @@ public:
     else
       result.next_position = std::max(upper, opts.after_position);
     result.end_of_feed = result.next_position >= *head;
+    metrics_.count_read(result.events.size());
+    return result;
+  }
+
+  caf::expected<all_slice>
+  read_correlated(const uuid& correlation_id,
+                  const read_all_options& opts) override {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    auto count = static_cast<int64_t>(
+      std::min(opts.max_count, cfg_.limits.max_page_size));
+    auto conn = checkout();
+    if (!conn)
+      return std::move(conn.error());
+    read_txn txn{**conn};
+    if (txn.error)
+      return std::move(txn.error);
+    auto head = detail::sqlite::query_int(
+      **conn, "SELECT MAX(global_position) FROM events", 0);
+    if (!head)
+      return std::move(head.error());
+    // Two index lookups: the chain by correlation id, and its root by id.
+    filter_clause clause{opts.filter};
+    std::string sql = "SELECT ";
+    sql += event_columns;
+    sql += " FROM events WHERE global_position > ?1"
+           " AND (correlation_id = ?2 OR event_id = ?2)";
+    sql += clause.sql;
+    sql += " ORDER BY global_position ASC LIMIT ?6";
+    auto st = (*conn)->prepare(sql);
+    if (!st)
+      return std::move(st.error());
+    reset_guard guard{**st};
+    (*st)->bind(1, opts.after_position);
+    (*st)->bind(2, correlation_id);
+    clause.bind(**st);
+    (*st)->bind(6, count);
+    all_slice result;
+    int rc;
+    while ((rc = (*st)->step()) == SQLITE_ROW)
+      result.events.push_back(read_row(**st));
+    if (rc != SQLITE_DONE)
+      return translate(rc, (*conn)->handle(), "read_correlated failed");
+    result.end_of_feed = static_cast<int64_t>(result.events.size()) < count;
+    result.next_position = result.end_of_feed
+                             ? std::max(*head, opts.after_position)
+                             : result.events.back().global_position;
     metrics_.count_read(result.events.size());
     return result;
   }
@@ -396,26 +503,6 @@ private:
       pool_.push_back(std::move(conn));
   }
 
-  static std::string to_json_array(const std::vector<std::string>& xs) {
-    // Type names are restricted to characters that need no escaping, but
-    // the filter comes from callers: escape quotes and backslashes anyway.
-    std::string result = "[";
-    for (size_t i = 0; i < xs.size(); ++i) {
-      if (i > 0)
-        result += ',';
-      result += '"';
-      for (char c : xs[i]) {
-        if (c == '"' || c == '\\')
-          result += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20)
-          result += c;
-      }
-      result += '"';
-    }
-    result += ']';
-    return result;
-  }
-
   static caf::expected<int64_t> head_of(connection& conn,
                                         const stream_id& stream) {
     auto st = conn.prepare("SELECT MAX(aggregate_version) FROM events"
@@ -465,6 +552,15 @@ private:
       std::set<stream_id> written_streams;
       for (auto* j : group) {
         j->results.reserve(j->requests->size());
+        // An atomic job runs under a savepoint of its own: a refused
+        // request takes the job's other writes back with it.
+        bool job_savepoint = j->atomic && !aborted;
+        if (job_savepoint)
+          if (auto err = writer_->exec("SAVEPOINT es_atomic")) {
+            for (size_t i = 0; i < j->requests->size(); ++i)
+              j->results.emplace_back(err);
+            continue;
+          }
         for (size_t i = 0; i < j->requests->size(); ++i) {
           if ((*j->rejected)[i]) {
             j->results.emplace_back((*j->rejected)[i]);
@@ -504,6 +600,20 @@ private:
           if (depends
               || (j->results.back() && !j->results.back()->deduplicated))
             bound.push_back(&j->results.back());
+        }
+        if (job_savepoint && !aborted) {
+          bool refused = false;
+          for (const auto& res : j->results)
+            refused = refused || !res;
+          if (refused) {
+            static_cast<void>(writer_->exec("ROLLBACK TO es_atomic"));
+            for (auto& res : j->results)
+              if (res)
+                res = detail::atomic_sibling_refused();
+          }
+          if (auto err = writer_->exec("RELEASE es_atomic"); err && !refused)
+            for (auto& res : j->results)
+              res = err;
         }
       }
       if (aborted) {

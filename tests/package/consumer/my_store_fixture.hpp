@@ -39,6 +39,18 @@ public:
     return inner_->append_many(std::move(requests));
   }
 
+  caf::expected<std::vector<es::append_result>>
+  append_atomic(std::vector<es::append_request> requests) override {
+    appends_ += requests.size();
+    return inner_->append_atomic(std::move(requests));
+  }
+
+  caf::expected<es::all_slice>
+  read_correlated(const es::uuid& correlation_id,
+                  const es::read_all_options& options) override {
+    return inner_->read_correlated(correlation_id, options);
+  }
+
   caf::expected<es::stream_slice>
   read_stream(const es::stream_id& stream,
               const es::read_stream_options& options) override {

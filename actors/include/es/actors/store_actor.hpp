@@ -23,6 +23,10 @@ namespace es {
 /// nothing.
 using store_actor = caf::typed_actor<
   caf::replies_to<append_atom, append_request>::with<append_result>,
+  caf::replies_to<append_atomic_atom, std::vector<append_request>>::with<
+    std::vector<append_result>>,
+  caf::replies_to<read_correlated_atom, uuid,
+                  read_all_options>::with<all_slice>,
   caf::replies_to<read_stream_atom, stream_id,
                   read_stream_options>::with<stream_slice>,
   caf::replies_to<read_all_atom, read_all_options>::with<all_slice>,
@@ -65,7 +69,11 @@ struct store_actor_config {
 /// appends waiting in its mailbox into one `append_many` call (one
 /// transaction on adapters that group-commit), and `readers` actors for the
 /// reads, all behind one handle. Every append keeps its own version check
-/// and gets its own result.
+/// and gets its own result. An `append_atomic_atom` message (all requests
+/// or none, see `event_store::append_atomic`) is committed after the
+/// appends queued before it; it is not retried by the writer (the caller
+/// retries with the same event ids), and its events are published like
+/// the others.
 store_actor spawn_store_actor(caf::actor_system& sys, event_store_ptr store,
                               store_actor_config cfg = {});
 

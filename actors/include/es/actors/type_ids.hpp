@@ -62,6 +62,10 @@ CAF_ADD_ATOM(es_actors, es, leases_atom, "leases")
 // Timers and the store writer's flush use CAF's own caf::tick_atom and
 // caf::flush_atom.
 
+// Appends to several streams at once, and causal chains.
+CAF_ADD_ATOM(es_actors, es, append_atomic_atom, "appendatom")
+CAF_ADD_ATOM(es_actors, es, read_correlated_atom, "readcorr")
+
 CAF_END_TYPE_ID_BLOCK(es_actors)
 
 namespace es {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace es {
 
@@ -106,8 +107,13 @@ struct version_conflict {
   int64_t actual = 0;
 };
 
-/// Extracts the stream and versions of a `wrong_expected_version` error.
+/// Extracts the stream and versions of a `wrong_expected_version` error
+/// (of its first conflict, for an error of `append_atomic`).
 std::optional<version_conflict> get_version_conflict(const caf::error& err);
+
+/// Extracts every conflict of a `wrong_expected_version` error: one for an
+/// error of `append`, one per conflicting stream for `append_atomic`.
+std::vector<version_conflict> get_version_conflicts(const caf::error& err);
 
 /// Renders a module error for a code: returns its name.
 using error_code_renderer = const char* (*)(uint8_t code);

@@ -294,6 +294,23 @@ public:
   [[nodiscard]] virtual std::vector<caf::expected<append_result>>
   append_many(std::vector<append_request> requests);
 
+  /// Appends to several streams all or nothing: every request keeps its own
+  /// version check, and the events of all of them are written in one
+  /// transaction or not at all. Returns one result per request, in order.
+  /// The requests must name distinct streams.
+  ///
+  /// Errors: when one or more requests meet another stream version,
+  /// `wrong_expected_version` naming every conflicting stream (see
+  /// `get_version_conflicts`); otherwise the first request's error, with
+  /// the same codes as `append` (a validation error of any request refuses
+  /// the call). Nothing is written on any error but
+  /// `commit_outcome_unknown`, where all of it is stored or none of it.
+  /// A call re-sent with the same event ids is answered from the stored
+  /// events (`deduplicated` on each result). Goes through group commit
+  /// like `append_many`. The default refuses with `invalid_argument`.
+  [[nodiscard]] virtual caf::expected<std::vector<append_result>>
+  append_atomic(std::vector<append_request> requests);
+
   /// Reads one page of a stream. An unknown stream yields an empty page with
   /// `stream_version` 0.
   [[nodiscard]] virtual caf::expected<stream_slice>
@@ -308,6 +325,14 @@ public:
   /// Returns the stream's current version (0 when it has no events).
   [[nodiscard]] virtual caf::expected<int64_t>
   stream_version(const stream_id& stream) = 0;
+
+  /// Reads one page of the events of a causal chain: those whose
+  /// `correlation_id` is `correlation_id`, and the event whose id it is,
+  /// in position order after `options.after_position` (the page's
+  /// `next_position` continues). `options.filter` applies too. Indexed on
+  /// every adapter with a database. The default scans the global feed.
+  [[nodiscard]] virtual caf::expected<all_slice>
+  read_correlated(const uuid& correlation_id, const read_all_options& options);
 
   /// Returns the event with id `event_id`, or `std::nullopt`.
   [[nodiscard]] virtual caf::expected<std::optional<recorded_event>>
@@ -338,6 +363,13 @@ using event_store_ptr = std::shared_ptr<event_store>;
 /// followed by the stream, the expected and the actual version.
 caf::error make_version_conflict(const stream_id& stream,
                                  expected_version expected, int64_t actual);
+
+/// Merges the outcomes of the requests of a refused `append_atomic` call
+/// into its one error: a `wrong_expected_version` naming every conflicting
+/// request when there is any conflict, else the first error. Returns an
+/// empty error when every outcome succeeded.
+caf::error
+merge_atomic_errors(const std::vector<caf::expected<append_result>>& results);
 
 /// Names a stored event for error messages and logs: "event ID at position
 /// P (stream TYPE/ID version V, EventType vN)".

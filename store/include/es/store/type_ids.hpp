@@ -39,6 +39,8 @@ CAF_ADD_TYPE_ID(es_store, (es::dead_letter_stats))
 CAF_ADD_TYPE_ID(es_store, (std::vector<es::event_data>))
 CAF_ADD_TYPE_ID(es_store, (std::vector<es::recorded_event>))
 CAF_ADD_TYPE_ID(es_store, (es::dead_letter_query))
+CAF_ADD_TYPE_ID(es_store, (std::vector<es::append_request>))
+CAF_ADD_TYPE_ID(es_store, (std::vector<es::append_result>))
 
 CAF_END_TYPE_ID_BLOCK(es_store)
 

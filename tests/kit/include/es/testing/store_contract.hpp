@@ -694,6 +694,223 @@ TEMPLATE_TEST_CASE("append_many gives each request its own result",
   CHECK(results[4]->last_position == 6);
 }
 
+TEMPLATE_TEST_CASE("append_atomic writes every stream or none", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open(make_test_registry());
+  auto a = new_stream();
+  auto b = new_stream("Invoice");
+  auto c = new_stream();
+  require(store->append(b, expected_version::no_stream(), make_batch(b, 2)));
+  // Both streams at once: one result per request, in order, positions in
+  // request order.
+  std::vector<append_request> first;
+  first.push_back({a, expected_version::no_stream(), make_batch(a, 2)});
+  first.push_back({b, expected_version::exact(2), make_batch(b, 1, 10)});
+  auto sent = first;
+  auto done = require(store->append_atomic(std::move(first)));
+  REQUIRE(done.size() == 2);
+  CHECK(done[0].stream == a);
+  CHECK(done[0].first_version == 1);
+  CHECK(done[0].last_version == 2);
+  CHECK(done[0].first_position == 3);
+  CHECK(done[1].stream == b);
+  CHECK(done[1].last_version == 3);
+  CHECK(done[1].last_position == 5);
+  CHECK_FALSE(done[0].deduplicated);
+  CHECK(require(store->head_position()) == 5);
+  // Two stale expectations and one good one: refused as a whole, naming
+  // both conflicts; the good stream stays empty.
+  std::vector<append_request> stale;
+  stale.push_back({c, expected_version::no_stream(), make_batch(c, 1)});
+  stale.push_back({a, expected_version::exact(1), make_batch(a, 1)});
+  stale.push_back({b, expected_version::no_stream(), make_batch(b, 1)});
+  auto refused = store->append_atomic(std::move(stale));
+  require_code(refused, store_errc::wrong_expected_version);
+  auto conflicts = get_version_conflicts(refused.error());
+  REQUIRE(conflicts.size() == 2);
+  CHECK(conflicts[0].stream == to_string(a));
+  CHECK(conflicts[0].actual == 2);
+  CHECK(conflicts[1].stream == to_string(b));
+  CHECK(conflicts[1].actual == 3);
+  REQUIRE(get_version_conflict(refused.error()));
+  CHECK(get_version_conflict(refused.error())->stream == to_string(a));
+  CHECK(require(store->stream_version(c)) == 0);
+  CHECK(require(store->head_position()) == 5);
+  // A request the registry refuses refuses the call.
+  std::vector<append_request> bad;
+  bad.push_back({c, expected_version::any(), make_batch(c, 1)});
+  auto broken = make_batch(a, 1);
+  broken[0].payload = R"({"sku":7})";
+  bad.push_back({a, expected_version::any(), broken});
+  require_code(store->append_atomic(std::move(bad)),
+               store_errc::malformed_payload);
+  // The same stream twice, or nothing at all, is not an atomic append.
+  std::vector<append_request> twice;
+  twice.push_back({c, expected_version::any(), make_batch(c, 1)});
+  twice.push_back({c, expected_version::any(), make_batch(c, 1)});
+  require_code(store->append_atomic(std::move(twice)),
+               store_errc::invalid_argument);
+  require_code(store->append_atomic({}), store_errc::invalid_argument);
+  CHECK(require(store->stream_version(c)) == 0);
+  CHECK(require(store->head_position()) == 5);
+  // The first call sent again: answered from the log, nothing written.
+  auto again = require(store->append_atomic(std::move(sent)));
+  REQUIRE(again.size() == 2);
+  CHECK(again[0].deduplicated);
+  CHECK(again[1].deduplicated);
+  CHECK(again[0].first_position == 3);
+  CHECK(again[1].last_position == 5);
+  CHECK(require(store->head_position()) == 5);
+  CHECK(read_feed(*store).size() == 5);
+}
+
+TEMPLATE_TEST_CASE("racing atomic appends never both win a shared stream",
+                   "[contract]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  constexpr int writers = 6;
+  constexpr int calls = 30;
+  std::vector<stream_id> shared;
+  for (int i = 0; i < 4; ++i)
+    shared.push_back(new_stream("Account"));
+  struct outcome {
+    std::vector<uuid> ids;
+    std::vector<stream_id> streams;
+    bool written = false;
+  };
+  std::vector<std::vector<outcome>> outcomes(writers);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < calls; ++i) {
+        // Two of the shared streams (overlapping between writers) and one
+        // of its own, each at the version just read.
+        const auto& x = shared[(w + i) % shared.size()];
+        const auto& y = shared[(w + 2 * i + 1) % shared.size()];
+        std::vector<stream_id> picked{x, new_stream()};
+        if (!(y == x))
+          picked.push_back(y);
+        std::vector<append_request> reqs;
+        outcome out;
+        bool read_failed = false;
+        for (const auto& s : picked) {
+          auto v = store->stream_version(s);
+          if (!v) {
+            read_failed = true;
+            break;
+          }
+          auto batch = make_batch(s, 1 + (i + w) % 2, w * 1000 + i);
+          for (const auto& ev : batch)
+            out.ids.push_back(ev.event_id);
+          reqs.push_back({s, expected_version::exact(*v), std::move(batch)});
+        }
+        if (read_failed) {
+          ++failures;
+          continue;
+        }
+        out.streams = picked;
+        auto res = store->append_atomic(std::move(reqs));
+        if (res)
+          out.written = true;
+        else if (!has_code(res.error(), store_errc::wrong_expected_version)
+                 && !is_retryable(res.error()))
+          ++failures;
+        outcomes[w].push_back(std::move(out));
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(failures == 0);
+  // Each call's events are all stored or none; every stream's version is
+  // the number of events that winning calls wrote to it, so no two calls
+  // won the same version of a shared stream.
+  std::set<stream_id> written;
+  int wins = 0;
+  for (const auto& per_writer : outcomes)
+    for (const auto& out : per_writer) {
+      size_t stored = 0;
+      for (const auto& id : out.ids)
+        stored += require(store->event_exists(id)) ? 1 : 0;
+      CHECK(stored == (out.written ? out.ids.size() : 0));
+      if (!out.written)
+        continue;
+      ++wins;
+      written.insert(out.streams.begin(), out.streams.end());
+    }
+  auto feed = read_feed(*store);
+  std::map<stream_id, int64_t> last;
+  for (size_t i = 0; i < feed.size(); ++i) {
+    CHECK(feed[i].global_position == static_cast<int64_t>(i) + 1);
+    auto& v = last[feed[i].stream()];
+    CHECK(feed[i].aggregate_version == v + 1);
+    v = feed[i].aggregate_version;
+  }
+  for (const auto& s : shared)
+    CHECK(require(store->stream_version(s)) == last[s]);
+  CHECK(last.size() == written.size());
+  CHECK(wins > 0);
+  INFO("atomic calls written: " << wins);
+}
+
+TEMPLATE_TEST_CASE("read_correlated lists a causal chain", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto a = new_stream();
+  auto b = new_stream("Shipment");
+  auto root = make_test_event(a, 1);
+  auto chain = root.event_id;
+  // Noise before, between and after the chain's events.
+  require(store->append(b, expected_version::any(), make_batch(b, 2)));
+  require(store->append(a, expected_version::no_stream(), {root}));
+  std::vector<uuid> expected{chain};
+  for (int i = 0; i < 5; ++i) {
+    auto s = i % 2 == 0 ? b : a;
+    auto batch = make_batch(s, 2, 10 * i);
+    batch[0].correlation_id = chain;
+    batch[0].causation_id = expected.back();
+    batch[1].correlation_id = uuid::random();
+    if (i == 3) {
+      batch[0].event_type = "NoteWritten";
+      batch[0].payload = R"({"text":"x"})";
+    }
+    expected.push_back(batch[0].event_id);
+    require(store->append(s, expected_version::any(), batch));
+  }
+  auto all = require(store->read_correlated(chain, read_all_options{}));
+  CHECK(all.end_of_feed);
+  REQUIRE(all.events.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i)
+    CHECK(all.events[i].event_id == expected[i]);
+  for (size_t i = 1; i < all.events.size(); ++i)
+    CHECK(all.events[i].global_position > all.events[i - 1].global_position);
+  // In pages of two.
+  read_all_options opts;
+  opts.max_count = 2;
+  std::vector<uuid> paged;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = require(store->read_correlated(chain, opts));
+    for (const auto& ev : page.events)
+      paged.push_back(ev.event_id);
+    opts.after_position = page.next_position;
+    if (page.end_of_feed)
+      break;
+  }
+  CHECK(paged == expected);
+  // With a filter.
+  read_all_options notes;
+  notes.filter.event_types = {"NoteWritten"};
+  auto only = require(store->read_correlated(chain, notes));
+  REQUIRE(only.events.size() == 1);
+  CHECK(only.events[0].event_id == expected[4]);
+  // An id nobody used.
+  auto none = require(store->read_correlated(uuid::random(), {}));
+  CHECK(none.events.empty());
+  CHECK(none.end_of_feed);
+}
+
 TEMPLATE_TEST_CASE("concurrent appenders", "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
