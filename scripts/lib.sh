@@ -7,7 +7,7 @@ ES_BUILD_PACKAGES=(
   cmake make g++ pkg-config git ca-certificates
   libcaf-dev libsqlite3-dev libpq-dev rapidjson-dev catch2 uuid-dev sqlite3
   libhiredis-dev redis-server redis-tools librabbitmq-dev
-  librdkafka-dev libcli11-dev libcpp-httplib-dev
+  librdkafka-dev libcli11-dev libcpp-httplib-dev libsodium-dev
 )
 
 # es_reserve_ports PORT...: keeps the kernel from handing out PORT as the
