@@ -147,9 +147,7 @@ TEST_CASE("forgetting a subject erases its fields on replay", "[unit]") {
     m.store->append(ada, expected_version::exact(1),
                     {make(address_changed{"12 Analytical Row", "London"}, ada),
                      make(plan_changed{c_ada.customer_id, "silver"}, ada)}));
-  // [forget]
   auto forgotten = forget_subject(*m.keys, c_ada.customer_id);
-  // [/forget]
   REQUIRE(forgotten);
   CHECK(forgotten->key_deleted);
   CHECK(forgotten->streams == std::vector<stream_id>{ada});
@@ -221,9 +219,12 @@ TEST_CASE("forgetting deletes the snapshots of the subject's streams",
                           {make(registration(bob), bob)}));
   for (const auto& s : {ada, bob})
     REQUIRE(snapshots->save(snapshot{s, 1, 1, "{}", now_utc()}));
+  // [forget]
   auto forgotten = forget_subject(*m.keys, c_ada.customer_id, snapshots.get());
-  REQUIRE(forgotten);
+  if (!forgotten) // nothing forgotten: call again later
+    FAIL(describe(forgotten.error()));
   CHECK(forgotten->snapshots_deleted == std::vector<stream_id>{ada});
+  // [/forget]
   auto gone = snapshots->load(ada);
   REQUIRE(gone);
   CHECK(!*gone);

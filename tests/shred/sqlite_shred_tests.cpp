@@ -60,12 +60,14 @@ struct sqlite_setup {
     kcfg.path = path; // the event store's file
     kcfg.master = master;
     auto ks = make_sqlite_key_store(kcfg);
-    // [/sqlite-setup]
     REQUIRE(ks);
     keys = *ks;
+    // `inner` is the SQLite event store; give `store` to aggregates,
+    // repositories and projections.
     auto s = make_shredding_store(inner, keys, make_test_policy());
     REQUIRE(s);
     store = *s;
+    // [/sqlite-setup]
   }
 };
 
