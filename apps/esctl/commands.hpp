@@ -23,6 +23,8 @@ struct event_selection {
   std::string tenant;
   int64_t from_position = 0;
   int64_t limit = 100;
+  /// When set, only the causal chain of this correlation id (a UUID).
+  std::string correlation;
 };
 
 // -- store_commands.cpp -------------------------------------------------------
@@ -36,6 +38,8 @@ int list_streams(context& ctx, const event_selection& sel);
 int show_stream(context& ctx, const std::string& type, const std::string& id,
                 int64_t from, int64_t to);
 int show_event(context& ctx, const std::string& id);
+/// Lists events of the feed, or of one causal chain with
+/// `sel.correlation`.
 int list_events(context& ctx, const event_selection& sel);
 
 /// Tails the feed until SIGINT/SIGTERM or `max_events` events (0: no

@@ -119,6 +119,15 @@ int main(int argc, char** argv) {
     ->check(positive)
     ->capture_default_str();
 
+  event_selection chain_sel;
+  auto* chain_cmd = app.add_subcommand(
+    "chain", "a causal chain: the events of one correlation id");
+  chain_cmd->add_option("id", chain_sel.correlation, "correlation id (UUID)")
+    ->required();
+  chain_cmd->add_option("--limit", chain_sel.limit, "most events shown")
+    ->check(positive)
+    ->capture_default_str();
+
   std::optional<int64_t> follow_from;
   int64_t max_events = 0;
   int64_t interval_ms = 200;
@@ -251,6 +260,8 @@ int main(int argc, char** argv) {
     return show_event(ctx, event_id);
   if (events_cmd->parsed())
     return list_events(ctx, sel);
+  if (chain_cmd->parsed())
+    return list_events(ctx, chain_sel);
   if (follow_cmd->parsed())
     return follow(ctx, sel, follow_from, max_events, interval_ms);
   if (reset_cmd->parsed())

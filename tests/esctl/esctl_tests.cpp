@@ -440,6 +440,45 @@ TEMPLATE_TEST_CASE("esctl events pages through the feed with filters",
   CHECK(f.json({"events"})["events"].Size() == 5);
 }
 
+TEMPLATE_TEST_CASE("esctl chain lists the events of one correlation id",
+                   "[esctl][chain]", ESCTL_BACKENDS) {
+  esctl_fixture<TestType> f;
+  // Two later events caused by the cart's first one (positions 6 and 7),
+  // and one of another chain.
+  auto root = id("eeeeeeee-0000-4000-8000-000000000001");
+  auto caused = [&](const stream_id& s, const char* event_id, int n,
+                    std::optional<uuid> chain) {
+    auto ev = make_event(s, event_id, "ItemAdded", R"({"sku":"C","qty":1})",
+                         s == cart_2 ? std::optional<uuid>{tenant_b}
+                                     : std::nullopt,
+                         n);
+    ev.correlation_id = chain;
+    ev.causation_id = root;
+    return ev;
+  };
+  take(f.h.events->append(
+    invoice_3, expected_version::any(),
+    {caused(invoice_3, "eeeeeeee-0000-4000-8000-000000000006", 5, root)}));
+  take(f.h.events->append(
+    cart_2, expected_version::any(),
+    {caused(cart_2, "eeeeeeee-0000-4000-8000-000000000007", 6, uuid::random()),
+     caused(cart_2, "eeeeeeee-0000-4000-8000-000000000008", 7, root)}));
+  auto doc = f.json({"chain", root.to_string()});
+  const auto& evs = doc["events"];
+  REQUIRE(evs.Size() == 3);
+  CHECK(std::string{evs[0]["event_id"].GetString()} == root.to_string());
+  CHECK(std::string{evs[1]["event_id"].GetString()}
+        == "eeeeeeee-0000-4000-8000-000000000006");
+  CHECK(std::string{evs[2]["event_id"].GetString()}
+        == "eeeeeeee-0000-4000-8000-000000000008");
+  CHECK(f.json({"chain", root.to_string(), "--limit=2"})["events"].Size() == 2);
+  auto table = f.run({"chain", root.to_string()});
+  CHECK(table.code == 0);
+  CHECK(table.out.find("CAUSED BY") != std::string::npos);
+  CHECK(f.json({"chain", uuid::random().to_string()})["events"].Size() == 0);
+  CHECK(f.run({"chain", "not-a-uuid"}).code == 1);
+}
+
 TEMPLATE_TEST_CASE("esctl exit codes tell not found from bad input",
                    "[esctl][exit]", ESCTL_BACKENDS) {
   esctl_fixture<TestType> f;
