@@ -16,6 +16,7 @@
 #include "es/store/outbox.hpp"
 #include "es/store/sql.hpp"
 #include "es/store/state_stores.hpp"
+#include "es/store/tenant_scope.hpp"
 #include "es/store/tracing.hpp"
 #include "es/store/type_ids.hpp"
 #include "es/store/uuid.hpp"
