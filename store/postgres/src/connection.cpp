@@ -281,6 +281,11 @@ connection::open(const postgres_config& cfg, std::string_view extra_setup) {
   if (cfg.statement_timeout.count() > 0)
     setup += " SET statement_timeout = "
              + std::to_string(cfg.statement_timeout.count()) + ";";
+  // The tenant the row-level security policies key on (a uuid's text needs
+  // no quoting).
+  if (cfg.session_tenant)
+    setup += " SELECT set_config('es.tenant_id', '"
+             + cfg.session_tenant->to_string() + "', false);";
   // The session's start time tells this backend apart from a later one
   // that reuses its process id (see `backend_start`).
   setup += " SELECT backend_start::text FROM pg_stat_activity"

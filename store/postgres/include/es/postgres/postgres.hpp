@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace es {
@@ -73,6 +74,16 @@ struct postgres_config {
   /// docs/postgres.md for the trade-offs). Ignored for existing schemas;
   /// the store detects the variant.
   int events_partitions = 0;
+  /// When set, every session the adapters open names this tenant in the
+  /// setting `es.tenant_id` (`set_config('es.tenant_id', ..., false)`), on
+  /// which the row-level security policies of
+  /// store/sql/postgres_tenant_rls.sql let the application role see and
+  /// write that tenant's rows only. Under those policies a session without
+  /// it sees no row of the tenant-bearing tables. Sessions are the store's
+  /// own: a pooler between store and server must keep them (session
+  /// pooling), or the setting may reach another tenant's client. See
+  /// docs/tenancy.md.
+  std::optional<uuid> session_tenant;
 };
 
 /// Returns the schema version this library creates and understands.
