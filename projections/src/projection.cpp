@@ -83,8 +83,11 @@ dead_letter make_dead_letter(const std::string& projection,
 }
 
 bool wants(const std::vector<std::string>& types, const std::string& type) {
-  return types.empty()
-         || std::find(types.begin(), types.end(), type) != types.end();
+  // Stream control events only when named: a projection of "everything"
+  // means the application's events.
+  if (types.empty())
+    return !is_stream_control_type(type);
+  return std::find(types.begin(), types.end(), type) != types.end();
 }
 
 } // namespace detail

@@ -125,6 +125,11 @@ enum class disposition {
 disposition classify(projection_actor_state& st, const recorded_event& ev) {
   if (!st.cfg.filter.matches(ev) || !st.cfg.partition.owns(ev.aggregate_id))
     return disposition::skip;
+  // Stream control events (deletions, truncations) reach only projections
+  // that name them.
+  if (is_stream_control_type(ev.event_type))
+    return detail::wants(st.types, ev.event_type) ? disposition::handle
+                                                  : disposition::skip;
   if (detail::wants(st.types, ev.event_type)) {
     if (st.registry != nullptr && st.cfg.filter.aggregate_types.empty())
       st.followed.insert(ev.aggregate_type);

@@ -132,6 +132,14 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
       return invalid(event_label(i, ev) + ": event_id repeats in the batch");
     if (auto err = check_type_name("event_type", ev.event_type))
       return invalid(event_label(i, ev) + ": " + error_description(err));
+    bool control = is_stream_control_type(ev.event_type);
+    if (!control && ev.event_type.rfind("es.", 0) == 0)
+      return invalid(event_label(i, ev)
+                     + ": event types starting with \"es.\" are the "
+                       "store's own");
+    if (control && events.size() > 1)
+      return invalid(event_label(i, ev)
+                     + ": a stream control event must be appended alone");
     if (ev.event_version < 1)
       return invalid(event_label(i, ev) + ": event_version must be >= 1");
     if (ev.aggregate_id.is_nil())
@@ -188,7 +196,7 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
         return make_store_error(static_cast<store_errc>(err.code()),
                                 event_label(i, ev)
                                   + ": metadata: " + error_description(err));
-    if (registry != nullptr)
+    if (registry != nullptr && !control)
       if (auto err = registry->validate(ev))
         return make_store_error(static_cast<store_errc>(err.code()),
                                 event_label(i, ev) + ": "
@@ -279,11 +287,75 @@ settle_atomic(std::vector<caf::expected<append_result>> results) {
   return out;
 }
 
+caf::error make_stream_deleted(const stream_id& stream, bool for_good) {
+  return make_store_error(
+    store_errc::stream_deleted,
+    "stream " + to_string(stream)
+      + (for_good ? " was deleted for good (tombstone)" : " was deleted"));
+}
+
+stream_visibility visibility_of(int64_t head_version,
+                                const std::vector<control_event>& controls) {
+  stream_visibility result;
+  int64_t deleted_at = 0;
+  for (const auto& c : controls) {
+    if (c.event_type == stream_tombstoned_type)
+      return stream_visibility{true, head_version + 1};
+    if (c.event_type == stream_deleted_type) {
+      // Written again since: the deletion event opens what readers see,
+      // so they know to start over.
+      deleted_at = std::max(deleted_at, c.version);
+      result.first_version = std::max(result.first_version, c.version);
+    } else if (c.event_type == stream_truncated_type) {
+      auto doc = json::document::parse(c.payload);
+      if (!doc)
+        continue;
+      if (auto before = doc->root().find("before"))
+        if (auto n = before->as_int64())
+          result.first_version = std::max(result.first_version, *n);
+    }
+  }
+  result.deleted = deleted_at > 0 && deleted_at == head_version;
+  return result;
+}
+
 caf::error
 check_and_assign_versions(const stream_id& stream, expected_version expected,
                           const stream_head& head, event_batch& events) {
-  if (!expected.matches(head.version))
+  if (head.tombstoned)
+    return make_stream_deleted(stream, true);
+  auto& first = events.front();
+  bool control = is_stream_control_type(first.event_type);
+  if (control) {
+    if (head.version == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "stream " + to_string(stream)
+                                + " does not exist: nothing to delete or "
+                                  "truncate");
+    if (!first.tenant_id)
+      first.tenant_id = head.tenant_id;
+    if (first.event_type == stream_truncated_type) {
+      std::optional<int64_t> n;
+      if (auto doc = json::document::parse(first.payload))
+        if (auto before = doc->root().find("before"))
+          n = before->as_int64();
+      if (!n || *n < 2 || *n > head.version + 1)
+        return make_store_error(store_errc::invalid_argument,
+                                "stream " + to_string(stream)
+                                  + ": truncate before must lie from 2 to "
+                                  + std::to_string(head.version + 1));
+    }
+  }
+  if (head.deleted) {
+    // Soft-deleted: written again as if new, or deleted for good.
+    auto kind = expected.type();
+    bool anew = kind == expected_version::kind::no_stream
+                || kind == expected_version::kind::any;
+    if (!anew || (control && first.event_type != stream_tombstoned_type))
+      return make_stream_deleted(stream, false);
+  } else if (!expected.matches(head.version)) {
     return make_version_conflict(stream, expected, head.version);
+  }
   if (head.version > 0 && head.tenant_id != events.front().tenant_id)
     return make_store_error(store_errc::tenant_mismatch,
                             "stream " + to_string(stream)

@@ -72,9 +72,45 @@ struct stream_head {
   int64_t version = 0;
   /// Tenant of the stream's events (of its last event).
   std::optional<uuid> tenant_id;
+  /// The last event deletes the stream softly (`es.StreamDeleted`) or for
+  /// good (`es.StreamTombstoned`).
+  bool deleted = false;
+  bool tombstoned = false;
+
+  /// Sets `deleted` and `tombstoned` from the type of the last event.
+  void set_last_type(std::string_view event_type) {
+    deleted = event_type == stream_deleted_type;
+    tombstoned = event_type == stream_tombstoned_type;
+  }
 };
 
-/// Checks `expected` and the events' tenant against `head`, checks explicit
+/// What readers of a stream may see, from its control events.
+struct stream_visibility {
+  /// Reads answer `stream_deleted`.
+  bool deleted = false;
+  /// The lowest version readers see.
+  int64_t first_version = 1;
+};
+
+/// One control event of a stream: its type, version and payload.
+struct control_event {
+  std::string event_type;
+  int64_t version = 0;
+  std::string payload;
+};
+
+/// Works out what readers see of a stream whose head is `head_version` and
+/// whose control events are `controls` (any order).
+stream_visibility visibility_of(int64_t head_version,
+                                const std::vector<control_event>& controls);
+
+/// Returns `stream_deleted` for `stream`.
+caf::error make_stream_deleted(const stream_id& stream, bool for_good);
+
+/// Checks deletion, `expected` and the events' tenant against `head`. A
+/// soft-deleted stream takes `no_stream` and `any` (and starts over), a
+/// tombstoned one nothing; a control event without a tenant takes the
+/// stream's. Checks explicit
 /// event versions and assigns versions to events that have none. Returns
 /// `wrong_expected_version` or `tenant_mismatch` on failure.
 caf::error

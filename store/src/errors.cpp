@@ -41,6 +41,7 @@ const char* to_string(store_errc x) {
     case store_errc::lease_held: return "lease_held";
     case store_errc::lease_lost: return "lease_lost";
     case store_errc::pool_exhausted: return "pool_exhausted";
+    case store_errc::stream_deleted: return "stream_deleted";
   }
   return "unknown";
 }

@@ -106,6 +106,48 @@ bool event_filter::matches(const event_data& ev) const {
          && contains(aggregate_types, ev.aggregate_type);
 }
 
+bool is_stream_control_type(std::string_view event_type) noexcept {
+  return event_type == stream_deleted_type
+         || event_type == stream_tombstoned_type
+         || event_type == stream_truncated_type;
+}
+
+namespace {
+
+caf::expected<append_result>
+append_control(event_store& store, const stream_id& stream,
+               std::string_view type, std::string payload,
+               expected_version expected) {
+  event_data ev;
+  ev.event_id = uuid::time_ordered();
+  ev.event_type = std::string{type};
+  ev.occurred_at = now_utc();
+  ev.payload = std::move(payload);
+  return store.append(stream, expected, {std::move(ev)});
+}
+
+} // namespace
+
+caf::expected<append_result>
+delete_stream(event_store& store, const stream_id& stream, deletion_mode mode,
+              expected_version expected) {
+  return append_control(store, stream,
+                        mode == deletion_mode::hard ? stream_tombstoned_type
+                                                    : stream_deleted_type,
+                        "{}", expected);
+}
+
+caf::expected<append_result>
+truncate_stream(event_store& store, const stream_id& stream, int64_t before,
+                expected_version expected) {
+  if (before < 2)
+    return make_store_error(store_errc::invalid_argument,
+                            "truncate before must be at least 2");
+  return append_control(store, stream, stream_truncated_type,
+                        "{\"before\":" + std::to_string(before) + "}",
+                        expected);
+}
+
 event_store::~event_store() {
   // nop
 }

@@ -162,9 +162,20 @@ public:
       return result;
     const auto& idx = i->second;
     auto version = static_cast<int64_t>(idx.size());
+    std::vector<detail::control_event> controls;
+    for (auto pos : idx)
+      if (is_stream_control_type(log_[pos].event_type))
+        controls.push_back({log_[pos].event_type, log_[pos].aggregate_version,
+                            log_[pos].payload});
+    auto vis = detail::visibility_of(version, controls);
+    if (vis.deleted)
+      return detail::make_stream_deleted(
+        stream, !controls.empty()
+                  && controls.back().event_type == stream_tombstoned_type);
     result.stream_version = version;
+    result.first_version = vis.first_version;
     if (opts.direction == read_direction::forwards) {
-      auto from = std::max<int64_t>(opts.from_version, 1);
+      auto from = std::max<int64_t>(opts.from_version, vis.first_version);
       auto to
         = opts.to_version > 0 ? std::min(opts.to_version, version) : version;
       auto v = from;
@@ -175,7 +186,7 @@ public:
     } else {
       auto from = opts.from_version > 0 ? std::min(opts.from_version, version)
                                         : version;
-      auto lowest = std::max<int64_t>(opts.to_version, 1);
+      auto lowest = std::max<int64_t>(opts.to_version, vis.first_version);
       auto v = from;
       for (; v >= lowest && result.events.size() < count; --v)
         result.events.push_back(log_[idx[v - 1]]);
@@ -213,8 +224,13 @@ public:
   caf::expected<int64_t> stream_version(const stream_id& stream) override {
     std::shared_lock guard{mtx_};
     auto i = streams_.find(stream);
-    return i == streams_.end() ? int64_t{0}
-                               : static_cast<int64_t>(i->second.size());
+    if (i == streams_.end())
+      return int64_t{0};
+    detail::stream_head head;
+    head.set_last_type(log_[i->second.back()].event_type);
+    if (head.deleted || head.tombstoned)
+      return detail::make_stream_deleted(stream, head.tombstoned);
+    return static_cast<int64_t>(i->second.size());
   }
 
   caf::expected<std::optional<recorded_event>>
@@ -259,6 +275,7 @@ private:
     if (!idx.empty()) {
       head.version = static_cast<int64_t>(idx.size());
       head.tenant_id = log_[idx.back()].tenant_id;
+      head.set_last_type(log_[idx.back()].event_type);
     }
     if (auto err
         = detail::check_and_assign_versions(stream, expected, head, events)) {

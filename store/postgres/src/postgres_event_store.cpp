@@ -60,9 +60,9 @@ const std::string lock_sql
 // one statement. The partitioned variant finds event ids in event_ids.
 const std::string lookup_heads_part
   = "SELECT NULL::uuid, s.t, s.i, h.aggregate_version, h.tenant_id,"
-    " NULL::bigint, NULL::text, NULL::integer, NULL::text"
+    " NULL::bigint, h.event_type, NULL::integer, NULL::text"
     " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
-    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id, event_type FROM events"
     " WHERE aggregate_type = s.t AND aggregate_id = s.i"
     " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
 const std::string lookup_partitioned_sql
@@ -83,9 +83,9 @@ const std::string lookup_sql
 // Heads alone, read outside any transaction and without the position lock
 // (the optimistic path).
 const std::string heads_sql
-  = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id"
+  = "SELECT s.t, s.i, h.aggregate_version, h.tenant_id, h.event_type"
     " FROM unnest($1::text[], $2::uuid[]) AS s(t, i)"
-    " JOIN LATERAL (SELECT aggregate_version, tenant_id FROM events"
+    " JOIN LATERAL (SELECT aggregate_version, tenant_id, event_type FROM events"
     " WHERE aggregate_type = s.t AND aggregate_id = s.i"
     " ORDER BY aggregate_version DESC LIMIT 1) h ON true";
 // Writes a group in one statement. `chk` looks up the predecessor of each
@@ -415,18 +415,33 @@ public:
                             : (opts.from_version > 0 ? opts.from_version : max);
     int64_t bound = forwards ? (opts.to_version > 0 ? opts.to_version : max)
                              : std::max<int64_t>(opts.to_version, 1);
-    std::string sql = "WITH h AS (SELECT COALESCE(MAX(aggregate_version), 0)"
-                      " AS v FROM events WHERE aggregate_type = $1"
-                      " AND aggregate_id = $2::uuid) SELECT h.v, ";
+    // One statement: the head, what the stream's control events hide
+    // (through the partial index of schema 5: usually nothing), and the
+    // page of what is visible.
+    std::string sql
+      = "WITH h AS (SELECT COALESCE(MAX(aggregate_version), 0)"
+        " AS v FROM events WHERE aggregate_type = $1"
+        " AND aggregate_id = $2::uuid),"
+        " c AS (SELECT COALESCE(MAX(aggregate_version) FILTER (WHERE"
+        " event_type = 'es.StreamDeleted'), 0) AS d,"
+        " COALESCE(bool_or(event_type = 'es.StreamTombstoned'), false) AS x,"
+        " GREATEST(COALESCE(MAX((payload->>'before')::bigint) FILTER (WHERE"
+        " event_type = 'es.StreamTruncated'), 1), 1) AS tb"
+        " FROM events WHERE aggregate_type = $1 AND aggregate_id = $2::uuid"
+        " AND event_type IN ('es.StreamDeleted', 'es.StreamTombstoned',"
+        " 'es.StreamTruncated'))"
+        " SELECT h.v, c.d, c.x, GREATEST(c.d, c.tb), ";
     sql += event_columns;
-    sql += forwards ? " FROM h LEFT JOIN LATERAL (SELECT * FROM events"
-                      " WHERE aggregate_type = $1 AND aggregate_id = $2::uuid"
-                      " AND aggregate_version >= $3 AND aggregate_version <= $4"
+    sql += forwards ? " FROM h CROSS JOIN c LEFT JOIN LATERAL (SELECT * FROM"
+                      " events WHERE aggregate_type = $1"
+                      " AND aggregate_id = $2::uuid AND aggregate_version >="
+                      " GREATEST($3, c.d, c.tb) AND aggregate_version <= $4"
                       " ORDER BY aggregate_version ASC LIMIT $5) e ON true"
                       " ORDER BY e.aggregate_version ASC"
-                    : " FROM h LEFT JOIN LATERAL (SELECT * FROM events"
-                      " WHERE aggregate_type = $1 AND aggregate_id = $2::uuid"
-                      " AND aggregate_version <= $3 AND aggregate_version >= $4"
+                    : " FROM h CROSS JOIN c LEFT JOIN LATERAL (SELECT * FROM"
+                      " events WHERE aggregate_type = $1"
+                      " AND aggregate_id = $2::uuid AND aggregate_version <= $3"
+                      " AND aggregate_version >= GREATEST($4, c.d, c.tb)"
                       " ORDER BY aggregate_version DESC LIMIT $5) e ON true"
                       " ORDER BY e.aggregate_version DESC";
     params ps;
@@ -442,11 +457,22 @@ public:
     if (!r)
       return std::move(r.error());
     stream_slice slice;
+    int64_t deleted_at = 0;
+    bool tombstoned = false;
     for (int row = 0; row < r->rows(); ++row) {
       slice.stream_version = r->int8(row, 0);
-      if (!r->is_null(row, 1))
-        slice.events.push_back(read_event(*r, row, 1));
+      deleted_at = r->int8(row, 1);
+      tombstoned = r->boolean(row, 2);
+      slice.first_version = r->int8(row, 3);
+      if (!r->is_null(row, 4))
+        slice.events.push_back(read_event(*r, row, 4));
     }
+    if (tombstoned || (deleted_at > 0 && deleted_at == slice.stream_version))
+      return detail::make_stream_deleted(stream, tombstoned);
+    if (forwards)
+      from = std::max(from, slice.first_version);
+    else
+      bound = std::max(bound, slice.first_version);
     if (slice.events.empty()) {
       slice.end_of_stream = true;
       slice.next_version = from;
@@ -574,13 +600,20 @@ public:
     ps.add(stream.aggregate_id);
     auto r = with_reader([&](connection& c) {
       return c.run("es_stream_version",
-                   "SELECT COALESCE(MAX(aggregate_version), 0)"
+                   "SELECT aggregate_version, event_type"
                    " FROM events WHERE aggregate_type = $1"
-                   " AND aggregate_id = $2::uuid",
+                   " AND aggregate_id = $2::uuid"
+                   " ORDER BY aggregate_version DESC LIMIT 1",
                    ps, true);
     });
     if (!r)
       return std::move(r.error());
+    if (r->rows() == 0)
+      return int64_t{0};
+    detail::stream_head head;
+    head.set_last_type(r->view(0, 1));
+    if (head.deleted || head.tombstoned)
+      return detail::make_stream_deleted(stream, head.tombstoned);
     return r->int8(0, 0);
   }
 
@@ -817,9 +850,12 @@ private:
       if (!got)
         return optimistic_outcome::decide_again;
       const auto& found = got.results[0];
-      for (int row = 0; row < found.rows(); ++row)
-        heads[stream_id{found.text(row, 0), found.uuid_at(row, 1)}]
-          = detail::stream_head{found.int8(row, 2), found.opt_uuid(row, 3)};
+      for (int row = 0; row < found.rows(); ++row) {
+        auto& head
+          = heads[stream_id{found.text(row, 0), found.uuid_at(row, 1)}];
+        head = detail::stream_head{found.int8(row, 2), found.opt_uuid(row, 3)};
+        head.set_last_type(found.view(row, 4));
+      }
     }
     std::unordered_set<uuid> seen;
     insert_columns rows;
@@ -846,6 +882,7 @@ private:
       res.last_position = position;
       head.version = res.last_version;
       head.tenant_id = req.events.front().tenant_id;
+      head.set_last_type(req.events.back().event_type);
       decided.push_back(std::move(res));
     }
     // No BEGIN and COMMIT: the statements of one pipeline sync run in one
@@ -996,10 +1033,11 @@ private:
     const auto& found = rs[2];
     for (int row = 0; row < found.rows(); ++row) {
       stream_id sid{found.text(row, 1), found.uuid_at(row, 2)};
-      if (found.is_null(row, 0))
-        heads[sid]
-          = detail::stream_head{found.int8(row, 3), found.opt_uuid(row, 4)};
-      else
+      if (found.is_null(row, 0)) {
+        auto& head = heads[sid];
+        head = detail::stream_head{found.int8(row, 3), found.opt_uuid(row, 4)};
+        head.set_last_type(found.view(row, 6));
+      } else
         stored[found.uuid_at(row, 0)] = detail::stored_location{
           sid, found.int8(row, 3), found.int8(row, 5),
           detail::content_digest(found.view(row, 6), found.int4(row, 7),
@@ -1072,6 +1110,7 @@ private:
       res.last_position = position;
       head.version = res.last_version;
       head.tenant_id = req.events.front().tenant_id;
+      head.set_last_type(req.events.back().event_type);
       out = std::move(res);
       if (!depends)
         bound.push_back(s);
@@ -1199,6 +1238,7 @@ private:
                                     ++position, detail::content_digest(ev)};
       i->second.version = req.events.back().aggregate_version;
       i->second.tenant_id = req.events.front().tenant_id;
+      i->second.set_last_type(req.events.back().event_type);
     }
     for (size_t k = first; k < end; ++k) {
       restore(xs[k]);

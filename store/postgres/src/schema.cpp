@@ -191,12 +191,18 @@ CREATE TABLE es_write_marks (
 )sql";
 
 // Version 5: causal chains, the events of one correlation id in position
-// order. (Built in the migration's transaction, which blocks appends while
-// it runs: on a large log, create it CONCURRENTLY by hand first.)
+// order, and the control events that delete or truncate a stream (looked
+// up by every stream read). Built in the migration's transaction, which
+// blocks appends while it runs: on a large log, create them CONCURRENTLY
+// by hand first.
 constexpr const char* schema_v5 = R"sql(
 CREATE INDEX IF NOT EXISTS events_correlation_position
   ON events (correlation_id, global_position)
   WHERE correlation_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_stream_control
+  ON events (aggregate_type, aggregate_id, aggregate_version)
+  WHERE event_type IN
+    ('es.StreamDeleted', 'es.StreamTombstoned', 'es.StreamTruncated');
 )sql";
 
 } // namespace
@@ -207,7 +213,7 @@ const std::vector<migration>& migrations() {
     {2, "processed events", schema_v2},
     {3, "event ids of the partitioned variant kept by a trigger", schema_v3},
     {4, "marks of writes in flight", schema_v4},
-    {5, "correlation index", schema_v5},
+    {5, "correlation and stream control indexes", schema_v5},
   };
   return list;
 }

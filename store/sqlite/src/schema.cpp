@@ -112,11 +112,17 @@ constexpr const char* schema_v3 = R"sql(
 ALTER TABLE event_outbox ADD COLUMN claimed_until INTEGER;
 )sql";
 
-// Causal chains: the events of one correlation id in position order.
+// Causal chains: the events of one correlation id in position order. And
+// the control events that delete or truncate a stream, looked up on every
+// stream read.
 constexpr const char* schema_v4 = R"sql(
 CREATE INDEX events_correlation_position
   ON events (correlation_id, global_position)
   WHERE correlation_id IS NOT NULL;
+CREATE INDEX events_stream_control
+  ON events (aggregate_type, aggregate_id, aggregate_version)
+  WHERE event_type IN
+    ('es.StreamDeleted', 'es.StreamTombstoned', 'es.StreamTruncated');
 )sql";
 
 } // namespace
@@ -126,7 +132,7 @@ const std::vector<migration>& migrations() {
     {1, "events, outbox, checkpoints, dead letters, snapshots", schema_v1},
     {2, "processed events", schema_v2},
     {3, "outbox claims", schema_v3},
-    {4, "correlation index", schema_v4},
+    {4, "correlation and stream control indexes", schema_v4},
   };
   return list;
 }

@@ -191,21 +191,28 @@ public:
     if (txn.error)
       return std::move(txn.error);
     stream_slice result;
-    auto version = head_of(**conn, stream);
-    if (!version)
-      return std::move(version.error());
-    result.stream_version = *version;
+    auto head = head_of(**conn, stream);
+    if (!head)
+      return std::move(head.error());
+    auto vis = visibility(**conn, stream, head->version);
+    if (!vis)
+      return std::move(vis.error());
+    if (vis->deleted)
+      return detail::make_stream_deleted(stream, head->tombstoned);
+    auto version = head->version;
+    result.stream_version = version;
+    result.first_version = vis->first_version;
     bool forwards = opts.direction == read_direction::forwards;
     int64_t from = 0;
     int64_t bound = 0;
     if (forwards) {
-      from = std::max<int64_t>(opts.from_version, 1);
+      from = std::max<int64_t>(opts.from_version, vis->first_version);
       bound
-        = opts.to_version > 0 ? std::min(opts.to_version, *version) : *version;
+        = opts.to_version > 0 ? std::min(opts.to_version, version) : version;
     } else {
-      from = opts.from_version > 0 ? std::min(opts.from_version, *version)
-                                   : *version;
-      bound = std::max<int64_t>(opts.to_version, 1);
+      from = opts.from_version > 0 ? std::min(opts.from_version, version)
+                                   : version;
+      bound = std::max<int64_t>(opts.to_version, vis->first_version);
     }
     std::string sql = "SELECT ";
     sql += event_columns;
@@ -364,7 +371,12 @@ public:
     auto conn = checkout();
     if (!conn)
       return std::move(conn.error());
-    return head_of(**conn, stream);
+    auto head = head_of(**conn, stream);
+    if (!head)
+      return std::move(head.error());
+    if (head->deleted || head->tombstoned)
+      return detail::make_stream_deleted(stream, head->tombstoned);
+    return head->version;
   }
 
   caf::expected<std::optional<recorded_event>>
@@ -503,21 +515,52 @@ private:
       pool_.push_back(std::move(conn));
   }
 
-  static caf::expected<int64_t> head_of(connection& conn,
-                                        const stream_id& stream) {
-    auto st = conn.prepare("SELECT MAX(aggregate_version) FROM events"
-                           " WHERE aggregate_type = ?1 AND aggregate_id = ?2");
+  /// The stream's version and whether its last event deletes it.
+  static caf::expected<detail::stream_head> head_of(connection& conn,
+                                                    const stream_id& stream) {
+    auto st = conn.prepare("SELECT aggregate_version, event_type FROM events"
+                           " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
+                           " ORDER BY aggregate_version DESC LIMIT 1");
     if (!st)
       return std::move(st.error());
     reset_guard guard{**st};
     (*st)->bind(1, std::string_view{stream.aggregate_type});
     (*st)->bind(2, stream.aggregate_id);
+    detail::stream_head head;
     auto rc = (*st)->step();
-    if (rc == SQLITE_ROW)
-      return (*st)->is_null(0) ? int64_t{0} : (*st)->int64_at(0);
-    if (rc == SQLITE_DONE)
-      return int64_t{0};
-    return translate(rc, conn.handle(), "stream_version failed");
+    if (rc == SQLITE_ROW) {
+      head.version = (*st)->int64_at(0);
+      head.set_last_type((*st)->text_at(1));
+    } else if (rc != SQLITE_DONE) {
+      return translate(rc, conn.handle(), "stream lookup failed");
+    }
+    return head;
+  }
+
+  /// What readers see of a stream at `version`, from its control events
+  /// (through the partial index of schema 4).
+  static caf::expected<detail::stream_visibility>
+  visibility(connection& conn, const stream_id& stream, int64_t version) {
+    if (version == 0)
+      return detail::stream_visibility{};
+    auto st = conn.prepare(
+      "SELECT event_type, aggregate_version, payload FROM events"
+      " WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND event_type IN"
+      " ('es.StreamDeleted', 'es.StreamTombstoned', 'es.StreamTruncated')");
+    if (!st)
+      return std::move(st.error());
+    reset_guard guard{**st};
+    (*st)->bind(1, std::string_view{stream.aggregate_type});
+    (*st)->bind(2, stream.aggregate_id);
+    std::vector<detail::control_event> controls;
+    int rc;
+    while ((rc = (*st)->step()) == SQLITE_ROW)
+      controls.push_back(detail::control_event{std::string{(*st)->text_at(0)},
+                                               (*st)->int64_at(1),
+                                               std::string{(*st)->text_at(2)}});
+    if (rc != SQLITE_DONE)
+      return translate(rc, conn.handle(), "stream lookup failed");
+    return detail::visibility_of(version, controls);
   }
 
   // -- group commit -----------------------------------------------------------
@@ -672,10 +715,10 @@ private:
   }
 
   caf::expected<detail::stream_head> stream_head_of(const stream_id& stream) {
-    auto st
-      = writer_->prepare("SELECT aggregate_version, tenant_id FROM events"
-                         " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
-                         " ORDER BY aggregate_version DESC LIMIT 1");
+    auto st = writer_->prepare(
+      "SELECT aggregate_version, tenant_id, event_type FROM events"
+      " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
+      " ORDER BY aggregate_version DESC LIMIT 1");
     if (!st)
       return std::move(st.error());
     reset_guard guard{**st};
@@ -686,6 +729,7 @@ private:
     if (rc == SQLITE_ROW) {
       head.version = (*st)->int64_at(0);
       head.tenant_id = (*st)->opt_uuid_at(1);
+      head.set_last_type((*st)->text_at(2));
     } else if (rc != SQLITE_DONE) {
       return translate(rc, writer_->handle(), "stream lookup failed");
     }

@@ -6,6 +6,7 @@
 #include "es/store/errors.hpp"
 #include "es/store/event.hpp"
 #include "es/store/event_registry.hpp"
+#include "es/store/event_store.hpp"
 #include "es/store/log.hpp"
 
 #include <caf/error.hpp>
@@ -172,8 +173,17 @@ public:
   }
 
   /// Applies a stored event during loading. Its version must be the next
-  /// one; its tenant must be the aggregate's.
+  /// one; its tenant must be the aggregate's. Stream control events (see
+  /// `delete_stream`) are not the aggregate's: a deletion the stream was
+  /// written again after empties the state, a truncation is passed over.
   caf::error apply_stored(const event_data& ev) {
+    if (ev.event_type == stream_deleted_type
+        && ev.aggregate_version > version_) {
+      state_ = State{};
+      version_ = ev.aggregate_version;
+      committed_version_ = version_;
+      return caf::none;
+    }
     if (ev.aggregate_version != version_ + 1)
       return caf::make_error(actors_errc::version_gap,
                              "aggregate " + to_string(stream()) + " at version "
@@ -184,8 +194,9 @@ public:
       return make_store_error(store_errc::tenant_mismatch,
                               "aggregate " + to_string(stream())
                                 + " belongs to another tenant");
-    if (auto err = dispatch_stored(ev))
-      return err;
+    if (!is_stream_control_type(ev.event_type))
+      if (auto err = dispatch_stored(ev))
+        return err;
     ++version_;
     committed_version_ = version_;
     return caf::none;

@@ -84,6 +84,9 @@ enum class store_errc : uint8_t {
   /// Every connection of a bounded pool stayed in use for the whole wait
   /// (PostgreSQL `read_connections`, `read_wait_timeout`); nothing was done.
   pool_exhausted,
+  /// The stream was deleted: a soft-deleted stream until it is written
+  /// again with `no_stream` or `any`, a hard-deleted one for good.
+  stream_deleted,
 };
 
 /// Returns the name of `x`, for example "wrong_expected_version".

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace es {
@@ -91,12 +92,16 @@ struct stream_slice {
   bool end_of_stream = true;
   /// The stream's version when the page was read.
   int64_t stream_version = 0;
+  /// The lowest version readers can see: above 1 once the stream was
+  /// truncated (`truncate_stream`), or deleted softly and written again
+  /// (then it is the version of the deletion event).
+  int64_t first_version = 1;
 
   template <class Inspector>
   friend typename Inspector::result_type
   inspect(Inspector& f, stream_slice& x) {
     return f(caf::meta::type_name("es.stream_slice"), x.events, x.next_version,
-             x.end_of_stream, x.stream_version);
+             x.end_of_stream, x.stream_version, x.first_version);
   }
 };
 
@@ -240,6 +245,52 @@ struct store_health {
   }
 };
 
+class event_store;
+
+// -- stream deletion ----------------------------------------------------------
+
+/// Event types the store writes into a stream to delete or truncate it.
+/// Appends of other types starting with "es." are refused: the prefix is
+/// the store's.
+inline constexpr std::string_view stream_deleted_type = "es.StreamDeleted";
+inline constexpr std::string_view stream_tombstoned_type
+  = "es.StreamTombstoned";
+inline constexpr std::string_view stream_truncated_type = "es.StreamTruncated";
+
+/// Returns whether `event_type` is one of the stream control types above.
+bool is_stream_control_type(std::string_view event_type) noexcept;
+
+enum class deletion_mode : uint8_t {
+  /// The stream reads as deleted until it is written again, with
+  /// `expected_version::no_stream()` or `any()`: it then starts over. Its
+  /// versions continue after the deletion; readers see the deletion event
+  /// (their cue to start from an empty state) and what follows it.
+  soft,
+  /// A tombstone: the stream can never be written again.
+  hard,
+};
+
+/// Deletes `stream` by appending a control event (`es.StreamDeleted` or
+/// `es.StreamTombstoned`) at its next version, if `expected` matches: the
+/// deletion is itself an event of the global feed, so projections see it.
+/// Reads of the stream then answer `stream_deleted`; appends too, but for a
+/// soft-deleted stream written with `no_stream` or `any`. The deleted
+/// events stay in the global feed (history) until a maintenance job removes
+/// them; see docs/deletion.md. Errors: those of `append`, `stream_deleted`
+/// (already hard-deleted), `invalid_argument` (no such stream).
+[[nodiscard]] caf::expected<append_result>
+delete_stream(event_store& store, const stream_id& stream, deletion_mode mode,
+              expected_version expected = expected_version::any());
+
+/// Hides the events of `stream` below version `before` from stream reads by
+/// appending an `es.StreamTruncated` control event; for streams whose state
+/// lives in a snapshot. Like any append it moves the stream's version.
+/// `before` lies from 2 to the stream's version plus one. Errors: those of
+/// `append`, `stream_deleted`, `invalid_argument`.
+[[nodiscard]] caf::expected<append_result>
+truncate_stream(event_store& store, const stream_id& stream, int64_t before,
+                expected_version expected = expected_version::any());
+
 /// The event store port. Adapters are reached through `make_*` factories.
 ///
 /// Thread-safety: every member function may be called from any thread at
@@ -312,7 +363,10 @@ public:
   append_atomic(std::vector<append_request> requests);
 
   /// Reads one page of a stream. An unknown stream yields an empty page with
-  /// `stream_version` 0.
+  /// `stream_version` 0. A deleted stream answers `stream_deleted`; events
+  /// below `first_version` (truncated, or before a soft deletion the stream
+  /// was written again after) are left out. Control events (see
+  /// `is_stream_control_type`) that remain visible are part of the page.
   [[nodiscard]] virtual caf::expected<stream_slice>
   read_stream(const stream_id& stream, const read_stream_options& options) = 0;
 
@@ -322,7 +376,8 @@ public:
   [[nodiscard]] virtual caf::expected<all_slice>
   read_all(const read_all_options& options) = 0;
 
-  /// Returns the stream's current version (0 when it has no events).
+  /// Returns the stream's current version (0 when it has no events), or
+  /// `stream_deleted`.
   [[nodiscard]] virtual caf::expected<int64_t>
   stream_version(const stream_id& stream) = 0;
 

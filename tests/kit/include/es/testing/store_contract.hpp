@@ -911,6 +911,219 @@ TEMPLATE_TEST_CASE("read_correlated lists a causal chain", "[contract]",
   CHECK(none.end_of_feed);
 }
 
+TEMPLATE_TEST_CASE("a soft-deleted stream reads as deleted until written again",
+                   "[contract][deletion]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open(make_test_registry());
+  auto a = new_stream();
+  auto other = new_stream();
+  require(store->append(a, expected_version::no_stream(), make_batch(a, 3)));
+  require(
+    store->append(other, expected_version::no_stream(), make_batch(other, 2)));
+  // A stale expectation deletes nothing; a stream without events cannot be
+  // deleted.
+  require_code(
+    delete_stream(*store, a, deletion_mode::soft, expected_version::exact(2)),
+    store_errc::wrong_expected_version);
+  require_code(delete_stream(*store, new_stream(), deletion_mode::soft),
+               store_errc::invalid_argument);
+  auto del = require(
+    delete_stream(*store, a, deletion_mode::soft, expected_version::exact(3)));
+  CHECK(del.first_version == 4);
+  CHECK(del.first_position == 6);
+  require_code(store->read_stream(a, {}), store_errc::stream_deleted);
+  require_code(store->stream_version(a), store_errc::stream_deleted);
+  require_code(store->append(a, expected_version::exact(4), make_batch(a, 1)),
+               store_errc::stream_deleted);
+  require_code(
+    store->append(a, expected_version::stream_exists(), make_batch(a, 1)),
+    store_errc::stream_deleted);
+  require_code(truncate_stream(*store, a, 2), store_errc::stream_deleted);
+  require_code(delete_stream(*store, a, deletion_mode::soft),
+               store_errc::stream_deleted);
+  // The deletion is an event of the feed, with the stream's identity.
+  auto feed = read_feed(*store);
+  REQUIRE(feed.size() == 6);
+  CHECK(feed.back().event_type == stream_deleted_type);
+  CHECK(feed.back().stream() == a);
+  CHECK(feed.back().aggregate_version == 4);
+  // Other streams are untouched.
+  CHECK(read_whole_stream(*store, other).size() == 2);
+  // Written again: versions continue; readers see the deletion event, then
+  // the new events.
+  auto again = require(
+    store->append(a, expected_version::no_stream(), make_batch(a, 2, 50)));
+  CHECK(again.first_version == 5);
+  CHECK(require(store->stream_version(a)) == 6);
+  auto slice = require(store->read_stream(a, {}));
+  CHECK(slice.first_version == 4);
+  CHECK(slice.stream_version == 6);
+  REQUIRE(slice.events.size() == 3);
+  CHECK(slice.events[0].event_type == stream_deleted_type);
+  CHECK(slice.events[1].aggregate_version == 5);
+  CHECK(slice.events[2].aggregate_version == 6);
+  read_stream_options back;
+  back.direction = read_direction::backwards;
+  auto backwards = require(store->read_stream(a, back));
+  REQUIRE(backwards.events.size() == 3);
+  CHECK(backwards.events.back().aggregate_version == 4);
+  CHECK(backwards.end_of_stream);
+  // A soft-deleted stream may be deleted for good.
+  require(delete_stream(*store, a, deletion_mode::soft));
+  require(delete_stream(*store, a, deletion_mode::hard));
+  require_code(store->append(a, expected_version::any(), make_batch(a, 1)),
+               store_errc::stream_deleted);
+}
+
+TEMPLATE_TEST_CASE("a hard-deleted stream takes no more events",
+                   "[contract][deletion]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto a = new_stream();
+  auto tenant = uuid::random();
+  auto batch = make_batch(a, 2);
+  for (auto& ev : batch)
+    ev.tenant_id = tenant;
+  require(store->append(a, expected_version::no_stream(), batch));
+  auto tomb = require(delete_stream(*store, a, deletion_mode::hard));
+  CHECK(tomb.last_version == 3);
+  require_code(store->read_stream(a, {}), store_errc::stream_deleted);
+  require_code(store->stream_version(a), store_errc::stream_deleted);
+  for (auto ev : {expected_version::any(), expected_version::no_stream(),
+                  expected_version::exact(3)}) {
+    auto more = make_batch(a, 1);
+    more[0].tenant_id = tenant;
+    require_code(store->append(a, ev, more), store_errc::stream_deleted);
+  }
+  require_code(delete_stream(*store, a, deletion_mode::hard),
+               store_errc::stream_deleted);
+  require_code(delete_stream(*store, a, deletion_mode::soft),
+               store_errc::stream_deleted);
+  // The tombstone carries the stream's tenant into the feed.
+  auto feed = read_feed(*store);
+  REQUIRE(feed.size() == 3);
+  CHECK(feed.back().event_type == stream_tombstoned_type);
+  CHECK(feed.back().tenant_id == tenant);
+  CHECK(require(store->head_position()) == 3);
+}
+
+TEMPLATE_TEST_CASE("truncate_stream hides the versions before a bound",
+                   "[contract][deletion]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto a = new_stream();
+  require(store->append(a, expected_version::no_stream(), make_batch(a, 5)));
+  require_code(truncate_stream(*store, a, 1), store_errc::invalid_argument);
+  require_code(truncate_stream(*store, a, 7), store_errc::invalid_argument);
+  require_code(truncate_stream(*store, new_stream(), 2),
+               store_errc::invalid_argument);
+  require_code(truncate_stream(*store, a, 3, expected_version::exact(4)),
+               store_errc::wrong_expected_version);
+  auto cut = require(truncate_stream(*store, a, 4, expected_version::exact(5)));
+  CHECK(cut.last_version == 6);
+  auto slice = require(store->read_stream(a, {}));
+  CHECK(slice.first_version == 4);
+  REQUIRE(slice.events.size() == 3);
+  CHECK(slice.events[0].aggregate_version == 4);
+  CHECK(slice.events[2].event_type == stream_truncated_type);
+  read_stream_options from_two;
+  from_two.from_version = 2;
+  from_two.max_count = 1;
+  auto page = require(store->read_stream(a, from_two));
+  REQUIRE(page.events.size() == 1);
+  CHECK(page.events[0].aggregate_version == 4);
+  read_stream_options back;
+  back.direction = read_direction::backwards;
+  back.to_version = 1;
+  auto backwards = require(store->read_stream(a, back));
+  REQUIRE(backwards.events.size() == 3);
+  CHECK(backwards.events.back().aggregate_version == 4);
+  // Appends go on; a later, lower bound hides nothing more.
+  auto more
+    = require(store->append(a, expected_version::exact(6), make_batch(a, 1)));
+  CHECK(more.first_version == 7);
+  require(truncate_stream(*store, a, 2));
+  CHECK(require(store->read_stream(a, {})).first_version == 4);
+  // The feed keeps everything.
+  CHECK(read_feed(*store).size() == 8);
+}
+
+TEMPLATE_TEST_CASE("the store's event types are reserved",
+                   "[contract][deletion]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto a = new_stream();
+  auto own = make_batch(a, 1);
+  own[0].event_type = "es.Something";
+  require_code(store->append(a, expected_version::any(), own),
+               store_errc::invalid_argument);
+  require(store->append(a, expected_version::any(), make_batch(a, 1)));
+  auto mixed = make_batch(a, 1);
+  mixed.push_back(make_test_event(a));
+  mixed.back().event_type = std::string{stream_deleted_type};
+  mixed.back().payload = "{}";
+  require_code(store->append(a, expected_version::any(), mixed),
+               store_errc::invalid_argument);
+  CHECK(require(store->stream_version(a)) == 1);
+}
+
+TEMPLATE_TEST_CASE("a hard delete racing appenders cuts the stream once",
+                   "[contract][deletion]", ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto a = new_stream();
+  require(store->append(a, expected_version::no_stream(), make_batch(a, 1)));
+  constexpr int writers = 4;
+  constexpr int appends = 40;
+  std::atomic<int> failures{0};
+  std::atomic<bool> deleted{false};
+  std::vector<std::vector<uuid>> acked(writers);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < appends; ++i) {
+        auto batch = make_batch(a, 1, w * 100 + i);
+        auto id = batch[0].event_id;
+        auto res = store->append(a, expected_version::any(), batch);
+        if (res)
+          acked[w].push_back(id);
+        else if (!has_code(res.error(), store_errc::stream_deleted)
+                 && !is_retryable(res.error()))
+          ++failures;
+        if (w == 0 && i == appends / 2) {
+          auto del = delete_stream(*store, a, deletion_mode::hard);
+          if (!del)
+            ++failures;
+          deleted = true;
+        }
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(failures == 0);
+  CHECK(deleted);
+  // Every acknowledged event lies before the tombstone, the tombstone is
+  // the stream's last event, and nothing follows it.
+  std::vector<recorded_event> stream_events;
+  for (auto& ev : read_feed(*store))
+    if (ev.stream() == a)
+      stream_events.push_back(ev);
+  REQUIRE_FALSE(stream_events.empty());
+  CHECK(stream_events.back().event_type == stream_tombstoned_type);
+  std::set<uuid> before;
+  for (size_t i = 0; i < stream_events.size(); ++i) {
+    CHECK(stream_events[i].aggregate_version == static_cast<int64_t>(i) + 1);
+    before.insert(stream_events[i].event_id);
+  }
+  size_t total = 0;
+  for (const auto& ids : acked)
+    for (const auto& id : ids) {
+      CHECK(before.count(id) == 1);
+      ++total;
+    }
+  CHECK(stream_events.size() == total + 2);
+}
+
 TEMPLATE_TEST_CASE("concurrent appenders", "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
   auto store = fx.open();
