@@ -30,6 +30,7 @@ install(FILES ${PROJECT_BINARY_DIR}/eventsource-config.cmake
 # pkg-config: one file for everything built (the libraries are static, so
 # their drivers come along as private libraries).
 set(ES_PC_LIBS "-les_testing")
+set(ES_PC_REQUIRES_PRIVATE "")
 if(ES_WITH_POSTGRES)
   string(APPEND ES_PC_LIBS " -les_cluster")
 endif()
@@ -39,7 +40,6 @@ if(ES_WITH_OPS)
 endif()
 string(APPEND ES_PC_LIBS " -les_projections -les_actors -les_brokers")
 set(ES_PC_PRIVATE "-lsqlite3 -luuid")
-set(ES_PC_REQUIRES_PRIVATE "")
 if(ES_WITH_REDIS)
   # Before the bus, which it builds on; hiredis has a .pc file of its own.
   string(APPEND ES_PC_LIBS " -les_redis")

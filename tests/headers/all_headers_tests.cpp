@@ -5,6 +5,7 @@
 #include "es/brokers/all.hpp"
 #include "es/bus/all.hpp"
 #include "es/projections/all.hpp"
+#include "es/shred/all.hpp"
 #include "es/sqlite/all.hpp"
 #include "es/store/all.hpp"
 #include "es/supervision/all.hpp"
@@ -54,6 +55,8 @@ TEST_CASE("each module's errors render with its own category", "[headers]") {
   CHECK(text(caf::make_error(projections_errc::projection_stopped,
                              std::string{"x"}))
         == "es_proj.projection_stopped: x");
+  CHECK(text(make_shred_error(shred_errc::decryption_failed, "x"))
+        == "es_shred.decryption_failed: x");
 #ifdef ES_HAVE_REDIS
   CHECK(text(make_redis_error(redis_errc::connection_failed, "x"))
         == "es_redis.connection_failed: x");
