@@ -1,7 +1,9 @@
 // Row-level security by tenant (store/sql/postgres_tenant_rls.sql) with the
 // real application role on the real server: raw SQL of one tenant's session
 // sees and writes nothing of another's, and the scoped store works end to
-// end on top of it.
+// end on top of it. The random tenant model of tests/store/tenant_tests.cpp
+// runs here too: over the plain PostgreSQL store, and with each tenant's
+// handle on its own role session under the policies.
 #include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/outbox.hpp"
@@ -277,3 +279,38 @@ TEST_CASE("row-level security confines the application role to its tenant",
     check_policies(4);
   }
 }
+
+namespace es::test {
+
+/// The store of a fresh schema as its owner, and scoped handles each on
+/// a session of the application role with its tenant set, under the
+/// policies.
+struct postgres_rls_fixture : postgres_fixture {
+  static constexpr const char* name = "postgres_rls";
+
+  postgres_config owner_cfg;
+  std::unique_ptr<tenant_role> role;
+
+  event_store_ptr open(std::shared_ptr<const event_registry> registry = {},
+                       store_limits limits = {}) {
+    owner_cfg = fresh_config();
+    owner_cfg.registry = std::move(registry);
+    owner_cfg.limits = limits;
+    auto store = open_store(owner_cfg);
+    role = std::make_unique<tenant_role>(*this);
+    return store;
+  }
+
+  event_store_ptr scoped(const uuid& tenant) {
+    return for_tenant(open_store(role->config(owner_cfg, tenant)), tenant);
+  }
+};
+
+} // namespace es::test
+
+// The random model, over the plain store and under the policies.
+#define ES_TENANT_FIXTURES postgres_fixture, postgres_rls_fixture
+#define ES_TENANT_RUNS 2
+#define ES_TENANT_STEPS 200
+#define ES_TENANT_NO_STATE_TESTS
+#include "tenant_tests.cpp"
