@@ -633,13 +633,26 @@ TEMPLATE_TEST_CASE("a scoped handle shows no trace of another tenant's stream",
     has_code(acme_store->append(order, expected_version::any(), batch).error(),
              store_errc::tenant_mismatch));
   CHECK(*store->head_position() == 3);
+  // Another tenant's stream cannot be deleted or truncated: it is missing.
+  for (auto mode : {deletion_mode::soft, deletion_mode::hard}) {
+    auto gone = delete_stream(*globex_store, order, mode);
+    INFO(describe(gone.error()));
+    CHECK(has_code(gone.error(), store_errc::invalid_argument));
+  }
+  CHECK(has_code(truncate_stream(*globex_store, order, 2).error(),
+                 store_errc::invalid_argument));
+  CHECK(*store->head_position() == 3);
+  // The tenant's own deletion works through the handle.
+  REQUIRE(delete_stream(*acme_store, order, deletion_mode::soft));
+  CHECK(has_code(acme_store->read_stream(order, {}).error(),
+                 store_errc::stream_deleted));
   // A nil tenant sees nothing and writes nothing.
   auto nobody = for_tenant(store, uuid{});
   CHECK(nobody->read_all({})->events.empty());
   stream_id other{"Order", uuid::random()};
   CHECK_FALSE(
     nobody->append(other, expected_version::any(), make_batch(other, 1)));
-  CHECK(*store->head_position() == 3);
+  CHECK(*store->head_position() == 4);
 }
 
 // The state wrappers are the same code over every adapter: checked on the
