@@ -287,11 +287,13 @@ settle_atomic(std::vector<caf::expected<append_result>> results) {
   return out;
 }
 
-caf::error make_stream_deleted(const stream_id& stream, bool for_good) {
-  return make_store_error(
+caf::error make_stream_deleted(const stream_id& stream, bool for_good,
+                               const std::optional<uuid>& tenant) {
+  return caf::make_error(
     store_errc::stream_deleted,
     "stream " + to_string(stream)
-      + (for_good ? " was deleted for good (tombstone)" : " was deleted"));
+      + (for_good ? " was deleted for good (tombstone)" : " was deleted"),
+    tenant ? tenant->to_string() : std::string{});
 }
 
 stream_visibility visibility_of(int64_t head_version,
@@ -323,7 +325,7 @@ caf::error
 check_and_assign_versions(const stream_id& stream, expected_version expected,
                           const stream_head& head, event_batch& events) {
   if (head.tombstoned)
-    return make_stream_deleted(stream, true);
+    return make_stream_deleted(stream, true, head.tenant_id);
   auto& first = events.front();
   bool control = is_stream_control_type(first.event_type);
   if (control) {
@@ -352,7 +354,7 @@ check_and_assign_versions(const stream_id& stream, expected_version expected,
     bool anew = kind == expected_version::kind::no_stream
                 || kind == expected_version::kind::any;
     if (!anew || (control && first.event_type != stream_tombstoned_type))
-      return make_stream_deleted(stream, false);
+      return make_stream_deleted(stream, false, head.tenant_id);
   } else if (!expected.matches(head.version)) {
     return make_version_conflict(stream, expected, head.version);
   }

@@ -104,8 +104,10 @@ struct control_event {
 stream_visibility visibility_of(int64_t head_version,
                                 const std::vector<control_event>& controls);
 
-/// Returns `stream_deleted` for `stream`.
-caf::error make_stream_deleted(const stream_id& stream, bool for_good);
+/// Returns `stream_deleted` for `stream`, whose events belong to `tenant`
+/// (see `deleted_stream_tenant`).
+caf::error make_stream_deleted(const stream_id& stream, bool for_good,
+                               const std::optional<uuid>& tenant);
 
 /// Checks deletion, `expected` and the events' tenant against `head`. A
 /// soft-deleted stream takes `no_stream` and `any` (and starts over), a

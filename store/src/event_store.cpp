@@ -137,6 +137,18 @@ delete_stream(event_store& store, const stream_id& stream, deletion_mode mode,
                         "{}", expected);
 }
 
+std::optional<uuid> deleted_stream_tenant(const caf::error& err) {
+  if (!has_code(err, store_errc::stream_deleted))
+    return std::nullopt;
+  const auto& ctx = err.context();
+  if (ctx.size() < 2 || !ctx.match_element<std::string>(1))
+    return std::nullopt;
+  auto parsed = uuid::parse(ctx.get_as<std::string>(1));
+  if (!parsed)
+    return std::nullopt;
+  return *parsed;
+}
+
 caf::expected<append_result>
 truncate_stream(event_store& store, const stream_id& stream, int64_t before,
                 expected_version expected) {

@@ -163,15 +163,17 @@ public:
     const auto& idx = i->second;
     auto version = static_cast<int64_t>(idx.size());
     std::vector<detail::control_event> controls;
-    for (auto pos : idx)
-      if (is_stream_control_type(log_[pos].event_type))
+    if (auto c = controls_.find(stream); c != controls_.end())
+      for (auto pos : c->second)
         controls.push_back({log_[pos].event_type, log_[pos].aggregate_version,
                             log_[pos].payload});
     auto vis = detail::visibility_of(version, controls);
     if (vis.deleted)
-      return detail::make_stream_deleted(
-        stream, !controls.empty()
-                  && controls.back().event_type == stream_tombstoned_type);
+      return detail::make_stream_deleted(stream,
+                                         !controls.empty()
+                                           && controls.back().event_type
+                                                == stream_tombstoned_type,
+                                         log_[idx.back()].tenant_id);
     result.stream_version = version;
     result.first_version = vis.first_version;
     if (opts.direction == read_direction::forwards) {
@@ -229,7 +231,8 @@ public:
     detail::stream_head head;
     head.set_last_type(log_[i->second.back()].event_type);
     if (head.deleted || head.tombstoned)
-      return detail::make_stream_deleted(stream, head.tombstoned);
+      return detail::make_stream_deleted(stream, head.tombstoned,
+                                         log_[i->second.back()].tenant_id);
     return static_cast<int64_t>(i->second.size());
   }
 
@@ -295,6 +298,8 @@ private:
       by_id_.emplace(rec.event_id, log_.size());
       if (rec.correlation_id)
         correlated_[*rec.correlation_id].push_back(log_.size());
+      if (is_stream_control_type(rec.event_type))
+        controls_[stream].push_back(log_.size());
       idx.push_back(log_.size());
       log_.push_back(std::move(rec));
     }
@@ -314,6 +319,12 @@ private:
         if (i->second.empty())
           correlated_.erase(i);
       }
+      if (is_stream_control_type(ev.event_type)) {
+        auto c = controls_.find(ev.stream());
+        c->second.pop_back();
+        if (c->second.empty())
+          controls_.erase(c);
+      }
       auto j = streams_.find(ev.stream());
       j->second.pop_back();
       if (j->second.empty())
@@ -330,6 +341,8 @@ private:
   /// Indexes into `log_` per stream, in version order.
   std::unordered_map<stream_id, std::vector<size_t>, stream_hash> streams_;
   std::unordered_map<uuid, size_t> by_id_;
+  /// Indexes into `log_` of each stream's control events.
+  std::unordered_map<stream_id, std::vector<size_t>, stream_hash> controls_;
   /// Indexes into `log_` per correlation id, in position order.
   std::unordered_map<uuid, std::vector<size_t>> correlated_;
 };

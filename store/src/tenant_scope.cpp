@@ -36,8 +36,13 @@ probe_stream(event_store& store, const stream_id& stream, const uuid& tenant) {
   opts.direction = read_direction::backwards;
   opts.max_count = 1;
   auto page = store.read_stream(stream, opts);
-  if (!page)
+  if (!page) {
+    // A deleted stream: the answer names its tenant.
+    if (has_code(page.error(), store_errc::stream_deleted)
+        && deleted_stream_tenant(page.error()) != tenant)
+      return stream_probe{stream_owner::other, 0};
     return std::move(page.error());
+  }
   stream_probe result;
   result.version = page->stream_version;
   if (page->events.empty())
@@ -176,8 +181,14 @@ public:
   read_stream(const stream_id& stream,
               const read_stream_options& options) override {
     auto page = inner_->read_stream(stream, options);
-    if (!page)
+    if (!page) {
+      // Another tenant's deleted stream reads as missing, like its live
+      // streams.
+      if (has_code(page.error(), store_errc::stream_deleted)
+          && deleted_stream_tenant(page.error()) != tenant_)
+        return stream_slice{};
       return page;
+    }
     bool visible = true;
     if (!page->events.empty()) {
       for (const auto& ev : page->events)

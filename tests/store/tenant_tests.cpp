@@ -642,10 +642,18 @@ TEMPLATE_TEST_CASE("a scoped handle shows no trace of another tenant's stream",
   CHECK(has_code(truncate_stream(*globex_store, order, 2).error(),
                  store_errc::invalid_argument));
   CHECK(*store->head_position() == 3);
-  // The tenant's own deletion works through the handle.
+  // The tenant's own deletion works through the handle; to another tenant
+  // the deleted stream is as missing as before.
   REQUIRE(delete_stream(*acme_store, order, deletion_mode::soft));
   CHECK(has_code(acme_store->read_stream(order, {}).error(),
                  store_errc::stream_deleted));
+  CHECK(has_code(acme_store->stream_version(order).error(),
+                 store_errc::stream_deleted));
+  auto hidden = globex_store->read_stream(order, {});
+  REQUIRE(hidden);
+  CHECK(hidden->events.empty());
+  CHECK(hidden->stream_version == 0);
+  CHECK(*globex_store->stream_version(order) == 0);
   // A nil tenant sees nothing and writes nothing.
   auto nobody = for_tenant(store, uuid{});
   CHECK(nobody->read_all({})->events.empty());

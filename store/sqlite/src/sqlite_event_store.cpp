@@ -198,7 +198,8 @@ public:
     if (!vis)
       return std::move(vis.error());
     if (vis->deleted)
-      return detail::make_stream_deleted(stream, head->tombstoned);
+      return detail::make_stream_deleted(stream, head->tombstoned,
+                                         head->tenant_id);
     auto version = head->version;
     result.stream_version = version;
     result.first_version = vis->first_version;
@@ -375,7 +376,8 @@ public:
     if (!head)
       return std::move(head.error());
     if (head->deleted || head->tombstoned)
-      return detail::make_stream_deleted(stream, head->tombstoned);
+      return detail::make_stream_deleted(stream, head->tombstoned,
+                                         head->tenant_id);
     return head->version;
   }
 
@@ -518,9 +520,10 @@ private:
   /// The stream's version and whether its last event deletes it.
   static caf::expected<detail::stream_head> head_of(connection& conn,
                                                     const stream_id& stream) {
-    auto st = conn.prepare("SELECT aggregate_version, event_type FROM events"
-                           " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
-                           " ORDER BY aggregate_version DESC LIMIT 1");
+    auto st = conn.prepare(
+      "SELECT aggregate_version, event_type, tenant_id FROM events"
+      " WHERE aggregate_type = ?1 AND aggregate_id = ?2"
+      " ORDER BY aggregate_version DESC LIMIT 1");
     if (!st)
       return std::move(st.error());
     reset_guard guard{**st};
@@ -531,6 +534,7 @@ private:
     if (rc == SQLITE_ROW) {
       head.version = (*st)->int64_at(0);
       head.set_last_type((*st)->text_at(1));
+      head.tenant_id = (*st)->opt_uuid_at(2);
     } else if (rc != SQLITE_DONE) {
       return translate(rc, conn.handle(), "stream lookup failed");
     }

@@ -282,6 +282,12 @@ enum class deletion_mode : uint8_t {
 delete_stream(event_store& store, const stream_id& stream, deletion_mode mode,
               expected_version expected = expected_version::any());
 
+/// Returns the tenant of the stream a `stream_deleted` error is about
+/// (none for a stream without tenant, or another error), so that a
+/// tenant-scoped caller can tell another tenant's deleted stream from its
+/// own.
+std::optional<uuid> deleted_stream_tenant(const caf::error& err);
+
 /// Hides the events of `stream` below version `before` from stream reads by
 /// appending an `es.StreamTruncated` control event; for streams whose state
 /// lives in a snapshot. Like any append it moves the stream's version.
