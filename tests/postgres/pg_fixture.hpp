@@ -127,11 +127,16 @@ struct postgres_fixture {
 
   /// Partitions of the events table (0: plain).
   int partitions = 0;
+  /// Positions per range partition (0: not range-partitioned), and how
+  /// many ranges to prepare when the store opens.
+  int64_t range_size = 0;
+  int ranges_ahead = 0;
 
   event_store_ptr open(std::shared_ptr<const event_registry> registry = {},
                        store_limits limits = {}) {
     auto cfg = fresh_config();
     cfg.events_partitions = partitions;
+    cfg.events_range_size = range_size;
     cfg.registry = std::move(registry);
     cfg.limits = limits;
     auto store = make_postgres_event_store(cfg);
@@ -139,7 +144,24 @@ struct postgres_fixture {
       FAIL("cannot open the PostgreSQL store: " << describe(store.error())
                                                 << " (start the server with "
                                                    "`scripts/pg start`)");
+    if (range_size > 0) {
+      auto ranges = postgres_prepare_event_ranges(cfg, ranges_ahead);
+      if (!ranges)
+        FAIL("cannot prepare the event ranges: " << describe(ranges.error()));
+    }
     return *store;
+  }
+};
+
+/// The same store over an events table range-partitioned by position:
+/// small ranges, a few prepared ahead and the rest in the default
+/// partition, so the suite's reads cross partitions of both kinds.
+struct postgres_range_fixture : postgres_fixture {
+  static constexpr const char* name = "postgres_range";
+
+  postgres_range_fixture() {
+    range_size = 16;
+    ranges_ahead = 3;
   }
 };
 

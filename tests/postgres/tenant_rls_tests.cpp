@@ -174,15 +174,15 @@ void check_policies(int partitions) {
   CHECK_FALSE((*app)->find_event(their_batch[0].event_id)->has_value());
   CHECK(*acme_store->stream_version(theirs) == 0);
   // Another tenant's stream cannot be written: the session cannot see it,
-  // and the database keeps its versions unique. (The adapter reports the
-  // unique key it hit but cannot explain, as `internal`; nothing of the
-  // other stream is revealed.)
+  // and the database keeps its versions unique; the store answers the
+  // unique key it could not see coming as the tenant mismatch it is.
   auto head = owner->head_position();
   auto refused = acme_store->append(theirs, expected_version::any(),
                                     make_batch(theirs, 1));
   INFO("append to another tenant's stream: "
        << (refused ? std::string{"ok"} : describe(refused.error())));
-  CHECK_FALSE(refused);
+  REQUIRE_FALSE(refused);
+  CHECK(has_code(refused.error(), store_errc::tenant_mismatch));
   CHECK(*owner->head_position() == *head);
   // Nor can another tenant's event id be taken.
   auto stolen = make_batch(mine, 1);
@@ -190,7 +190,8 @@ void check_policies(int partitions) {
   auto dup = acme_store->append(mine, expected_version::any(), stolen);
   INFO("append with another tenant's event id: "
        << (dup ? std::string{"ok"} : describe(dup.error())));
-  CHECK_FALSE(dup);
+  REQUIRE_FALSE(dup);
+  CHECK(has_code(dup.error(), store_errc::duplicate_event_id));
   CHECK(*owner->head_position() == *head);
   // Raw SQL of the role with acme's session.
   raw_session as_acme{app_cfg, acme};
@@ -266,6 +267,16 @@ void check_policies(int partitions) {
   d.event_data = encode_recorded_event(own_event);
   CHECK((*letters)->add(d));
   CHECK((*letters)->list({})->size() == 1);
+  // A tenant's append in the same group as such a refusal still lands.
+  auto last = owner->head_position();
+  std::vector<append_request> group;
+  group.push_back({theirs, expected_version::any(), make_batch(theirs, 1)});
+  group.push_back({mine, expected_version::any(), make_batch(mine, 1)});
+  auto results = acme_store->append_many(std::move(group));
+  REQUIRE(results.size() == 2);
+  CHECK_FALSE(results[0]);
+  CHECK(results[1]);
+  CHECK(*owner->head_position() == *last + 1);
 }
 
 } // namespace

@@ -467,8 +467,25 @@ public:
       if (!r->is_null(row, 4))
         slice.events.push_back(read_event(*r, row, 4));
     }
-    if (tombstoned || (deleted_at > 0 && deleted_at == slice.stream_version))
-      return detail::make_stream_deleted(stream, tombstoned);
+    if (tombstoned || (deleted_at > 0 && deleted_at == slice.stream_version)) {
+      // Rare: one more look, for the tenant the answer names.
+      std::optional<uuid> tenant;
+      params tp;
+      tp.add(stream.aggregate_type);
+      tp.add(stream.aggregate_id);
+      auto t = with_reader([&](connection& c) {
+        return c.run("es_stream_tenant",
+                     "SELECT tenant_id FROM events WHERE aggregate_type = $1"
+                     " AND aggregate_id = $2::uuid"
+                     " ORDER BY aggregate_version DESC LIMIT 1",
+                     tp, true);
+      });
+      if (!t)
+        return std::move(t.error());
+      if (t->rows() > 0)
+        tenant = t->opt_uuid(0, 0);
+      return detail::make_stream_deleted(stream, tombstoned, tenant);
+    }
     if (forwards)
       from = std::max(from, slice.first_version);
     else
@@ -600,7 +617,7 @@ public:
     ps.add(stream.aggregate_id);
     auto r = with_reader([&](connection& c) {
       return c.run("es_stream_version",
-                   "SELECT aggregate_version, event_type"
+                   "SELECT aggregate_version, event_type, tenant_id"
                    " FROM events WHERE aggregate_type = $1"
                    " AND aggregate_id = $2::uuid"
                    " ORDER BY aggregate_version DESC LIMIT 1",
@@ -613,7 +630,8 @@ public:
     detail::stream_head head;
     head.set_last_type(r->view(0, 1));
     if (head.deleted || head.tombstoned)
-      return detail::make_stream_deleted(stream, head.tombstoned);
+      return detail::make_stream_deleted(stream, head.tombstoned,
+                                         r->opt_uuid(0, 2));
     return r->int8(0, 0);
   }
 
@@ -1148,7 +1166,12 @@ private:
     }
     if (done.server_error) {
       // Nothing of the transaction was written.
-      if (refuses_data(done.state)) {
+      // Under the lock a unique key can only fail on a row the lookup
+      // could not see: another tenant's under row-level security, or an
+      // event id of a detached range partition. Like data the database
+      // refuses, it is one request's fault: split until it stands alone.
+      bool unseen = done.state == unique_violation;
+      if (refuses_data(done.state) || unseen) {
         if (auto at = split_point(bound); at > 0) {
           auto mid = bound.begin() + static_cast<ptrdiff_t>(at);
           slots front(bound.begin(), mid);
@@ -1157,9 +1180,11 @@ private:
           commit_locked(w, back, resolving);
           return;
         }
-        fail(bound, make_store_error(store_errc::invalid_argument,
-                                     "the database refused the append: "
-                                       + error_description(done.error)));
+        fail(bound, unseen
+                      ? unseen_row_error(done.error)
+                      : make_store_error(store_errc::invalid_argument,
+                                         "the database refused the append: "
+                                           + error_description(done.error)));
         return;
       }
       if (!conn->ok() && reconnects > 0) {
@@ -1248,6 +1273,26 @@ private:
                              : detail::atomic_sibling_refused();
     }
     return ok;
+  }
+
+  /// The answer to a request that hit a unique key on a row the store
+  /// cannot see (see `commit_locked`): `tenant_mismatch` for a stream's
+  /// version key (the stream is another tenant's), `duplicate_event_id`
+  /// for an event id key. Nothing was written.
+  static caf::error unseen_row_error(const caf::error& err) {
+    // The key's name tells which: event ids are unique through
+    // events_event_id_key (plain table) or event_ids_pkey (partitioned).
+    auto desc = error_description(err);
+    bool id_key = desc.find("\"event_ids_pkey\"") != std::string::npos
+                  || desc.find("\"events_event_id_key\"") != std::string::npos;
+    if (!id_key)
+      return make_store_error(store_errc::tenant_mismatch,
+                              "the stream belongs to another tenant; "
+                              "nothing was written");
+    return make_store_error(store_errc::duplicate_event_id,
+                            "an event id of the append is already taken "
+                            "(by another tenant's event, or one of a "
+                            "detached partition); nothing was written");
   }
 
   /// Where to split `xs` in two for deciding again: near the middle, but
@@ -1389,7 +1434,17 @@ caf::error postgres_migrate(const postgres_config& cfg) {
     return std::move(conn.error());
   if (auto res = (*conn)->exec("SET statement_timeout = 0"); !res)
     return std::move(res.error());
-  return detail::pg::migrate(**conn, cfg.events_partitions);
+  if (cfg.events_partitions > 0 && cfg.events_range_size > 0)
+    return make_store_error(store_errc::invalid_argument,
+                            "events_partitions and events_range_size "
+                            "exclude each other");
+  if (cfg.events_partitions < 0 || cfg.events_range_size < 0)
+    return make_store_error(store_errc::invalid_argument,
+                            "events_partitions and events_range_size must "
+                            "not be negative");
+  return detail::pg::migrate(
+    **conn,
+    detail::pg::events_layout{cfg.events_partitions, cfg.events_range_size});
 }
 
 caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg) {

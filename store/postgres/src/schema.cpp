@@ -84,13 +84,17 @@ CREATE TABLE snapshots (
 
 )sql";
 
-/// The events table, plain or hash-partitioned by aggregate id. A
-/// partitioned table cannot enforce uniqueness without its partition key, so
-/// the partitioned variant keeps (aggregate, version) unique through its
-/// primary key, and event ids unique through the event_ids table written in
-/// the same transaction; global positions stay unique because they are
-/// allocated under the position lock.
-std::string events_ddl(int partitions) {
+/// The events table: plain, hash-partitioned by aggregate id, or
+/// range-partitioned by global position. A partitioned table cannot enforce
+/// uniqueness without its partition key, so the hash variant keeps
+/// (aggregate, version) unique through its primary key and event ids
+/// unique through the event_ids table written in the same transaction (by
+/// the trigger of version 3); global positions stay unique because they are
+/// allocated under the position lock. The range variant keeps positions
+/// unique through its primary key, and both event ids and (aggregate,
+/// version) through event_ids, which outlives detached partitions.
+std::string events_ddl(const events_layout& layout) {
+  auto partitions = layout.hash_partitions;
   std::string columns = R"sql(
   global_position   bigint      NOT NULL,
   event_id          uuid        NOT NULL,
@@ -112,6 +116,34 @@ CREATE INDEX events_type_position ON events (event_type, global_position);
 CREATE INDEX events_tenant_position ON events (tenant_id, global_position)
   WHERE tenant_id IS NOT NULL;
 )sql";
+  if (layout.range_size > 0) {
+    auto size = std::to_string(layout.range_size);
+    return "CREATE TABLE events (" + columns + R"sql(
+  PRIMARY KEY (global_position)
+) PARTITION BY RANGE (global_position);
+CREATE TABLE )sql"
+           + range_partition_name(0)
+           + " PARTITION OF events FOR VALUES FROM (1) TO ("
+           + std::to_string(layout.range_size + 1) + R"sql();
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE INDEX events_stream
+  ON events (aggregate_type, aggregate_id, aggregate_version);
+CREATE INDEX events_event_id ON events (event_id);
+CREATE TABLE event_ids (
+  event_id          uuid   PRIMARY KEY,
+  aggregate_type    text   NOT NULL,
+  aggregate_id      uuid   NOT NULL,
+  aggregate_version bigint NOT NULL,
+  global_position   bigint NOT NULL,
+  UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);
+CREATE TABLE es_event_ranges (
+  id         integer PRIMARY KEY CHECK (id = 1),
+  range_size bigint  NOT NULL CHECK (range_size > 0)
+);
+INSERT INTO es_event_ranges VALUES (1, )sql"
+           + size + ");\n" + indexes;
+  }
   if (partitions <= 0)
     return "CREATE TABLE events (" + columns + R"sql(
   PRIMARY KEY (global_position),
@@ -218,7 +250,11 @@ const std::vector<migration>& migrations() {
   return list;
 }
 
-caf::error migrate(connection& conn, int partitions) {
+std::string range_partition_name(int64_t index) {
+  return "events_r" + std::to_string(index);
+}
+
+caf::error migrate(connection& conn, const events_layout& layout) {
   // One lock for all migrators of this database (an arbitrary constant).
   constexpr const char* lock = "SELECT pg_advisory_xact_lock(7286153409)";
   auto res = conn.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -264,7 +300,7 @@ caf::error migrate(connection& conn, int partitions) {
     }
     std::string sql = m.sql;
     if (m.version == 1)
-      sql = events_ddl(partitions) + sql;
+      sql = events_ddl(layout) + sql;
     auto applied = conn.exec(sql);
     if (applied)
       applied

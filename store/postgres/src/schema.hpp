@@ -5,6 +5,8 @@
 
 #include "connection.hpp"
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace es::detail::pg {
@@ -18,9 +20,22 @@ struct migration {
 /// The migrations in version order.
 const std::vector<migration>& migrations();
 
+/// How the first migration lays out the events table.
+struct events_layout {
+  /// > 0: hash-partitioned by aggregate id into this many partitions.
+  int hash_partitions = 0;
+  /// > 0: range-partitioned by global position, this many positions per
+  /// partition (`events_r<N>` holds positions N * size + 1 to (N + 1) *
+  /// size), with a default partition for positions beyond them.
+  int64_t range_size = 0;
+};
+
 /// Applies pending migrations on `conn`, each in its own transaction under
-/// a transaction-scoped advisory lock. `partitions` > 0 creates the events
-/// table hash-partitioned into that many partitions (first migration only).
-caf::error migrate(connection& conn, int partitions);
+/// a transaction-scoped advisory lock. `layout` applies to the first
+/// migration only.
+caf::error migrate(connection& conn, const events_layout& layout);
+
+/// The name of the range partition that holds `index` (0 for the first).
+std::string range_partition_name(int64_t index);
 
 } // namespace es::detail::pg

@@ -13,9 +13,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace es {
 
@@ -74,6 +76,13 @@ struct postgres_config {
   /// docs/postgres.md for the trade-offs). Ignored for existing schemas;
   /// the store detects the variant.
   int events_partitions = 0;
+  /// When the schema is first created and above 0 (with
+  /// `events_partitions` 0): the events table is partitioned by global
+  /// position, this many positions per partition, so that old partitions
+  /// can be detached and archived (`postgres_prepare_event_ranges`,
+  /// `postgres_detach_event_ranges`; see docs/postgres.md for the
+  /// trade-offs against the hash variant). Ignored for existing schemas.
+  int64_t events_range_size = 0;
   /// When set, every session the adapters open names this tenant in the
   /// setting `es.tenant_id` (`set_config('es.tenant_id', ..., false)`), on
   /// which the row-level security policies of
@@ -95,6 +104,48 @@ int postgres_schema_version();
 /// `statement_timeout`: a step may build indexes or wait for another process
 /// applying it.
 caf::error postgres_migrate(const postgres_config& cfg);
+
+/// One range partition of a range-partitioned events table.
+struct event_range {
+  std::string name;
+  int64_t first_position = 0;
+  int64_t last_position = 0;
+};
+
+/// The range partitions attached to the events table.
+struct event_ranges_report {
+  int64_t range_size = 0;
+  /// In position order.
+  std::vector<event_range> ranges;
+  /// Rows in the default partition: positions beyond the last range.
+  /// Normally 0, when partitions are prepared ahead of the head.
+  int64_t default_rows = 0;
+  int64_t head = 0;
+};
+
+/// Lists the range partitions. Errors: `invalid_argument` when the events
+/// table is not range-partitioned, connection errors.
+caf::expected<event_ranges_report>
+postgres_event_ranges(const postgres_config& cfg);
+
+/// Creates the range partitions from the lowest attached one up to `ahead`
+/// ranges beyond the one holding the head, as the schema owner; rows the
+/// default partition holds for a new range move into it in the same
+/// transaction (appends landing in the default partition wait meanwhile).
+/// Run it from a maintenance job often enough that appends never reach the
+/// default partition. Returns the partitions afterwards.
+caf::expected<event_ranges_report>
+postgres_prepare_event_ranges(const postgres_config& cfg, int ahead = 2);
+
+/// Detaches every range partition whose positions all lie at or below
+/// `up_to_position` (at most the head) and returns their names: the
+/// tables stay in the schema, outside the log, to be archived and dropped.
+/// Their events are gone from reads, their ids stay reserved (event_ids).
+/// Detach only what projections have processed and what snapshots or
+/// truncations (`truncate_stream`) make unneeded for loading aggregates.
+caf::expected<std::vector<std::string>>
+postgres_detach_event_ranges(const postgres_config& cfg,
+                             int64_t up_to_position);
 
 /// Opens the PostgreSQL event store (migrating first if `cfg.migrate`).
 ///
