@@ -69,6 +69,75 @@ TEST_CASE_METHOD(repo_fixture, "the repository creates, saves and loads",
   CHECK((*fresh)->version() == 0);
 }
 
+TEST_CASE_METHOD(repo_fixture,
+                 "a deleted aggregate stays deleted until "
+                 "written again, then starts over",
+                 "[repository][deletion]") {
+  auto r = repo();
+  auto id = uuid::random();
+  auto acc = r.create_new(id);
+  REQUIRE_FALSE(acc->handle(open_account{"ada"}));
+  REQUIRE_FALSE(acc->handle(deposit{70}));
+  REQUIRE(r.save(*acc));
+  REQUIRE(delete_stream(*store, acc->stream(), deletion_mode::soft,
+                        expected_version::exact(2)));
+  auto gone = r.load(id);
+  REQUIRE_FALSE(gone);
+  CHECK(has_code(gone.error(), store_errc::stream_deleted));
+  auto stale = r.load_or_create(id);
+  REQUIRE_FALSE(stale);
+  CHECK(has_code(stale.error(), store_errc::stream_deleted));
+  // The old aggregate object cannot save over the deletion.
+  REQUIRE_FALSE(acc->handle(deposit{1}));
+  auto refused = r.save(*acc);
+  REQUIRE_FALSE(refused);
+  CHECK(has_code(refused.error(), store_errc::stream_deleted));
+  // Written again through the store: the aggregate loads from the deletion
+  // with an empty state, at the versions that continue after it.
+  event_batch fresh{*make_event(account_opened{"bea"}),
+                    *make_event(money_deposited{5})};
+  REQUIRE(store->append(acc->stream(), expected_version::no_stream(), fresh));
+  auto again = r.load(id);
+  REQUIRE(again);
+  CHECK((*again)->version() == 5);
+  CHECK((*again)->state().owner == "bea");
+  CHECK((*again)->state().balance == 5);
+  REQUIRE_FALSE((*again)->handle(deposit{10}));
+  REQUIRE(r.save(**again));
+  CHECK((*r.load(id))->state().balance == 15);
+}
+
+TEST_CASE_METHOD(repo_fixture,
+                 "a truncated aggregate loads from its snapshot "
+                 "version only",
+                 "[repository][deletion]") {
+  auto r = repo();
+  auto id = uuid::random();
+  auto acc = r.create_new(id);
+  REQUIRE_FALSE(acc->handle(open_account{"cy"}));
+  for (int i = 0; i < 4; ++i)
+    REQUIRE_FALSE(acc->handle(deposit{10}));
+  REQUIRE(r.save(*acc));
+  REQUIRE(truncate_stream(*store, acc->stream(), 3));
+  // Without the snapshot the history has a gap, and loading says so.
+  auto loaded = r.load(id);
+  REQUIRE_FALSE(loaded);
+  CHECK(has_code(loaded.error(), actors_errc::version_gap));
+  // From a state as of version 2, the rest (and the control event) apply.
+  auto restored = r.create_new(id);
+  account_state state;
+  state.open = true;
+  state.owner = "cy";
+  state.balance = 10;
+  restored->restore(state, 2);
+  auto rest = store->read_stream(acc->stream(), {});
+  REQUIRE(rest);
+  CHECK(rest->first_version == 3);
+  REQUIRE_FALSE(restored->load_from_history(rest->events));
+  CHECK(restored->version() == 6);
+  CHECK(restored->state().balance == 40);
+}
+
 TEST_CASE_METHOD(repo_fixture, "concurrent saves conflict", "[repository]") {
   auto r = repo();
   auto id = uuid::random();
