@@ -294,6 +294,41 @@ TEST_CASE("append_many encrypts each request on its own", "[unit]") {
   CHECK(read_all_of(*m.store, b).empty());
 }
 
+TEST_CASE("atomic appends and causal chains go through the decorator",
+          "[unit]") {
+  memory_setup m;
+  auto a = customer_stream();
+  auto b = customer_stream();
+  auto chain = uuid::random();
+  auto ra = registration(a);
+  auto rb = registration(b);
+  auto ea = make(ra, a);
+  auto eb = make(rb, b);
+  ea.correlation_id = chain;
+  eb.correlation_id = chain;
+  std::vector<append_request> call{{a, expected_version::no_stream(), {ea}},
+                                   {b, expected_version::no_stream(), {eb}}};
+  auto done = m.store->append_atomic(call);
+  REQUIRE(done);
+  REQUIRE(done->size() == 2);
+  // Stored sealed, read back in the clear, also as a chain.
+  auto raw = m.inner->read_correlated(chain, {});
+  REQUIRE(raw);
+  REQUIRE(raw->events.size() == 2);
+  CHECK(raw->events[0].payload.find(ra.email) == std::string::npos);
+  auto clear = m.store->read_correlated(chain, {});
+  REQUIRE(clear);
+  REQUIRE(clear->events.size() == 2);
+  CHECK(m.registry->decode_as<customer_registered>(clear->events[1])->email
+        == rb.email);
+  // Sent again (fresh nonces): a replay, nothing written.
+  auto again = m.store->append_atomic(call);
+  REQUIRE(again);
+  CHECK((*again)[0].deduplicated);
+  CHECK((*again)[1].deduplicated);
+  CHECK(*m.inner->head_position() == 2);
+}
+
 TEST_CASE("bad input gets a clear error and loses nothing", "[unit]") {
   memory_setup m;
   auto s = customer_stream();

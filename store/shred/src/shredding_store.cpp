@@ -422,6 +422,35 @@ public:
     return results;
   }
 
+  caf::expected<std::vector<append_result>>
+  append_atomic(std::vector<append_request> requests) override {
+    auto sealed = requests;
+    for (auto& req : sealed)
+      if (auto err = encrypt_batch(req.stream, req.events))
+        return err;
+    auto copies = sealed;
+    auto res = inner_->append_atomic(std::move(sealed));
+    if (res || !has_code(res.error(), store_errc::idempotency_conflict))
+      return res;
+    // A re-sent call: send the stored ciphertext of what is stored already.
+    bool changed = false;
+    for (size_t i = 0; i < requests.size(); ++i)
+      changed = reuse_stored(requests[i].events, copies[i].events) || changed;
+    if (!changed)
+      return res;
+    return inner_->append_atomic(std::move(copies));
+  }
+
+  caf::expected<all_slice>
+  read_correlated(const uuid& correlation_id,
+                  const read_all_options& options) override {
+    auto res = inner_->read_correlated(correlation_id, options);
+    if (res)
+      if (auto err = decrypt(res->events))
+        return err;
+    return res;
+  }
+
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& options) override {
