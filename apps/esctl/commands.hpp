@@ -73,4 +73,22 @@ int outbox_status(context& ctx);
 int outbox_retry_failed(context& ctx);
 int outbox_cleanup(context& ctx, int64_t older_than_days);
 
+// -- maintenance_commands.cpp -------------------------------------------------
+
+/// Deletes a stream (softly, or for good with `hard`), at `expected` when
+/// given.
+int delete_stream(context& ctx, const std::string& type, const std::string& id,
+                  bool hard, std::optional<int64_t> expected);
+
+/// Hides a stream's versions below `before`.
+int truncate_stream(context& ctx, const std::string& type,
+                    const std::string& id, int64_t before,
+                    std::optional<int64_t> expected);
+
+enum class partitions_action { list, prepare, detach };
+
+/// Lists, prepares (`arg` ranges ahead) or detaches (up to position `arg`)
+/// the range partitions of a PostgreSQL events table.
+int partitions(context& ctx, partitions_action action, int64_t arg);
+
 } // namespace esctl

@@ -226,6 +226,53 @@ int main(int argc, char** argv) {
     ->check(non_negative)
     ->capture_default_str();
 
+  std::string del_type;
+  std::string del_id;
+  bool del_hard = false;
+  std::optional<int64_t> del_expected;
+  auto* delete_cmd = app.add_subcommand(
+    "delete-stream", "delete a stream: reads answer stream_deleted (it can "
+                     "be written again unless --hard)");
+  delete_cmd->add_option("type", del_type, "aggregate type")->required();
+  delete_cmd->add_option("id", del_id, "aggregate id (UUID)")->required();
+  delete_cmd->add_flag("--hard", del_hard,
+                       "a tombstone: the stream can never be written again");
+  delete_cmd
+    ->add_option("--expected", del_expected,
+                 "only if the stream is at this version")
+    ->check(non_negative);
+  int64_t truncate_before = 0;
+  auto* truncate_cmd = app.add_subcommand(
+    "truncate-stream", "hide a stream's versions below --before (for "
+                       "streams whose state is in a snapshot)");
+  truncate_cmd->add_option("type", del_type, "aggregate type")->required();
+  truncate_cmd->add_option("id", del_id, "aggregate id (UUID)")->required();
+  truncate_cmd->add_option("--before", truncate_before, "first version kept")
+    ->required()
+    ->check(positive);
+  truncate_cmd
+    ->add_option("--expected", del_expected,
+                 "only if the stream is at this version")
+    ->check(non_negative);
+
+  auto* partitions_cmd = app.add_subcommand(
+    "partitions", "range partitions of a PostgreSQL events table");
+  partitions_cmd->require_subcommand(0, 1);
+  auto* partitions_list_cmd
+    = partitions_cmd->add_subcommand("list", "the attached ranges");
+  int64_t ranges_ahead = 2;
+  auto* partitions_prepare_cmd = partitions_cmd->add_subcommand(
+    "prepare", "create ranges up to --ahead past the head's");
+  partitions_prepare_cmd->add_option("--ahead", ranges_ahead, "ranges ahead")
+    ->check(non_negative)
+    ->capture_default_str();
+  int64_t detach_up_to = 0;
+  auto* partitions_detach_cmd = partitions_cmd->add_subcommand(
+    "detach", "detach the ranges wholly at or below --up-to");
+  partitions_detach_cmd->add_option("--up-to", detach_up_to, "position")
+    ->required()
+    ->check(non_negative);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -262,6 +309,17 @@ int main(int argc, char** argv) {
     return list_events(ctx, sel);
   if (chain_cmd->parsed())
     return list_events(ctx, chain_sel);
+  if (delete_cmd->parsed())
+    return delete_stream(ctx, del_type, del_id, del_hard, del_expected);
+  if (truncate_cmd->parsed())
+    return truncate_stream(ctx, del_type, del_id, truncate_before,
+                           del_expected);
+  if (partitions_prepare_cmd->parsed())
+    return partitions(ctx, partitions_action::prepare, ranges_ahead);
+  if (partitions_detach_cmd->parsed())
+    return partitions(ctx, partitions_action::detach, detach_up_to);
+  if (partitions_cmd->parsed() || partitions_list_cmd->parsed())
+    return partitions(ctx, partitions_action::list, 0);
   if (follow_cmd->parsed())
     return follow(ctx, sel, follow_from, max_events, interval_ms);
   if (reset_cmd->parsed())

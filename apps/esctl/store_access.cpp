@@ -168,7 +168,8 @@ int exit_code_for(const caf::error& err) {
         store_errc::schema_too_new, store_errc::migration_failed})
     if (es::has_code(err, code))
       return exit_unhealthy;
-  if (es::has_code(err, store_errc::event_not_found))
+  if (es::has_code(err, store_errc::event_not_found)
+      || es::has_code(err, store_errc::stream_deleted))
     return exit_not_found;
   if (es::has_code(err, store_errc::invalid_argument)
       || es::has_code(err, store_errc::invalid_uuid))

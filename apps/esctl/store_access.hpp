@@ -23,7 +23,8 @@ enum exit_code : int {
   exit_ok = 0,
   /// Bad command line or bad input (CLI11's errors, malformed ids, ...).
   exit_usage = 1,
-  /// The event, stream, checkpoint or dead letter does not exist.
+  /// The event, stream, checkpoint or dead letter does not exist (or the
+  /// stream was deleted).
   exit_not_found = 2,
   /// The store cannot be reached, or its schema is missing or not current.
   exit_unhealthy = 3,

@@ -448,10 +448,9 @@ TEMPLATE_TEST_CASE("esctl chain lists the events of one correlation id",
   auto root = id("eeeeeeee-0000-4000-8000-000000000001");
   auto caused = [&](const stream_id& s, const char* event_id, int n,
                     std::optional<uuid> chain) {
-    auto ev = make_event(s, event_id, "ItemAdded", R"({"sku":"C","qty":1})",
-                         s == cart_2 ? std::optional<uuid>{tenant_b}
-                                     : std::nullopt,
-                         n);
+    auto ev = make_event(
+      s, event_id, "ItemAdded", R"({"sku":"C","qty":1})",
+      s == cart_2 ? std::optional<uuid>{tenant_b} : std::nullopt, n);
     ev.correlation_id = chain;
     ev.causation_id = root;
     return ev;
@@ -477,6 +476,51 @@ TEMPLATE_TEST_CASE("esctl chain lists the events of one correlation id",
   CHECK(table.out.find("CAUSED BY") != std::string::npos);
   CHECK(f.json({"chain", uuid::random().to_string()})["events"].Size() == 0);
   CHECK(f.run({"chain", "not-a-uuid"}).code == 1);
+}
+
+TEMPLATE_TEST_CASE("esctl deletes and truncates streams", "[esctl][delete]",
+                   ESCTL_BACKENDS) {
+  esctl_fixture<TestType> f;
+  auto cart = cart_1.aggregate_id.to_string();
+  // A stale expectation changes nothing; then the cart goes.
+  CHECK(f.run({"delete-stream", "Cart", cart, "--expected=2"}).code == 4);
+  auto del = f.json({"delete-stream", "Cart", cart, "--expected=3"});
+  CHECK(del["version"].GetInt64() == 4);
+  CHECK(del["position"].GetInt64() == 6);
+  CHECK(std::string{del["action"].GetString()} == "deleted");
+  CHECK(f.run({"stream", "Cart", cart}).code == 2);
+  CHECK(f.run({"delete-stream", "Cart", cart}).code == 2);
+  // The deletion is an event of the feed.
+  auto feed = f.json({"events", "--from-position=5"});
+  REQUIRE(feed["events"].Size() == 1);
+  CHECK(std::string{feed["events"][0]["event_type"].GetString()}
+        == "es.StreamDeleted");
+  // For good: the second cart takes nothing more.
+  auto other = cart_2.aggregate_id.to_string();
+  auto hard = f.run({"delete-stream", "Cart", other, "--hard"});
+  CHECK(hard.code == 0);
+  CHECK(hard.out.find("deleted (for good) stream Cart/" + other)
+        != std::string::npos);
+  CHECK_FALSE(f.h.events->append(
+    cart_2, expected_version::any(),
+    {make_event(cart_2, "eeeeeeee-0000-4000-8000-000000000009", "CartOpened",
+                "{}", tenant_b, 9)}));
+  // The invoice keeps only what follows version 1.
+  auto invoice = invoice_3.aggregate_id.to_string();
+  CHECK(f.run({"truncate-stream", "Invoice", invoice, "--before=3"}).code == 1);
+  auto cut = f.json({"truncate-stream", "Invoice", invoice, "--before=2"});
+  CHECK(cut["version"].GetInt64() == 2);
+  auto rest = f.json({"stream", "Invoice", invoice});
+  REQUIRE(rest["events"].Size() == 1);
+  CHECK(std::string{rest["events"][0]["event_type"].GetString()}
+        == "es.StreamTruncated");
+  // Bad input and streams that do not exist.
+  CHECK(f.run({"delete-stream", "Cart", "nope"}).code == 1);
+  CHECK(f.run({"delete-stream", "Cart", uuid::random().to_string()}).code == 2);
+  CHECK(f.run({"truncate-stream", "Invoice", invoice}).code == 1);
+  // Range partitions exist on range-partitioned PostgreSQL stores only.
+  CHECK(f.run({"partitions"}).code == 1);
+  CHECK(f.run({"partitions", "detach", "--up-to=1"}).code == 1);
 }
 
 TEMPLATE_TEST_CASE("esctl exit codes tell not found from bad input",
