@@ -4,6 +4,7 @@
 #include "es/actors/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/mailbox_element.hpp>
 #include <caf/message_view.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/send.hpp>
@@ -21,6 +22,9 @@ namespace {
 struct stashed_command {
   caf::message msg;
   caf::response_promise rp;
+  /// The sender of an asynchronous message (a part of a joint command),
+  /// which a response promise does not keep.
+  caf::strong_actor_ptr sender;
 };
 
 struct child_entry {
@@ -95,6 +99,21 @@ child_entry& spawn_child(region_actor* self, const uuid& id) {
   return entry;
 }
 
+/// Passes a command on to its aggregate actor. A request is delegated (the
+/// aggregate answers the requester); an asynchronous message, the part of
+/// a joint command, goes with its sender, to whom the aggregate offers its
+/// events and answers.
+caf::result<caf::message> pass_on(region_actor* self, const caf::actor& dest,
+                                  caf::message msg) {
+  if (self->current_message_id().is_request())
+    return self->delegate(dest, std::move(msg));
+  dest->enqueue(caf::make_mailbox_element(self->current_sender(),
+                                          caf::make_message_id(), {},
+                                          std::move(msg)),
+                self->context());
+  return caf::delegated<caf::message>{};
+}
+
 caf::result<caf::message> route(region_actor* self, caf::message_view& x) {
   auto& content = x.content();
   if (content.empty() || !content.match_element<command_envelope>(0))
@@ -106,17 +125,20 @@ caf::result<caf::message> route(region_actor* self, caf::message_view& x) {
   ++st.stats.commands_routed;
   auto i = st.children.find(id);
   if (i == st.children.end())
-    return self->delegate(spawn_child(self, id).actor,
-                          x.move_content_to_message());
+    return pass_on(self, spawn_child(self, id).actor,
+                   x.move_content_to_message());
   auto& entry = i->second;
   if (entry.passivating) {
     auto rp = self->make_response_promise();
-    entry.stash.push_back({x.move_content_to_message(), rp});
+    entry.stash.push_back({x.move_content_to_message(), rp,
+                           self->current_message_id().is_request()
+                             ? nullptr
+                             : self->current_sender()});
     ++st.stats.commands_stashed;
     return rp;
   }
   touch(self, entry, id);
-  return self->delegate(entry.actor, x.move_content_to_message());
+  return pass_on(self, entry.actor, x.move_content_to_message());
 }
 
 void on_down(region_actor* self, caf::down_msg& dm) {
@@ -143,8 +165,15 @@ void on_down(region_actor* self, caf::down_msg& dm) {
     // Commands that arrived during the passivation go, in order, to the
     // aggregate's next actor.
     auto& fresh = spawn_child(self, id);
-    for (auto& s : stash)
-      s.rp.delegate(fresh.actor, std::move(s.msg));
+    for (auto& s : stash) {
+      if (s.sender)
+        fresh.actor->enqueue(caf::make_mailbox_element(std::move(s.sender),
+                                                       caf::make_message_id(),
+                                                       {}, std::move(s.msg)),
+                             self->context());
+      else
+        s.rp.delegate(fresh.actor, std::move(s.msg));
+    }
   }
   st.stats.live = st.children.size();
 }

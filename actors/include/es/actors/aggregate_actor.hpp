@@ -11,6 +11,7 @@
 #include "es/store/histogram.hpp"
 #include "es/store/state_stores.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/behavior.hpp>
 #include <caf/duration.hpp>
 #include <caf/event_based_actor.hpp>
@@ -82,6 +83,10 @@ struct aggregate_options {
   caf::duration store_timeout = caf::infinite;
   /// Events per page when loading.
   size_t page_size = 1000;
+  /// How long a part of a joint command waits for the coordinator's
+  /// verdict (joint_command.hpp); on timeout the actor ends, since the
+  /// coordinator may have committed.
+  caf::duration joint_timeout = caf::duration{std::chrono::seconds(30)};
   snapshot_policy snapshots;
   std::shared_ptr<aggregate_metrics> metrics
     = std::make_shared<aggregate_metrics>();
@@ -92,6 +97,8 @@ struct aggregate_actor_state {
   static inline const char* name = "es.aggregate";
   std::unique_ptr<A> agg;
   bool recovered = false;
+  /// The sender of the joint command part being run.
+  caf::actor joint_coordinator;
 };
 
 template <class A>

@@ -9,6 +9,7 @@
 #include "es/actors/command.hpp"
 #include "es/actors/errors.hpp"
 #include "es/actors/fwd.hpp"
+#include "es/actors/joint_command.hpp"
 #include "es/actors/repository.hpp"
 #include "es/actors/store_actor.hpp"
 #include "es/actors/type_ids.hpp"

@@ -22,17 +22,21 @@ struct command_envelope {
   /// Who sent the command (user or service); stamped as the events'
   /// `actor_id`.
   std::string actor_id;
+  /// Part of a joint command (see joint_command.hpp): the aggregate offers
+  /// what it would append to the sender and waits for its verdict instead
+  /// of appending.
+  bool joint = false;
 
   /// An envelope for `aggregate_id` with a fresh command id.
   static command_envelope to(const uuid& aggregate_id) {
-    return {aggregate_id, uuid::time_ordered(), std::nullopt, {}};
+    return {aggregate_id, uuid::time_ordered(), std::nullopt, {}, false};
   }
 
   template <class Inspector>
   friend typename Inspector::result_type
   inspect(Inspector& f, command_envelope& x) {
     return f(caf::meta::type_name("es.command_envelope"), x.aggregate_id,
-             x.command_id, x.correlation_id, x.actor_id);
+             x.command_id, x.correlation_id, x.actor_id, x.joint);
   }
 };
 

@@ -65,6 +65,9 @@ CAF_ADD_ATOM(es_actors, es, leases_atom, "leases")
 // Appends to several streams at once, and causal chains.
 CAF_ADD_ATOM(es_actors, es, append_atomic_atom, "appendatom")
 CAF_ADD_ATOM(es_actors, es, read_correlated_atom, "readcorr")
+// A part of a joint command offering its events (joint_command.hpp).
+CAF_ADD_ATOM(es_actors, es, prepared_atom, "prepared")
+CAF_ADD_TYPE_ID(es_actors, (std::vector<es::command_result>))
 
 CAF_END_TYPE_ID_BLOCK(es_actors)
 

@@ -12,6 +12,7 @@
 #include "es/store/state_stores.hpp"
 #include "es/store/tracing.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/behavior.hpp>
 #include <caf/duration.hpp>
 #include <caf/event_based_actor.hpp>
@@ -177,6 +178,57 @@ inline void count_command(aggregate_metrics& m, command_clock::time_point start,
     std::chrono::duration<double>(command_clock::now() - start).count());
 }
 
+/// A part of a joint command: offers the events to the coordinator (the
+/// command's sender) and waits for its verdict, handling nothing else
+/// meanwhile. The coordinator commits the parts of every aggregate in one
+/// atomic append and answers each with its result, or with why nothing
+/// was written.
+template <class A>
+void offer_joint_part(aggregate_actor_type<A>* self,
+                      std::shared_ptr<const aggregate_options> opts,
+                      append_request req,
+                      caf::typed_response_promise<command_result> rp,
+                      uint32_t count, uint32_t attempt,
+                      command_clock::time_point start) {
+  auto coordinator = self->state.joint_coordinator;
+  self
+    ->request(coordinator, opts->joint_timeout, prepared_atom_v, std::move(req))
+    .await(
+      [self, opts, rp, count, attempt, start](append_result& res) mutable {
+        auto& agg = *self->state.agg;
+        agg.mark_committed();
+        count_command(*opts->metrics, start, true);
+        rp.deliver(command_result{agg.id(), res.last_version, count,
+                                  res.last_position, attempt});
+      },
+      [self, opts, rp, start](caf::error& err) mutable {
+        auto& agg = *self->state.agg;
+        agg.rollback();
+        count_command(*opts->metrics, start, false);
+        if (has_code(err, store_errc::wrong_expected_version)) {
+          // Another writer moved a stream: catch up, so the coordinator's
+          // next attempt decides on the current state.
+          recover<A>(
+            self, opts, agg.version() + 1,
+            [rp, err]() mutable {
+              rp.deliver(err);
+            },
+            [self, rp](caf::error e) mutable {
+              rp.deliver(e);
+              self->quit(e);
+            });
+          return;
+        }
+        rp.deliver(err);
+        // No verdict (the coordinator timed out or ended), or one that
+        // cannot tell whether the events are stored: this state may be
+        // behind the log, so the next command loads afresh.
+        if (err.category() == caf::atom("system")
+            || has_code(err, store_errc::commit_outcome_unknown))
+          self->quit(err);
+      });
+}
+
 /// Runs `cmd` against the aggregate, appends what it emitted with the
 /// version the aggregate had, and answers `rp`. On a version conflict it
 /// catches up with the stream and runs the command again.
@@ -235,6 +287,10 @@ void run_command(aggregate_actor_type<A>* self,
   if (trace)
     for (auto& ev : req.events)
       ev.metadata = tracing::inject(ev.metadata, trace->context());
+  if (env.joint) {
+    offer_joint_part<A>(self, opts, std::move(req), rp, count, attempt, start);
+    return;
+  }
   self->request(opts->store, opts->store_timeout, append_atom_v, std::move(req))
     .await(
       [self, opts, rp, count, attempt, trace,
@@ -286,6 +342,10 @@ auto command_handler(aggregate_actor_type<A>* self,
                      std::shared_ptr<const aggregate_options> opts) {
   return [self, opts](const command_envelope& env,
                       const Cmd& cmd) -> caf::result<command_result> {
+    // Before the response promise, which takes the sender over.
+    if (env.joint)
+      self->state.joint_coordinator
+        = caf::actor_cast<caf::actor>(self->current_sender());
     auto rp = self->template make_response_promise<command_result>();
     auto start = command_clock::now();
     if (self->state.recovered) {
