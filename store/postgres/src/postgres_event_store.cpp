@@ -417,11 +417,13 @@ public:
                              : std::max<int64_t>(opts.to_version, 1);
     // One statement: the head, what the stream's control events hide
     // (through the partial index of schema 5: usually nothing), and the
-    // page of what is visible.
+    // page of what is visible. The head is the last row of a backward
+    // index scan: the prepared statement's generic plan computed MAX()
+    // by scanning the whole stream on every page.
     std::string sql
-      = "WITH h AS (SELECT COALESCE(MAX(aggregate_version), 0)"
-        " AS v FROM events WHERE aggregate_type = $1"
-        " AND aggregate_id = $2::uuid),"
+      = "WITH h AS (SELECT COALESCE((SELECT aggregate_version FROM events"
+        " WHERE aggregate_type = $1 AND aggregate_id = $2::uuid"
+        " ORDER BY aggregate_version DESC LIMIT 1), 0) AS v),"
         " c AS (SELECT COALESCE(MAX(aggregate_version) FILTER (WHERE"
         " event_type = 'es.StreamDeleted'), 0) AS d,"
         " COALESCE(bool_or(event_type = 'es.StreamTombstoned'), false) AS x,"
