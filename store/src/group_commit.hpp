@@ -6,6 +6,8 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "append_rules.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -114,6 +116,35 @@ private:
   /// The leader waiting for its group to fill, if any.
   write_job* gathering_ = nullptr;
 };
+
+/// Runs an `append_atomic` call as one all-or-nothing job of `queue`:
+/// validates the requests, waits for the job's group to commit, counts the
+/// outcome in `metrics` and returns the call's answer.
+inline caf::expected<std::vector<append_result>>
+append_atomic_through(group_commit_queue& queue,
+                      std::vector<append_request> requests,
+                      const store_limits& limits,
+                      const event_registry* registry,
+                      metrics_counter& metrics) {
+  metrics_counter::call_timer timer{metrics};
+  if (auto err = normalize_atomic(requests, limits, registry)) {
+    metrics.count(err);
+    return err;
+  }
+  std::vector<caf::error> rejected(requests.size());
+  write_job job;
+  job.requests = &requests;
+  job.rejected = &rejected;
+  job.atomic = true;
+  queue.submit(job);
+  auto answer = settle_atomic(std::move(job.results));
+  if (!answer)
+    metrics.count(answer.error());
+  else
+    for (const auto& res : *answer)
+      metrics.count(res);
+  return answer;
+}
 
 /// Gives every request of `group` its validation error or `err`.
 inline void fail_group(const std::vector<write_job*>& group,

@@ -155,25 +155,8 @@ public:
 
   caf::expected<std::vector<append_result>>
   append_atomic(std::vector<append_request> requests) override {
-    detail::metrics_counter::call_timer timer{metrics_};
-    if (auto err = detail::normalize_atomic(requests, cfg_.limits,
-                                            cfg_.registry.get())) {
-      metrics_.count(err);
-      return err;
-    }
-    std::vector<caf::error> rejected(requests.size());
-    detail::write_job job;
-    job.requests = &requests;
-    job.rejected = &rejected;
-    job.atomic = true;
-    queue_.submit(job);
-    auto answer = detail::settle_atomic(std::move(job.results));
-    if (!answer)
-      metrics_.count(answer.error());
-    else
-      for (const auto& res : *answer)
-        metrics_.count(res);
-    return answer;
+    return detail::append_atomic_through(
+      queue_, std::move(requests), cfg_.limits, cfg_.registry.get(), metrics_);
   }
 
   caf::expected<stream_slice>
