@@ -324,8 +324,6 @@ stream_visibility visibility_of(int64_t head_version,
 caf::error
 check_and_assign_versions(const stream_id& stream, expected_version expected,
                           const stream_head& head, event_batch& events) {
-  if (head.tombstoned)
-    return make_stream_deleted(stream, true, head.tenant_id);
   auto& first = events.front();
   bool control = is_stream_control_type(first.event_type);
   if (control) {
@@ -336,17 +334,25 @@ check_and_assign_versions(const stream_id& stream, expected_version expected,
                                   "truncate");
     if (!first.tenant_id)
       first.tenant_id = head.tenant_id;
-    if (first.event_type == stream_truncated_type) {
-      std::optional<int64_t> n;
-      if (auto doc = json::document::parse(first.payload))
-        if (auto before = doc->root().find("before"))
-          n = before->as_int64();
-      if (!n || *n < 2 || *n > head.version + 1)
-        return make_store_error(store_errc::invalid_argument,
-                                "stream " + to_string(stream)
-                                  + ": truncate before must lie from 2 to "
-                                  + std::to_string(head.version + 1));
-    }
+  }
+  // The tenant first: nothing about another tenant's stream (its version,
+  // its deletion) may show in the answer.
+  if (head.version > 0 && head.tenant_id != first.tenant_id)
+    return make_store_error(store_errc::tenant_mismatch,
+                            "stream " + to_string(stream)
+                              + " belongs to another tenant");
+  if (head.tombstoned)
+    return make_stream_deleted(stream, true, head.tenant_id);
+  if (first.event_type == stream_truncated_type) {
+    std::optional<int64_t> n;
+    if (auto doc = json::document::parse(first.payload))
+      if (auto before = doc->root().find("before"))
+        n = before->as_int64();
+    if (!n || *n < 2 || *n > head.version + 1)
+      return make_store_error(store_errc::invalid_argument,
+                              "stream " + to_string(stream)
+                                + ": truncate before must lie from 2 to "
+                                + std::to_string(head.version + 1));
   }
   if (head.deleted) {
     // Soft-deleted: written again as if new, or deleted for good.
@@ -358,10 +364,6 @@ check_and_assign_versions(const stream_id& stream, expected_version expected,
   } else if (!expected.matches(head.version)) {
     return make_version_conflict(stream, expected, head.version);
   }
-  if (head.version > 0 && head.tenant_id != events.front().tenant_id)
-    return make_store_error(store_errc::tenant_mismatch,
-                            "stream " + to_string(stream)
-                              + " belongs to another tenant");
   for (size_t i = 0; i < events.size(); ++i) {
     auto next = head.version + 1 + static_cast<int64_t>(i);
     auto& ev = events[i];

@@ -654,6 +654,19 @@ TEMPLATE_TEST_CASE("a scoped handle shows no trace of another tenant's stream",
   CHECK(hidden->events.empty());
   CHECK(hidden->stream_version == 0);
   CHECK(*globex_store->stream_version(order) == 0);
+  // Writing it, deleting it or truncating it tells nothing either: the
+  // same answers as for a live stream of another tenant.
+  auto foreign = make_batch(order, 1);
+  auto write = globex_store->append(order, expected_version::exact(3), foreign);
+  REQUIRE_FALSE(write);
+  CHECK(has_code(write.error(), store_errc::tenant_mismatch));
+  CHECK_FALSE(deleted_stream_tenant(write.error()).has_value());
+  for (int64_t before : {2, 1000}) {
+    auto cut = truncate_stream(*globex_store, order, before);
+    REQUIRE_FALSE(cut);
+    CHECK(has_code(cut.error(), store_errc::invalid_argument));
+    CHECK(describe(cut.error()).find("does not exist") != std::string::npos);
+  }
   // A nil tenant sees nothing and writes nothing.
   auto nobody = for_tenant(store, uuid{});
   CHECK(nobody->read_all({})->events.empty());

@@ -44,10 +44,9 @@ namespace es {
 /// adapter.
 ///
 /// Not hidden: whether an event id is taken (`duplicate_event_id`,
-/// `idempotency_conflict` name the refused id, not where it is stored), and
-/// whether a stream of another tenant was deleted (reads of it answer
-/// `stream_deleted` like reads of one's own deleted stream: the port does
-/// not tell whose a deleted stream is).
+/// `idempotency_conflict` name the refused id, not where it is stored).
+/// Another tenant's deleted stream reads as missing (`stream_deleted`
+/// names the stream's tenant) and refuses writes as its live streams do.
 ///
 /// Thread-safety: as `store`.
 event_store_ptr for_tenant(event_store_ptr store, uuid tenant);
