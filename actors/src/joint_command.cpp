@@ -60,9 +60,12 @@ run_joint_command(caf::actor_system& sys, const store_actor& store,
       return make_store_error(store_errc::invalid_argument,
                               "a joint command names aggregate "
                                 + id_of(order[i]).to_string() + " twice");
-  caf::scoped_actor self{sys};
   auto timeout = caf::duration{opts.timeout};
   for (uint32_t attempt = 1;; ++attempt) {
+    // A fresh coordinator per attempt: a late answer meant for an earlier
+    // attempt goes to an actor that no longer exists, never into this
+    // attempt's answers.
+    caf::scoped_actor self{sys};
     std::vector<std::optional<command_result>> results(parts.size());
     std::vector<offer> offers;
     caf::error refused;
@@ -119,15 +122,25 @@ run_joint_command(caf::actor_system& sys, const store_actor& store,
               results[o.part] = res;
         },
         [&](caf::error& err) {
-          if (!failed)
+          if (!failed && written.empty())
             failed = std::move(err);
         },
         caf::after(timeout) >>
           [&] {
-            if (!failed)
+            if (!failed && written.empty())
               failed = no_answer("an aggregate after the verdict");
           });
     if (!failed) {
+      // Committed: the store's results stand for a part that did not
+      // answer in time (it ends and reloads from the log).
+      for (size_t i = 0; i < offers.size(); ++i) {
+        auto& r = results[offers[i].part];
+        if (!r)
+          r = command_result{
+            offers[i].request.stream.aggregate_id, written[i].last_version,
+            static_cast<uint32_t>(offers[i].request.events.size()),
+            written[i].last_position, attempt};
+      }
       std::vector<command_result> out;
       for (auto& r : results) {
         if (!r)

@@ -85,8 +85,9 @@ struct aggregate_options {
   size_t page_size = 1000;
   /// How long a part of a joint command waits for the coordinator's
   /// verdict (joint_command.hpp); on timeout the actor ends, since the
-  /// coordinator may have committed.
-  caf::duration joint_timeout = caf::duration{std::chrono::seconds(30)};
+  /// coordinator may have committed (the coordinator then answers from the
+  /// store's results). Keep it above the coordinator's whole run.
+  caf::duration joint_timeout = caf::duration{std::chrono::minutes(5)};
   snapshot_policy snapshots;
   std::shared_ptr<aggregate_metrics> metrics
     = std::make_shared<aggregate_metrics>();
