@@ -358,6 +358,27 @@ TEST_CASE("bad input gets a clear error and loses nothing", "[unit]") {
     auto res = m.store->append(s, expected_version::no_stream(), {ev});
     REQUIRE(!res);
     CHECK(has_code(res.error(), store_errc::invalid_argument));
+    // Also when the dollar is written as an escape.
+    ev.payload = R"({"customer_id":"c-1","plan":"gold","\u0024pii":{}})";
+    res = m.store->append(s, expected_version::no_stream(), {ev});
+    REQUIRE(!res);
+    CHECK(has_code(res.error(), store_errc::invalid_argument));
+  }
+  SECTION("a personal field given twice, or a subject with a NUL") {
+    // (Without a registry, which would refuse the payloads itself.)
+    auto store = make_shredding_store(make_memory_event_store(), m.keys,
+                                      make_test_policy());
+    REQUIRE(store);
+    auto ev = make(registration(s), s);
+    ev.payload = R"({"customer_id":"c-2","email":"a@x","email":"b@x"})";
+    auto twice = (*store)->append(s, expected_version::no_stream(), {ev});
+    REQUIRE(!twice);
+    CHECK(has_code(twice.error(), store_errc::malformed_payload));
+    ev.payload = R"({"customer_id":"c-2\u0000x","email":"a@x"})";
+    auto nul = (*store)->append(s, expected_version::no_stream(), {ev});
+    REQUIRE(!nul);
+    CHECK(has_code(nul.error(), store_errc::invalid_argument));
+    CHECK(*(*store)->head_position() == 0);
   }
   REQUIRE(
     m.store->append(s, expected_version::any(),

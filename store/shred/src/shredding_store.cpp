@@ -66,8 +66,10 @@ std::optional<std::string> normalized(std::string_view text) {
 }
 
 caf::error reserved_members(const event_data& ev) {
-  if (!may_have_member(ev.payload, pii_member)
-      && !may_have_member(ev.payload, erased_member))
+  // The filter looks for the names without their "$": a payload may spell
+  // the dollar as an escape ("\u0024pii").
+  if (ev.payload.find(pii_member.substr(1)) == std::string::npos
+      && ev.payload.find(erased_member.substr(1)) == std::string::npos)
     return caf::none;
   auto doc = json::document::parse(ev.payload);
   if (!doc)
@@ -162,6 +164,22 @@ encrypt_event(const shredding_policy& policy, key_store& keys,
   auto subject = subject_of(*r, ev, root, stream, first_set);
   if (!subject)
     return std::move(subject.error());
+  // A NUL would cut the id short in a key store's text column and seal
+  // under another subject's key.
+  if (subject->find('\0') != std::string::npos)
+    return make_store_error(store_errc::invalid_argument,
+                            event_label(ev)
+                              + ": the subject id contains a NUL character");
+  // A personal member given twice would be sealed twice, and the stored
+  // event could not be opened again.
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < root.size(); ++i)
+    if (personal.count(root.member_name(i)) > 0
+        && !seen.insert(root.member_name(i)).second)
+      return make_store_error(store_errc::malformed_payload,
+                              event_label(ev) + ": personal field "
+                                + std::string{root.member_name(i)}
+                                + " appears twice");
   auto key = keys.get_or_create_key(*subject);
   if (!key)
     return std::move(key.error());
