@@ -123,6 +123,29 @@ TEST_CASE("range partitions are prepared ahead and detached behind",
   CHECK(next.last_version == 8);
 }
 
+TEST_CASE("range partitions come back after every one was detached",
+          "[postgres][ranges]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.events_range_size = 10;
+  auto store = take(make_postgres_event_store(cfg));
+  stream_id ledger{"Ledger", uuid::random()};
+  for (int i = 0; i < 10; ++i)
+    take(store->append(ledger, expected_version::any(), {make(i)}));
+  CHECK(take(postgres_detach_event_ranges(cfg, 10))
+        == std::vector<std::string>{"events_r0"});
+  CHECK(take(postgres_event_ranges(cfg)).ranges.empty());
+  // The detached range's table stays; preparing creates the next ones.
+  auto fresh = take(postgres_prepare_event_ranges(cfg, 1));
+  CHECK(names(fresh) == std::vector<std::string>{"events_r1"});
+  stream_id other{"Ledger", uuid::random()};
+  take(store->append(other, expected_version::no_stream(), {make(10)}));
+  CHECK(
+    fx.admin.value("SELECT count(*) FROM " + fx.schemas.back() + ".events_r1")
+    == "1");
+  CHECK(take(postgres_event_ranges(cfg)).default_rows == 0);
+}
+
 TEST_CASE("range maintenance refuses what it cannot do", "[postgres][ranges]") {
   postgres_fixture fx;
   auto plain = fx.fresh_config();

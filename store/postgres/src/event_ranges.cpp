@@ -125,11 +125,22 @@ postgres_prepare_event_ranges(const postgres_config& cfg, int ahead) {
   auto ranges = attached_ranges(c);
   if (!ranges)
     return std::move(ranges.error());
-  // The range holding the head, and `ahead` more.
-  auto last = (*head > 0 ? (*head - 1) / *size : 0) + ahead;
-  auto lowest = ranges->empty() ? int64_t{0} : ranges->front();
+  // The range holding the head, and `ahead` more; from the lowest attached
+  // range, or the head's when every range was detached.
+  auto at_head = *head > 0 ? (*head - 1) / *size : 0;
+  auto last = at_head + ahead;
+  auto lowest = ranges->empty() ? at_head : ranges->front();
   for (auto k = lowest; k <= last; ++k) {
     if (std::binary_search(ranges->begin(), ranges->end(), k))
+      continue;
+    // A detached range keeps its table until it is dropped: its positions
+    // are history, not room for new rows.
+    auto gone
+      = c.exec("SELECT to_regclass('" + detail::pg::range_partition_name(k)
+               + "') IS NOT NULL");
+    if (!gone)
+      return std::move(gone.error());
+    if (gone->text(0, 0) == "t")
       continue;
     // Rows the default partition took for this range move into the new
     // partition in the same transaction (the default partition is locked

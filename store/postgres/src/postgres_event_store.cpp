@@ -1261,18 +1261,25 @@ private:
   }
 
   /// The answer to a request that hit a unique key on a row the store
-  /// cannot see (see `commit_locked`): `tenant_mismatch` for a stream's
-  /// version key (the stream is another tenant's), `duplicate_event_id`
-  /// for an event id key. Nothing was written.
-  static caf::error unseen_row_error(const caf::error& err) {
+  /// cannot see (see `commit_locked`): for a stream's version key,
+  /// `tenant_mismatch` when sessions name a tenant (the stream is another
+  /// tenant's), else `invalid_argument` (its rows are in a detached range
+  /// partition); `duplicate_event_id` for an event id key. Nothing was
+  /// written.
+  caf::error unseen_row_error(const caf::error& err) const {
     // The key's name tells which: event ids are unique through
     // events_event_id_key (plain table) or event_ids_pkey (partitioned).
     auto desc = error_description(err);
     bool id_key = desc.find("\"event_ids_pkey\"") != std::string::npos
                   || desc.find("\"events_event_id_key\"") != std::string::npos;
-    if (!id_key)
+    if (!id_key && cfg_.session_tenant)
       return make_store_error(store_errc::tenant_mismatch,
                               "the stream belongs to another tenant; "
+                              "nothing was written");
+    if (!id_key)
+      return make_store_error(store_errc::invalid_argument,
+                              "the stream has versions this store cannot "
+                              "see (in a detached range partition); "
                               "nothing was written");
     return make_store_error(store_errc::duplicate_event_id,
                             "an event id of the append is already taken "
