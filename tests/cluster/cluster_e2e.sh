@@ -19,8 +19,10 @@ fi
 export ES_CLUSTER_DSN="$dsn options='-c search_path=$schema'"
 ES_CLUSTER_DIR=$(mktemp -d)
 export ES_CLUSTER_DIR
-# Three ports away from scripts/cluster's default, picked per run.
-export ES_CLUSTER_PORT=$((30000 + RANDOM % 20000))
+# Three ports away from scripts/cluster's default, picked per run below
+# Linux's ephemeral range (32768-60999): a port in it can be taken at any
+# moment by a client socket of a test running beside this one.
+export ES_CLUSTER_PORT=$((20000 + RANDOM % 12000))
 # Each node serves the operations endpoints on a port of its choosing.
 export ES_CLUSTER_ARGS="--http=127.0.0.1:0"
 cleanup() {
