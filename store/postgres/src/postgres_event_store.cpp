@@ -517,35 +517,20 @@ public:
              : opts.after_position + window);
     ps.add(count);
     add_filter(f, where, ps, name);
-    std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
-                      " WHERE id = 1) SELECT h.p, ";
-    sql += event_columns;
-    sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
-    sql += where;
-    sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
-           " ORDER BY e.global_position ASC";
-    auto r = with_reader([&](connection& c) {
-      return c.run(name.c_str(), sql, ps, true);
-    });
-    if (!r)
-      return std::move(r.error());
     all_slice slice;
-    int64_t head = 0;
-    for (int row = 0; row < r->rows(); ++row) {
-      head = r->int8(row, 0);
-      if (!r->is_null(row, 1))
-        slice.events.push_back(read_event(*r, row, 1));
-    }
+    auto head = feed_page(name, where, ps, slice.events);
+    if (!head)
+      return std::move(head.error());
     // Saturating: a checkpoint near the largest position must not wrap.
     auto upper
       = opts.after_position > std::numeric_limits<int64_t>::max() - window
-          ? head
-          : std::min(head, opts.after_position + window);
+          ? *head
+          : std::min(*head, opts.after_position + window);
     if (static_cast<int64_t>(slice.events.size()) == count)
       slice.next_position = slice.events.back().global_position;
     else
       slice.next_position = std::max(upper, opts.after_position);
-    slice.end_of_feed = slice.next_position >= head;
+    slice.end_of_feed = slice.next_position >= *head;
     metrics_.count_read(slice.events.size());
     return slice;
   }
@@ -569,28 +554,13 @@ public:
     ps.add(correlation_id);
     ps.add(count);
     add_filter(opts.filter, where, ps, name);
-    std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
-                      " WHERE id = 1) SELECT h.p, ";
-    sql += event_columns;
-    sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
-    sql += where;
-    sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
-           " ORDER BY e.global_position ASC";
-    auto r = with_reader([&](connection& c) {
-      return c.run(name.c_str(), sql, ps, true);
-    });
-    if (!r)
-      return std::move(r.error());
     all_slice slice;
-    int64_t head = 0;
-    for (int row = 0; row < r->rows(); ++row) {
-      head = r->int8(row, 0);
-      if (!r->is_null(row, 1))
-        slice.events.push_back(read_event(*r, row, 1));
-    }
+    auto head = feed_page(name, where, ps, slice.events);
+    if (!head)
+      return std::move(head.error());
     slice.end_of_feed = static_cast<int64_t>(slice.events.size()) < count;
     slice.next_position = slice.end_of_feed
-                            ? std::max(head, opts.after_position)
+                            ? std::max(*head, opts.after_position)
                             : slice.events.back().global_position;
     metrics_.count_read(slice.events.size());
     return slice;
@@ -656,6 +626,33 @@ public:
   }
 
 private:
+  /// Reads a page of the feed: the events after $1 matching `where`, at
+  /// most $3, and the head position, in one statement (one snapshot, so a
+  /// reader continuing from the head misses nothing). Returns the head.
+  caf::expected<int64_t> feed_page(const std::string& name,
+                                   const std::string& where, const params& ps,
+                                   recorded_events& out) {
+    std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
+                      " WHERE id = 1) SELECT h.p, ";
+    sql += event_columns;
+    sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
+    sql += where;
+    sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
+           " ORDER BY e.global_position ASC";
+    auto r = with_reader([&](connection& c) {
+      return c.run(name.c_str(), sql, ps, true);
+    });
+    if (!r)
+      return std::move(r.error());
+    int64_t head = 0;
+    for (int row = 0; row < r->rows(); ++row) {
+      head = r->int8(row, 0);
+      if (!r->is_null(row, 1))
+        out.push_back(read_event(*r, row, 1));
+    }
+    return head;
+  }
+
   /// Runs a read on a pooled connection. Reads are idempotent: when the
   /// connection turns out to be broken (the server restarted or killed it),
   /// the read runs once more on a fresh connection.
