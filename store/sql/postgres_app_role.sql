@@ -15,9 +15,12 @@ GRANT SELECT ON :"schema".schema_migrations TO :"role";
 
 -- The log: append-only for the application.
 GRANT SELECT, INSERT ON :"schema".events TO :"role";
--- Position allocation locks and moves the counter; each writing connection
--- marks its last write (read and removed after a lost connection).
+-- Position allocation locks and moves the counter (the serialized feed);
+-- each writing connection marks its last write (read and removed after a
+-- lost connection).
 GRANT SELECT, UPDATE ON :"schema".es_position TO :"role";
+-- The overlapping feed reserves positions from a sequence (es_reserve).
+GRANT USAGE, UPDATE ON SEQUENCE :"schema".es_position_seq TO :"role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON :"schema".es_write_marks TO :"role";
 
 -- Outbox rows are written with appends and marked by relays.

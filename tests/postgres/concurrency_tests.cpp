@@ -36,11 +36,24 @@ stream_id shared_stream(int i) {
   return {"Order", uuid{b}};
 }
 
-/// Inserts two events under the position lock the way an append does, then
-/// rolls the transaction back. Returns the ids it inserted.
-std::vector<uuid> rolled_back_append(PGconn* conn) {
+/// Inserts two events the way an append of the feed does, then rolls the
+/// transaction back. Returns the ids it inserted.
+std::vector<uuid> rolled_back_append(PGconn* conn, postgres_feed feed) {
   std::vector<uuid> ids{uuid::random(), uuid::random()};
   auto stream = uuid::random();
+  if (feed == postgres_feed::overlapping) {
+    std::string sql
+      = "BEGIN; WITH r AS (SELECT es_reserve(2) AS base)"
+        " INSERT INTO events (global_position, event_id, event_type,"
+        " event_version, aggregate_type, aggregate_id, aggregate_version,"
+        " occurred_at, payload) SELECT r.base + v.n, v.id, 'Sabotage', 1,"
+        " 'Doomed', '"
+        + stream.to_string() + "', v.n, now(), '{}' FROM r, (VALUES (1, '"
+        + ids[0].to_string() + "'::uuid), (2, '" + ids[1].to_string()
+        + "'::uuid)) AS v(n, id); ROLLBACK";
+    PQclear(PQexec(conn, sql.c_str()));
+    return ids;
+  }
   std::string sql
     = "BEGIN; SELECT position FROM es_position WHERE id = 1 FOR UPDATE;"
       " INSERT INTO events (global_position, event_id, event_type,"
@@ -107,7 +120,7 @@ int writer_process(const postgres_config& cfg, int index,
   threads.emplace_back([&] {
     PGconn* conn = PQconnectdb(cfg.dsn.c_str());
     for (int i = 0; i < 10; ++i) {
-      auto ids = rolled_back_append(conn);
+      auto ids = rolled_back_append(conn, cfg.feed);
       std::lock_guard guard{mtx};
       doomed.insert(doomed.end(), ids.begin(), ids.end());
     }
@@ -136,10 +149,14 @@ std::vector<uuid> read_ids(const std::string& file) {
 
 } // namespace
 
-TEST_CASE("concurrent writers in two processes against a tailing reader",
-          "[postgres][concurrency]") {
+/// Two writer processes, a saboteur each, a reader tailing the feed; then
+/// the independent check. In the serialized feed positions must be dense;
+/// in the overlapping feed rolled-back appends leave holes, and the check
+/// is that positions only grow.
+void concurrent_writers(postgres_feed feed) {
   postgres_fixture fx;
   auto cfg = fx.fresh_config();
+  cfg.feed = feed;
   auto reader_store = make_postgres_event_store(cfg);
   REQUIRE(reader_store);
   temp_dir dir;
@@ -204,13 +221,22 @@ TEST_CASE("concurrent writers in two processes against a tailing reader",
   // The independent checker.
   auto head = (*reader_store)->head_position();
   REQUIRE(head);
-  CHECK(static_cast<int64_t>(delivered.size()) == *head);
+  bool dense = feed == postgres_feed::serialized;
+  if (dense)
+    CHECK(static_cast<int64_t>(delivered.size()) == *head);
+  else
+    CHECK((delivered.empty() ? 0 : delivered.back().global_position) == *head);
   std::set<uuid> seen;
   std::map<stream_id, int64_t> versions;
+  int64_t last_position = 0;
   for (size_t i = 0; i < delivered.size(); ++i) {
     const auto& ev = delivered[i];
-    // Every position once, in order, no gaps.
-    CHECK(ev.global_position == static_cast<int64_t>(i) + 1);
+    // Every position once, in order; no gaps in the serialized feed.
+    if (dense)
+      CHECK(ev.global_position == static_cast<int64_t>(i) + 1);
+    else
+      CHECK(ev.global_position > last_position);
+    last_position = ev.global_position;
     // No event id twice.
     CHECK(seen.insert(ev.event_id).second);
     // Versions per aggregate contiguous from 1.
@@ -231,11 +257,22 @@ TEST_CASE("concurrent writers in two processes against a tailing reader",
   CHECK(leaked == 0);
 }
 
+TEST_CASE("concurrent writers in two processes against a tailing reader",
+          "[postgres][concurrency]") {
+  SECTION("serialized feed") {
+    concurrent_writers(postgres_feed::serialized);
+  }
+  SECTION("overlapping feed") {
+    concurrent_writers(postgres_feed::overlapping);
+  }
+}
+
 TEST_CASE("an open transaction holding positions delays younger appends, "
           "and the feed skips nothing",
           "[postgres][concurrency]") {
   postgres_fixture fx;
   auto cfg = fx.fresh_config();
+  cfg.feed = postgres_feed::serialized;
   auto store = make_postgres_event_store(cfg);
   REQUIRE(store);
   auto s = new_stream();
@@ -308,4 +345,182 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   CHECK(rest->events[0].event_id == older_id_1);
   CHECK(rest->events[1].event_id == older_id_2);
   CHECK(rest->events[2].event_id == younger.front().event_id);
+}
+
+namespace {
+
+/// Runs `sql` on `c`; FAILs on error. Returns the first value, if any.
+std::string exec_on(PGconn* c, const std::string& sql) {
+  PGresult* res = PQexec(c, sql.c_str());
+  auto ok = PQresultStatus(res) == PGRES_COMMAND_OK
+            || PQresultStatus(res) == PGRES_TUPLES_OK;
+  std::string msg = PQresultErrorMessage(res);
+  std::string value;
+  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+    value = PQgetvalue(res, 0, 0);
+  PQclear(res);
+  if (!ok)
+    FAIL("SQL failed: " << sql << ": " << msg);
+  return value;
+}
+
+} // namespace
+
+TEST_CASE("overlapping feed: a younger append commits while an older one "
+          "holds lower positions, and the feed skips nothing",
+          "[postgres][concurrency]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.feed = postgres_feed::overlapping;
+  auto store = make_postgres_event_store(cfg);
+  REQUIRE(store);
+  auto s = new_stream();
+  REQUIRE((*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  PGconn* older = PQconnectdb(cfg.dsn.c_str());
+  require_pg_server(older);
+  auto older_stream = uuid::random();
+  auto older_ids = std::vector<uuid>{uuid::random(), uuid::random()};
+  auto insert = [&](const std::string& base, size_t k) {
+    exec_on(older, "INSERT INTO events (global_position, event_id, event_type,"
+                   " event_version, aggregate_type, aggregate_id,"
+                   " aggregate_version, occurred_at, payload) VALUES ("
+                     + base + " + " + std::to_string(k + 1) + ", '"
+                     + older_ids[k].to_string()
+                     + "', 'ItemAdded', 1, 'Order', '"
+                     + older_stream.to_string() + "', " + std::to_string(k + 1)
+                     + ", now(), '{}')");
+  };
+  // The older transaction reserves positions 2 and 3 and writes one row.
+  exec_on(older, "BEGIN");
+  auto base = exec_on(older, "SELECT es_reserve(2)");
+  CHECK(base == "1");
+  insert(base, 0);
+  // A younger append does not wait for it: it commits at position 4.
+  auto younger = make_batch(s, 1);
+  auto younger_result
+    = (*store)->append(s, expected_version::exact(1), younger);
+  REQUIRE(younger_result);
+  CHECK(younger_result->first_position == 4);
+  // The feed ends at 1 while the older transaction runs: a reader that
+  // went on to 4 would never see 2 and 3.
+  auto page = (*store)->read_all({});
+  REQUIRE(page);
+  CHECK(page->events.size() == 1);
+  CHECK(page->next_position == 1);
+  CHECK(page->end_of_feed);
+  CHECK(*(*store)->head_position() == 1);
+  insert(base, 1);
+  exec_on(older, "COMMIT");
+  PQfinish(older);
+  read_all_options opts;
+  opts.after_position = 1;
+  auto rest = (*store)->read_all(opts);
+  REQUIRE(rest);
+  REQUIRE(rest->events.size() == 3);
+  CHECK(rest->events[0].event_id == older_ids[0]);
+  CHECK(rest->events[1].event_id == older_ids[1]);
+  CHECK(rest->events[2].event_id == younger.front().event_id);
+  CHECK(rest->next_position == 4);
+  CHECK(*(*store)->head_position() == 4);
+}
+
+TEST_CASE("overlapping feed: any transaction holding an id holds back the "
+          "end of the feed until it ends, and a rolled-back append leaves "
+          "a hole",
+          "[postgres][concurrency]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.feed = postgres_feed::overlapping;
+  auto store = make_postgres_event_store(cfg);
+  REQUIRE(store);
+  auto s = new_stream();
+  REQUIRE((*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  // A transaction of somebody else's, in another schema, with an id.
+  PGconn* other = PQconnectdb(pg_test_dsn().c_str());
+  require_pg_server(other);
+  exec_on(other, "BEGIN");
+  exec_on(other, "SELECT pg_current_xact_id()");
+  auto more = make_batch(s, 2);
+  auto appended = (*store)->append(s, expected_version::exact(1), more);
+  REQUIRE(appended);
+  CHECK(appended->first_position == 2);
+  auto held = (*store)->read_all({});
+  REQUIRE(held);
+  CHECK(held->events.size() == 1);
+  CHECK(held->next_position == 1);
+  exec_on(other, "ROLLBACK");
+  PQfinish(other);
+  auto page = (*store)->read_all({});
+  REQUIRE(page);
+  REQUIRE(page->events.size() == 3);
+  CHECK(page->events[2].global_position == 3);
+  // A rolled-back append: its positions are never used again.
+  PGconn* doomed = PQconnectdb(cfg.dsn.c_str());
+  require_pg_server(doomed);
+  auto ids = rolled_back_append(doomed, postgres_feed::overlapping);
+  PQfinish(doomed);
+  auto after = make_batch(s, 1);
+  auto last = (*store)->append(s, expected_version::exact(3), after);
+  REQUIRE(last);
+  CHECK(last->first_position == 6);
+  read_all_options opts;
+  opts.after_position = 3;
+  auto tail = (*store)->read_all(opts);
+  REQUIRE(tail);
+  REQUIRE(tail->events.size() == 1);
+  CHECK(tail->events[0].event_id == after.front().event_id);
+  CHECK_FALSE(*(*store)->event_exists(ids[0]));
+}
+
+TEST_CASE("a database has one feed: stores of the other feed are refused "
+          "until it is switched, and switching carries positions over",
+          "[postgres][concurrency]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.feed = postgres_feed::serialized;
+  auto serialized = make_postgres_event_store(cfg);
+  REQUIRE(serialized);
+  auto s = new_stream();
+  REQUIRE(
+    (*serialized)->append(s, expected_version::no_stream(), make_batch(s, 3)));
+  auto overlapping_cfg = cfg;
+  overlapping_cfg.feed = postgres_feed::overlapping;
+  // A log with events is not switched by opening a store.
+  auto refused = make_postgres_event_store(overlapping_cfg);
+  REQUIRE_FALSE(refused);
+  CHECK(has_code(refused.error(), store_errc::invalid_argument));
+  CHECK(describe(refused.error()).find("postgres_switch_feed")
+        != std::string::npos);
+  CHECK(*postgres_feed_of(cfg) == postgres_feed::serialized);
+  // Switched (writers stopped), the overlapping store goes on after 3.
+  REQUIRE_FALSE(postgres_switch_feed(cfg, postgres_feed::overlapping));
+  CHECK(*postgres_feed_of(cfg) == postgres_feed::overlapping);
+  auto overlapping = make_postgres_event_store(overlapping_cfg);
+  REQUIRE(overlapping);
+  auto second = make_batch(s, 2);
+  auto res = (*overlapping)->append(s, expected_version::exact(3), second);
+  REQUIRE(res);
+  CHECK(res->first_position == 4);
+  CHECK(*(*overlapping)->head_position() == 5);
+  // The serialized store opened before the switch refuses to write the
+  // old way, and says nothing was written.
+  auto stale
+    = (*serialized)->append(s, expected_version::exact(5), make_batch(s, 1));
+  REQUIRE_FALSE(stale);
+  CHECK(describe(stale.error()).find("nothing was written")
+        != std::string::npos);
+  CHECK(*(*overlapping)->head_position() == 5);
+  // And back: the serialized counter goes on after the sequence.
+  REQUIRE_FALSE(postgres_switch_feed(cfg, postgres_feed::serialized));
+  auto again = make_postgres_event_store(cfg);
+  REQUIRE(again);
+  auto third
+    = (*again)->append(s, expected_version::exact(5), make_batch(s, 1));
+  REQUIRE(third);
+  CHECK(third->first_position == 6);
+  auto all = (*again)->read_all({});
+  REQUIRE(all);
+  REQUIRE(all->events.size() == 6);
+  for (size_t i = 0; i < all->events.size(); ++i)
+    CHECK(all->events[i].global_position == static_cast<int64_t>(i) + 1);
 }

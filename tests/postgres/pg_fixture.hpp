@@ -22,6 +22,18 @@ inline std::string pg_test_dsn() {
   return "host=127.0.0.1 port=55432 user=postgres dbname=es_test";
 }
 
+/// The feed fresh stores use: ES_TEST_PG_FEED=overlapping selects the
+/// overlapping feed (ctest runs the PostgreSQL suites once per feed).
+inline postgres_feed pg_test_feed() {
+  const char* feed = std::getenv("ES_TEST_PG_FEED");
+  if (feed == nullptr || *feed == '\0' || std::string{feed} == "serialized")
+    return postgres_feed::serialized;
+  if (std::string{feed} == "overlapping")
+    return postgres_feed::overlapping;
+  FAIL("ES_TEST_PG_FEED must be serialized or overlapping, not " << feed);
+  return postgres_feed::serialized;
+}
+
 /// Fails the test with instructions when the server is not reachable.
 inline void require_pg_server(PGconn* conn) {
   if (PQstatus(conn) != CONNECTION_OK)
@@ -122,6 +134,7 @@ struct postgres_fixture {
     // Tests that look for the store's sessions (to kill them or to see them
     // wait) find only their own: other test binaries run at the same time.
     cfg.application_name = schema;
+    cfg.feed = pg_test_feed();
     return cfg;
   }
 

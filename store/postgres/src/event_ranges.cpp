@@ -88,7 +88,7 @@ caf::error in_transaction(connection& conn, const std::string& sql) {
 caf::expected<event_ranges_report> report(connection& conn, int64_t size) {
   event_ranges_report result;
   result.range_size = size;
-  auto head = query_int8(conn, "SELECT position FROM es_position WHERE id = 1");
+  auto head = query_int8(conn, detail::pg::allocated_head_sql);
   if (!head)
     return std::move(head.error());
   result.head = *head;
@@ -119,7 +119,7 @@ postgres_prepare_event_ranges(const postgres_config& cfg, int ahead) {
   auto size = range_size_of(c);
   if (!size)
     return std::move(size.error());
-  auto head = query_int8(c, "SELECT position FROM es_position WHERE id = 1");
+  auto head = query_int8(c, detail::pg::allocated_head_sql);
   if (!head)
     return std::move(head.error());
   auto ranges = attached_ranges(c);
@@ -189,7 +189,7 @@ postgres_detach_event_ranges(const postgres_config& cfg,
   auto size = range_size_of(c);
   if (!size)
     return std::move(size.error());
-  auto head = query_int8(c, "SELECT position FROM es_position WHERE id = 1");
+  auto head = query_int8(c, detail::pg::allocated_head_sql);
   if (!head)
     return std::move(head.error());
   if (up_to_position < 0 || up_to_position > *head)

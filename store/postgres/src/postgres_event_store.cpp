@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -53,8 +54,9 @@ recorded_event read_event(const result& r, int row, int c) {
 }
 
 const std::string begin_sql = "BEGIN";
-const std::string lock_sql
-  = "SELECT position FROM es_position WHERE id = 1 FOR UPDATE";
+// No row when the database's feed was switched away under a running store.
+const std::string lock_sql = "SELECT position FROM es_position"
+                             " WHERE id = 1 AND feed = 'serialized' FOR UPDATE";
 // Heads of the group's streams (rows with a NULL event id) and the stored
 // events with the group's event ids with what identifies their content, in
 // one statement. The partitioned variant finds event ids in event_ids.
@@ -104,40 +106,87 @@ const std::string heads_sql
 // so after the connection is lost the store can tell whether this write
 // committed. On the partitioned variant a trigger copies the new rows' ids
 // into event_ids.
-const std::string write_head_sql
-  = "WITH chk AS (SELECT COALESCE(bool_and(EXISTS (SELECT 1 FROM events e"
-    " WHERE e.aggregate_type = c.t AND e.aggregate_id = c.i"
-    " AND e.aggregate_version = c.v)), true) AS ok"
-    " FROM unnest($15::text[], $16::uuid[], $17::bigint[]) AS c(t, i, v)),"
-    " p AS (UPDATE es_position SET position = position + $14"
-    " WHERE id = 1 AND (SELECT ok FROM chk)"
-    " RETURNING position - $14 AS base),"
-    " t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::integer[],"
-    " $4::text[], $5::uuid[], $6::bigint[], $7::uuid[], $8::timestamptz[],"
-    " $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[])"
-    " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, occ,"
-    " corr, caus, actor, meta, payload, ord)),"
-    " ins AS (INSERT INTO events (global_position, event_id, event_type,"
-    " event_version, aggregate_type, aggregate_id, aggregate_version,"
-    " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
-    " metadata, payload)"
-    " SELECT p.base + t.ord, t.id, t.etype, t.ever, t.atype, t.aid, t.aver,"
-    " t.tenant, t.occ,"
-    " t.corr, t.caus, t.actor, t.meta, t.payload::json FROM p, t),"
-    " mk AS (INSERT INTO es_write_marks (writer, last_write)"
-    " SELECT $19::uuid, $18::uuid FROM p ON CONFLICT (writer)"
-    " DO UPDATE SET last_write = EXCLUDED.last_write, updated_at = now())";
-const std::string write_sql = write_head_sql + " SELECT base FROM p";
-// The same with an outbox row per event, in the same statement.
-const std::string write_outbox_sql
-  = write_head_sql
-    + ", ob AS (INSERT INTO event_outbox (event_id, global_position,"
-      " event_type, aggregate_type, aggregate_id, tenant_id)"
-      " SELECT t.id, p.base + t.ord, t.etype, t.atype, t.aid, t.tenant"
-      " FROM p, t) SELECT base FROM p";
+//
+// In the overlapping feed `p` reserves the positions with `es_reserve`
+// instead of moving the counter.
+std::string write_head_sql(const char* positions) {
+  return "WITH chk AS (SELECT COALESCE(bool_and(EXISTS (SELECT 1 FROM events e"
+         " WHERE e.aggregate_type = c.t AND e.aggregate_id = c.i"
+         " AND e.aggregate_version = c.v)), true) AS ok"
+         " FROM unnest($15::text[], $16::uuid[], $17::bigint[]) AS c(t, i, v)),"
+         " p AS ("
+         + std::string{positions}
+         + "),"
+           " t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::integer[],"
+           " $4::text[], $5::uuid[], $6::bigint[], $7::uuid[], "
+           "$8::timestamptz[],"
+           " $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[])"
+           " WITH ORDINALITY AS t(id, etype, ever, atype, aid, aver, tenant, "
+           "occ,"
+           " corr, caus, actor, meta, payload, ord)),"
+           " ins AS (INSERT INTO events (global_position, event_id, event_type,"
+           " event_version, aggregate_type, aggregate_id, aggregate_version,"
+           " tenant_id, occurred_at, correlation_id, causation_id, actor_id,"
+           " metadata, payload)"
+           " SELECT p.base + t.ord, t.id, t.etype, t.ever, t.atype, t.aid, "
+           "t.aver,"
+           " t.tenant, t.occ,"
+           " t.corr, t.caus, t.actor, t.meta, t.payload::json FROM p, t),"
+           " mk AS (INSERT INTO es_write_marks (writer, last_write)"
+           " SELECT $19::uuid, $18::uuid FROM p ON CONFLICT (writer)"
+           " DO UPDATE SET last_write = EXCLUDED.last_write, updated_at = "
+           "now())";
+}
+
+/// How `p` of the write statement finds the group's base position.
+enum class base_from { counter, reserve };
+
+/// The write statement, with an outbox row per event when `outbox`.
+const std::string& write_sql(base_from base, bool outbox) {
+  static const auto make = [](const char* positions, bool with_outbox) {
+    auto sql = write_head_sql(positions);
+    if (with_outbox)
+      sql += ", ob AS (INSERT INTO event_outbox (event_id, global_position,"
+             " event_type, aggregate_type, aggregate_id, tenant_id)"
+             " SELECT t.id, p.base + t.ord, t.etype, t.atype, t.aid, t.tenant"
+             " FROM p, t)";
+    return sql + " SELECT base FROM p";
+  };
+  static const char* counter
+    = "UPDATE es_position SET position = position + $14"
+      " WHERE id = 1 AND feed = 'serialized' AND (SELECT ok FROM chk)"
+      " RETURNING position - $14 AS base";
+  static const char* reserve
+    = "SELECT es_reserve($14) AS base WHERE (SELECT ok FROM chk)";
+  static const std::string all[] = {
+    make(counter, false),
+    make(counter, true),
+    make(reserve, false),
+    make(reserve, true),
+  };
+  return all[static_cast<int>(base) * 2 + (outbox ? 1 : 0)];
+}
+
+// The end of the feed a reader may read to, as of the statement's
+// snapshot. Serialized: the counter (positions commit in order).
+// Overlapping: the newest position written by a transaction older than
+// the oldest one still running (every transaction that could still commit
+// holds later positions, see schema.cpp), or the counter, which keeps the
+// position the feed was switched at.
+const char* head_sql(postgres_feed feed) {
+  if (feed == postgres_feed::serialized)
+    return "SELECT position AS p FROM es_position WHERE id = 1";
+  return "SELECT GREATEST(c.position, COALESCE((SELECT global_position"
+         " FROM events WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+         " ORDER BY tx_id DESC, global_position DESC LIMIT 1), 0)) AS p"
+         " FROM es_position c WHERE c.id = 1";
+}
 const std::string commit_sql = "COMMIT";
 const std::string rollback_sql = "ROLLBACK";
 const std::string unique_violation = "23505";
+/// How often the overlapping feed's locked path decides again after a
+/// unique key another writer may have taken meanwhile.
+constexpr int max_races = 8;
 /// Most stream heads `known_heads_` keeps before it starts over.
 constexpr size_t max_known_heads = 65'536;
 /// How long settling an ambiguous commit waits for the old session to end.
@@ -617,8 +666,7 @@ public:
 
   caf::expected<int64_t> head_position() override {
     auto r = with_reader([&](connection& c) {
-      return c.run("es_head", "SELECT position FROM es_position WHERE id = 1",
-                   params{}, true);
+      return c.run("es_head", head_sql(cfg_.feed), params{}, true);
     });
     if (!r)
       return std::move(r.error());
@@ -632,8 +680,9 @@ private:
   caf::expected<int64_t> feed_page(const std::string& name,
                                    const std::string& where, const params& ps,
                                    recorded_events& out) {
-    std::string sql = "WITH h AS (SELECT position AS p FROM es_position"
-                      " WHERE id = 1) SELECT h.p, ";
+    std::string sql = "WITH h AS (";
+    sql += head_sql(cfg_.feed);
+    sql += ") SELECT h.p, ";
     sql += event_columns;
     sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
     sql += where;
@@ -923,12 +972,13 @@ private:
   /// write `write_id`.
   void add_write(std::vector<call>& calls, const insert_columns& rows,
                  const uuid& write_id, const uuid& writer) {
-    if (cfg_.outbox)
-      calls.push_back({"es_write_ob", &write_outbox_sql,
-                       rows.write_params(write_id, writer), true});
-    else
-      calls.push_back(
-        {"es_write", &write_sql, rows.write_params(write_id, writer), true});
+    static const char* names[]
+      = {"es_write", "es_write_ob", "es_write_r", "es_write_rob"};
+    auto base = cfg_.feed == postgres_feed::serialized ? base_from::counter
+                                                       : base_from::reserve;
+    calls.push_back({names[static_cast<int>(base) * 2 + (cfg_.outbox ? 1 : 0)],
+                     &write_sql(base, cfg_.outbox),
+                     rows.write_params(write_id, writer), true});
   }
 
   /// Records heads seen or written; a head never moves back.
@@ -971,7 +1021,7 @@ private:
   /// this is itself such a settling run, and what cannot be established
   /// becomes `commit_outcome_unknown`.
   void commit_locked(writer_lease& w, const slots& xs, bool resolving,
-                     int reconnects = 1) {
+                     int reconnects = 1, int races = max_races) {
     for (const auto& s : xs)
       restore(s);
     auto fail_or_unknown = [&](const slots& ys, const caf::error& err) {
@@ -994,6 +1044,7 @@ private:
       for (const auto& ev : req.events)
         event_ids.push_back(ev.event_id.to_string());
     }
+    bool overlapping = cfg_.feed == postgres_feed::overlapping;
     connection* conn = nullptr;
     pipeline_result got;
     for (;;) {
@@ -1005,7 +1056,10 @@ private:
       conn = *c;
       std::vector<call> first;
       first.push_back({"es_begin", &begin_sql, {}, false});
-      first.push_back({"es_lock", &lock_sql, {}, true});
+      // The overlapping feed locks nothing: unique keys catch what another
+      // writer commits meanwhile, and positions are reserved by the write.
+      if (!overlapping)
+        first.push_back({"es_lock", &lock_sql, {}, true});
       params ps;
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
@@ -1027,10 +1081,20 @@ private:
       w.drop();
     }
     auto& rs = got.results;
-    int64_t position = rs[1].int8(0, 0);
+    if (!overlapping && rs[1].rows() != 1) {
+      abandon(*conn);
+      fail_or_unknown(xs, make_store_error(store_errc::invalid_argument,
+                                           "the database's feed was switched "
+                                           "to overlapping while this store "
+                                           "ran serialized; nothing was "
+                                           "written: reopen the store"));
+      return;
+    }
+    // Overlapping: positions relative to the base the write reserves.
+    int64_t position = overlapping ? 0 : rs[1].int8(0, 0);
     std::map<stream_id, detail::stream_head> heads;
     std::unordered_map<uuid, detail::stored_location> stored;
-    const auto& found = rs[2];
+    const auto& found = rs[overlapping ? 1 : 2];
     for (int row = 0; row < found.rows(); ++row) {
       stream_id sid{found.text(row, 1), found.uuid_at(row, 2)};
       if (found.is_null(row, 0)) {
@@ -1057,6 +1121,9 @@ private:
     // it writes.
     slots bound;
     slots accepted;
+    // Answers whose positions are relative to the base the write reserves
+    // (overlapping feed): the accepted requests and replays of them.
+    slots relative;
     std::unordered_set<uuid> group_ids;
     std::unordered_set<stream_id, stream_hash> group_streams;
     // Atomic jobs are decided as a whole first, on a copy of the state: a
@@ -1084,6 +1151,8 @@ private:
         continue;
       }
       if (*replay) {
+        if (group_ids.count(req.events.front().event_id) > 0)
+          relative.push_back(s);
         out = std::move(**replay);
         continue;
       }
@@ -1115,6 +1184,7 @@ private:
       if (!depends)
         bound.push_back(s);
       accepted.push_back(s);
+      relative.push_back(s);
     }
     // `bound` in group order (a request was added when seen).
     if (rows.empty()) {
@@ -1133,6 +1203,14 @@ private:
     second.push_back({"es_commit", &commit_sql, {}, false, true});
     auto done = pipeline(*conn, second);
     if (done && done.results[0].rows() == 1) {
+      if (overlapping) {
+        int64_t base = done.results[0].int8(0, 0);
+        for (const auto& x : relative) {
+          auto& res = result_of(x);
+          res->first_position += base;
+          res->last_position += base;
+        }
+      }
       remember(heads);
       metrics_.count_transaction(xs.size());
       return;
@@ -1153,6 +1231,16 @@ private:
       // event id of a detached range partition. Like data the database
       // refuses, it is one request's fault: split until it stands alone.
       bool unseen = done.state == unique_violation;
+      if (unseen && overlapping && races > 0) {
+        // Nothing locks out other writers while this path decides in the
+        // overlapping feed: a unique key is most likely a row another
+        // writer committed meanwhile. Decide again on fresh reads; after
+        // `max_races` such rounds, take it for a row this session cannot
+        // see.
+        metrics_.count_decided_again();
+        commit_locked(w, bound, resolving, reconnects, races - 1);
+        return;
+      }
       if (refuses_data(done.state) || unseen) {
         if (auto at = split_point(bound); at > 0) {
           auto mid = bound.begin() + static_cast<ptrdiff_t>(at);
@@ -1390,12 +1478,19 @@ private:
   }
 
   /// Leaves a failed transaction so the connection can be reused.
-  static void abandon(connection* conn) {
-    if (conn->ok() && PQtransactionStatus(conn->handle()) != PQTRANS_IDLE)
+  void abandon(connection* conn) {
+    if (!conn->ok())
+      return;
+    if (PQtransactionStatus(conn->handle()) != PQTRANS_IDLE)
       static_cast<void>(conn->exec("ROLLBACK"));
+    // `es_reserve` holds a session lock for a moment; a statement cancelled
+    // in that moment (a timeout) would keep it. Nothing else of the store
+    // takes session locks on a writer connection.
+    if (cfg_.feed == postgres_feed::overlapping)
+      static_cast<void>(conn->exec("SELECT pg_advisory_unlock_all()"));
   }
 
-  static void abandon(connection& conn) {
+  void abandon(connection& conn) {
     abandon(&conn);
   }
 
@@ -1461,6 +1556,16 @@ caf::expected<event_store_ptr> make_postgres_event_store(postgres_config cfg) {
                               + ", this library needs version "
                               + std::to_string(postgres_schema_version())
                               + ": run postgres_migrate as the schema owner");
+  // The feed: a store never appends the other feed's way.
+  auto feed = detail::pg::read_feed(**conn);
+  if (!feed)
+    return std::move(feed.error());
+  if (*feed != cfg.feed)
+    if (auto err = detail::pg::switch_feed(**conn, cfg.feed, true,
+                                           cfg.statement_timeout.count() > 0
+                                             ? cfg.statement_timeout
+                                             : std::chrono::minutes{1}))
+      return err;
   // Marks of connections long gone (see es_write_marks).
   if (auto swept
       = (*conn)->exec("DELETE FROM es_write_marks"

@@ -237,6 +237,47 @@ CREATE INDEX IF NOT EXISTS events_stream_control
     ('es.StreamDeleted', 'es.StreamTombstoned', 'es.StreamTruncated');
 )sql";
 
+// Version 6: the overlapping feed (docs/postgres.md, "Why the feed never
+// skips"). Rows record the transaction that wrote them; `es_position.feed`
+// says which way positions are allocated. In the overlapping feed,
+// `es_reserve(n)` takes a session advisory lock (keyed by this schema's
+// es_position table), gives the calling transaction its id, reserves the
+// next n positions of es_position_seq and releases the lock, all in one
+// call: transaction ids and positions of appending transactions are
+// therefore handed out in the same order, and a reader's snapshot sees
+// every position below the newest one written by a transaction older than
+// the oldest one still running. Old rows get transaction id 0 (long
+// committed); new rows their own.
+constexpr const char* schema_v6 = R"sql(
+ALTER TABLE es_position ADD COLUMN feed text NOT NULL DEFAULT 'serialized'
+  CHECK (feed IN ('serialized', 'overlapping'));
+CREATE SEQUENCE es_position_seq AS bigint MINVALUE 1 CACHE 1;
+ALTER TABLE events ADD COLUMN tx_id xid8 NOT NULL DEFAULT '0';
+ALTER TABLE events ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id();
+CREATE FUNCTION es_reserve(n bigint) RETURNS bigint
+LANGUAGE plpgsql AS $f$
+DECLARE
+  k CONSTANT bigint
+    := 7286150000000 + ('es_position'::regclass)::oid::text::bigint;
+  last bigint;
+BEGIN
+  PERFORM pg_advisory_lock(k);
+  IF (SELECT feed FROM es_position WHERE id = 1) <> 'overlapping' THEN
+    PERFORM pg_advisory_unlock(k);
+    RAISE EXCEPTION 'the feed of this store is serialized'
+      USING ERRCODE = '55000';
+  END IF;
+  PERFORM pg_current_xact_id();
+  last := nextval('es_position_seq') + n - 1;
+  IF n > 1 THEN
+    PERFORM setval('es_position_seq', last);
+  END IF;
+  PERFORM pg_advisory_unlock(k);
+  RETURN last - n;
+END
+$f$;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
@@ -246,6 +287,7 @@ const std::vector<migration>& migrations() {
     {3, "event ids of the partitioned variant kept by a trigger", schema_v3},
     {4, "marks of writes in flight", schema_v4},
     {5, "correlation and stream control indexes", schema_v5},
+    {6, "transaction ids and the overlapping feed", schema_v6},
   };
   return list;
 }

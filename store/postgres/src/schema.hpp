@@ -1,10 +1,13 @@
 // The PostgreSQL schema and its migrations.
 #pragma once
 
+#include "es/postgres/postgres.hpp"
+
 #include <caf/error.hpp>
 
 #include "connection.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,6 +37,19 @@ struct events_layout {
 /// a transaction-scoped advisory lock. `layout` applies to the first
 /// migration only.
 caf::error migrate(connection& conn, const events_layout& layout);
+
+/// The highest position allocated, in either feed (a one-row query).
+extern const char* const allocated_head_sql;
+
+/// The database's feed, as `es_position` records it.
+caf::expected<postgres_feed> read_feed(connection& conn);
+
+/// Switches the database's feed to `feed` (see `postgres_switch_feed`).
+/// With `only_if_empty`, switches only a database without events and
+/// returns `invalid_argument` otherwise. Waits for older transactions at
+/// most `wait`.
+caf::error switch_feed(connection& conn, postgres_feed feed, bool only_if_empty,
+                       std::chrono::milliseconds wait);
 
 /// The name of the range partition that holds `index` (0 for the first).
 std::string range_partition_name(int64_t index);

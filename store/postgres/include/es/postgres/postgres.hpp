@@ -21,6 +21,27 @@
 
 namespace es {
 
+/// How appends allocate global positions, and so how far readers may read
+/// (docs/postgres.md, "Why the feed never skips"). A database has one feed
+/// at a time, kept in its `es_position` row.
+enum class postgres_feed {
+  /// Appending transactions hold the position row's lock until their
+  /// commit is visible: they commit one after another, positions are dense
+  /// and visible in order. Nothing outside the store delays readers.
+  serialized,
+  /// Appending transactions reserve positions and their transaction id
+  /// together under a short lock and commit side by side, sharing WAL
+  /// flushes; readers read up to the newest position written by a
+  /// transaction older than the oldest transaction still running in the
+  /// server. Rolled-back appends leave holes in the positions, and any long
+  /// transaction holding an id (in any database of the server) holds back
+  /// the end of the feed until it ends.
+  overlapping,
+};
+
+/// Returns "serialized" or "overlapping".
+const char* to_string(postgres_feed feed);
+
 /// Configuration of the PostgreSQL adapters.
 struct postgres_config {
   /// A libpq connection string or URI, for example
@@ -42,11 +63,16 @@ struct postgres_config {
   /// Most append requests committed together in one transaction.
   size_t max_group_size = 256;
   /// Connections (and so groups) committing at once. With more than one,
-  /// the next group is decided and sent while the previous one commits;
-  /// commits still take the position lock one after the other, so this
-  /// pays off only when round trips are long (a distant server). On a
-  /// local server one connection and `group_gather` measured best.
+  /// the next group is decided and sent while the previous one commits.
+  /// In the serialized feed commits still take the position lock one after
+  /// the other, so this pays off only when round trips are long (a distant
+  /// server); in the overlapping feed their commits overlap (see
+  /// bench/README.md for measured figures).
   size_t writer_connections = 1;
+  /// The feed this store expects. A store opened on a database with the
+  /// other feed switches it when the log is empty and fails with
+  /// `invalid_argument` otherwise (see `postgres_switch_feed`).
+  postgres_feed feed = postgres_feed::serialized;
   /// How long the head of the queue may wait for its group to grow to the
   /// size of the previous group before committing (0: never waits). Only
   /// concurrent callers cause a wait: a lone caller's groups have one
@@ -105,6 +131,19 @@ int postgres_schema_version();
 /// applying it.
 caf::error postgres_migrate(const postgres_config& cfg);
 
+/// Switches the database's feed, as the schema owner, while no store
+/// appends to it (stop the writers first): waits for the position lock,
+/// carries the next position over to the other allocator, builds the index
+/// the overlapping feed's readers use (or drops it), and then waits for
+/// every transaction that started before the switch to end, so that no
+/// append of the old feed commits after it. Errors: connection errors,
+/// `timeout` (after `cfg.statement_timeout` when older transactions do not
+/// end), `permission_denied`.
+caf::error postgres_switch_feed(const postgres_config& cfg, postgres_feed feed);
+
+/// Returns the database's feed.
+caf::expected<postgres_feed> postgres_feed_of(const postgres_config& cfg);
+
 /// One range partition of a range-partitioned events table.
 struct event_range {
   std::string name;
@@ -156,9 +195,8 @@ postgres_detach_event_ranges(const postgres_config& cfg,
 /// lock) let it decide first and send the insert as one pipeline (one
 /// implicit transaction, one round trip); when a head turns out stale, or a
 /// request would be refused, the group is decided again under the position lock
-/// from fresh reads. Global positions are allocated under a row lock held until
-/// commit, so they are dense and become visible in order: the feed never skips
-/// an event.
+/// from fresh reads. How global positions are allocated is the database's
+/// feed (`postgres_feed`): either way the feed never skips an event.
 ///
 /// Errors: `connection_failed` (retryable), `authentication_failed`,
 /// `unknown_database`, `schema_too_new`, `migration_failed`.
