@@ -142,7 +142,7 @@ std::string write_head_sql(const char* positions) {
 enum class base_from { counter, reserve };
 
 /// The write statement, with an outbox row per event when `outbox`.
-const std::string& write_sql(base_from base, bool outbox) {
+const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
   static const auto make = [](const char* positions, bool with_outbox) {
     auto sql = write_head_sql(positions);
     if (with_outbox)
@@ -156,15 +156,30 @@ const std::string& write_sql(base_from base, bool outbox) {
     = "UPDATE es_position SET position = position + $14"
       " WHERE id = 1 AND feed = 'serialized' AND (SELECT ok FROM chk)"
       " RETURNING position - $14 AS base";
-  static const char* reserve
-    = "SELECT es_reserve($14) AS base WHERE (SELECT ok FROM chk)";
-  static const std::string all[] = {
-    make(counter, false),
-    make(counter, true),
-    make(reserve, false),
-    make(reserve, true),
+  // Positions reserved for a write that then fails stay unused: so that
+  // a store alone leaves no holes, the reservation is made only when no
+  // new (stream, version) and no new event id is taken already. Only a
+  // row another writer commits meanwhile can still collide.
+  static const auto reserve = [](const char* ids) {
+    return std::string{"SELECT es_reserve($14) AS base"
+                       " WHERE (SELECT ok FROM chk) AND NOT EXISTS"
+                       " (SELECT 1 FROM unnest($4::text[], $5::uuid[],"
+                       " $6::bigint[]) AS n(t, i, v) JOIN events e"
+                       " ON e.aggregate_type = n.t AND e.aggregate_id = n.i"
+                       " AND e.aggregate_version = n.v) AND NOT EXISTS"
+                       " (SELECT 1 FROM "}
+           + ids + " x WHERE x.event_id = ANY ($1::uuid[]))";
   };
-  return all[static_cast<int>(base) * 2 + (outbox ? 1 : 0)];
+  static const std::string plain = reserve("events");
+  static const std::string by_ids = reserve("event_ids");
+  static const std::string all[] = {
+    make(counter, false),        make(counter, true),
+    make(plain.c_str(), false),  make(plain.c_str(), true),
+    make(counter, false),        make(counter, true),
+    make(by_ids.c_str(), false), make(by_ids.c_str(), true),
+  };
+  return all[(partitioned ? 4 : 0) + static_cast<int>(base) * 2
+             + (outbox ? 1 : 0)];
 }
 
 // The end of the feed a reader may read to, as of the statement's
@@ -972,12 +987,12 @@ private:
   /// write `write_id`.
   void add_write(std::vector<call>& calls, const insert_columns& rows,
                  const uuid& write_id, const uuid& writer) {
-    static const char* names[]
-      = {"es_write", "es_write_ob", "es_write_r", "es_write_rob"};
+    // A store has one feed and one layout: the names need not tell them
+    // apart.
     auto base = cfg_.feed == postgres_feed::serialized ? base_from::counter
                                                        : base_from::reserve;
-    calls.push_back({names[static_cast<int>(base) * 2 + (cfg_.outbox ? 1 : 0)],
-                     &write_sql(base, cfg_.outbox),
+    calls.push_back({cfg_.outbox ? "es_write_ob" : "es_write",
+                     &write_sql(base, cfg_.outbox, partitioned_),
                      rows.write_params(write_id, writer), true});
   }
 
@@ -1216,6 +1231,13 @@ private:
       return;
     }
     abandon(*conn);
+    if (done && overlapping && races > 0) {
+      // Decided on fresh reads but nothing locked: another writer took a
+      // version or an id meanwhile. Decide again.
+      metrics_.count_decided_again();
+      commit_locked(w, bound, resolving, reconnects, races - 1);
+      return;
+    }
     if (done) {
       // Decided under the lock, yet a version below a head is missing:
       // the log itself has a hole (a deleted row).
