@@ -205,6 +205,7 @@ TEST_CASE("many writers on several connections contend for the same "
     });
   for (auto& t : threads)
     t.join();
+  INFO((failures.empty() ? std::string{} : failures.front()));
   CHECK(failures.empty());
   auto all = read_everything(*first);
   check_log_shape(all);

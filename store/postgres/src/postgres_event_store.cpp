@@ -54,6 +54,12 @@ recorded_event read_event(const result& r, int row, int c) {
 }
 
 const std::string begin_sql = "BEGIN";
+// The overlapping feed's locked path: a transaction lock per stream of the
+// group, taken in one order.
+const std::string lock_streams_sql
+  = "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT"
+    " hashtextextended(s.t || '/' || s.i::text, 74201) AS k"
+    " FROM unnest($1::text[], $2::uuid[]) AS s(t, i) ORDER BY k) q";
 // No row when the database's feed was switched away under a running store.
 const std::string lock_sql = "SELECT position FROM es_position"
                              " WHERE id = 1 AND feed = 'serialized' FOR UPDATE";
@@ -188,23 +194,26 @@ const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
 // The end of the feed a reader may read to, as of the statement's
 // snapshot. Serialized: the counter (positions commit in order).
 // Overlapping: the newest position written by a transaction older than
-// the oldest one still running (every transaction that could still commit
-// holds later positions, see schema.cpp), or the counter, which keeps the
-// position the feed was switched at.
-const char* head_sql(postgres_feed feed) {
+// the oldest appender still running (every transaction that could still
+// commit holds later positions, see schema.cpp), or the counter, which
+// keeps the position the feed was switched at.
+// `first` numbers the two parameters of the overlapping feed's horizon
+// (see `appenders`).
+std::string head_sql(postgres_feed feed, size_t first) {
   if (feed == postgres_feed::serialized)
     return "SELECT position AS p FROM es_position WHERE id = 1";
   return "SELECT GREATEST(c.position, COALESCE((SELECT global_position"
-         " FROM events WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())"
-         " ORDER BY tx_id DESC, global_position DESC LIMIT 1), 0)) AS p"
-         " FROM es_position c WHERE c.id = 1";
+         " FROM events WHERE tx_id < (SELECT es_horizon($"
+         + std::to_string(first) + "::bigint[], $" + std::to_string(first + 1)
+         + "::xid8)) ORDER BY tx_id DESC, global_position DESC LIMIT 1), 0))"
+           " AS p FROM es_position c WHERE c.id = 1";
 }
 const std::string commit_sql = "COMMIT";
 const std::string rollback_sql = "ROLLBACK";
 const std::string unique_violation = "23505";
 /// How often the overlapping feed's locked path decides again after a
 /// unique key another writer may have taken meanwhile.
-constexpr int max_races = 8;
+constexpr int max_races = 16;
 /// Most stream heads `known_heads_` keeps before it starts over.
 constexpr size_t max_known_heads = 65'536;
 /// How long settling an ambiguous commit waits for the old session to end.
@@ -683,8 +692,11 @@ public:
   }
 
   caf::expected<int64_t> head_position() override {
-    auto r = with_reader([&](connection& c) {
-      return c.run("es_head", head_sql(cfg_.feed), params{}, true);
+    auto r = with_reader([&](connection& c) -> caf::expected<result> {
+      params ps;
+      if (auto err = appenders(c, ps))
+        return err;
+      return c.run("es_head", head_sql(cfg_.feed, 1), ps, true);
     });
     if (!r)
       return std::move(r.error());
@@ -698,16 +710,22 @@ private:
   caf::expected<int64_t> feed_page(const std::string& name,
                                    const std::string& where, const params& ps,
                                    recorded_events& out) {
-    std::string sql = "WITH h AS (";
-    sql += head_sql(cfg_.feed);
+    // MATERIALIZED: the head is computed once and the page and the answer
+    // use the same value (the overlapping feed's horizon reads the lock
+    // table, which two evaluations could see differently).
+    std::string sql = "WITH h AS MATERIALIZED (";
+    sql += head_sql(cfg_.feed, ps.size() + 1);
     sql += ") SELECT h.p, ";
     sql += event_columns;
     sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
     sql += where;
     sql += " ORDER BY global_position ASC LIMIT $3) e ON true"
            " ORDER BY e.global_position ASC";
-    auto r = with_reader([&](connection& c) {
-      return c.run(name.c_str(), sql, ps, true);
+    auto r = with_reader([&](connection& c) -> caf::expected<result> {
+      auto all = ps;
+      if (auto err = appenders(c, all))
+        return err;
+      return c.run(name.c_str(), sql, all, true);
     });
     if (!r)
       return std::move(r.error());
@@ -718,6 +736,24 @@ private:
         out.push_back(read_event(*r, row, 1));
     }
     return head;
+  }
+
+  /// In the overlapping feed, adds the two parameters of `es_horizon` to
+  /// `ps`: the store's running appenders and the xmax of the snapshot of
+  /// the statement that looked for them, read before the page's statement
+  /// takes its own snapshot (see schema.cpp).
+  caf::error appenders(connection& c, params& ps) {
+    if (cfg_.feed == postgres_feed::serialized)
+      return caf::none;
+    auto r = c.run("es_appenders",
+                   "SELECT es_appenders()::text,"
+                   " pg_snapshot_xmax(pg_current_snapshot())::text",
+                   params{}, false);
+    if (!r)
+      return std::move(r.error());
+    ps.add(r->text(0, 0));
+    ps.add(r->text(0, 1));
+    return caf::none;
   }
 
   /// Runs a read on a pooled connection. Reads are idempotent: when the
@@ -1074,10 +1110,20 @@ private:
       conn = *c;
       std::vector<call> first;
       first.push_back({"es_begin", &begin_sql, {}, false});
-      // The overlapping feed locks nothing: unique keys catch what another
-      // writer commits meanwhile, and positions are reserved by the write.
-      if (!overlapping)
+      // The overlapping feed does not lock the feed: positions are
+      // reserved by the write. Deciders of the same streams take their
+      // streams' locks in one order, so that they do not keep beating each
+      // other; unique keys catch what an optimistic writer commits
+      // meanwhile.
+      if (overlapping) {
+        params ls;
+        insert_columns::put(ls, types);
+        insert_columns::put(ls, ids);
+        first.push_back(
+          {"es_lock_streams", &lock_streams_sql, std::move(ls), true});
+      } else {
         first.push_back({"es_lock", &lock_sql, {}, true});
+      }
       params ps;
       insert_columns::put(ps, types);
       insert_columns::put(ps, ids);
@@ -1112,7 +1158,7 @@ private:
     int64_t position = overlapping ? 0 : rs[1].int8(0, 0);
     std::map<stream_id, detail::stream_head> heads;
     std::unordered_map<uuid, detail::stored_location> stored;
-    const auto& found = rs[overlapping ? 1 : 2];
+    const auto& found = rs[2];
     for (int row = 0; row < found.rows(); ++row) {
       stream_id sid{found.text(row, 1), found.uuid_at(row, 2)};
       if (found.is_null(row, 0)) {

@@ -246,7 +246,10 @@ CREATE INDEX IF NOT EXISTS events_stream_control
 // call: transaction ids and positions of appending transactions are
 // therefore handed out in the same order, and a reader's snapshot sees
 // every position below the newest one written by a transaction older than
-// the oldest one still running. Old rows get transaction id 0 (long
+// the oldest appender still running. Appenders hold a shared transaction
+// lock from before they get their id to their end; readers find them in
+// pg_locks (`es_appenders`, `es_horizon`), so other transactions of the
+// server, however long, do not hold back the feed. Old rows get transaction id 0 (long
 // committed); new rows their own.
 constexpr const char* schema_v6 = R"sql(
 ALTER TABLE es_position ADD COLUMN feed text NOT NULL DEFAULT 'serialized'
@@ -262,6 +265,8 @@ DECLARE
   last bigint;
 BEGIN
   PERFORM pg_advisory_lock(k);
+  PERFORM pg_advisory_xact_lock_shared(74201,
+    (('es_position'::regclass)::oid::text::bigint % 2147483647)::integer);
   IF (SELECT feed FROM es_position WHERE id = 1) <> 'overlapping' THEN
     PERFORM pg_advisory_unlock(k);
     RAISE EXCEPTION 'the feed of this store is serialized'
@@ -274,6 +279,43 @@ BEGIN
   END IF;
   PERFORM pg_advisory_unlock(k);
   RETURN last - n;
+END
+$f$;
+-- The appenders of this store running now: the transaction ids (modulo
+-- 2^32, as pg_locks shows them) of transactions holding the lock es_reserve
+-- takes before they get their id. A reader calls it with its own statement
+-- first and passes the result, with that statement's xmax, to es_horizon:
+-- an appender older than that xmax and still running when the page is read
+-- was running, and holding its lock, when this looked.
+CREATE FUNCTION es_appenders() RETURNS bigint[]
+LANGUAGE sql VOLATILE AS $f$
+  SELECT ARRAY(SELECT t.transactionid::text::bigint FROM pg_locks a
+    JOIN pg_locks t ON t.virtualtransaction = a.virtualtransaction
+    WHERE a.locktype = 'advisory' AND a.classid = 74201 AND a.objsubid = 2
+    AND a.objid = ((('es_position'::regclass)::oid::text::bigint
+                    % 2147483647)::integer)::oid
+    AND a.granted AND t.locktype = 'transactionid'
+    AND t.mode = 'ExclusiveLock' AND t.granted)
+$f$;
+-- The oldest transaction id a reader must wait for, as of the calling
+-- statement's snapshot: the oldest running transaction that is one of
+-- `appenders` or younger than `since` (which es_appenders could not have
+-- seen), or the snapshot's xmax.
+CREATE FUNCTION es_horizon(appenders bigint[], since xid8) RETURNS xid8
+LANGUAGE plpgsql STABLE AS $f$
+DECLARE
+  snap CONSTANT pg_snapshot := pg_current_snapshot();
+  horizon xid8 := pg_snapshot_xmax(snap);
+  x xid8;
+BEGIN
+  FOR x IN SELECT * FROM pg_snapshot_xip(snap) LOOP
+    IF x < horizon AND (x >= since
+                        OR (x::text::bigint % 4294967296) = ANY (appenders))
+    THEN
+      horizon := x;
+    END IF;
+  END LOOP;
+  RETURN horizon;
 END
 $f$;
 )sql";

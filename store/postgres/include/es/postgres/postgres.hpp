@@ -32,10 +32,11 @@ enum class postgres_feed {
   /// Appending transactions reserve positions and their transaction id
   /// together under a short lock and commit side by side, sharing WAL
   /// flushes; readers read up to the newest position written by a
-  /// transaction older than the oldest transaction still running in the
-  /// server. Rolled-back appends leave holes in the positions, and any long
-  /// transaction holding an id (in any database of the server) holds back
-  /// the end of the feed until it ends.
+  /// transaction older than the oldest appending transaction still running.
+  /// Writes that fail after reserving positions (a rollback, a key another
+  /// process took meanwhile) leave holes in the positions, an appending
+  /// transaction left open holds back the end of the feed until it ends,
+  /// and finding the end reads the server's lock table.
   overlapping,
 };
 
