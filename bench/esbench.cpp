@@ -50,6 +50,7 @@ struct esbench_config : caf::actor_system_config {
   int repeat = 1;
   int pg_writer_connections = 1;
   int pg_group_gather_us = 500;
+  std::string pg_feed = "serialized";
   int aggregates = 1000;
   int idle_aggregates = 100000;
   int64_t max_single = 2000;
@@ -85,6 +86,8 @@ struct esbench_config : caf::actor_system_config {
       .add(pg_group_gather_us, "pg-group-gather-us",
            "PostgreSQL store: how long a group may wait to grow, in "
            "microseconds (default 500)")
+      .add(pg_feed, "pg-feed",
+           "PostgreSQL store: the feed, serialized (default) or overlapping")
       .add(aggregates, "aggregates",
            "commands scenario: distinct aggregates the commands go to")
       .add(idle_aggregates, "idle-aggregates",
@@ -160,6 +163,11 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   p.dsn = cfg.dsn;
   p.pg_writer_connections = std::max(1, cfg.pg_writer_connections);
   p.pg_group_gather_us = std::max(0, cfg.pg_group_gather_us);
+  if (cfg.pg_feed != "serialized" && cfg.pg_feed != "overlapping") {
+    std::cerr << "esbench: --pg-feed must be serialized or overlapping\n";
+    std::exit(2);
+  }
+  p.pg_feed = cfg.pg_feed;
   if (cfg.sync == "full")
     p.sync = es::sqlite_sync::full;
   else if (cfg.sync == "normal")

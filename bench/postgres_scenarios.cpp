@@ -122,6 +122,8 @@ event_store_ptr open_postgres_store(const bench_params& p,
   cfg.dsn = schema->dsn();
   cfg.writer_connections = static_cast<size_t>(p.pg_writer_connections);
   cfg.group_gather = std::chrono::microseconds{p.pg_group_gather_us};
+  cfg.feed = p.pg_feed == "overlapping" ? postgres_feed::overlapping
+                                        : postgres_feed::serialized;
   auto res = make_postgres_event_store(cfg);
   if (!res)
     fail(describe(res.error()));
@@ -167,12 +169,19 @@ run_result run_raw_postgres_append(const bench_params& p) {
            + "::bigint * interval '1 microsecond', $" + std::to_string(k + 8)
            + "::uuid, $" + std::to_string(k + 9) + "::json)";
   }
+  // Connections opened and the statement prepared before the clock, as
+  // the framework's writer is.
   auto dsn = schema.dsn();
-  auto seconds = run_threads(p.writers, [&](int w) {
+  std::vector<PGconn*> conns;
+  for (int w = 0; w < p.writers; ++w) {
     PGconn* conn = connect(dsn);
     PGresult* prep = PQprepare(conn, "raw_insert", sql.c_str(), 0, nullptr);
     check(prep, conn, "prepare");
     PQclear(prep);
+    conns.push_back(conn);
+  }
+  auto seconds = run_threads(p.writers, [&](int w) {
+    PGconn* conn = conns[static_cast<size_t>(w)];
     auto& mine = rows[static_cast<size_t>(w)];
     auto& out = lat[static_cast<size_t>(w)];
     int64_t version = 0;
@@ -204,8 +213,9 @@ run_result run_raw_postgres_append(const bench_params& p) {
       out.push_back(micros_since(start));
       written += static_cast<int64_t>(batch.size());
     }
-    PQfinish(conn);
   });
+  for (auto* conn : conns)
+    PQfinish(conn);
   run_result r;
   r.backend = "raw-postgres";
   r.scenario = p.scenario;

@@ -27,6 +27,8 @@ struct bench_params {
   int pg_writer_connections = 1;
   /// postgres_config::group_gather of the store under test, microseconds.
   int pg_group_gather_us = 500;
+  /// postgres_config::feed: "serialized" or "overlapping".
+  std::string pg_feed = "serialized";
 };
 
 /// The rows of one writer, built before the clock starts.
