@@ -617,12 +617,14 @@ bool read_page(projection_actor* self) {
         && st.registry == nullptr)
       opts.filter.event_types = st.types;
   }
-  st.reads_every_position = opts.filter.empty();
   auto page = st.cfg.store->read_all(opts);
   if (!page) {
     fail(self, std::move(page.error()));
     return false;
   }
+  // Positions missing from a feed whose gaps are final were never written:
+  // nothing to wait for.
+  st.reads_every_position = opts.filter.empty() && !page->gaps_final;
   int64_t last = st.position;
   for (auto& ev : page->events) {
     last = ev.global_position;
@@ -770,6 +772,11 @@ void pump(projection_actor* self) {
     if (st.hole_from != 0) {
       st.hole_from = 0;
       st.detail.clear();
+    }
+    if (ev.global_position > st.position + 1) {
+      // Positions the store says were never written (or filtered away):
+      // nothing of them to apply, and a run starts at the event.
+      st.position = ev.global_position - 1;
     }
     if (st.tx_proj != nullptr) {
       if (!handle_front_transactional(self))

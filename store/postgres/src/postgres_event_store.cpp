@@ -607,6 +607,7 @@ public:
     else
       slice.next_position = std::max(upper, opts.after_position);
     slice.end_of_feed = slice.next_position >= *head;
+    slice.gaps_final = cfg_.feed == postgres_feed::overlapping;
     metrics_.count_read(slice.events.size());
     return slice;
   }

@@ -153,11 +153,16 @@ struct all_slice {
   int64_t next_position = 0;
   /// True when the page reached the head of the feed as of this read.
   bool end_of_feed = true;
+  /// True when positions missing up to `next_position` were never written
+  /// and never will be (PostgreSQL's overlapping feed leaves such holes
+  /// where a write failed after reserving positions). Otherwise a missing
+  /// position is a hole in the log (damage, a partial restore).
+  bool gaps_final = false;
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, all_slice& x) {
     return f(caf::meta::type_name("es.all_slice"), x.events, x.next_position,
-             x.end_of_feed);
+             x.end_of_feed, x.gaps_final);
   }
 };
 
