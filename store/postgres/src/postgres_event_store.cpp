@@ -163,9 +163,10 @@ const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
       " WHERE id = 1 AND feed = 'serialized' AND (SELECT ok FROM chk)"
       " RETURNING position - $14 AS base";
   // Positions reserved for a write that then fails stay unused: so that
-  // a store alone leaves no holes, the reservation is made only when no
-  // new (stream, version) and no new event id is taken already. Only a
-  // row another writer commits meanwhile can still collide.
+  // a store alone leaves no holes, the reservation is made only when the
+  // first new version of each stream (versions are dense) and every event
+  // id are free. Only a row another writer commits meanwhile can still
+  // collide.
   // EXISTS in the select list keeps every lookup an index probe, whatever
   // the generic plan thinks of the table's size.
   static const auto reserve = [](const char* ids) {
@@ -173,11 +174,14 @@ const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
                        " WHERE (SELECT ok FROM chk) AND (SELECT NOT"
                        " COALESCE(bool_or(EXISTS (SELECT 1 FROM events e"
                        " WHERE e.aggregate_type = n.t AND e.aggregate_id = n.i"
-                       " AND e.aggregate_version = n.v) OR EXISTS (SELECT 1"
-                       " FROM "}
+                       " AND e.aggregate_version = n.v)), false) FROM (SELECT"
+                       " DISTINCT ON (u.t, u.i) u.t, u.i, u.v FROM"
+                       " unnest($4::text[], $5::uuid[], $6::bigint[])"
+                       " AS u(t, i, v) ORDER BY u.t, u.i, u.v) n) AND (SELECT"
+                       " NOT COALESCE(bool_or(EXISTS (SELECT 1 FROM "}
            + ids
-           + " x WHERE x.event_id = n.id)), false) FROM unnest($1::uuid[],"
-             " $4::text[], $5::uuid[], $6::bigint[]) AS n(id, t, i, v))";
+           + " x WHERE x.event_id = n.id)), false) FROM unnest($1::uuid[])"
+             " AS n(id))";
   };
   static const std::string plain = reserve("events");
   static const std::string by_ids = reserve("event_ids");
