@@ -216,3 +216,42 @@ TEST_CASE("on PostgreSQL, a read model is rebuilt in a shadow schema and "
   fx.admin.try_exec("DROP SCHEMA IF EXISTS " + schema + "_rebuild_sums CASCADE",
                     msg);
 }
+
+TEST_CASE("on PostgreSQL's overlapping feed, a projection steps over "
+          "positions a failed write left unused, without waiting",
+          "[postgres][projections]") {
+  postgres_fixture fx;
+  auto cfg = fx.fresh_config();
+  cfg.feed = postgres_feed::overlapping;
+  auto opened = make_postgres_event_store(cfg);
+  REQUIRE(opened);
+  auto store = *opened;
+  auto s = new_stream();
+  REQUIRE(store->append(s, expected_version::no_stream(), make_batch(s, 3)));
+  // A write that reserved positions 4 and 5 and rolled back.
+  fx.admin.exec("BEGIN; SET LOCAL search_path = " + fx.schemas.back()
+                + "; SELECT es_reserve(2); ROLLBACK");
+  REQUIRE(store->append(s, expected_version::exact(3), make_batch(s, 2)));
+  REQUIRE(*store->head_position() == 7);
+  auto db = read_model_next_to_store(fx);
+  threaded_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  projection_coordinator coord{sys};
+  auto rec = std::make_shared<recorder>();
+  auto c = base_config(store);
+  c.checkpoints = db->checkpoints();
+  c.dead_letters = db->dead_letters();
+  // A hole in a damaged log would stop it after a minute.
+  c.hole_timeout = std::chrono::seconds(60);
+  REQUIRE_FALSE(coord.add(rec, c));
+  auto waited
+    = coord.wait_until_caught_up("recorder", std::chrono::seconds(20));
+  INFO(describe(waited));
+  REQUIRE_FALSE(waited);
+  std::lock_guard guard{rec->mtx};
+  CHECK(rec->seen == std::vector<int64_t>{1, 2, 3, 6, 7});
+  auto cp = db->checkpoints()->load("recorder");
+  REQUIRE(cp);
+  REQUIRE(*cp);
+  CHECK((*cp)->position == 7);
+}
