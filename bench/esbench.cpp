@@ -51,6 +51,8 @@ struct esbench_config : caf::actor_system_config {
   int pg_writer_connections = 1;
   int pg_group_gather_us = 500;
   std::string pg_feed = "serialized";
+  std::string pg_schema;
+  bool skip_raw = false;
   int aggregates = 1000;
   int idle_aggregates = 100000;
   int64_t max_single = 2000;
@@ -88,6 +90,11 @@ struct esbench_config : caf::actor_system_config {
            "microseconds (default 500)")
       .add(pg_feed, "pg-feed",
            "PostgreSQL store: the feed, serialized (default) or overlapping")
+      .add(pg_schema, "pg-schema",
+           "PostgreSQL append: an existing schema to share with other "
+           "esbench processes (kept; default: a fresh one per run)")
+      .add(skip_raw, "skip-raw",
+           "append: measure the store only (for processes sharing one)")
       .add(aggregates, "aggregates",
            "commands scenario: distinct aggregates the commands go to")
       .add(idle_aggregates, "idle-aggregates",
@@ -168,6 +175,8 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     std::exit(2);
   }
   p.pg_feed = cfg.pg_feed;
+  p.pg_schema = cfg.pg_schema;
+  p.skip_raw = cfg.skip_raw;
   if (cfg.sync == "full")
     p.sync = es::sqlite_sync::full;
   else if (cfg.sync == "normal")
@@ -341,13 +350,15 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
   std::vector<es::bench::run_result> raw_runs;
   for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
     store_runs.push_back(es::bench::run_store_append(p));
-    raw_runs.push_back(
-      p.backend == "sqlite"     ? es::bench::run_raw_sqlite_append(p)
-      : p.backend == "postgres" ? es::bench::run_raw_postgres_append(p)
-                                : es::bench::run_raw_memory_append(p));
+    if (!p.skip_raw)
+      raw_runs.push_back(
+        p.backend == "sqlite"     ? es::bench::run_raw_sqlite_append(p)
+        : p.backend == "postgres" ? es::bench::run_raw_postgres_append(p)
+                                  : es::bench::run_raw_memory_append(p));
   }
-  std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
-                                          es::bench::median_run(raw_runs)};
+  std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs)};
+  if (!raw_runs.empty())
+    rows.push_back(es::bench::median_run(raw_runs));
   for (const auto& r : rows)
     es::bench::print_json(r);
   es::bench::print_table(rows);

@@ -117,9 +117,14 @@ read_fixture& shared_read_fixture(const bench_params& p) {
 
 event_store_ptr open_postgres_store(const bench_params& p,
                                     std::shared_ptr<void>& keep) {
-  auto schema = std::make_shared<pg_schema>(p.dsn);
   postgres_config cfg;
-  cfg.dsn = schema->dsn();
+  if (p.pg_schema.empty()) {
+    auto schema = std::make_shared<pg_schema>(p.dsn);
+    cfg.dsn = schema->dsn();
+    keep = schema;
+  } else {
+    cfg.dsn = p.dsn + " options='-c search_path=" + p.pg_schema + "'";
+  }
   cfg.writer_connections = static_cast<size_t>(p.pg_writer_connections);
   cfg.group_gather = std::chrono::microseconds{p.pg_group_gather_us};
   cfg.feed = p.pg_feed == "overlapping" ? postgres_feed::overlapping
@@ -127,7 +132,6 @@ event_store_ptr open_postgres_store(const bench_params& p,
   auto res = make_postgres_event_store(cfg);
   if (!res)
     fail(describe(res.error()));
-  keep = schema;
   return *res;
 }
 

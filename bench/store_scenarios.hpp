@@ -29,6 +29,12 @@ struct bench_params {
   int pg_group_gather_us = 500;
   /// postgres_config::feed: "serialized" or "overlapping".
   std::string pg_feed = "serialized";
+  /// PostgreSQL store: an existing schema to append to (kept afterwards),
+  /// so that several esbench processes can share one store; empty: a
+  /// fresh schema per run.
+  std::string pg_schema;
+  /// Skip the raw baseline (for runs that share a store).
+  bool skip_raw = false;
 };
 
 /// The rows of one writer, built before the clock starts.
