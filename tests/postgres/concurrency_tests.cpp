@@ -36,6 +36,21 @@ stream_id shared_stream(int i) {
   return {"Order", uuid{b}};
 }
 
+/// Runs `sql` on `c`; FAILs on error. Returns the first value, if any.
+std::string exec_on(PGconn* c, const std::string& sql) {
+  PGresult* res = PQexec(c, sql.c_str());
+  auto ok = PQresultStatus(res) == PGRES_COMMAND_OK
+            || PQresultStatus(res) == PGRES_TUPLES_OK;
+  std::string msg = PQresultErrorMessage(res);
+  std::string value;
+  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
+    value = PQgetvalue(res, 0, 0);
+  PQclear(res);
+  if (!ok)
+    FAIL("SQL failed: " << sql << ": " << msg);
+  return value;
+}
+
 /// Inserts two events the way an append of the feed does, then rolls the
 /// transaction back. Returns the ids it inserted.
 std::vector<uuid> rolled_back_append(PGconn* conn, postgres_feed feed) {
@@ -281,28 +296,20 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   pg_admin older_admin;
   PGconn* older = PQconnectdb(cfg.dsn.c_str());
   require_pg_server(older);
-  auto exec = [](PGconn* c, const std::string& sql) {
-    PGresult* res = PQexec(c, sql.c_str());
-    auto ok = PQresultStatus(res) == PGRES_COMMAND_OK
-              || PQresultStatus(res) == PGRES_TUPLES_OK;
-    std::string msg = PQresultErrorMessage(res);
-    PQclear(res);
-    if (!ok)
-      FAIL("SQL failed: " << msg);
-  };
   auto older_id_1 = uuid::random();
   auto older_id_2 = uuid::random();
   auto older_stream = uuid::random();
   auto insert = [&](const uuid& id, int pos, int version) {
-    exec(older, "INSERT INTO events (global_position, event_id, event_type,"
-                " event_version, aggregate_type, aggregate_id,"
-                " aggregate_version, occurred_at, payload) VALUES ("
-                  + std::to_string(pos) + ", '" + id.to_string()
-                  + "', 'ItemAdded', 1, 'Order', '" + older_stream.to_string()
-                  + "', " + std::to_string(version) + ", now(), '{}')");
+    exec_on(older, "INSERT INTO events (global_position, event_id, event_type,"
+                   " event_version, aggregate_type, aggregate_id,"
+                   " aggregate_version, occurred_at, payload) VALUES ("
+                     + std::to_string(pos) + ", '" + id.to_string()
+                     + "', 'ItemAdded', 1, 'Order', '"
+                     + older_stream.to_string() + "', "
+                     + std::to_string(version) + ", now(), '{}')");
   };
-  exec(older, "BEGIN");
-  exec(older, "SELECT position FROM es_position WHERE id = 1 FOR UPDATE");
+  exec_on(older, "BEGIN");
+  exec_on(older, "SELECT position FROM es_position WHERE id = 1 FOR UPDATE");
   insert(older_id_1, 2, 1);
   // A younger append now has to wait for the lock.
   std::atomic<bool> younger_done{false};
@@ -330,8 +337,8 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   CHECK(page->next_position == 1);
   // The older transaction takes a higher position too, then commits.
   insert(older_id_2, 3, 2);
-  exec(older, "UPDATE es_position SET position = 3 WHERE id = 1");
-  exec(older, "COMMIT");
+  exec_on(older, "UPDATE es_position SET position = 3 WHERE id = 1");
+  exec_on(older, "COMMIT");
   t.join();
   PQfinish(older);
   REQUIRE(younger_result);
@@ -346,25 +353,6 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   CHECK(rest->events[1].event_id == older_id_2);
   CHECK(rest->events[2].event_id == younger.front().event_id);
 }
-
-namespace {
-
-/// Runs `sql` on `c`; FAILs on error. Returns the first value, if any.
-std::string exec_on(PGconn* c, const std::string& sql) {
-  PGresult* res = PQexec(c, sql.c_str());
-  auto ok = PQresultStatus(res) == PGRES_COMMAND_OK
-            || PQresultStatus(res) == PGRES_TUPLES_OK;
-  std::string msg = PQresultErrorMessage(res);
-  std::string value;
-  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
-    value = PQgetvalue(res, 0, 0);
-  PQclear(res);
-  if (!ok)
-    FAIL("SQL failed: " << sql << ": " << msg);
-  return value;
-}
-
-} // namespace
 
 TEST_CASE("overlapping feed: a younger append commits while an older one "
           "holds lower positions, and the feed skips nothing",
