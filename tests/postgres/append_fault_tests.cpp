@@ -492,3 +492,26 @@ TEST_CASE("notices of ended sessions go to the log, not to stderr",
   CHECK(res->last_version == 2);
   CHECK_THAT(captured.str(), !Catch::Contains("terminating connection"));
 }
+
+TEST_CASE("a write the server cannot prepare fails the call as written "
+          "nowhere, not as an unknown outcome",
+          "[postgres][faults]") {
+  plain fx;
+  auto s = new_stream();
+  // The write statement names es_write_marks: without the table the
+  // server refuses to prepare it, inside the locked path's transaction too.
+  auto marks = fx.schema() + ".es_write_marks";
+  fx.admin.exec("ALTER TABLE " + marks + " RENAME TO es_write_marks_gone");
+  auto batch = make_batch(s, 2);
+  auto res = fx.direct->append(s, expected_version::no_stream(), batch);
+  REQUIRE_FALSE(res);
+  INFO(describe(res.error()));
+  CHECK_FALSE(has_code(res.error(), store_errc::commit_outcome_unknown));
+  CHECK(fx.copies_of(batch[0].event_id) == 0);
+  fx.admin.exec("ALTER TABLE " + fx.schema()
+                + ".es_write_marks_gone RENAME TO es_write_marks");
+  auto again = fx.direct->append(s, expected_version::no_stream(), batch);
+  REQUIRE(again);
+  CHECK_FALSE(again->deduplicated);
+  CHECK(fx.copies_of(batch[0].event_id) == 1);
+}

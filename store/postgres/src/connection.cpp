@@ -346,7 +346,12 @@ pipeline_result pipeline(connection& conn, std::vector<call>& calls) {
   for (auto& c : calls)
     if (auto err
         = conn.ensure_prepared(c.name, *c.sql, static_cast<int>(c.ps.size()))) {
+      // Nothing of this pipeline ran. With the session alive the server
+      // refused the statement itself: like an error it reports for a
+      // statement, nothing open can commit any more (a transaction block
+      // is aborted by the failed prepare).
       out.error = std::move(err);
+      out.server_error = conn.ok();
       return out;
     }
   if (PQenterPipelineMode(pg) != 1) {
