@@ -91,4 +91,8 @@ enum class partitions_action { list, prepare, detach };
 /// the range partitions of a PostgreSQL events table.
 int partitions(context& ctx, partitions_action action, int64_t arg);
 
+/// esctl feed [set FEED]: shows the PostgreSQL database's feed, or
+/// switches it (`postgres_switch_feed`) first.
+int feed(context& ctx, const std::string& set_to);
+
 } // namespace esctl

@@ -273,6 +273,16 @@ int main(int argc, char** argv) {
     ->required()
     ->check(non_negative);
 
+  auto* feed_cmd = app.add_subcommand(
+    "feed", "a PostgreSQL database's feed: serialized or overlapping");
+  feed_cmd->require_subcommand(0, 1);
+  std::string feed_to;
+  auto* feed_set_cmd = feed_cmd->add_subcommand(
+    "set", "switch the feed (stop every appending store first)");
+  feed_set_cmd->add_option("FEED", feed_to, "serialized or overlapping")
+    ->required()
+    ->check(CLI::IsMember({"serialized", "overlapping"}));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -320,6 +330,8 @@ int main(int argc, char** argv) {
     return partitions(ctx, partitions_action::detach, detach_up_to);
   if (partitions_cmd->parsed() || partitions_list_cmd->parsed())
     return partitions(ctx, partitions_action::list, 0);
+  if (feed_cmd->parsed())
+    return feed(ctx, feed_set_cmd->parsed() ? feed_to : std::string{});
   if (follow_cmd->parsed())
     return follow(ctx, sel, follow_from, max_events, interval_ms);
   if (reset_cmd->parsed())

@@ -184,4 +184,38 @@ int partitions(context& ctx, partitions_action action, int64_t arg) {
 #endif
 }
 
+int feed(context& ctx, const std::string& set_to) {
+#ifdef ES_HAVE_POSTGRES
+  if (ctx.st.location().kind != backend::postgres)
+    return fail(exit_usage, "feed: the feed is a setting of PostgreSQL "
+                            "stores only");
+  es::postgres_config cfg;
+  cfg.dsn = ctx.st.location().target;
+  if (!set_to.empty()) {
+    auto to = set_to == "overlapping" ? es::postgres_feed::overlapping
+                                      : es::postgres_feed::serialized;
+    if (auto err = es::postgres_switch_feed(cfg, to))
+      return fail(err);
+  }
+  auto now = es::postgres_feed_of(cfg);
+  if (!now)
+    return fail(now.error());
+  if (ctx.json) {
+    rapidjson::StringBuffer buf;
+    json_writer w{buf};
+    w.StartObject();
+    w.Key("feed");
+    w.String(es::to_string(*now));
+    w.EndObject();
+    print_json(buf);
+    return exit_ok;
+  }
+  std::printf("feed %s\n", es::to_string(*now));
+  return exit_ok;
+#else
+  static_cast<void>(set_to);
+  return fail(exit_usage, "feed: this esctl was built without PostgreSQL");
+#endif
+}
+
 } // namespace esctl

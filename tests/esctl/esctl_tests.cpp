@@ -521,6 +521,20 @@ TEMPLATE_TEST_CASE("esctl deletes and truncates streams", "[esctl][delete]",
   // Range partitions exist on range-partitioned PostgreSQL stores only.
   CHECK(f.run({"partitions"}).code == 1);
   CHECK(f.run({"partitions", "detach", "--up-to=1"}).code == 1);
+  // The feed is a PostgreSQL setting; switching keeps every event.
+  if (f.store().rfind("--store=postgres:", 0) == 0) {
+    CHECK(std::string{f.json({"feed"})["feed"].GetString()} == "serialized");
+    CHECK(
+      std::string{f.json({"feed", "set", "overlapping"})["feed"].GetString()}
+      == "overlapping");
+    CHECK(std::string{f.json({"feed"})["feed"].GetString()} == "overlapping");
+    CHECK(f.run({"feed", "set", "sideways"}).code == 1);
+    CHECK(std::string{f.json({"feed", "set", "serialized"})["feed"].GetString()}
+          == "serialized");
+    CHECK(f.json({"stream", "Invoice", invoice})["events"].Size() == 1);
+  } else {
+    CHECK(f.run({"feed"}).code == 1);
+  }
 }
 
 TEMPLATE_TEST_CASE("esctl exit codes tell not found from bad input",

@@ -100,7 +100,7 @@ caf::error switch_feed(connection& conn, postgres_feed feed, bool only_if_empty,
                                  + ", the store's " + to_string(feed)
                                  + ": open the store with the database's feed,"
                                    " or switch it with postgres_switch_feed"
-                                   " (esctl feed) while no store appends"));
+                                   " (esctl feed set) while no store appends"));
   }
   auto allocated = step(
     std::string{"SELECT GREATEST(("} + allocated_head_sql
