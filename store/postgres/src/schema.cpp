@@ -249,8 +249,8 @@ CREATE INDEX IF NOT EXISTS events_stream_control
 // the oldest appender still running. Appenders hold a shared transaction
 // lock from before they get their id to their end; readers find them in
 // pg_locks (`es_appenders`, `es_horizon`), so other transactions of the
-// server, however long, do not hold back the feed. Old rows get transaction id 0 (long
-// committed); new rows their own.
+// server, however long, do not hold back the feed. Old rows get
+// transaction id 0 (long committed); new rows their own.
 constexpr const char* schema_v6 = R"sql(
 ALTER TABLE es_position ADD COLUMN feed text NOT NULL DEFAULT 'serialized'
   CHECK (feed IN ('serialized', 'overlapping'));
