@@ -2,6 +2,13 @@
 
 #include "es/store/errors.hpp"
 
+// The reader scans whitespace and strings 16 bytes at a time with aligned
+// loads, which read up to 15 bytes past the text's terminator: only here,
+// where every parsed text is a copy with room after it (copy_for_parsing),
+// not in rapidjson.hpp, whose other users may parse text without that room.
+#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
+#  define RAPIDJSON_SSE2
+#endif
 #include "rapidjson.hpp"
 
 #include <charconv>
@@ -119,19 +126,10 @@ unsigned hex4(const char* p) noexcept {
 }
 
 /// Returns the offset of the first lone low surrogate escape of the string
-/// literal that ends (after its closing quote) at offset `end` of `text`,
-/// which RapidJSON has parsed up to there.
-size_t lone_surrogate_offset(std::string_view text, size_t end) noexcept {
-  // Inside a literal every '"' follows a backslash; the opening quote
-  // follows a structural character, whitespace or nothing.
-  size_t close = end - 1;
-  size_t open = close;
-  while (open > 0) {
-    --open;
-    if (text[open] == '"' && (open == 0 || text[open - 1] != '\\'))
-      break;
-  }
-  for (size_t i = open + 1; i < close;) {
+/// literal whose opening quote is at offset `open` of `text`, which
+/// RapidJSON has parsed beyond the literal's end.
+size_t lone_surrogate_offset(std::string_view text, size_t open) noexcept {
+  for (size_t i = open + 1; i < text.size() && text[i] != '"';) {
     if (text[i] != '\\') {
       ++i;
     } else if (text[i + 1] != 'u') {
@@ -160,14 +158,17 @@ enum class guard_failure : uint8_t {
 /// Sits between RapidJSON's reader (with `untrusted_parse_flags`) and
 /// `Handler`: converts numbers from their text, refuses numbers a double
 /// cannot hold and strings with lone surrogate escapes, and fails once
-/// nesting exceeds a limit. Reads offsets from `in`, the stream the reader
-/// consumes, which starts at `text`.
+/// nesting exceeds a limit. `in` is the stream the reader consumes, over a
+/// copy of `text`; numbers and strings come as pointers into that copy
+/// (in situ), from which their offsets follow.
 template <class Handler>
 class input_guard {
 public:
   input_guard(Handler& next, std::string_view text,
-              const rapidjson::MemoryStream& in, size_t max_depth)
-    : next_(next), text_(text), in_(in), max_depth_(max_depth) {
+              rapidjson::InsituStringStream& in, size_t max_depth,
+              bool check_surrogates)
+    : next_(next), text_(text), in_(in), max_depth_(max_depth),
+      check_surrogates_(check_surrogates) {
     // nop
   }
 
@@ -209,22 +210,21 @@ public:
       case form::floating: return next_.Double(num.d);
       case form::out_of_range: break;
     }
-    // The reader calls this right after the number's last character.
-    return fail(guard_failure::number_out_of_range, in_.Tell() - len);
+    return fail(guard_failure::number_out_of_range, offset_of(str));
   }
   bool String(const char* str, rapidjson::SizeType len, bool copy) {
-    if (has_encoded_surrogate(str, len))
+    if (check_surrogates_ && has_encoded_surrogate(str, len))
       return fail(guard_failure::lone_surrogate,
-                  lone_surrogate_offset(text_, in_.Tell()));
+                  lone_surrogate_offset(text_, offset_of(str) - 1));
     return next_.String(str, len, copy);
   }
   bool StartObject() {
     return enter() && next_.StartObject();
   }
   bool Key(const char* str, rapidjson::SizeType len, bool copy) {
-    if (has_encoded_surrogate(str, len))
+    if (check_surrogates_ && has_encoded_surrogate(str, len))
       return fail(guard_failure::lone_surrogate,
-                  lone_surrogate_offset(text_, in_.Tell()));
+                  lone_surrogate_offset(text_, offset_of(str) - 1));
     return next_.Key(str, len, copy);
   }
   bool EndObject(rapidjson::SizeType n) {
@@ -249,6 +249,12 @@ public:
   }
 
 private:
+  /// The offset in the text of what `p` points at in the reader's copy (a
+  /// string's first character, a number's first digit or sign).
+  size_t offset_of(const char* p) const noexcept {
+    return static_cast<size_t>(p - in_.head_);
+  }
+
   bool enter() {
     if (++depth_ > max_depth_)
       return fail(guard_failure::too_deep, in_.Tell());
@@ -263,8 +269,9 @@ private:
 
   Handler& next_;
   std::string_view text_;
-  const rapidjson::MemoryStream& in_;
+  rapidjson::InsituStringStream& in_;
   size_t max_depth_;
+  bool check_surrogates_;
   size_t depth_ = 0;
   guard_failure failure_ = guard_failure::none;
   size_t failure_offset_ = 0;
@@ -319,18 +326,73 @@ caf::error parse_error(const rapidjson::Reader& reader,
   }
 }
 
-/// Parses `text` into `next` through an `input_guard`; the one place that
-/// runs RapidJSON's reader. Returns `malformed_payload` on failure.
+/// What a scan of a text found.
+struct text_scan {
+  /// Every byte is below 0x80.
+  bool ascii;
+  /// A byte from 0x1A to 0x1F stands somewhere.
+  bool high_controls;
+};
+
+text_scan scan(std::string_view text) noexcept {
+  // Branch-free over all bytes: the compiler turns this into vector code.
+  unsigned char any = 0;
+  unsigned char controls = 0;
+  for (auto c : text) {
+    auto b = static_cast<unsigned char>(c);
+    any |= b;
+    controls |= static_cast<unsigned char>(b - 0x1A) < 6 ? 1 : 0;
+  }
+  return {any < 0x80, controls != 0};
+}
+
+/// Copies `text` into `buf` for parsing in situ: NUL-terminated, with room
+/// after the terminator for the reader's aligned 16-byte loads. Returns
+/// what `scan` found.
+text_scan copy_for_parsing(std::string_view text, std::string& buf) {
+  buf.reserve(text.size() + 16);
+  buf.assign(text);
+  auto found = scan(text);
+  // RapidJSON 1.1.0's vector scan of strings misses the control characters
+  // 0x1A to 0x1F (it compares with 0x19), so a string holding one would be
+  // accepted. No JSON text holds these bytes anywhere, and the reader
+  // refuses 0x01 wherever these bytes stand for the same reason at the same
+  // offset: in the copy, they become 0x01.
+  if (found.high_controls)
+    for (auto& c : buf)
+      if (c >= '\x1A' && c <= '\x1F')
+        c = '\x01';
+  return found;
+}
+
+/// Parses `text`, copied into `buf` by `copy_for_parsing` (which found
+/// `found`), into `next` through an `input_guard`; the one place that runs
+/// RapidJSON's reader.
+/// Returns `malformed_payload` on failure. In situ, strings need no copy
+/// and the reader scans them 16 bytes at a time; `buf` then holds the
+/// strings `next` was given.
 template <class Handler>
-caf::error guarded_parse(std::string_view text, const parse_limits& limits,
+caf::error guarded_parse(std::string_view text, std::string& buf,
+                         text_scan found, const parse_limits& limits,
                          Handler& next) {
   // The reader takes the bytes as they are: RapidJSON's EncodedInputStream
   // would skip leading 0xEF, 0xBB and 0xBF bytes (a byte order mark, or any
-  // part of one), which are not JSON text.
-  rapidjson::MemoryStream ms{text.data(), text.size()};
+  // part of one), which are not JSON text. The text holds no NUL byte
+  // (`check_size`), so the terminator is where the stream ends.
+  rapidjson::InsituStringStream in{buf.data()};
   rapidjson::Reader reader;
-  input_guard<Handler> guard{next, text, ms, limits.max_depth};
-  if (reader.Parse<detail::untrusted_parse_flags>(ms, guard))
+  // ASCII text is valid UTF-8, so the reader's byte-by-byte validation (the
+  // largest cost of parsing a typical payload) only runs on text with other
+  // bytes. An encoded surrogate needs a 0xED byte in the text or a \u
+  // escape; without either, no string can hold one.
+  bool check_surrogates
+    = !found.ascii || text.find('\\') != std::string_view::npos;
+  input_guard<Handler> guard{next, text, in, limits.max_depth,
+                             check_surrogates};
+  bool ok = found.ascii
+              ? reader.Parse<detail::ascii_parse_flags>(in, guard)
+              : reader.Parse<detail::untrusted_parse_flags>(in, guard);
+  if (ok)
     return caf::none;
   return parse_error(reader, guard, limits);
 }
@@ -375,8 +437,13 @@ caf::error validate(std::string_view text, const parse_limits& limits,
     return make_store_error(store_errc::malformed_payload,
                             "expected a JSON object");
   try {
+    // One buffer per thread: appends validate every payload.
+    thread_local std::string buf;
+    if (buf.capacity() > 65536)
+      std::string{}.swap(buf);
+    auto found = copy_for_parsing(text, buf);
     null_handler sink;
-    return guarded_parse(text, limits, sink);
+    return guarded_parse(text, buf, found, limits, sink);
   } catch (const std::exception& e) {
     return parse_exception(e);
   }
@@ -589,10 +656,18 @@ void value::write_to(writer& out) const {
 // -- document -----------------------------------------------------------------
 
 struct document::impl {
-  rapidjson::Document doc;
+  /// The parsed text, in which the document's strings lie (in situ).
+  std::string text;
+  /// The first block of the document's values, so that a typical payload
+  /// needs no allocation beyond this struct and the text; larger documents
+  /// continue in blocks from the heap.
+  alignas(8) char first_block[2048];
+  rapidjson::MemoryPoolAllocator<> pool{first_block, sizeof(first_block)};
+  rapidjson::Document doc{&pool};
 };
 
-document::document() : impl_(std::make_unique<impl>()) {
+// Default-initialised: value-initialising would clear the first block.
+document::document() : impl_(new impl) {
   // nop
 }
 
@@ -610,11 +685,10 @@ caf::expected<document> document::parse(std::string_view text,
     return err;
   try {
     document result;
+    auto found = copy_for_parsing(text, result.impl_->text);
     caf::error err;
     auto generate = [&](rapidjson::Document& handler) {
-      // The reader does not copy strings out of a non-null-terminated memory
-      // stream, so the document copies them (no in-situ parsing).
-      err = guarded_parse(text, limits, handler);
+      err = guarded_parse(text, result.impl_->text, found, limits, handler);
       return !err;
     };
     result.impl_->doc.Populate(generate);

@@ -27,7 +27,8 @@
 namespace es::detail {
 
 /// Parse flags for untrusted input: no recursion (deep nesting cannot
-/// overflow the stack), UTF-8 validated, numbers handed over as text.
+/// overflow the stack), UTF-8 validated, numbers handed over as text, in
+/// situ (strings are decoded inside a copy of the text the caller owns).
 ///
 /// Numbers come as text because RapidJSON 1.1.0's own conversion is wrong
 /// for some valid input (with kParseFullPrecisionFlag it reads `0e308` as
@@ -36,6 +37,12 @@ namespace es::detail {
 /// each number with `std::from_chars` and refuses lone surrogate escapes.
 constexpr unsigned untrusted_parse_flags
   = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag
-    | rapidjson::kParseNumbersAsStringsFlag;
+    | rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseInsituFlag;
+
+/// `untrusted_parse_flags` without UTF-8 validation, for text known to hold
+/// only ASCII bytes (checked by the caller).
+constexpr unsigned ascii_parse_flags = rapidjson::kParseIterativeFlag
+                                       | rapidjson::kParseNumbersAsStringsFlag
+                                       | rapidjson::kParseInsituFlag;
 
 } // namespace es::detail

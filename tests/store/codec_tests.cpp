@@ -144,6 +144,33 @@ TEST_CASE("unknown fields are ignored and null optionals are empty", "[json]") {
   CHECK_FALSE(x->maybe.has_value());
 }
 
+TEST_CASE("raw control characters are refused wherever they stand", "[json]") {
+  for (int c = 0x01; c < 0x20; ++c) {
+    auto ch = std::string(1, static_cast<char>(c));
+    INFO("byte " << c);
+    // Inside strings of every length (the reader scans long ones in blocks
+    // of 16 bytes) and in member names: always refused, at the byte.
+    for (size_t before : {0, 1, 15, 16, 17, 40}) {
+      auto text = R"({"s":")" + std::string(before, 'a') + ch + R"(b"})";
+      auto err = json::validate(text);
+      REQUIRE(has_code(err, store_errc::malformed_payload));
+      CHECK(error_description(err)
+            == "invalid JSON at offset " + std::to_string(6 + before)
+                 + ": Invalid escape character in string.");
+      CHECK_FALSE(json::document::parse(text));
+      CHECK_FALSE(from_json<line>(R"({"sku":")" + std::string(before, 'x') + ch
+                                  + R"(","qty":1})"));
+    }
+    CHECK(json::validate(R"({")" + ch + R"(":1})"));
+    // Between tokens only tab, line feed and carriage return may stand.
+    auto between = "{" + ch + R"("s":1})";
+    if (c == '\t' || c == '\n' || c == '\r')
+      CHECK_FALSE(json::validate(between));
+    else
+      CHECK(has_code(json::validate(between), store_errc::malformed_payload));
+  }
+}
+
 TEST_CASE("non-finite numbers cannot be encoded", "[json]") {
   everything x;
   x.ratio = std::numeric_limits<double>::quiet_NaN();
