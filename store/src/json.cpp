@@ -598,6 +598,23 @@ std::optional<value> value::find(std::string_view name) const noexcept {
   return std::nullopt;
 }
 
+std::optional<value> value::find(std::string_view name,
+                                 size_t& hint) const noexcept {
+  const auto& v = get(ptr_);
+  // Members 0 to hint - 1 held the earlier names, all different from this
+  // one, so a match at `hint` is the first member with this name.
+  if (hint != npos && v.IsObject() && hint < v.MemberCount()) {
+    const auto& m = *(v.MemberBegin() + static_cast<ptrdiff_t>(hint));
+    if (std::string_view{m.name.GetString(), m.name.GetStringLength()}
+        == name) {
+      ++hint;
+      return value{&m.value};
+    }
+  }
+  hint = npos;
+  return find(name);
+}
+
 size_t value::size() const noexcept {
   const auto& v = get(ptr_);
   if (v.IsArray())

@@ -144,6 +144,43 @@ TEST_CASE("unknown fields are ignored and null optionals are empty", "[json]") {
   CHECK_FALSE(x->maybe.has_value());
 }
 
+TEST_CASE("members decode in any order, and the first of two names wins",
+          "[json]") {
+  // In the order of `fields`, in reverse, and interleaved with others.
+  for (const auto* text : {R"({"sku":"A","qty":1})", R"({"qty":1,"sku":"A"})",
+                           R"({"x":0,"qty":1,"y":[],"sku":"A","z":{}})"}) {
+    INFO(text);
+    auto x = from_json<line>(text);
+    REQUIRE(x);
+    CHECK(*x == line{"A", 1});
+  }
+  // A name given twice: the first member counts, wherever the lookup of
+  // the earlier fields left off.
+  for (const auto* text : {R"({"sku":"A","qty":1,"sku":"B","qty":2})",
+                           R"({"qty":1,"sku":"A","qty":2,"sku":"B"})",
+                           R"({"sku":"A","sku":"B","qty":1,"qty":2})"}) {
+    INFO(text);
+    auto x = from_json<line>(text);
+    REQUIRE(x);
+    CHECK(*x == line{"A", 1});
+  }
+  // Optional members missing in the middle (empty ones are not written),
+  // then the rest in order.
+  everything full;
+  full.text = "t";
+  full.lines = {line{"B", 2}};
+  full.counts = {{"c", 3}};
+  full.shade = color::green;
+  auto text = *to_json(full);
+  REQUIRE(text.find(R"("absent")") == std::string::npos);
+  auto x = from_json<everything>(text);
+  REQUIRE(x);
+  CHECK(*x == full);
+  auto missing = from_json<line>(R"({"sku":"A"})");
+  REQUIRE_FALSE(missing);
+  CHECK(error_description(missing.error()).find("qty") != std::string::npos);
+}
+
 TEST_CASE("raw control characters are refused wherever they stand", "[json]") {
   for (int c = 0x01; c < 0x20; ++c) {
     auto ch = std::string(1, static_cast<char>(c));

@@ -171,6 +171,8 @@ bool decode_value(decode_state& st, const json::value& in, T& x);
 struct field_decoder {
   decode_state& st;
   const json::value& obj;
+  /// Where the next member is likely to be (see `json::value::find`).
+  size_t next = 0;
 
   template <class T>
   bool operator()(std::string_view name, T& x) {
@@ -179,7 +181,7 @@ struct field_decoder {
       st.path += '.';
     st.path += name;
     bool ok = true;
-    auto member = obj.find(name);
+    auto member = obj.find(name, next);
     if (!member || member->type() == json::kind::null) {
       if constexpr (is_optional<T>::value)
         x.reset();

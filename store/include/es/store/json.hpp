@@ -114,6 +114,16 @@ public:
   /// Returns the member named `name` of an object.
   std::optional<value> find(std::string_view name) const noexcept;
 
+  /// Returns the member named `name` of an object, like `find(name)`, for
+  /// a reader that looks up distinct names one after the other. `hint`
+  /// starts at 0: while the names come in the object's order, each lookup
+  /// compares one name and advances `hint`; on the first lookup that does
+  /// not, `hint` becomes `npos` and this and every later lookup searches
+  /// (so the first of two members with one name is found, as by `find`).
+  std::optional<value> find(std::string_view name, size_t& hint) const noexcept;
+
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
   /// Number of elements of an array or members of an object, else 0.
   size_t size() const noexcept;
   /// The i-th element of an array. @pre `i < size()` and an array.
