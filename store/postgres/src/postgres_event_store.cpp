@@ -724,9 +724,9 @@ private:
     sql += event_columns;
     sql += " FROM h LEFT JOIN LATERAL (SELECT * FROM events";
     sql += where;
-    // No ORDER BY outside: sorting the page's wide rows cost the server
-    // about a third of the statement. The nested loop over the one row of
-    // h keeps the lateral page's order; the loop below checks it.
+    // No ORDER BY outside: sorting the page's wide rows again was most of
+    // the statement's time. The nested loop over the one row of h keeps
+    // the lateral page's order; the loop below checks it.
     sql += " ORDER BY global_position ASC LIMIT $3) e ON true";
     auto r = with_reader([&](connection& c) -> caf::expected<result> {
       auto all = ps;
