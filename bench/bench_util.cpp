@@ -55,10 +55,10 @@ void print_table(const std::vector<run_result>& rows) {
         if (raw.backend.rfind("raw-", 0) == 0 && raw.scenario == r.scenario
             && raw.events_per_sec() > 0) {
           char buf[64];
-          std::snprintf(buf, sizeof(buf), "%.2fx %s",
-                        r.events_per_sec() / raw.events_per_sec(),
-                        raw.backend.c_str());
-          ratio = buf;
+          std::snprintf(
+            buf, sizeof(buf), "%s%.2fx %s", ratio.empty() ? "" : ", ",
+            r.events_per_sec() / raw.events_per_sec(), raw.backend.c_str());
+          ratio += buf;
         }
     }
     std::printf("%-14s %-13s %9lld %7d %5d %9.3f %12.0f %9.1f %9.1f  %s%s\n",

@@ -7,6 +7,7 @@
 #include "es/store/memory_event_store.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/duration.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -90,11 +91,16 @@ caf::behavior responder(caf::event_based_actor*) {
 }
 
 caf::behavior raw_client(client_actor* self, caf::actor server, int64_t count,
-                         caf::actor done) {
+                         caf::actor done, bool timed) {
   self->state.remaining = count;
   self->state.latencies.reserve(static_cast<size_t>(count));
   auto step = std::make_shared<std::function<void()>>();
-  *step = [self, server, done, step] {
+  // The framework's clients wait at most 60 s for an answer; so does the
+  // timed baseline. CAF keeps each timeout in its clock, and cancels it on
+  // the answer; the untimed baseline shows what that costs.
+  auto timeout = timed ? caf::duration{std::chrono::seconds(60)}
+                       : caf::duration{caf::infinite};
+  *step = [self, server, done, step, timeout] {
     auto& st = self->state;
     if (st.remaining-- == 0) {
       self->send(done, std::move(st.latencies));
@@ -102,7 +108,7 @@ caf::behavior raw_client(client_actor* self, caf::actor server, int64_t count,
       return;
     }
     auto start = clock::now();
-    self->request(server, std::chrono::seconds(60), st.remaining)
+    self->request(server, timeout, st.remaining)
       .then([self, step, start](int64_t) {
         self->state.latencies.push_back(micros_since(start));
         (*step)();
@@ -175,7 +181,8 @@ run_result run_commands(caf::actor_system& sys, const bench_params& p,
   return r;
 }
 
-run_result run_raw_caf(caf::actor_system& sys, const bench_params& p) {
+run_result run_raw_caf(caf::actor_system& sys, const bench_params& p,
+                       bool timed) {
   caf::scoped_actor self{sys};
   auto per_client = std::max<int64_t>(1, p.events / p.writers);
   std::vector<caf::actor> servers;
@@ -184,10 +191,10 @@ run_result run_raw_caf(caf::actor_system& sys, const bench_params& p) {
   auto start = clock::now();
   for (int c = 0; c < p.writers; ++c)
     sys.spawn(raw_client, servers[static_cast<size_t>(c)], per_client,
-              caf::actor{self});
+              caf::actor{self}, timed);
   auto lat = collect(self, p.writers);
   run_result r;
-  r.backend = "raw-caf";
+  r.backend = timed ? "raw-caf" : "raw-caf-untimed";
   r.scenario = "commands";
   r.seconds = micros_since(start) / 1e6;
   r.events = static_cast<int64_t>(lat.size());

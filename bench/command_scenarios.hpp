@@ -17,7 +17,10 @@ run_result run_commands(caf::actor_system& sys, const bench_params& params,
 
 /// K client actors each do request/response with their own responder actor
 /// that adds a number: what CAF itself costs for the same message count.
-run_result run_raw_caf(caf::actor_system& sys, const bench_params& params);
+/// With `timed`, each request carries the framework clients' 60 s timeout;
+/// without, none.
+run_result run_raw_caf(caf::actor_system& sys, const bench_params& params,
+                       bool timed);
 
 /// Activates `count` aggregates (one stored event each, loaded by a command
 /// that emits nothing) and returns the resident memory they added, per

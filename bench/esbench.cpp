@@ -218,13 +218,16 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     p.batch = 1;
     std::vector<es::bench::run_result> store_runs;
     std::vector<es::bench::run_result> raw_runs;
+    std::vector<es::bench::run_result> untimed_runs;
     for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
       store_runs.push_back(
         es::bench::run_commands(sys, p, std::max(1, cfg.aggregates)));
-      raw_runs.push_back(es::bench::run_raw_caf(sys, p));
+      raw_runs.push_back(es::bench::run_raw_caf(sys, p, true));
+      untimed_runs.push_back(es::bench::run_raw_caf(sys, p, false));
     }
-    std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
-                                            es::bench::median_run(raw_runs)};
+    std::vector<es::bench::run_result> rows{
+      es::bench::median_run(store_runs), es::bench::median_run(raw_runs),
+      es::bench::median_run(untimed_runs)};
     for (const auto& r : rows)
       es::bench::print_json(r);
     es::bench::print_table(rows);
