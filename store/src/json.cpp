@@ -6,6 +6,7 @@
 // loads, which read up to 15 bytes past the text's terminator: only here,
 // where every parsed text is a copy with room after it (copy_for_parsing),
 // not in rapidjson.hpp, whose other users may parse text without that room.
+// (rapidjson.hpp keeps the writer's own scan off; see there.)
 #if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
 #  define RAPIDJSON_SSE2
 #endif

@@ -22,7 +22,16 @@
 #include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+// The writer's 16-byte scan (used when RAPIDJSON_SSE2 is defined, as in
+// json.cpp for the reader) lets the control characters 0x1A to 0x1F through
+// unescaped in RapidJSON 1.1.0: every user gets the plain writer.
+#ifdef RAPIDJSON_SSE2
+#  undef RAPIDJSON_SSE2
+#  include <rapidjson/writer.h>
+#  define RAPIDJSON_SSE2
+#else
+#  include <rapidjson/writer.h>
+#endif
 
 namespace es::detail {
 
