@@ -8,6 +8,9 @@ http_get() {
   local response
   response=$(cat <&3)
   exec 3<&-
-  printf '%s\n' "$response" | head -n 1 | awk '{print $2}'
+  # awk reads the whole response: `head -n 1` would stop reading early, and
+  # under `set -o pipefail` the writer's SIGPIPE on a long body (/metrics)
+  # failed the caller's script without a word.
+  printf '%s\n' "$response" | awk 'NR == 1 {print $2}'
   printf '%s\n' "$response" | sed '1,/^\r$/d'
 }
