@@ -286,12 +286,9 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
           "and the feed skips nothing",
           "[postgres][concurrency]") {
   postgres_fixture fx;
-  auto cfg = fx.fresh_config();
-  cfg.feed = postgres_feed::serialized;
-  auto store = make_postgres_event_store(cfg);
-  REQUIRE(store);
+  auto [store, cfg] = fx.open_feed(postgres_feed::serialized);
   auto s = new_stream();
-  REQUIRE((*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  REQUIRE(store->append(s, expected_version::no_stream(), make_batch(s, 1)));
   // An older transaction takes the lock and the next position (2).
   pg_admin older_admin;
   PGconn* older = PQconnectdb(cfg.dsn.c_str());
@@ -316,7 +313,7 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   caf::expected<append_result> younger_result{caf::error{}};
   auto younger = make_batch(s, 1);
   std::thread t([&] {
-    younger_result = (*store)->append(s, expected_version::exact(1), younger);
+    younger_result = store->append(s, expected_version::exact(1), younger);
     younger_done = true;
   });
   // Wait until the younger append blocks on the lock (a condition with a
@@ -331,7 +328,7 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   REQUIRE(waiting);
   CHECK_FALSE(younger_done);
   // The feed shows nothing beyond position 1 while the older one is open.
-  auto page = (*store)->read_all({});
+  auto page = store->read_all({});
   REQUIRE(page);
   CHECK(page->events.size() == 1);
   CHECK(page->next_position == 1);
@@ -346,7 +343,7 @@ TEST_CASE("an open transaction holding positions delays younger appends, "
   // A reader continuing from position 1 gets 2, 3, 4 in order, once each.
   read_all_options opts;
   opts.after_position = 1;
-  auto rest = (*store)->read_all(opts);
+  auto rest = store->read_all(opts);
   REQUIRE(rest);
   REQUIRE(rest->events.size() == 3);
   CHECK(rest->events[0].event_id == older_id_1);
@@ -358,12 +355,9 @@ TEST_CASE("overlapping feed: a younger append commits while an older one "
           "holds lower positions, and the feed skips nothing",
           "[postgres][concurrency]") {
   postgres_fixture fx;
-  auto cfg = fx.fresh_config();
-  cfg.feed = postgres_feed::overlapping;
-  auto store = make_postgres_event_store(cfg);
-  REQUIRE(store);
+  auto [store, cfg] = fx.open_feed(postgres_feed::overlapping);
   auto s = new_stream();
-  REQUIRE((*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  REQUIRE(store->append(s, expected_version::no_stream(), make_batch(s, 1)));
   PGconn* older = PQconnectdb(cfg.dsn.c_str());
   require_pg_server(older);
   auto older_stream = uuid::random();
@@ -385,58 +379,54 @@ TEST_CASE("overlapping feed: a younger append commits while an older one "
   insert(base, 0);
   // A younger append does not wait for it: it commits at position 4.
   auto younger = make_batch(s, 1);
-  auto younger_result
-    = (*store)->append(s, expected_version::exact(1), younger);
+  auto younger_result = store->append(s, expected_version::exact(1), younger);
   REQUIRE(younger_result);
   CHECK(younger_result->first_position == 4);
   // The feed ends at 1 while the older transaction runs: a reader that
   // went on to 4 would never see 2 and 3.
-  auto page = (*store)->read_all({});
+  auto page = store->read_all({});
   REQUIRE(page);
   CHECK(page->events.size() == 1);
   CHECK(page->next_position == 1);
   CHECK(page->end_of_feed);
-  CHECK(*(*store)->head_position() == 1);
+  CHECK(*store->head_position() == 1);
   insert(base, 1);
   exec_on(older, "COMMIT");
   PQfinish(older);
   read_all_options opts;
   opts.after_position = 1;
-  auto rest = (*store)->read_all(opts);
+  auto rest = store->read_all(opts);
   REQUIRE(rest);
   REQUIRE(rest->events.size() == 3);
   CHECK(rest->events[0].event_id == older_ids[0]);
   CHECK(rest->events[1].event_id == older_ids[1]);
   CHECK(rest->events[2].event_id == younger.front().event_id);
   CHECK(rest->next_position == 4);
-  CHECK(*(*store)->head_position() == 4);
+  CHECK(*store->head_position() == 4);
 }
 
 TEST_CASE("overlapping feed: other transactions of the server do not hold "
           "back the end of the feed, and a rolled-back append leaves a hole",
           "[postgres][concurrency]") {
   postgres_fixture fx;
-  auto cfg = fx.fresh_config();
-  cfg.feed = postgres_feed::overlapping;
-  auto store = make_postgres_event_store(cfg);
-  REQUIRE(store);
+  auto [store, cfg] = fx.open_feed(postgres_feed::overlapping);
   auto s = new_stream();
-  REQUIRE((*store)->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  REQUIRE(store->append(s, expected_version::no_stream(), make_batch(s, 1)));
   // A transaction of somebody else's, in another schema, with an id.
   PGconn* other = PQconnectdb(pg_test_dsn().c_str());
   require_pg_server(other);
   exec_on(other, "BEGIN");
   exec_on(other, "SELECT pg_current_xact_id()");
   auto more = make_batch(s, 2);
-  auto appended = (*store)->append(s, expected_version::exact(1), more);
+  auto appended = store->append(s, expected_version::exact(1), more);
   REQUIRE(appended);
   CHECK(appended->first_position == 2);
   // Older than the append, yet no appender: the feed shows the append.
-  auto page = (*store)->read_all({});
+  auto page = store->read_all({});
   REQUIRE(page);
   REQUIRE(page->events.size() == 3);
   CHECK(page->events[2].global_position == 3);
-  CHECK(*(*store)->head_position() == 3);
+  CHECK(*store->head_position() == 3);
   exec_on(other, "ROLLBACK");
   PQfinish(other);
   // A rolled-back append: its positions are never used again.
@@ -445,16 +435,16 @@ TEST_CASE("overlapping feed: other transactions of the server do not hold "
   auto ids = rolled_back_append(doomed, postgres_feed::overlapping);
   PQfinish(doomed);
   auto after = make_batch(s, 1);
-  auto last = (*store)->append(s, expected_version::exact(3), after);
+  auto last = store->append(s, expected_version::exact(3), after);
   REQUIRE(last);
   CHECK(last->first_position == 6);
   read_all_options opts;
   opts.after_position = 3;
-  auto tail = (*store)->read_all(opts);
+  auto tail = store->read_all(opts);
   REQUIRE(tail);
   REQUIRE(tail->events.size() == 1);
   CHECK(tail->events[0].event_id == after.front().event_id);
-  CHECK_FALSE(*(*store)->event_exists(ids[0]));
+  CHECK_FALSE(*store->event_exists(ids[0]));
 }
 
 TEST_CASE("a database has one feed: stores of the other feed are refused "

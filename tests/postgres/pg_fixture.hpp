@@ -145,6 +145,23 @@ struct postgres_fixture {
   int64_t range_size = 0;
   int ranges_ahead = 0;
 
+  /// A store on a fresh schema and the config it was opened with.
+  struct opened_store {
+    event_store_ptr store;
+    postgres_config cfg;
+  };
+
+  /// Opens a store on a fresh schema with `feed`, whatever
+  /// ES_TEST_PG_FEED says.
+  opened_store open_feed(postgres_feed feed) {
+    auto cfg = fresh_config();
+    cfg.feed = feed;
+    auto store = make_postgres_event_store(cfg);
+    if (!store)
+      FAIL("cannot open the PostgreSQL store: " << describe(store.error()));
+    return {*store, cfg};
+  }
+
   event_store_ptr open(std::shared_ptr<const event_registry> registry = {},
                        store_limits limits = {}) {
     auto cfg = fresh_config();

@@ -90,9 +90,7 @@ TEST_CASE("on PostgreSQL, a projection following the store sees every "
   caf::actor_system sys{cfg};
   projection_coordinator coord{sys};
   auto rec = std::make_shared<recorder>();
-  auto c = base_config(store);
-  c.checkpoints = db->checkpoints();
-  c.dead_letters = db->dead_letters();
+  auto c = base_config(store, db);
   REQUIRE_FALSE(coord.add(rec, c));
   // Writers append while the projection catches up and goes live.
   constexpr int writers = 4;
@@ -221,11 +219,7 @@ TEST_CASE("on PostgreSQL's overlapping feed, a projection steps over "
           "positions a failed write left unused, without waiting",
           "[postgres][projections]") {
   postgres_fixture fx;
-  auto cfg = fx.fresh_config();
-  cfg.feed = postgres_feed::overlapping;
-  auto opened = make_postgres_event_store(cfg);
-  REQUIRE(opened);
-  auto store = *opened;
+  auto store = fx.open_feed(postgres_feed::overlapping).store;
   auto s = new_stream();
   REQUIRE(store->append(s, expected_version::no_stream(), make_batch(s, 3)));
   // A write that reserved positions 4 and 5 and rolled back.
@@ -238,9 +232,7 @@ TEST_CASE("on PostgreSQL's overlapping feed, a projection steps over "
   caf::actor_system sys{sys_cfg};
   projection_coordinator coord{sys};
   auto rec = std::make_shared<recorder>();
-  auto c = base_config(store);
-  c.checkpoints = db->checkpoints();
-  c.dead_letters = db->dead_letters();
+  auto c = base_config(store, db);
   // A hole in a damaged log would stop it after a minute.
   c.hole_timeout = std::chrono::seconds(60);
   REQUIRE_FALSE(coord.add(rec, c));

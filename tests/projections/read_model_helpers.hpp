@@ -226,6 +226,15 @@ inline subscription_config base_config(event_store_ptr store) {
   return c;
 }
 
+/// `base_config` with the checkpoints and dead letters kept in `db`.
+inline subscription_config base_config(event_store_ptr store,
+                                       const read_model_db_ptr& db) {
+  auto c = base_config(std::move(store));
+  c.checkpoints = db->checkpoints();
+  c.dead_letters = db->dead_letters();
+  return c;
+}
+
 /// Feeds 100 events (one of which the handler refuses) through a
 /// transactional counting read model on `inner` whose third transaction
 /// fails before its commit, then resumes with a new actor system: every

@@ -104,9 +104,7 @@ inline void check_shadow_rebuilds(event_store_ptr store, read_model_db_ptr db,
   threaded_config cfg;
   caf::actor_system sys{cfg};
   projection_coordinator coord{sys};
-  auto c = base_config(store);
-  c.checkpoints = db->checkpoints();
-  c.dead_letters = db->dead_letters();
+  auto c = base_config(store, db);
   c.errors.strategy = error_strategy::stop;
   REQUIRE_FALSE(coord.add(model, c));
   wait_caught_up(coord, "sums");
