@@ -98,8 +98,7 @@ TEST_CASE("UUID hashing and ordering agree with equality", "[uuid]") {
   CHECK(ordered.size() == 2);
 }
 
-TEST_CASE("a forked child does not repeat its parent's time-ordered ids",
-          "[uuid]") {
+TEST_CASE("a forked child does not repeat its parent's ids", "[uuid]") {
   // Draw once so the parent's per-thread random buffer is filled.
   static_cast<void>(uuid::time_ordered());
   int fds[2];
@@ -108,12 +107,17 @@ TEST_CASE("a forked child does not repeat its parent's time-ordered ids",
   REQUIRE(pid >= 0);
   if (pid == 0) {
     auto child = uuid::time_ordered();
-    auto written = write(fds[1], child.bytes().data(), 16);
-    _exit(written == 16 ? 0 : 1);
+    auto child_random = uuid::random();
+    auto written = write(fds[1], child.bytes().data(), 16)
+                   + write(fds[1], child_random.bytes().data(), 16);
+    _exit(written == 32 ? 0 : 1);
   }
   auto parent = uuid::time_ordered();
+  auto parent_random = uuid::random();
   uuid child;
+  uuid child_random;
   REQUIRE(read(fds[0], child.bytes().data(), 16) == 16);
+  REQUIRE(read(fds[0], child_random.bytes().data(), 16) == 16);
   int status = 0;
   waitpid(pid, &status, 0);
   close(fds[0]);
@@ -122,4 +126,6 @@ TEST_CASE("a forked child does not repeat its parent's time-ordered ids",
   // Same millisecond is likely; the random tails must differ.
   CHECK(std::memcmp(parent.bytes().data() + 6, child.bytes().data() + 6, 10)
         != 0);
+  CHECK(parent_random != child_random);
+  CHECK(child_random.version() == 4);
 }

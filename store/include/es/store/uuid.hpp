@@ -27,7 +27,8 @@ public:
     // nop
   }
 
-  /// Returns a random (version 4) UUID from libuuid's generator.
+  /// Returns a random (version 4) UUID: 122 random bits from the kernel's
+  /// CSPRNG. Cheap (no system call per id); safe across fork().
   static uuid random();
 
   /// Returns a time-ordered (version 7) UUID: the Unix time in milliseconds
