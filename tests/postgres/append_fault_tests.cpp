@@ -348,6 +348,47 @@ TEMPLATE_TEST_CASE("a commit whose reply is lost is settled from the log",
   check_log_holds(fx, 2);
 }
 
+TEMPLATE_TEST_CASE("a one-event commit whose reply is lost is settled",
+                   "[postgres][faults]", plain, partitioned) {
+  // A group of one event goes out as its own statement (es_write1).
+  TestType fx;
+  auto s = new_stream();
+  require(
+    fx.proxied->append(s, expected_version::no_stream(), make_batch(s, 1)));
+  auto x = make_batch(s, 1);
+  SECTION("committed at the sync") {
+    fx.proxy.set_rule(cut_before_ready_after_bind("es_write1"));
+    auto res = require(fx.proxied->append(s, expected_version::exact(1), x));
+    CHECK(fx.proxy.cuts() == 1);
+    CHECK_FALSE(res.deduplicated);
+    CHECK(res.last_version == 2);
+    auto found = require(fx.direct->find_event(x[0].event_id));
+    REQUIRE(found);
+    CHECK(found->global_position == res.last_position);
+    CHECK(found->aggregate_version == 2);
+  }
+  SECTION("cut before the sync") {
+    fx.proxy.set_rule(pg_rules::cut_before_sync_after_bind("es_write1"));
+    auto res = require(fx.proxied->append(s, expected_version::exact(1), x));
+    CHECK(fx.proxy.cuts() == 1);
+    CHECK_FALSE(res.deduplicated);
+    CHECK(res.last_version == 2);
+  }
+  SECTION("without a way back to the server the outcome is unknown") {
+    fx.proxy.set_rule(
+      then_refuse_connections(cut_before_ready_after_bind("es_write1"), 1000));
+    auto res = fx.proxied->append(s, expected_version::exact(1), x);
+    require_code(res, store_errc::commit_outcome_unknown);
+    fx.proxy.clear_rule();
+    auto again
+      = require(append_retrying(*fx.proxied, s, expected_version::exact(1), x));
+    CHECK(again.deduplicated);
+    CHECK(again.last_version == 2);
+  }
+  CHECK(fx.copies_of(x[0].event_id) == 1);
+  check_log_holds(fx, 2);
+}
+
 TEST_CASE("the store actor retries an unknown outcome with the same ids",
           "[postgres][faults]") {
   plain fx;

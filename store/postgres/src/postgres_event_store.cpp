@@ -195,6 +195,68 @@ const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
              + (outbox ? 1 : 0)];
 }
 
+// The write statement of a group of one event, the common case of one
+// command writing one event: the same steps as `write_sql` on scalar
+// parameters ($1-$13 the event's columns, $14 the write, $15 the writing
+// connection), without unnesting thirteen one-element arrays. About a
+// fifth of the array statement's server time went to the unnest.
+const std::string& write_one_sql(base_from base, bool outbox,
+                                 bool partitioned) {
+  static const auto make = [](const std::string& positions, bool with_outbox) {
+    // The predecessor of the event's version must exist (see `chk` above).
+    std::string sql
+      = "WITH chk AS (SELECT ($6::bigint = 1 OR EXISTS (SELECT 1 FROM events e"
+        " WHERE e.aggregate_type = $4::text AND e.aggregate_id = $5::uuid"
+        " AND e.aggregate_version = $6::bigint - 1)) AS ok),"
+        " p AS ("
+        + positions
+        + "), ins AS (INSERT INTO events (global_position, event_id,"
+          " event_type, event_version, aggregate_type, aggregate_id,"
+          " aggregate_version, tenant_id, occurred_at, correlation_id,"
+          " causation_id, actor_id, metadata, payload)"
+          " SELECT p.base + 1, $1::uuid, $2::text, $3::integer, $4::text,"
+          " $5::uuid, $6::bigint, $7::uuid, $8::timestamptz, $9::uuid,"
+          " $10::uuid, $11::text, $12::text, $13::text::json FROM p),"
+          " mk AS (INSERT INTO es_write_marks (writer, last_write)"
+          " SELECT $15::uuid, $14::uuid FROM p ON CONFLICT (writer)"
+          " DO UPDATE SET last_write = EXCLUDED.last_write,"
+          " updated_at = now())";
+    if (with_outbox)
+      sql += ", ob AS (INSERT INTO event_outbox (event_id, global_position,"
+             " event_type, aggregate_type, aggregate_id, tenant_id)"
+             " SELECT $1::uuid, p.base + 1, $2::text, $4::text, $5::uuid,"
+             " $7::uuid FROM p)";
+    return sql + " SELECT base FROM p";
+  };
+  static const std::string counter
+    = "UPDATE es_position SET position = position + 1"
+      " WHERE id = 1 AND feed = 'serialized' AND (SELECT ok FROM chk)"
+      " RETURNING position - 1 AS base";
+  // As in `write_sql`: positions are reserved only when the version and
+  // the event id are free.
+  static const auto reserve = [](const char* ids) {
+    return std::string{"SELECT es_reserve(1) AS base WHERE (SELECT ok FROM"
+                       " chk) AND NOT EXISTS (SELECT 1 FROM events e"
+                       " WHERE e.aggregate_type = $4::text"
+                       " AND e.aggregate_id = $5::uuid"
+                       " AND e.aggregate_version = $6::bigint)"
+                       " AND NOT EXISTS (SELECT 1 FROM "}
+           + ids + " x WHERE x.event_id = $1::uuid)";
+  };
+  static const std::string all[] = {
+    make(counter, false),
+    make(counter, true),
+    make(reserve("events"), false),
+    make(reserve("events"), true),
+    make(counter, false),
+    make(counter, true),
+    make(reserve("event_ids"), false),
+    make(reserve("event_ids"), true),
+  };
+  return all[(partitioned ? 4 : 0) + static_cast<int>(base) * 2
+             + (outbox ? 1 : 0)];
+}
+
 // The end of the feed a reader may read to, as of the statement's
 // snapshot. Serialized: the counter (positions commit in order).
 // Overlapping: the newest position written by a transaction older than
@@ -334,6 +396,33 @@ struct insert_columns {
     put_binary(ps, text_oid, pred_type);
     put_binary(ps, uuid_oid, pred_id);
     put_binary(ps, int8_oid, pred_version);
+    ps.add(write_id);
+    ps.add(writer);
+    return ps;
+  }
+
+  /// Parameters of `write_one_sql`, for a group of one event.
+  params write_one_params(const uuid& write_id, const uuid& writer) const {
+    params ps;
+    auto put = [&ps](const std::string& x, bool nullable = false) {
+      if (nullable && x.empty())
+        ps.add_null();
+      else
+        ps.add_binary(x);
+    };
+    put(id[0]);
+    put(etype[0]);
+    put(ever[0]);
+    put(atype[0]);
+    put(aid[0]);
+    put(aver[0]);
+    put(tenant[0], true);
+    put(occ[0]);
+    put(corr[0], true);
+    put(caus[0], true);
+    put(actor[0]);
+    put(meta[0]);
+    put(payload[0]);
     ps.add(write_id);
     ps.add(writer);
     return ps;
@@ -1050,9 +1139,14 @@ private:
     // apart.
     auto base = cfg_.feed == postgres_feed::serialized ? base_from::counter
                                                        : base_from::reserve;
-    calls.push_back({cfg_.outbox ? "es_write_ob" : "es_write",
-                     &write_sql(base, cfg_.outbox, partitioned_),
-                     rows.write_params(write_id, writer), true});
+    if (rows.id.size() == 1)
+      calls.push_back({cfg_.outbox ? "es_write1_ob" : "es_write1",
+                       &write_one_sql(base, cfg_.outbox, partitioned_),
+                       rows.write_one_params(write_id, writer), true});
+    else
+      calls.push_back({cfg_.outbox ? "es_write_ob" : "es_write",
+                       &write_sql(base, cfg_.outbox, partitioned_),
+                       rows.write_params(write_id, writer), true});
   }
 
   /// Records heads seen or written; a head never moves back.
