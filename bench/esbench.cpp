@@ -94,7 +94,8 @@ struct esbench_config : caf::actor_system_config {
            "PostgreSQL append: an existing schema to share with other "
            "esbench processes (kept; default: a fresh one per run)")
       .add(skip_raw, "skip-raw",
-           "append: measure the store only (for processes sharing one)")
+           "append: measure the store only (for processes sharing one);"
+           " commands: the framework only (for profiling it alone)")
       .add(aggregates, "aggregates",
            "commands scenario: distinct aggregates the commands go to")
       .add(idle_aggregates, "idle-aggregates",
@@ -222,12 +223,16 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
     for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
       store_runs.push_back(
         es::bench::run_commands(sys, p, std::max(1, cfg.aggregates)));
+      if (p.skip_raw)
+        continue;
       raw_runs.push_back(es::bench::run_raw_caf(sys, p, true));
       untimed_runs.push_back(es::bench::run_raw_caf(sys, p, false));
     }
-    std::vector<es::bench::run_result> rows{
-      es::bench::median_run(store_runs), es::bench::median_run(raw_runs),
-      es::bench::median_run(untimed_runs)};
+    std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs)};
+    if (!p.skip_raw) {
+      rows.push_back(es::bench::median_run(raw_runs));
+      rows.push_back(es::bench::median_run(untimed_runs));
+    }
     for (const auto& r : rows)
       es::bench::print_json(r);
     es::bench::print_table(rows);
