@@ -63,7 +63,9 @@ public:
     return bytes_;
   }
 
-  /// Returns a 64-bit hash of the value (FNV-1a over the bytes).
+  /// Returns a 64-bit hash of the value (FNV-1a over the bytes). Shards
+  /// and projection partitions are chosen by it, in every process and
+  /// version alike: it must never change.
   uint64_t hash() const noexcept;
 
   friend auto operator<=>(const uuid&, const uuid&) = default;
