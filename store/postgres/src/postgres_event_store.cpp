@@ -14,6 +14,7 @@
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace es {
 
@@ -147,10 +148,31 @@ std::string write_head_sql(const char* positions) {
 /// How `p` of the write statement finds the group's base position.
 enum class base_from { counter, reserve };
 
+/// The eight variants of a write statement, made by `make(positions,
+/// outbox)` for each layout (where `reserve(ids)` looks up event ids:
+/// `events`, or `event_ids` on the partitioned variant), each way of
+/// finding the base position (`counter`, `reserve`) and without or with
+/// outbox rows, in the order `write_variant` indexes.
+template <class Make, class Reserve>
+std::vector<std::string>
+write_variants(Make make, const std::string& counter, Reserve reserve) {
+  std::vector<std::string> result;
+  for (const char* ids : {"events", "event_ids"})
+    for (const auto& positions : {counter, reserve(ids)})
+      for (bool outbox : {false, true})
+        result.push_back(make(positions, outbox));
+  return result;
+}
+
+size_t write_variant(base_from base, bool outbox, bool partitioned) {
+  return (partitioned ? 4 : 0) + static_cast<size_t>(base) * 2
+         + (outbox ? 1 : 0);
+}
+
 /// The write statement, with an outbox row per event when `outbox`.
 const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
-  static const auto make = [](const char* positions, bool with_outbox) {
-    auto sql = write_head_sql(positions);
+  static const auto make = [](const std::string& positions, bool with_outbox) {
+    auto sql = write_head_sql(positions.c_str());
     if (with_outbox)
       sql += ", ob AS (INSERT INTO event_outbox (event_id, global_position,"
              " event_type, aggregate_type, aggregate_id, tenant_id)"
@@ -158,7 +180,7 @@ const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
              " FROM p, t)";
     return sql + " SELECT base FROM p";
   };
-  static const char* counter
+  static const std::string counter
     = "UPDATE es_position SET position = position + $14"
       " WHERE id = 1 AND feed = 'serialized' AND (SELECT ok FROM chk)"
       " RETURNING position - $14 AS base";
@@ -183,16 +205,8 @@ const std::string& write_sql(base_from base, bool outbox, bool partitioned) {
            + " x WHERE x.event_id = n.id)), false) FROM unnest($1::uuid[])"
              " AS n(id))";
   };
-  static const std::string plain = reserve("events");
-  static const std::string by_ids = reserve("event_ids");
-  static const std::string all[] = {
-    make(counter, false),        make(counter, true),
-    make(plain.c_str(), false),  make(plain.c_str(), true),
-    make(counter, false),        make(counter, true),
-    make(by_ids.c_str(), false), make(by_ids.c_str(), true),
-  };
-  return all[(partitioned ? 4 : 0) + static_cast<int>(base) * 2
-             + (outbox ? 1 : 0)];
+  static const auto all = write_variants(make, counter, reserve);
+  return all[write_variant(base, outbox, partitioned)];
 }
 
 // The write statement of a group of one event, the common case of one
@@ -243,18 +257,8 @@ const std::string& write_one_sql(base_from base, bool outbox,
                        " AND NOT EXISTS (SELECT 1 FROM "}
            + ids + " x WHERE x.event_id = $1::uuid)";
   };
-  static const std::string all[] = {
-    make(counter, false),
-    make(counter, true),
-    make(reserve("events"), false),
-    make(reserve("events"), true),
-    make(counter, false),
-    make(counter, true),
-    make(reserve("event_ids"), false),
-    make(reserve("event_ids"), true),
-  };
-  return all[(partitioned ? 4 : 0) + static_cast<int>(base) * 2
-             + (outbox ? 1 : 0)];
+  static const auto all = write_variants(make, counter, reserve);
+  return all[write_variant(base, outbox, partitioned)];
 }
 
 // The end of the feed a reader may read to, as of the statement's
