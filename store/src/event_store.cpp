@@ -106,6 +106,40 @@ bool event_filter::matches(const event_data& ev) const {
          && contains(aggregate_types, ev.aggregate_type);
 }
 
+bool event_filter::matches(const event_view& ev) const {
+  // Reads only the fields the filter names (each read of a row view is a
+  // call into the store's library).
+  if (tenant_id && ev.tenant_id() != tenant_id)
+    return false;
+  auto contains = [](const std::vector<std::string>& xs, std::string_view x) {
+    return std::find(xs.begin(), xs.end(), x) != xs.end();
+  };
+  return (event_types.empty() || contains(event_types, ev.event_type()))
+         && (aggregate_types.empty()
+             || contains(aggregate_types, ev.aggregate_type()));
+}
+
+recorded_event event_view::to_event() const {
+  if (const auto* ev = owned())
+    return *ev;
+  recorded_event ev;
+  ev.global_position = global_position();
+  ev.event_id = event_id();
+  ev.event_type = event_type();
+  ev.event_version = event_version();
+  ev.aggregate_type = aggregate_type();
+  ev.aggregate_id = aggregate_id();
+  ev.aggregate_version = aggregate_version();
+  ev.tenant_id = tenant_id();
+  ev.occurred_at = occurred_at();
+  ev.correlation_id = correlation_id();
+  ev.causation_id = causation_id();
+  ev.actor_id = actor_id();
+  ev.metadata = metadata();
+  ev.payload = payload();
+  return ev;
+}
+
 bool is_stream_control_type(std::string_view event_type) noexcept {
   return event_type == stream_deleted_type
          || event_type == stream_tombstoned_type
@@ -212,6 +246,23 @@ event_store::read_correlated(const uuid& correlation_id,
       return result;
     }
   }
+}
+
+caf::expected<all_slice>
+event_store::visit_all(const read_all_options& options,
+                       const std::function<bool(const event_view&)>& fn) {
+  auto page = read_all(options);
+  if (!page)
+    return page;
+  for (const auto& ev : page->events) {
+    if (!fn(recorded_event_view{ev})) {
+      page->next_position = ev.global_position;
+      page->end_of_feed = false;
+      break;
+    }
+  }
+  page->events.clear();
+  return page;
 }
 
 store_health event_store::check_health() {

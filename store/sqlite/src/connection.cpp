@@ -78,12 +78,15 @@ int64_t statement::int64_at(int col) const {
 }
 
 std::string statement::text_at(int col) const {
+  return std::string{text_view_at(col)};
+}
+
+std::string_view statement::text_view_at(int col) const {
   auto ptr = sqlite3_column_text(stmt_, col);
   auto len = sqlite3_column_bytes(stmt_, col);
   if (ptr == nullptr)
     return {};
-  return std::string(reinterpret_cast<const char*>(ptr),
-                     static_cast<size_t>(len));
+  return {reinterpret_cast<const char*>(ptr), static_cast<size_t>(len)};
 }
 
 uuid statement::uuid_at(int col) const {

@@ -50,6 +50,9 @@ public:
 
   int64_t int64_at(int col) const;
   std::string text_at(int col) const;
+  /// The text in the statement's row buffer: valid until the next step or
+  /// reset.
+  std::string_view text_view_at(int col) const;
   uuid uuid_at(int col) const;
   std::optional<uuid> opt_uuid_at(int col) const;
   bool is_null(int col) const;

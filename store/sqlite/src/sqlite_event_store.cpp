@@ -49,6 +49,61 @@ recorded_event read_row(const statement& st) {
   return ev;
 }
 
+/// The event in a statement's current row, read column by column as the
+/// caller asks (the columns of `event_columns`).
+class row_view final : public event_view {
+public:
+  explicit row_view(const statement& st) noexcept : st_(st) {
+    // nop
+  }
+
+  int64_t global_position() const override {
+    return st_.int64_at(0);
+  }
+  uuid event_id() const override {
+    return st_.uuid_at(1);
+  }
+  std::string_view event_type() const override {
+    return st_.text_view_at(2);
+  }
+  int32_t event_version() const override {
+    return static_cast<int32_t>(st_.int64_at(3));
+  }
+  std::string_view aggregate_type() const override {
+    return st_.text_view_at(4);
+  }
+  uuid aggregate_id() const override {
+    return st_.uuid_at(5);
+  }
+  int64_t aggregate_version() const override {
+    return st_.int64_at(6);
+  }
+  std::optional<uuid> tenant_id() const override {
+    return st_.opt_uuid_at(7);
+  }
+  timestamp occurred_at() const override {
+    return timestamp{std::chrono::microseconds{st_.int64_at(8)}};
+  }
+  std::optional<uuid> correlation_id() const override {
+    return st_.opt_uuid_at(9);
+  }
+  std::optional<uuid> causation_id() const override {
+    return st_.opt_uuid_at(10);
+  }
+  std::string_view actor_id() const override {
+    return st_.text_view_at(11);
+  }
+  std::string_view metadata() const override {
+    return st_.text_view_at(12);
+  }
+  std::string_view payload() const override {
+    return st_.text_view_at(13);
+  }
+
+private:
+  const statement& st_;
+};
+
 const char* sync_pragma(sqlite_sync x) {
   switch (x) {
     case sqlite_sync::full: return "PRAGMA synchronous = FULL";
@@ -244,62 +299,25 @@ public:
   }
 
   caf::expected<all_slice> read_all(const read_all_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    if (opts.after_position < 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "after_position must not be negative");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
-    auto conn = checkout();
-    if (!conn)
-      return std::move(conn.error());
-    read_txn txn{**conn};
-    if (txn.error)
-      return std::move(txn.error);
-    auto head = detail::sqlite::query_int(
-      **conn, "SELECT MAX(global_position) FROM events", 0);
-    if (!head)
-      return std::move(head.error());
     all_slice result;
-    const auto& f = opts.filter;
-    // A filtered page examines at most `window` positions, so one call stays
-    // short even when few events match; the slice then ends early with
-    // `next_position` at the window's end.
-    int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
-    // Saturated: a checkpoint near the largest position must not overflow.
-    auto upper = std::min(
-      *head, opts.after_position > std::numeric_limits<int64_t>::max() - window
-               ? std::numeric_limits<int64_t>::max()
-               : opts.after_position + window);
-    std::string sql = "SELECT ";
-    sql += event_columns;
-    sql += " FROM events WHERE global_position > ?1 AND global_position <= ?2";
-    filter_clause clause{f};
-    sql += clause.sql;
-    sql += " ORDER BY global_position ASC LIMIT ?6";
-    auto st = (*conn)->prepare(sql);
-    if (!st)
-      return std::move(st.error());
-    reset_guard guard{**st};
-    (*st)->bind(1, opts.after_position);
-    (*st)->bind(2, upper);
-    clause.bind(**st);
-    (*st)->bind(6, count);
-    result.events.reserve(static_cast<size_t>(
-      std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
-    int rc;
-    while ((rc = (*st)->step()) == SQLITE_ROW)
-      result.events.push_back(read_row(**st));
-    if (rc != SQLITE_DONE)
-      return translate(rc, (*conn)->handle(), "read_all failed");
-    if (static_cast<int64_t>(result.events.size()) == count)
-      result.next_position = result.events.back().global_position;
-    else
-      result.next_position = std::max(upper, opts.after_position);
-    result.end_of_feed = result.next_position >= *head;
-    metrics_.count_read(result.events.size());
+    auto err = read_feed(opts, result, true, [&](const statement& st) {
+      result.events.push_back(read_row(st));
+      return true;
+    });
+    if (err)
+      return err;
+    return result;
+  }
+
+  caf::expected<all_slice>
+  visit_all(const read_all_options& opts,
+            const std::function<bool(const event_view&)>& fn) override {
+    all_slice result;
+    auto err = read_feed(opts, result, false, [&](const statement& st) {
+      return fn(row_view{st});
+    });
+    if (err)
+      return err;
     return result;
   }
 
@@ -476,6 +494,82 @@ private:
     connection& conn;
     caf::error error;
   };
+
+  /// Reads one page of the feed (`read_all`'s checks and bounds), handing
+  /// each row to `on_row` (false ends the page after that row). Fills
+  /// `result`'s bounds; the rows go wherever `on_row` puts them (with
+  /// `reserve`, into `result.events`, reserved for the page).
+  template <class OnRow>
+  caf::error read_feed(const read_all_options& opts, all_slice& result,
+                       bool reserve, OnRow on_row) {
+    if (opts.max_count == 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "max_count must be positive");
+    if (opts.after_position < 0)
+      return make_store_error(store_errc::invalid_argument,
+                              "after_position must not be negative");
+    auto count = static_cast<int64_t>(
+      std::min(opts.max_count, cfg_.limits.max_page_size));
+    auto conn = checkout();
+    if (!conn)
+      return std::move(conn.error());
+    read_txn txn{**conn};
+    if (txn.error)
+      return std::move(txn.error);
+    auto head = detail::sqlite::query_int(
+      **conn, "SELECT MAX(global_position) FROM events", 0);
+    if (!head)
+      return std::move(head.error());
+    const auto& f = opts.filter;
+    // A filtered page examines at most `window` positions, so one call stays
+    // short even when few events match; the slice then ends early with
+    // `next_position` at the window's end.
+    int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
+    // Saturated: a checkpoint near the largest position must not overflow.
+    auto upper = std::min(
+      *head, opts.after_position > std::numeric_limits<int64_t>::max() - window
+               ? std::numeric_limits<int64_t>::max()
+               : opts.after_position + window);
+    std::string sql = "SELECT ";
+    sql += event_columns;
+    sql += " FROM events WHERE global_position > ?1 AND global_position <= ?2";
+    filter_clause clause{f};
+    sql += clause.sql;
+    sql += " ORDER BY global_position ASC LIMIT ?6";
+    auto st = (*conn)->prepare(sql);
+    if (!st)
+      return std::move(st.error());
+    reset_guard guard{**st};
+    (*st)->bind(1, opts.after_position);
+    (*st)->bind(2, upper);
+    clause.bind(**st);
+    (*st)->bind(6, count);
+    if (reserve)
+      result.events.reserve(static_cast<size_t>(
+        std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
+    int64_t rows = 0;
+    int64_t last = 0;
+    int rc;
+    while ((rc = (*st)->step()) == SQLITE_ROW) {
+      ++rows;
+      last = (*st)->int64_at(0);
+      if (!on_row(static_cast<const statement&>(**st))) {
+        result.next_position = last;
+        result.end_of_feed = false;
+        metrics_.count_read(static_cast<size_t>(rows));
+        return caf::none;
+      }
+    }
+    if (rc != SQLITE_DONE)
+      return translate(rc, (*conn)->handle(), "read_all failed");
+    if (rows == count)
+      result.next_position = last;
+    else
+      result.next_position = std::max(upper, opts.after_position);
+    result.end_of_feed = result.next_position >= *head;
+    metrics_.count_read(static_cast<size_t>(rows));
+    return caf::none;
+  }
 
   caf::expected<pooled> checkout() {
     {

@@ -7,6 +7,7 @@
 #include "es/store/event.hpp"
 #include "es/store/event_registry.hpp"
 #include "es/store/event_store.hpp"
+#include "es/store/event_view.hpp"
 #include "es/store/expected_version.hpp"
 #include "es/store/fwd.hpp"
 #include "es/store/histogram.hpp"

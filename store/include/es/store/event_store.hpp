@@ -2,6 +2,7 @@
 #pragma once
 
 #include "es/store/event.hpp"
+#include "es/store/event_view.hpp"
 #include "es/store/expected_version.hpp"
 #include "es/store/histogram.hpp"
 
@@ -118,6 +119,7 @@ struct event_filter {
 
   /// Returns whether `ev` passes the filter.
   bool matches(const event_data& ev) const;
+  bool matches(const event_view& ev) const;
 
   template <class Inspector>
   friend typename Inspector::result_type
@@ -386,6 +388,18 @@ public:
   /// sees every event exactly once.
   [[nodiscard]] virtual caf::expected<all_slice>
   read_all(const read_all_options& options) = 0;
+
+  /// Reads the page `read_all` would return, handing each event to `fn` in
+  /// place instead of copying it out: a view is valid only during its call
+  /// (`event_view::to_event` keeps one). `fn` returns false to end the page
+  /// after that event. Returns the page with `events` empty; when `fn`
+  /// ended it, `next_position` is that event's position and `end_of_feed`
+  /// is false. Events reach `fn` inside the store's read (SQLite: its read
+  /// transaction), so `fn` should be quick. The default reads an owning
+  /// page and hands out views of it; SQLite hands out its row buffers.
+  [[nodiscard]] virtual caf::expected<all_slice>
+  visit_all(const read_all_options& options,
+            const std::function<bool(const event_view&)>& fn);
 
   /// Returns the stream's current version (0 when it has no events), or
   /// `stream_deleted`.

@@ -35,6 +35,7 @@ struct memory_store_config;
 struct read_all_options;
 struct read_stream_options;
 struct recorded_event;
+class event_view;
 struct snapshot;
 struct store_limits;
 struct store_metrics;

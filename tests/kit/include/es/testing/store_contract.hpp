@@ -539,6 +539,108 @@ TEMPLATE_TEST_CASE("the global feed orders all streams", "[contract]",
   }
 }
 
+TEMPLATE_TEST_CASE("visit_all hands out read_all's page in place", "[contract]",
+                   ES_CONTRACT_FIXTURES) {
+  TestType fx;
+  auto store = fx.open();
+  auto tenant = uuid::random();
+  auto order = new_stream("Order");
+  auto customer = new_stream("Customer");
+  for (int i = 0; i < 6; ++i) {
+    auto s = i % 3 == 2 ? customer : order;
+    event_batch batch{make_test_event(s, i, i % 2 ? "NoteWritten" : "Placed")};
+    auto& ev = batch[0];
+    // Every optional field set on some events and empty on others (the
+    // tenant per stream: streams cannot mix tenants).
+    if (i % 2 == 0) {
+      ev.correlation_id = uuid::random();
+      ev.causation_id = uuid::random();
+      ev.actor_id = "user-" + std::to_string(i);
+      ev.metadata = R"({"n":)" + std::to_string(i) + "}";
+    }
+    if (s == order)
+      ev.tenant_id = tenant;
+    require(store->append(s, expected_version::any(), batch));
+  }
+  auto visit = [&](const read_all_options& opts, size_t stop_after = 0) {
+    recorded_events seen;
+    auto page = require(store->visit_all(opts, [&](const event_view& ev) {
+      auto copy = ev.to_event();
+      // Every accessor reads what the copy holds.
+      CHECK(copy.global_position == ev.global_position());
+      CHECK(copy.event_type == ev.event_type());
+      CHECK(copy.payload == ev.payload());
+      CHECK(copy.metadata == ev.metadata());
+      CHECK(copy.actor_id == ev.actor_id());
+      CHECK(copy.aggregate_type == ev.aggregate_type());
+      CHECK(copy.aggregate_id == ev.aggregate_id());
+      CHECK(copy.aggregate_version == ev.aggregate_version());
+      CHECK(copy.tenant_id == ev.tenant_id());
+      CHECK(copy.correlation_id == ev.correlation_id());
+      CHECK(copy.causation_id == ev.causation_id());
+      CHECK(copy.occurred_at == ev.occurred_at());
+      CHECK(copy.event_version == ev.event_version());
+      CHECK(copy.event_id == ev.event_id());
+      CHECK(opts.filter.matches(ev) == opts.filter.matches(copy));
+      seen.push_back(std::move(copy));
+      return stop_after == 0 || seen.size() < stop_after;
+    }));
+    CHECK(page.events.empty());
+    return std::make_pair(std::move(seen), page);
+  };
+  SECTION("the same events and bounds as read_all") {
+    for (size_t count : {size_t{1}, size_t{4}, size_t{100}}) {
+      read_all_options opts;
+      opts.after_position = 1;
+      opts.max_count = count;
+      auto expected = require(store->read_all(opts));
+      auto [seen, page] = visit(opts);
+      CHECK(seen == expected.events);
+      CHECK(page.next_position == expected.next_position);
+      CHECK(page.end_of_feed == expected.end_of_feed);
+      CHECK(page.gaps_final == expected.gaps_final);
+    }
+  }
+  SECTION("a filter applies as in read_all") {
+    for (auto f : {event_filter{{"Placed"}, {}, std::nullopt},
+                   event_filter{{}, {"Customer"}, std::nullopt},
+                   event_filter{{}, {}, tenant}}) {
+      read_all_options opts;
+      opts.filter = f;
+      auto expected = require(store->read_all(opts));
+      auto [seen, page] = visit(opts);
+      CHECK_FALSE(seen.empty());
+      CHECK(seen == expected.events);
+      CHECK(page.next_position == expected.next_position);
+    }
+  }
+  SECTION("the visitor ends the page after the event it declines") {
+    read_all_options opts;
+    auto [seen, page] = visit(opts, 2);
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[1].global_position == 2);
+    CHECK(page.next_position == 2);
+    CHECK_FALSE(page.end_of_feed);
+    opts.after_position = page.next_position;
+    auto [rest, last] = visit(opts);
+    CHECK(rest.size() == 4);
+    CHECK(rest.front().global_position == 3);
+    CHECK(last.end_of_feed);
+  }
+  SECTION("bad options fail as in read_all") {
+    read_all_options opts;
+    opts.after_position = -1;
+    bool called = false;
+    require_code(store->visit_all(opts,
+                                  [&](const event_view&) {
+                                    called = true;
+                                    return true;
+                                  }),
+                 store_errc::invalid_argument);
+    CHECK_FALSE(called);
+  }
+}
+
 TEMPLATE_TEST_CASE("read_all filters by type, aggregate type and tenant",
                    "[contract]", ES_CONTRACT_FIXTURES) {
   TestType fx;
