@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace es::detail {
@@ -21,6 +22,6 @@ dead_letter make_dead_letter(const std::string& projection,
                              const error_classification& c, uint32_t attempts);
 
 /// Whether `type` is among `types` (an empty list takes everything).
-bool wants(const std::vector<std::string>& types, const std::string& type);
+bool wants(const std::vector<std::string>& types, std::string_view type);
 
 } // namespace es::detail

@@ -36,6 +36,12 @@ std::vector<std::string> projection::subscribed_to() const {
   return {};
 }
 
+caf::error projection::handle_view(const event_view& ev) {
+  if (const auto* owned = ev.owned())
+    return handle(*owned);
+  return handle(ev.to_event());
+}
+
 caf::error projection::reset() {
   return caf::none;
 }
@@ -82,7 +88,7 @@ dead_letter make_dead_letter(const std::string& projection,
   return d;
 }
 
-bool wants(const std::vector<std::string>& types, const std::string& type) {
+bool wants(const std::vector<std::string>& types, std::string_view type) {
   // Stream control events only when named: a projection of "everything"
   // means the application's events.
   if (types.empty())

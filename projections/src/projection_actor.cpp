@@ -40,7 +40,7 @@ struct projection_actor_state {
   const event_registry* registry = nullptr;
   /// Aggregate types whose streams it follows, learned from the events it
   /// handles (unless the filter names them).
-  std::set<std::string> followed;
+  std::set<std::string, std::less<>> followed;
   subscription_config cfg;
   std::string checkpoint_name;
   std::vector<std::string> types;
@@ -122,66 +122,94 @@ enum class disposition {
   unknown,
 };
 
-disposition classify(projection_actor_state& st, const recorded_event& ev) {
-  if (!st.cfg.filter.matches(ev) || !st.cfg.partition.owns(ev.aggregate_id))
+disposition classify(projection_actor_state& st, const event_view& ev) {
+  // Each field is read once and only when needed: on a view into a store's
+  // row buffer every read is a call into the database library.
+  if (!st.cfg.filter.empty() && !st.cfg.filter.matches(ev))
     return disposition::skip;
+  if (st.cfg.partition.count > 1 && !st.cfg.partition.owns(ev.aggregate_id()))
+    return disposition::skip;
+  auto type = ev.event_type();
   // Stream control events (deletions, truncations) reach only projections
   // that name them.
-  if (is_stream_control_type(ev.event_type))
-    return detail::wants(st.types, ev.event_type) ? disposition::handle
-                                                  : disposition::skip;
-  if (detail::wants(st.types, ev.event_type)) {
-    if (st.registry != nullptr && st.cfg.filter.aggregate_types.empty())
-      st.followed.insert(ev.aggregate_type);
+  if (is_stream_control_type(type))
+    return detail::wants(st.types, type) ? disposition::handle
+                                         : disposition::skip;
+  if (detail::wants(st.types, type)) {
+    if (st.registry != nullptr && st.cfg.filter.aggregate_types.empty()) {
+      auto agg = ev.aggregate_type();
+      if (st.followed.find(agg) == st.followed.end())
+        st.followed.emplace(agg);
+    }
     return disposition::handle;
   }
   if (st.registry != nullptr
       && (!st.cfg.filter.aggregate_types.empty()
-          || st.followed.count(ev.aggregate_type) > 0)
-      && !st.registry->contains(ev.event_type, ev.event_version))
+          || st.followed.find(ev.aggregate_type()) != st.followed.end())
+      && !st.registry->contains(type, ev.event_version()))
     return disposition::unknown;
   return disposition::skip;
+}
+
+disposition classify(projection_actor_state& st, const recorded_event& ev) {
+  return classify(st, recorded_event_view{ev});
 }
 
 bool matches(projection_actor_state& st, const recorded_event& ev) {
   return classify(st, ev) != disposition::skip;
 }
 
+/// `err` naming the event (`in_event_context`), copying a view only then.
+caf::error in_context(const caf::error& err, const event_view& ev) {
+  if (!err)
+    return err;
+  if (const auto* owned = ev.owned())
+    return in_event_context(err, *owned);
+  return in_event_context(err, ev.to_event());
+}
+
 /// The error an event of an unknown type fails with.
-caf::error unknown_type_error(const recorded_event& ev) {
-  return in_event_context(
+caf::error unknown_type_error(const event_view& ev) {
+  return in_context(
     make_store_error(store_errc::unknown_event_type,
-                     "the registry knows no type " + ev.event_type + " v"
-                       + std::to_string(ev.event_version)
+                     "the registry knows no type "
+                       + std::string{ev.event_type()} + " v"
+                       + std::to_string(ev.event_version())
                        + " in a stream this projection follows"),
     ev);
 }
 
-/// Runs the projection's handler for `ev`, or fails it as unknown; errors
-/// name the event.
-caf::error apply(projection_actor_state& st, const recorded_event& ev,
-                 const std::function<caf::error()>& handler) {
+/// Runs the projection's handler for `ev`, or fails it as unknown (`d`, its
+/// disposition); errors name the event.
+caf::error apply(projection_actor_state& st, const event_view& ev,
+                 disposition d, const std::function<caf::error()>& handler) {
   // A span per handled event, the child of the command that wrote it when
   // its metadata carries the trace.
   tracing::span sp;
   if (tracing::enabled()) {
     sp = tracing::span{"eventsource.projection.handle",
                        tracing::span_kind::consumer,
-                       tracing::extract(ev.metadata)};
+                       tracing::extract(ev.metadata())};
     sp.set_attribute("eventsource.projection", st.checkpoint_name);
-    sp.set_attribute("eventsource.event.type", ev.event_type);
-    sp.set_attribute("eventsource.event.id", ev.event_id.to_string());
-    sp.set_attribute("eventsource.event.position", ev.global_position);
+    sp.set_attribute("eventsource.event.type", std::string{ev.event_type()});
+    sp.set_attribute("eventsource.event.id", ev.event_id().to_string());
+    sp.set_attribute("eventsource.event.position", ev.global_position());
   }
-  if (classify(st, ev) == disposition::unknown) {
+  if (d == disposition::unknown) {
     auto err = unknown_type_error(ev);
     sp.set_error(describe(err));
     return err;
   }
-  auto err = in_event_context(detail::call_handler(handler), ev);
+  auto err = in_context(detail::call_handler(handler), ev);
   if (err)
     sp.set_error(describe(err));
   return err;
+}
+
+caf::error apply(projection_actor_state& st, const recorded_event& ev,
+                 const std::function<caf::error()>& handler) {
+  recorded_event_view view{ev};
+  return apply(st, view, classify(st, view), handler);
 }
 
 /// The context of the projection's log records.
@@ -283,18 +311,22 @@ void release_acks(projection_actor* self) {
   st.acks.erase(st.acks.begin(), i);
 }
 
-void advance(projection_actor* self, const recorded_event& ev, bool handled) {
+void advance(projection_actor* self, const event_view& ev, bool handled) {
   auto& st = self->state;
-  st.position = ev.global_position;
+  st.position = ev.global_position();
   if (handled) {
     ++st.processed;
     ++st.processed_since_save;
     st.last_processed_at = now_utc();
-    st.last_event_time = ev.occurred_at;
-    st.last_event_id = ev.event_id;
-    st.last_event_type = ev.event_type;
+    st.last_event_time = ev.occurred_at();
+    st.last_event_id = ev.event_id();
+    st.last_event_type = ev.event_type();
   }
   st.head = std::max(st.head, st.position);
+}
+
+void advance(projection_actor* self, const recorded_event& ev, bool handled) {
+  advance(self, recorded_event_view{ev}, handled);
 }
 
 /// Whether a failure lies with the platform (a full disk, a database that
@@ -371,19 +403,13 @@ void schedule_retry(projection_actor* self) {
   self->delayed_send(self, delay, retry_atom_v);
 }
 
-/// Handles the front event; returns false to stop pumping.
-bool handle_front(projection_actor* self) {
+/// Applies the policy to `err`, the failure of the handler for `ev` (the
+/// front of the queue): schedules a retry (returns false; `ev` stays at the
+/// front), or records the failure for good and moves past `ev` (returns
+/// whether to go on).
+bool settle_failure(projection_actor* self, const recorded_event& ev,
+                    const caf::error& err) {
   auto& st = self->state;
-  const auto& ev = st.queue.front();
-  ++st.attempt;
-  auto err = apply(st, ev, [&] {
-    return st.proj->handle(ev);
-  });
-  if (!err) {
-    advance(self, ev, true);
-    st.attempt = 0;
-    return true;
-  }
   auto c = st.tracker->classify(err);
   if (should_retry(st, c, st.attempt)) {
     schedule_retry(self);
@@ -398,6 +424,23 @@ bool handle_front(projection_actor* self) {
     return false;
   advance(self, ev, false);
   return true;
+}
+
+/// Handles the front event; returns false to stop pumping.
+bool handle_front(projection_actor* self) {
+  auto& st = self->state;
+  const auto& ev = st.queue.front();
+  recorded_event_view view{ev};
+  ++st.attempt;
+  auto err = apply(st, view, classify(st, view), [&] {
+    return st.proj->handle_view(view);
+  });
+  if (!err) {
+    advance(self, view, true);
+    st.attempt = 0;
+    return true;
+  }
+  return settle_failure(self, ev, err);
 }
 
 /// The longest run of consecutive queued events, in position order, that
@@ -600,8 +643,122 @@ bool handle_front_transactional(projection_actor* self) {
   return settle_batch(self, out);
 }
 
-/// Reads the next page from the store into the queue. Returns false when
-/// the feed is exhausted (or on failure, after ending the actor).
+/// Whether catch-up pages are handled as the store reads them, without
+/// owning copies (`event_store::visit_all`): not for transactional
+/// projections (their runs span events) nor with a checkpoint per event.
+bool handles_in_place(const projection_actor_state& st) {
+  return st.tx_proj == nullptr
+         && st.cfg.checkpointing != checkpoint_mode::every_event
+         && st.queue.empty();
+}
+
+/// A view of a row that reads its position once, and its type at most
+/// once: the actor and the handler ask for them several times, and on a
+/// store's row each read is a call into the database library.
+class memo_view final : public event_view {
+public:
+  explicit memo_view(const event_view& ev)
+    : ev_(ev), position_(ev.global_position()) {
+    // nop
+  }
+
+  int64_t global_position() const override {
+    return position_;
+  }
+  uuid event_id() const override {
+    return ev_.event_id();
+  }
+  std::string_view event_type() const override {
+    if (!type_)
+      type_ = ev_.event_type();
+    return *type_;
+  }
+  int32_t event_version() const override {
+    return ev_.event_version();
+  }
+  std::string_view aggregate_type() const override {
+    return ev_.aggregate_type();
+  }
+  uuid aggregate_id() const override {
+    return ev_.aggregate_id();
+  }
+  int64_t aggregate_version() const override {
+    return ev_.aggregate_version();
+  }
+  std::optional<uuid> tenant_id() const override {
+    return ev_.tenant_id();
+  }
+  timestamp occurred_at() const override {
+    return ev_.occurred_at();
+  }
+  std::optional<uuid> correlation_id() const override {
+    return ev_.correlation_id();
+  }
+  std::optional<uuid> causation_id() const override {
+    return ev_.causation_id();
+  }
+  std::string_view actor_id() const override {
+    return ev_.actor_id();
+  }
+  std::string_view metadata() const override {
+    return ev_.metadata();
+  }
+  std::string_view payload() const override {
+    return ev_.payload();
+  }
+  const recorded_event* owned() const noexcept override {
+    return ev_.owned();
+  }
+
+private:
+  const event_view& ev_;
+  int64_t position_;
+  mutable std::optional<std::string_view> type_;
+};
+
+/// Handles `ev` while the store reads it, as the pump would from the queue.
+/// Returns false when the queue's rules must decide instead: a missing
+/// position when `reads_every_position` (a hole, unless the store's gaps
+/// are final), or a handler that failed (retry, dead letter, stop). Such an
+/// event is copied to the queue, as the page's last, and a failed handler
+/// counts as its first attempt.
+bool handle_in_place(projection_actor* self, const event_view& ev,
+                     bool reads_every_position) {
+  auto& st = self->state;
+  auto pos = ev.global_position();
+  if (pos <= st.position)
+    return true;
+  if (pos > st.position + 1 && reads_every_position) {
+    st.queue.push_back(ev.to_event());
+    return false;
+  }
+  if (st.hole_from != 0) {
+    st.hole_from = 0;
+    st.detail.clear();
+  }
+  auto d = classify(st, ev);
+  if (d == disposition::skip) {
+    advance(self, ev, false);
+    return true;
+  }
+  ++st.attempt;
+  auto err = apply(st, ev, d, [&] {
+    return st.proj->handle_view(ev);
+  });
+  if (!err) {
+    advance(self, ev, true);
+    st.attempt = 0;
+    return true;
+  }
+  st.queue.push_back(ev.to_event());
+  if (settle_failure(self, st.queue.front(), err))
+    st.queue.pop_front();
+  return false;
+}
+
+/// Reads the next page from the store: into the queue, or handled as it is
+/// read (`handles_in_place`). Returns false when the feed is exhausted (or
+/// on failure, after ending the actor).
 bool read_page(projection_actor* self) {
   auto& st = self->state;
   read_all_options opts;
@@ -617,22 +774,36 @@ bool read_page(projection_actor* self) {
         && st.registry == nullptr)
       opts.filter.event_types = st.types;
   }
-  auto page = st.cfg.store->read_all(opts);
+  int64_t last = st.position;
+  size_t seen = 0;
+  bool stopped = false;
+  bool in_place = handles_in_place(st);
+  auto visit = [&](const event_view& ev) {
+    memo_view row{ev};
+    ++seen;
+    last = row.global_position();
+    stopped = !handle_in_place(self, row, opts.filter.empty());
+    return !stopped;
+  };
+  auto page = in_place ? st.cfg.store->visit_all(opts, visit)
+                       : st.cfg.store->read_all(opts);
   if (!page) {
     fail(self, std::move(page.error()));
     return false;
   }
+  if (!in_place) {
+    for (auto& ev : page->events) {
+      last = ev.global_position;
+      st.queue.push_back(std::move(ev));
+    }
+    seen = page->events.size();
+  }
   // Positions missing from a feed whose gaps are final were never written:
   // nothing to wait for.
   st.reads_every_position = opts.filter.empty() && !page->gaps_final;
-  int64_t last = st.position;
-  for (auto& ev : page->events) {
-    last = ev.global_position;
-    st.queue.push_back(std::move(ev));
-  }
   st.page_end = page->next_position;
-  if (st.reads_every_position && page->next_position > last
-      && page->events.size() < opts.max_count) {
+  if (st.reads_every_position && !stopped && page->next_position > last
+      && seen < opts.max_count) {
     // The page examined positions up to `next_position` and found none
     // after `last`: those positions are missing (a hole at the head).
     st.page_end = last;
@@ -640,14 +811,14 @@ bool read_page(projection_actor* self) {
   } else {
     st.trailing_hole_to = 0;
   }
-  if (page->events.empty() && st.page_end > st.position) {
+  if (seen == 0 && st.page_end > st.position) {
     // Filtered past events that do not concern this projection.
     st.position = st.page_end;
     st.head = std::max(st.head, st.position);
   }
   if (page->end_of_feed) {
     st.head = std::max(st.head, page->next_position);
-    if (page->events.empty() && st.trailing_hole_to == 0) {
+    if (seen == 0 && st.trailing_hole_to == 0) {
       st.catching_up = false;
       return false;
     }

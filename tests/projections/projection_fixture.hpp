@@ -130,6 +130,15 @@ struct projection_fixture {
   std::vector<projection_actor_handle> spawned;
 
   projection_fixture() {
+    start_writer();
+  }
+
+  /// The same on another store.
+  explicit projection_fixture(event_store_ptr s) : store(std::move(s)) {
+    start_writer();
+  }
+
+  void start_writer() {
     store_actor_config sc;
     sc.detached = false;
     sc.bus = bus;

@@ -36,6 +36,15 @@ public:
   /// Handles one event. An error (or an exception) goes to the error policy.
   virtual caf::error handle(const recorded_event& ev) = 0;
 
+  /// Handles one event read in place: the view, and the strings it hands
+  /// out, are valid only during the call (`event_view::to_event` keeps a
+  /// copy). The projection actor calls this instead of `handle` for every
+  /// event it handles, unless the projection is transactional. The default
+  /// calls `handle`, with a copy of the event when the view is not of an
+  /// owning one (while catching up from SQLite). Override it to read only
+  /// what the handler needs, straight from the store's buffer.
+  virtual caf::error handle_view(const event_view& ev);
+
   /// Clears the read model, for a rebuild from the beginning.
   virtual caf::error reset();
 
