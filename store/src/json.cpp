@@ -639,6 +639,24 @@ value value::member_value(size_t i) const noexcept {
   return value{&m.value};
 }
 
+std::optional<value> value::next_element(size_t& at) const noexcept {
+  const auto& v = get(ptr_);
+  if (!v.IsArray() || at >= v.Size())
+    return std::nullopt;
+  return value{&v[static_cast<rapidjson::SizeType>(at++)]};
+}
+
+std::optional<std::pair<std::string_view, value>>
+value::next_member(size_t& at) const noexcept {
+  const auto& v = get(ptr_);
+  if (!v.IsObject() || at >= v.MemberCount())
+    return std::nullopt;
+  const auto& m = *(v.MemberBegin() + static_cast<ptrdiff_t>(at++));
+  return std::pair{
+    std::string_view{m.name.GetString(), m.name.GetStringLength()},
+    value{&m.value}};
+}
+
 void value::write_to(writer& out) const {
   switch (type()) {
     case kind::null: out.null(); break;
@@ -720,6 +738,165 @@ caf::expected<document> document::parse(std::string_view text,
 
 value document::root() const noexcept {
   return value{static_cast<const rj_value*>(&impl_->doc)};
+}
+
+// -- tape ---------------------------------------------------------------------
+
+/// Appends the reader's events to a tape (behind an `input_guard`, which
+/// turns numbers into Int, Uint, Int64, Uint64 or Double).
+struct tape::builder {
+  using tag = item::tag;
+
+  tape& out;
+
+  void push(tag type, uint32_t size = 0) {
+    item x;
+    x.type = type;
+    x.size = size;
+    x.next = static_cast<uint32_t>(out.items_.size() + 1);
+    x.u = 0;
+    out.items_.push_back(x);
+  }
+
+  bool Null() {
+    push(tag::null);
+    return true;
+  }
+  bool Bool(bool b) {
+    push(b ? tag::true_value : tag::false_value);
+    return true;
+  }
+  bool Int(int i) {
+    return Int64(i);
+  }
+  bool Uint(unsigned u) {
+    return Uint64(u);
+  }
+  bool Int64(int64_t i) {
+    // Like RapidJSON's values: a non-negative integer (-0) is unsigned too.
+    if (i >= 0)
+      return Uint64(static_cast<uint64_t>(i));
+    push(tag::negative);
+    out.items_.back().i = i;
+    return true;
+  }
+  bool Uint64(uint64_t u) {
+    push(tag::nonnegative);
+    out.items_.back().u = u;
+    return true;
+  }
+  bool Double(double d) {
+    push(tag::floating);
+    out.items_.back().d = d;
+    return true;
+  }
+  bool RawNumber(const char*, rapidjson::SizeType, bool) {
+    return false; // The guard converts numbers.
+  }
+  bool String(const char* str, rapidjson::SizeType len, bool) {
+    return text(tag::string, str, len);
+  }
+  bool Key(const char* str, rapidjson::SizeType len, bool) {
+    return text(tag::key, str, len);
+  }
+  bool StartObject() {
+    return start(tag::object);
+  }
+  bool EndObject(rapidjson::SizeType n) {
+    return end(n);
+  }
+  bool StartArray() {
+    return start(tag::array);
+  }
+  bool EndArray(rapidjson::SizeType n) {
+    return end(n);
+  }
+
+  bool text(tag type, const char* str, rapidjson::SizeType len) {
+    // In situ: the string lies in the tape's copy of the text.
+    push(type, len);
+    out.items_.back().u = static_cast<uint64_t>(str - out.text_.data());
+    return true;
+  }
+  bool start(tag type) {
+    out.open_.push_back(static_cast<uint32_t>(out.items_.size()));
+    push(type);
+    return true;
+  }
+  bool end(rapidjson::SizeType n) {
+    auto& x = out.items_[out.open_.back()];
+    out.open_.pop_back();
+    x.size = n;
+    x.next = static_cast<uint32_t>(out.items_.size());
+    return true;
+  }
+};
+
+tape::tape() = default;
+
+tape::~tape() = default;
+
+tape::tape(tape&&) noexcept = default;
+
+tape& tape::operator=(tape&&) noexcept = default;
+
+caf::error tape::parse(std::string_view text, const parse_limits& limits) {
+  items_.clear();
+  open_.clear();
+  if (auto err = check_size(text, limits))
+    return err;
+  try {
+    auto found = copy_for_parsing(text, text_);
+    // A typical payload has an item for every 10 to 20 bytes.
+    items_.reserve(text.size() / 8 + 4);
+    builder b{*this};
+    auto err = guarded_parse(text, text_, found, limits, b);
+    if (err)
+      items_.clear();
+    return err;
+  } catch (const std::exception& e) {
+    items_.clear();
+    return parse_exception(e);
+  }
+}
+
+void tape::shrink(size_t bytes) noexcept {
+  if (text_.capacity() > bytes)
+    std::string{}.swap(text_);
+  if (items_.capacity() * sizeof(item) > bytes)
+    std::vector<item>{}.swap(items_);
+}
+
+namespace {
+
+/// Lent by `tape_lease`; `busy` while a lease holds it.
+struct thread_tape {
+  tape value;
+  bool busy = false;
+};
+
+thread_local thread_tape local_tape;
+
+/// A lent tape keeps at most this much memory from the texts it parsed.
+constexpr size_t kept_tape_bytes = 65536;
+
+} // namespace
+
+tape_lease::tape_lease() {
+  if (local_tape.busy) {
+    own_ = std::make_unique<tape>();
+    tape_ = own_.get();
+  } else {
+    local_tape.busy = true;
+    tape_ = &local_tape.value;
+  }
+}
+
+tape_lease::~tape_lease() {
+  if (own_ == nullptr) {
+    local_tape.value.shrink(kept_tape_bytes);
+    local_tape.busy = false;
+  }
 }
 
 } // namespace es::json

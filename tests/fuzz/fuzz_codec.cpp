@@ -8,6 +8,8 @@
 // other bytes pick one of these by value. Invariants:
 // - no exception escapes; a refused payload is malformed_payload or
 //   payload_too_large;
+// - decoding from the tape (`from_json(text)`) and from a `json::document`
+//   succeed or fail alike, with equal values or the same error;
 // - a decoded struct encodes, decodes again to an equal struct, and
 //   encodes to the same text again;
 // - parse_timestamp accepts only the documented form, and what it accepts
@@ -115,10 +117,33 @@ bool fields(F& f, order& x) {
          && f("state", x.state);
 }
 
-/// Decodes `text` as `T`; a decoded value must survive a round trip.
+/// Decodes `text` as `T` from a `json::document`, the tree the tape
+/// decoder of `from_json(text)` must agree with.
+template <class T>
+caf::expected<T> from_document(std::string_view text) {
+  auto doc = json::document::parse(text);
+  if (!doc)
+    return std::move(doc.error());
+  T result{};
+  if (auto err = from_json(doc->root(), result))
+    return err;
+  return result;
+}
+
+/// Decodes `text` as `T`; a decoded value must survive a round trip, and
+/// the tape and the document must decode it alike.
 template <class T>
 void round_trip(std::string_view text) {
   auto x = from_json<T>(text);
+  auto tree = from_document<T>(text);
+  if (static_cast<bool>(x) != static_cast<bool>(tree))
+    fuzz::fail("tape and document disagree on success: "
+               + (x ? describe(tree.error()) : describe(x.error())));
+  if (x)
+    check(*x == *tree, "tape and document decode different values");
+  else if (describe(x.error()) != describe(tree.error()))
+    fuzz::fail("tape and document fail differently: " + describe(x.error())
+               + " | " + describe(tree.error()));
   if (!x) {
     fuzz::check_code(
       x.error(), {store_errc::malformed_payload, store_errc::payload_too_large},

@@ -316,6 +316,137 @@ TEST_CASE("documents expose values and write them back", "[json]") {
   CHECK(again->root().find("o")->find("k")->as_bool() == true);
 }
 
+TEST_CASE("tapes read values as documents do", "[json]") {
+  const char* text
+    = R"({"n":-5,"z":-0,"u":18446744073709551615,"i":9223372036854775807,)"
+      R"("d":1.5,"s":"x\u00e9","b":false,"t":true,"a":[1,"two",null,[]],)"
+      R"("o":{"k":true},"e":{}})";
+  json::tape tape;
+  REQUIRE_FALSE(tape.parse(text));
+  auto root = tape.root();
+  CHECK(root.type() == json::kind::object);
+  CHECK(root.size() == 11);
+  CHECK(root.find("n")->as_int64() == -5);
+  CHECK_FALSE(root.find("n")->as_uint64());
+  // -0 is the integer 0, as in a document.
+  CHECK(root.find("z")->as_uint64() == 0u);
+  CHECK_FALSE(root.find("u")->as_int64());
+  CHECK(root.find("u")->as_uint64() == std::numeric_limits<uint64_t>::max());
+  CHECK(root.find("u")->as_double() == 18446744073709551615.0);
+  CHECK(root.find("i")->as_int64() == std::numeric_limits<int64_t>::max());
+  CHECK(root.find("d")->as_double() == 1.5);
+  CHECK_FALSE(root.find("d")->as_int64());
+  CHECK(root.find("s")->as_string() == "x\xc3\xa9");
+  CHECK(root.find("b")->as_bool() == false);
+  CHECK(root.find("t")->as_bool() == true);
+  CHECK_FALSE(root.find("t")->as_string());
+  auto a = *root.find("a");
+  CHECK(a.type() == json::kind::array);
+  CHECK(a.size() == 4);
+  size_t at = 0;
+  std::vector<json::kind> kinds;
+  while (auto e = a.next_element(at))
+    kinds.push_back(e->type());
+  CHECK(kinds
+        == std::vector<json::kind>{json::kind::number, json::kind::string,
+                                   json::kind::null, json::kind::array});
+  CHECK(root.find("o")->find("k")->as_bool() == true);
+  CHECK(root.find("e")->size() == 0);
+  CHECK_FALSE(root.find("missing"));
+  // Members come in text order; a name given twice finds the first.
+  REQUIRE_FALSE(tape.parse(R"({"k":1,"k":2,"j":3})"));
+  std::vector<std::string> names;
+  at = 0;
+  while (auto m = tape.root().next_member(at))
+    names.emplace_back(m->first);
+  CHECK(names == std::vector<std::string>{"k", "k", "j"});
+  CHECK(tape.root().find("k")->as_int64() == 1);
+  // A scalar text, and the document's errors.
+  REQUIRE_FALSE(tape.parse("\"only\""));
+  CHECK(tape.root().as_string() == "only");
+  for (const auto* bad : {"{", R"({"a":1e999})", R"(["\udc00"])", "[1] x"}) {
+    INFO(bad);
+    auto from_tape = tape.parse(bad);
+    auto from_doc = json::document::parse(bad);
+    REQUIRE(from_tape);
+    REQUIRE_FALSE(from_doc);
+    CHECK(error_text(from_tape) == error_text(from_doc.error()));
+  }
+  auto deep = std::string(70, '[') + std::string(70, ']');
+  auto err = tape.parse(deep);
+  REQUIRE(err);
+  CHECK(error_text(err).find("nested deeper than 64") != std::string::npos);
+  json::parse_limits small;
+  small.max_bytes = 50;
+  auto big = tape.parse(std::string(100, ' ') + "1", small);
+  REQUIRE(big);
+  CHECK(static_cast<store_errc>(big.code()) == store_errc::payload_too_large);
+}
+
+TEST_CASE("decoding from text and from a document agree", "[json]") {
+  // Good and bad payloads: every decode goes through the tape
+  // (from_json(text)) and through a document; both must agree, value for
+  // value and error for error.
+  everything full;
+  full.text = "t";
+  full.maybe = "m";
+  full.lines = {line{"B", 2}, line{"C", 3}};
+  full.counts = {{"c", 3}, {"d", -4}};
+  full.shade = color::green;
+  std::vector<std::string> texts{
+    *to_json(full),
+    *to_json(everything{}),
+    R"({"sku":"A","qty":1,"sku":"B"})",
+    R"({"qty":1,"x":[[{"sku":2}]],"sku":"A"})",
+    R"({"sku":"A"})",
+    R"({"sku":"A","qty":-1})",
+    R"({"sku":"A","qty":4294967296})",
+    R"({"sku":1,"qty":1})",
+    R"({"sku":"A","qty":1.0})",
+    R"([{"sku":"A","qty":1}])",
+    R"({"sku":"A","qty":null})",
+  };
+  auto broken = *to_json(full);
+  broken.replace(broken.find(R"("qty":2)"), 7, R"("qty":"2")");
+  texts.push_back(broken);
+  for (const auto& text : texts) {
+    INFO(text);
+    auto doc = json::document::parse(text);
+    REQUIRE(doc);
+    line l1;
+    line l2;
+    auto e1 = from_json(std::string_view{text}, l1);
+    auto e2 = from_json(doc->root(), l2);
+    CHECK(error_text(e1) == error_text(e2));
+    CHECK(l1 == l2);
+    everything x1;
+    everything x2;
+    e1 = from_json(std::string_view{text}, x1);
+    e2 = from_json(doc->root(), x2);
+    CHECK(error_text(e1) == error_text(e2));
+    if (!e1)
+      CHECK(x1 == x2);
+  }
+  // A long array decodes element by element.
+  std::vector<line> many(10000, line{"S", 7});
+  auto text = *to_json(many);
+  auto back = from_json<std::vector<line>>(text);
+  REQUIRE(back);
+  CHECK(*back == many);
+}
+
+TEST_CASE("a decode nested in another gets a tape of its own", "[json]") {
+  json::tape_lease outer;
+  REQUIRE_FALSE(outer->parse(R"({"sku":"outer","qty":1})"));
+  // The thread's tape is lent out: from_json must not reuse it.
+  auto inner = from_json<line>(R"({"sku":"inner","qty":2})");
+  REQUIRE(inner);
+  CHECK(inner->sku == "inner");
+  line x;
+  REQUIRE_FALSE(from_json(outer->root(), x));
+  CHECK(x == line{"outer", 1});
+}
+
 TEST_CASE("timestamps format and parse as ISO 8601 UTC", "[json]") {
   auto t = parse_timestamp("2026-11-23T14:34:05.123456Z");
   REQUIRE(t);

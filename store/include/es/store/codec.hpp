@@ -54,7 +54,6 @@ caf::expected<timestamp> parse_timestamp(std::string_view text);
 namespace detail {
 
 struct field_encoder;
-struct field_decoder;
 
 } // namespace detail
 
@@ -164,13 +163,15 @@ struct decode_state {
 
 std::string type_mismatch(std::string_view expected, json::kind got);
 
-template <class T>
-bool decode_value(decode_state& st, const json::value& in, T& x);
+template <class V, class T>
+bool decode_value(decode_state& st, const V& in, T& x);
 
-/// Passed to `fields` when decoding: reads each member from a JSON object.
+/// Passed to `fields` when decoding: reads each member from a JSON object,
+/// a `json::value` or a `json::tape::value` (`V`).
+template <class V>
 struct field_decoder {
   decode_state& st;
-  const json::value& obj;
+  const V& obj;
   /// Where the next member is likely to be (see `json::value::find`).
   size_t next = 0;
 
@@ -196,8 +197,8 @@ struct field_decoder {
   }
 };
 
-template <class T>
-bool decode_value(decode_state& st, const json::value& in, T& x) {
+template <class V, class T>
+bool decode_value(decode_state& st, const V& in, T& x) {
   if constexpr (std::is_same_v<T, bool>) {
     auto v = in.as_bool();
     if (!v)
@@ -277,12 +278,13 @@ bool decode_value(decode_state& st, const json::value& in, T& x) {
     x.clear();
     x.reserve(in.size());
     auto old_len = st.path.size();
-    for (size_t i = 0; i < in.size(); ++i) {
+    size_t at = 0;
+    while (auto element = in.next_element(at)) {
       st.path += '[';
-      st.path += std::to_string(i);
+      st.path += std::to_string(x.size());
       st.path += ']';
       typename T::value_type item{};
-      if (!decode_value(st, in.at(i), item))
+      if (!decode_value(st, *element, item))
         return false;
       x.push_back(std::move(item));
       st.path.resize(old_len);
@@ -293,12 +295,13 @@ bool decode_value(decode_state& st, const json::value& in, T& x) {
       return st.fail(type_mismatch("object", in.type()));
     x.clear();
     auto old_len = st.path.size();
-    for (size_t i = 0; i < in.size(); ++i) {
-      std::string key{in.member_name(i)};
+    size_t at = 0;
+    while (auto member = in.next_member(at)) {
+      std::string key{member->first};
       st.path += '.';
       st.path += key;
       typename T::mapped_type item{};
-      if (!decode_value(st, in.member_value(i), item))
+      if (!decode_value(st, member->second, item))
         return false;
       x.insert_or_assign(std::move(key), std::move(item));
       st.path.resize(old_len);
@@ -307,7 +310,7 @@ bool decode_value(decode_state& st, const json::value& in, T& x) {
   } else if constexpr (has_fields<T>) {
     if (in.type() != json::kind::object)
       return st.fail(type_mismatch("object", in.type()));
-    field_decoder dec{st, in};
+    field_decoder<V> dec{st, in};
     return fields(dec, x);
   } else {
     static_assert(sizeof(T) == 0, "type has no JSON codec: add fields()");
@@ -329,25 +332,36 @@ caf::expected<std::string> to_json(const T& x) {
   return out.str();
 }
 
-/// Decodes `x` from an already parsed JSON value. On failure returns
-/// `malformed_payload` naming the field path and the problem.
-template <class T>
-caf::error from_json(const json::value& in, T& x) {
+/// Decodes `x` from an already parsed JSON value (a `json::value` or a
+/// `json::tape::value`). On failure returns `malformed_payload` naming the
+/// field path and the problem.
+template <class V, class T>
+requires std::same_as<V, json::value> || std::same_as<V, json::tape::value>
+  caf::error from_json(const V& in, T& x) {
   detail::decode_state st;
   if (!detail::decode_value(st, in, x))
     return make_store_error(store_errc::malformed_payload, std::move(st.error));
   return caf::none;
 }
 
-/// Parses and decodes `x` from JSON text.
+/// Parses and decodes `x` from JSON text: the errors of
+/// `json::document::parse`, then those of decoding. Parses into this
+/// thread's `json::tape`, so a typical call allocates only for the struct.
+template <class T>
+caf::error
+from_json(std::string_view text, T& x, const json::parse_limits& limits = {}) {
+  json::tape_lease tape;
+  if (auto err = tape->parse(text, limits))
+    return err;
+  return from_json(tape->root(), x);
+}
+
+/// Parses and decodes a `T` from JSON text, see above.
 template <class T>
 caf::expected<T>
 from_json(std::string_view text, const json::parse_limits& limits = {}) {
-  auto doc = json::document::parse(text, limits);
-  if (!doc)
-    return std::move(doc.error());
   T result{};
-  if (auto err = from_json(doc->root(), result))
+  if (auto err = from_json(text, result, limits))
     return err;
   return result;
 }

@@ -5,10 +5,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace es::json {
 
@@ -132,6 +135,14 @@ public:
   std::string_view member_name(size_t i) const noexcept;
   value member_value(size_t i) const noexcept;
 
+  /// Walks the elements of an array in order: `at` starts at 0; returns
+  /// nothing after the last one.
+  std::optional<value> next_element(size_t& at) const noexcept;
+
+  /// Walks the members of an object in order, like `next_element`.
+  std::optional<std::pair<std::string_view, value>>
+  next_member(size_t& at) const noexcept;
+
   /// Writes this value (and all it contains) to `out`.
   void write_to(writer& out) const;
 
@@ -162,6 +173,238 @@ private:
   document();
   struct impl;
   std::unique_ptr<impl> impl_;
+};
+
+/// A parsed text as one flat array of items in text order, for readers
+/// that walk a text once (decoding into structs): cheaper to build than a
+/// `document`, whose values are a tree of nodes. Parses with the rules and
+/// errors of `document::parse` and reads its values like `value` does.
+/// Reusable: each `parse` replaces the content and keeps the capacity.
+class tape {
+public:
+  class value;
+
+  tape();
+  ~tape();
+  tape(tape&&) noexcept;
+  tape& operator=(tape&&) noexcept;
+
+  /// Parses `text` under `limits`, replacing what the tape held. Errors
+  /// as `document::parse`; on error the tape is empty.
+  caf::error parse(std::string_view text, const parse_limits& limits = {});
+
+  /// The parsed value. @pre the last `parse` succeeded.
+  value root() const noexcept;
+
+  /// Gives up memory beyond `bytes` kept from earlier texts.
+  void shrink(size_t bytes) noexcept;
+
+  /// One item; an object's members are a key item followed by the value.
+  struct item {
+    enum class tag : uint8_t {
+      null,
+      false_value,
+      true_value,
+      /// A negative integer that fits int64_t (`i`).
+      negative,
+      /// A non-negative integer that fits uint64_t (`u`).
+      nonnegative,
+      /// Any other number (`d`).
+      floating,
+      /// A string value or member name: `size` bytes at offset `u` of the
+      /// parsed copy of the text.
+      string,
+      key,
+      /// `size` members or elements follow, up to item `next` - 1.
+      object,
+      array,
+    };
+    tag type;
+    uint32_t size;
+    /// Index of the item after this value and all it contains.
+    uint32_t next;
+    union {
+      int64_t i;
+      uint64_t u;
+      double d;
+    };
+  };
+
+private:
+  friend class value;
+  struct builder;
+
+  std::string text_;
+  std::vector<item> items_;
+  /// While parsing: the objects and arrays not closed yet.
+  std::vector<uint32_t> open_;
+};
+
+/// A read-only view of a value in a `tape`, with the accessors of
+/// `json::value`; valid while the tape holds the same parse.
+class tape::value {
+public:
+  kind type() const noexcept {
+    switch (get().type) {
+      case item::tag::null: return kind::null;
+      case item::tag::false_value:
+      case item::tag::true_value: return kind::boolean;
+      case item::tag::negative:
+      case item::tag::nonnegative:
+      case item::tag::floating: return kind::number;
+      case item::tag::string:
+      case item::tag::key: return kind::string;
+      case item::tag::object: return kind::object;
+      case item::tag::array: return kind::array;
+    }
+    return kind::null;
+  }
+
+  std::optional<bool> as_bool() const noexcept {
+    switch (get().type) {
+      case item::tag::false_value: return false;
+      case item::tag::true_value: return true;
+      default: return std::nullopt;
+    }
+  }
+
+  std::optional<int64_t> as_int64() const noexcept {
+    const auto& x = get();
+    if (x.type == item::tag::negative)
+      return x.i;
+    if (x.type == item::tag::nonnegative
+        && x.u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return static_cast<int64_t>(x.u);
+    return std::nullopt;
+  }
+
+  std::optional<uint64_t> as_uint64() const noexcept {
+    const auto& x = get();
+    if (x.type == item::tag::nonnegative)
+      return x.u;
+    return std::nullopt;
+  }
+
+  std::optional<double> as_double() const noexcept {
+    const auto& x = get();
+    switch (x.type) {
+      case item::tag::negative: return static_cast<double>(x.i);
+      case item::tag::nonnegative: return static_cast<double>(x.u);
+      case item::tag::floating: return x.d;
+      default: return std::nullopt;
+    }
+  }
+
+  std::optional<std::string_view> as_string() const noexcept {
+    const auto& x = get();
+    if (x.type != item::tag::string)
+      return std::nullopt;
+    return text_of(x);
+  }
+
+  /// Returns the first member named `name` of an object.
+  std::optional<value> find(std::string_view name) const noexcept {
+    size_t at = 0;
+    while (auto m = next_member(at))
+      if (m->first == name)
+        return m->second;
+    return std::nullopt;
+  }
+
+  /// As `value::find(name, hint)`: while the names come in the object's
+  /// order each lookup compares one name; `hint` starts at 0.
+  std::optional<value> find(std::string_view name,
+                            size_t& hint) const noexcept {
+    if (hint != npos) {
+      size_t at = hint;
+      if (auto m = next_member(at); m && m->first == name) {
+        hint = at;
+        return m->second;
+      }
+    }
+    hint = npos;
+    return find(name);
+  }
+
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
+  /// Number of elements of an array or members of an object, else 0.
+  size_t size() const noexcept {
+    const auto& x = get();
+    if (x.type == item::tag::object || x.type == item::tag::array)
+      return x.size;
+    return 0;
+  }
+
+  /// As `json::value::next_element`.
+  std::optional<value> next_element(size_t& at) const noexcept {
+    const auto& x = get();
+    if (x.type != item::tag::array)
+      return std::nullopt;
+    size_t pos = at == 0 ? index_ + 1 : at;
+    if (pos >= x.next)
+      return std::nullopt;
+    at = tape_->items_[pos].next;
+    return value{tape_, pos};
+  }
+
+  /// As `json::value::next_member`.
+  std::optional<std::pair<std::string_view, value>>
+  next_member(size_t& at) const noexcept {
+    const auto& x = get();
+    if (x.type != item::tag::object)
+      return std::nullopt;
+    size_t pos = at == 0 ? index_ + 1 : at;
+    if (pos >= x.next)
+      return std::nullopt;
+    // A key's `next` is its value.
+    at = tape_->items_[pos + 1].next;
+    return std::pair{text_of(tape_->items_[pos]), value{tape_, pos + 1}};
+  }
+
+private:
+  friend class tape;
+
+  value(const tape* t, size_t index) noexcept : tape_(t), index_(index) {
+    // nop
+  }
+
+  const item& get() const noexcept {
+    return tape_->items_[index_];
+  }
+
+  std::string_view text_of(const item& x) const noexcept {
+    return {tape_->text_.data() + x.u, x.size};
+  }
+
+  const tape* tape_;
+  size_t index_;
+};
+
+inline tape::value tape::root() const noexcept {
+  return value{this, 0};
+}
+
+/// Lends this thread's tape, reused from call to call so that parsing
+/// allocates only when a text outgrows the earlier ones; a nested lease on
+/// the same thread gets a tape of its own.
+class tape_lease {
+public:
+  tape_lease();
+  ~tape_lease();
+  tape_lease(const tape_lease&) = delete;
+  tape_lease& operator=(const tape_lease&) = delete;
+
+  tape& operator*() const noexcept {
+    return *tape_;
+  }
+  tape* operator->() const noexcept {
+    return tape_;
+  }
+
+private:
+  tape* tape_;
+  std::unique_ptr<tape> own_;
 };
 
 } // namespace es::json
