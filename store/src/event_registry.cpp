@@ -29,13 +29,29 @@ struct event_registry::impl {
     json_upcaster json_upcast;
   };
 
+  /// Orders keys by (type, version), and compares them with a type given
+  /// as a view, so that a lookup copies no name.
+  struct key_less {
+    using is_transparent = void;
+    using view = std::pair<std::string_view, int32_t>;
+    static view as_view(const key_type& k) noexcept {
+      return {k.first, k.second};
+    }
+    static view as_view(const view& k) noexcept {
+      return k;
+    }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return as_view(a) < as_view(b);
+    }
+  };
+
   mutable std::shared_mutex mtx;
-  std::map<key_type, entry, std::less<>> entries;
+  std::map<key_type, entry, key_less> entries;
   json::parse_limits limits;
 
   const entry* find(std::string_view type, int32_t version) const {
-    // std::map with std::less<> still needs a key_type for pair lookups.
-    auto i = entries.find(key_type{std::string{type}, version});
+    auto i = entries.find(key_less::view{type, version});
     return i == entries.end() ? nullptr : &i->second;
   }
 };
@@ -184,12 +200,7 @@ caf::expected<std::any> event_registry::decode_into(const event_data& ev,
   if (!e->codec)
     return make_store_error(store_errc::upcast_failed,
                             key_text(key.first, key.second) + " has no struct");
-  auto doc = json::document::parse(payload, impl_->limits);
-  if (!doc)
-    return make_store_error(store_errc::malformed_payload,
-                            key_text(key.first, key.second) + ": "
-                              + error_description(doc.error()));
-  auto value = e->codec->decode(doc->root());
+  auto value = e->codec->decode(payload, impl_->limits);
   if (!value)
     return make_store_error(store_errc::malformed_payload,
                             key_text(key.first, key.second) + ": "
@@ -221,6 +232,23 @@ caf::expected<std::any> event_registry::decode_into(const event_data& ev,
     info->event_version = key.second;
   }
   return value;
+}
+
+bool event_registry::decode_direct(std::string_view type, int32_t version,
+                                   std::string_view payload,
+                                   std::type_index wanted, void* out,
+                                   caf::error& err) const {
+  std::shared_lock guard{impl_->mtx};
+  const auto* e = impl_->find(type, version);
+  if (e == nullptr || !e->codec || e->codec->type != wanted || e->next
+      || e->json_upcast)
+    return false;
+  err = e->codec->decode_to(payload, impl_->limits, out);
+  if (err)
+    err = make_store_error(store_errc::malformed_payload,
+                           key_text(type, version) + ": "
+                             + error_description(err));
+  return true;
 }
 
 caf::expected<decoded_event>

@@ -4,6 +4,7 @@
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/event.hpp"
+#include "es/store/event_view.hpp"
 #include "es/store/json.hpp"
 
 #include <caf/error.hpp>
@@ -81,12 +82,18 @@ public:
   caf::error add() {
     entry_codec codec;
     codec.type = std::type_index(typeid(T));
-    codec.decode = [](const json::value& in) -> caf::expected<std::any> {
+    codec.decode
+      = [](std::string_view text,
+           const json::parse_limits& limits) -> caf::expected<std::any> {
       T tmp{};
-      if (auto err = from_json(in, tmp))
+      if (auto err = from_json(text, tmp, limits))
         return err;
       return std::any{std::move(tmp)};
     };
+    codec.decode_to
+      = [](std::string_view text, const json::parse_limits& limits, void* out) {
+          return from_json(text, *static_cast<T*>(out), limits);
+        };
     return add_codec(std::string{T::event_type}, T::event_version,
                      std::move(codec));
   }
@@ -140,10 +147,37 @@ public:
   /// with `upcast_failed` if the chain ends at another type than `T`.
   template <typed_event T>
   caf::expected<T> decode_as(const event_data& ev) const {
+    // A payload stored as `T` itself decodes straight into the result.
+    T result{};
+    caf::error err;
+    if (decode_direct(ev.event_type, ev.event_version, ev.payload,
+                      std::type_index(typeid(T)), &result, err)) {
+      if (err)
+        return err;
+      return result;
+    }
     auto res = decode_into(ev, std::type_index(typeid(T)), nullptr);
     if (!res)
       return std::move(res.error());
     return std::any_cast<T>(std::move(*res));
+  }
+
+  /// Decodes the payload of a view (see `projection::handle_view`) into
+  /// `T`, as `decode_as(const event_data&)`; copies the event only when an
+  /// upcaster has to run.
+  template <typed_event T>
+  caf::expected<T> decode_as(const event_view& ev) const {
+    T result{};
+    caf::error err;
+    if (decode_direct(ev.event_type(), ev.event_version(), ev.payload(),
+                      std::type_index(typeid(T)), &result, err)) {
+      if (err)
+        return err;
+      return result;
+    }
+    if (const auto* own = ev.owned())
+      return decode_as<T>(*own);
+    return decode_as<T>(ev.to_event());
   }
 
   /// Checks that `ev` has a registered type and a decodable payload.
@@ -153,12 +187,17 @@ public:
   void set_parse_limits(json::parse_limits limits);
 
 private:
-  using decode_fn = std::function<caf::expected<std::any>(const json::value&)>;
+  using decode_fn = std::function<caf::expected<std::any>(
+    std::string_view, const json::parse_limits&)>;
+  using decode_to_fn = std::function<caf::error(
+    std::string_view, const json::parse_limits&, void*)>;
   using upcast_fn = std::function<caf::expected<std::any>(std::any&)>;
 
   struct entry_codec {
     std::type_index type = std::type_index(typeid(void));
     decode_fn decode;
+    /// Decodes into an existing struct of `type`.
+    decode_to_fn decode_to;
   };
 
   caf::error add_codec(std::string type, int32_t version, entry_codec codec);
@@ -173,6 +212,13 @@ private:
   caf::expected<std::any> decode_into(const event_data& ev,
                                       std::type_index wanted,
                                       decoded_event* info) const;
+
+  /// Decodes `ev` into `*out`, a `wanted`, if its type and version have the
+  /// codec of `wanted` and no upcaster; sets `err` as `decode_into` would.
+  /// Returns false, doing nothing, for any other payload.
+  bool decode_direct(std::string_view type, int32_t version,
+                     std::string_view payload, std::type_index wanted,
+                     void* out, caf::error& err) const;
 
   struct impl;
   std::unique_ptr<impl> impl_;
