@@ -78,9 +78,14 @@ public:
   }
 
   caf::error handle_view(const event_view& ev) override {
-    if (decode_)
-      return handle(ev.to_event());
-    sum_ += static_cast<int64_t>(ev.payload().size());
+    if (decode_) {
+      auto item = registry_.decode_as<bench_item>(ev);
+      if (!item)
+        return std::move(item.error());
+      sum_ += item->quantity;
+    } else {
+      sum_ += static_cast<int64_t>(ev.payload().size());
+    }
     if (ev.global_position() == target_)
       line_->cross();
     return caf::none;
