@@ -646,10 +646,10 @@ bool handle_front_transactional(projection_actor* self) {
 /// Whether catch-up pages are handled as the store reads them, without
 /// owning copies (`event_store::visit_all`): not for transactional
 /// projections (their runs span events) nor with a checkpoint per event.
+/// (Pages are only read once the queue is empty.)
 bool handles_in_place(const projection_actor_state& st) {
   return st.tx_proj == nullptr
-         && st.cfg.checkpointing != checkpoint_mode::every_event
-         && st.queue.empty();
+         && st.cfg.checkpointing != checkpoint_mode::every_event;
 }
 
 /// A view of a row that reads its position once, and its type at most
