@@ -97,8 +97,7 @@ TEST_CASE("a statement timeout is a retryable error that writes nothing",
   PQclear(PQexec(blocker,
                  cfg.feed == postgres_feed::serialized
                    ? "SELECT position FROM es_position WHERE id = 1 FOR UPDATE"
-                   : "SELECT pg_advisory_lock(7286150000000"
-                     " + ('es_position'::regclass)::oid::text::bigint)"));
+                   : "SELECT pg_advisory_lock(es_reserve_lock_key())"));
   auto batch = make_batch(s, 1);
   auto res = (*impatient)->append(s, expected_version::exact(1), batch);
   REQUIRE_FALSE(res);

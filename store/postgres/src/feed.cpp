@@ -50,8 +50,7 @@ caf::error switch_feed(connection& conn, postgres_feed feed, bool only_if_empty,
     return std::move(r.error());
   // The lock `es_reserve` takes: no reservation runs while this one does.
   // Then the position row: no serialized append is in flight.
-  auto locked = step("SELECT pg_advisory_xact_lock(7286150000000"
-                     " + ('es_position'::regclass)::oid::text::bigint)");
+  auto locked = step("SELECT pg_advisory_xact_lock(es_reserve_lock_key())");
   if (!locked)
     return rollback_with(conn, std::move(locked.error()));
   auto row = step("SELECT feed FROM es_position WHERE id = 1 FOR UPDATE");

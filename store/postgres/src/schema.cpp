@@ -320,6 +320,53 @@ END
 $f$;
 )sql";
 
+// v7: the two advisory lock keys of the overlapping feed, each defined once
+// (v6 spelled them out in es_reserve, es_appenders and the client's feed
+// switch). Both follow from this schema's es_position table, so stores in
+// different schemas of one database do not share locks. The functions are
+// plain expressions: the planner inlines them where they are called.
+constexpr const char* schema_v7 = R"sql(
+CREATE FUNCTION es_reserve_lock_key() RETURNS bigint
+LANGUAGE sql STABLE AS $f$
+  SELECT 7286150000000 + ('es_position'::regclass)::oid::text::bigint
+$f$;
+CREATE FUNCTION es_appender_lock_key() RETURNS integer
+LANGUAGE sql STABLE AS $f$
+  SELECT (('es_position'::regclass)::oid::text::bigint % 2147483647)::integer
+$f$;
+CREATE OR REPLACE FUNCTION es_reserve(n bigint) RETURNS bigint
+LANGUAGE plpgsql AS $f$
+DECLARE
+  k CONSTANT bigint := es_reserve_lock_key();
+  last bigint;
+BEGIN
+  PERFORM pg_advisory_lock(k);
+  PERFORM pg_advisory_xact_lock_shared(74201, es_appender_lock_key());
+  IF (SELECT feed FROM es_position WHERE id = 1) <> 'overlapping' THEN
+    PERFORM pg_advisory_unlock(k);
+    RAISE EXCEPTION 'the feed of this store is serialized'
+      USING ERRCODE = '55000';
+  END IF;
+  PERFORM pg_current_xact_id();
+  last := nextval('es_position_seq') + n - 1;
+  IF n > 1 THEN
+    PERFORM setval('es_position_seq', last);
+  END IF;
+  PERFORM pg_advisory_unlock(k);
+  RETURN last - n;
+END
+$f$;
+CREATE OR REPLACE FUNCTION es_appenders() RETURNS bigint[]
+LANGUAGE sql VOLATILE AS $f$
+  SELECT ARRAY(SELECT t.transactionid::text::bigint FROM pg_locks a
+    JOIN pg_locks t ON t.virtualtransaction = a.virtualtransaction
+    WHERE a.locktype = 'advisory' AND a.classid = 74201 AND a.objsubid = 2
+    AND a.objid = es_appender_lock_key()::oid
+    AND a.granted AND t.locktype = 'transactionid'
+    AND t.mode = 'ExclusiveLock' AND t.granted)
+$f$;
+)sql";
+
 } // namespace
 
 const std::vector<migration>& migrations() {
@@ -330,6 +377,7 @@ const std::vector<migration>& migrations() {
     {4, "marks of writes in flight", schema_v4},
     {5, "correlation and stream control indexes", schema_v5},
     {6, "transaction ids and the overlapping feed", schema_v6},
+    {7, "lock keys of the overlapping feed", schema_v7},
   };
   return list;
 }
