@@ -133,6 +133,47 @@ TEST_CASE("decoding names the failing field", "[json]") {
   check("[1,2]", "payload: expected object, got array");
 }
 
+namespace {
+
+struct grouped {
+  std::map<std::string, std::vector<line>> groups;
+  std::optional<line> extra;
+};
+
+template <class F>
+bool fields(F& f, grouped& x) {
+  return f("groups", x.groups) && f("extra", x.extra);
+}
+
+template <class T>
+std::string decode_error(std::string_view text) {
+  auto res = from_json<T>(text);
+  return res ? std::string{"decoded"} : error_text(res.error());
+}
+
+} // namespace
+
+TEST_CASE("the failing field's path is written out in full", "[json]") {
+  // Fields join with dots, elements add [i], map keys add .key (also at the
+  // top level), and a failure at the top level names the payload.
+  CHECK(decode_error<grouped>(R"({"groups":{"g":[{"sku":"a","qty":-1}]}})")
+        == "groups.g[0].qty: expected unsigned integer, got number");
+  CHECK(decode_error<grouped>(R"({"groups":{},"extra":{"sku":"a"}})")
+        == "extra.qty: missing required field");
+  CHECK(decode_error<grouped>(R"({"groups":[]})")
+        == "groups: expected object, got array");
+  CHECK(decode_error<std::map<std::string, std::vector<line>>>(
+          R"({"k":[{"sku":"a","qty":1},{"sku":2,"qty":1}]})")
+        == ".k[1].sku: expected string, got number");
+  CHECK(decode_error<std::vector<line>>(R"([{"sku":"a","qty":1},{"qty":1}])")
+        == "[1].sku: missing required field");
+  CHECK(decode_error<std::vector<std::vector<int32_t>>>(R"([[1],[2,"x"]])")
+        == "[1][1]: expected integer, got string");
+  CHECK(decode_error<line>(R"("x")") == "payload: expected object, got string");
+  // A decoder reused after a failure starts with a clean path.
+  CHECK(decode_error<line>(R"({"sku":"a","qty":1})") == "decoded");
+}
+
 TEST_CASE("unknown fields are ignored and null optionals are empty", "[json]") {
   auto res = from_json<line>(R"({"sku":"X","qty":2,"added_later":[1,{}]})");
   REQUIRE(res);

@@ -12,6 +12,9 @@
 //     return f("sku", x.sku) && f("quantity", x.quantity);
 //   }
 //
+// Chain the members with && as above: decoding reports where it failed as
+// the failure returns through `fields`, so it must return false at once.
+//
 // Supported members: bool, integers, double, float (a number beyond its
 // range is an error), std::string, es::uuid, es::timestamp (ISO 8601 UTC
 // text), std::optional (omitted when empty; missing or null on decode),
@@ -146,18 +149,58 @@ void encode_value(json::writer& out, const T& x) {
   }
 }
 
-/// Collects the first decoding error together with the field path.
+/// Collects the first decoding error and, as the failure returns through
+/// the enclosing fields, elements and map entries, where it happened; no
+/// path is built while decoding succeeds.
 struct decode_state {
-  std::string path;
+  /// One step of the path, innermost first in `where`.
+  struct step {
+    enum class kind : uint8_t { field, index, key };
+    kind type;
+    std::string text;
+  };
+
   std::string error;
+  std::vector<step> where;
 
   bool fail(std::string_view what) {
-    if (error.empty()) {
-      error = path.empty() ? std::string{"payload"} : path;
-      error += ": ";
-      error += what;
-    }
+    if (error.empty())
+      error = what;
     return false;
+  }
+
+  /// Adds a step to the path of a failure; returns false.
+  bool within(step::kind type, std::string text) {
+    where.push_back(step{type, std::move(text)});
+    return false;
+  }
+
+  /// Returns "path: what", or "payload: what" at the top level.
+  std::string message() const {
+    std::string path;
+    for (auto i = where.rbegin(); i != where.rend(); ++i) {
+      switch (i->type) {
+        case step::kind::field:
+          if (!path.empty())
+            path += '.';
+          path += i->text;
+          break;
+        case step::kind::index:
+          path += '[';
+          path += i->text;
+          path += ']';
+          break;
+        case step::kind::key:
+          path += '.';
+          path += i->text;
+          break;
+      }
+    }
+    if (path.empty())
+      path = "payload";
+    path += ": ";
+    path += error;
+    return path;
   }
 };
 
@@ -177,10 +220,6 @@ struct field_decoder {
 
   template <class T>
   bool operator()(std::string_view name, T& x) {
-    auto old_len = st.path.size();
-    if (!st.path.empty())
-      st.path += '.';
-    st.path += name;
     bool ok = true;
     auto member = obj.find(name, next);
     if (!member || member->type() == json::kind::null) {
@@ -191,9 +230,9 @@ struct field_decoder {
     } else {
       ok = decode_value(st, *member, x);
     }
-    if (ok)
-      st.path.resize(old_len);
-    return ok;
+    if (!ok)
+      return st.within(decode_state::step::kind::field, std::string{name});
+    return true;
   }
 };
 
@@ -277,34 +316,26 @@ bool decode_value(decode_state& st, const V& in, T& x) {
       return st.fail(type_mismatch("array", in.type()));
     x.clear();
     x.reserve(in.size());
-    auto old_len = st.path.size();
     size_t at = 0;
     while (auto element = in.next_element(at)) {
-      st.path += '[';
-      st.path += std::to_string(x.size());
-      st.path += ']';
       typename T::value_type item{};
       if (!decode_value(st, *element, item))
-        return false;
+        return st.within(decode_state::step::kind::index,
+                         std::to_string(x.size()));
       x.push_back(std::move(item));
-      st.path.resize(old_len);
     }
     return true;
   } else if constexpr (is_string_map<T>::value) {
     if (in.type() != json::kind::object)
       return st.fail(type_mismatch("object", in.type()));
     x.clear();
-    auto old_len = st.path.size();
     size_t at = 0;
     while (auto member = in.next_member(at)) {
-      std::string key{member->first};
-      st.path += '.';
-      st.path += key;
       typename T::mapped_type item{};
       if (!decode_value(st, member->second, item))
-        return false;
-      x.insert_or_assign(std::move(key), std::move(item));
-      st.path.resize(old_len);
+        return st.within(decode_state::step::kind::key,
+                         std::string{member->first});
+      x.insert_or_assign(std::string{member->first}, std::move(item));
     }
     return true;
   } else if constexpr (has_fields<T>) {
@@ -340,7 +371,7 @@ requires std::same_as<V, json::value> || std::same_as<V, json::tape::value>
   caf::error from_json(const V& in, T& x) {
   detail::decode_state st;
   if (!detail::decode_value(st, in, x))
-    return make_store_error(store_errc::malformed_payload, std::move(st.error));
+    return make_store_error(store_errc::malformed_payload, st.message());
   return caf::none;
 }
 
