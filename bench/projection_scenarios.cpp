@@ -64,17 +64,7 @@ public:
   }
 
   caf::error handle(const recorded_event& ev) override {
-    if (decode_) {
-      auto item = registry_.decode_as<bench_item>(ev);
-      if (!item)
-        return std::move(item.error());
-      sum_ += item->quantity;
-    } else {
-      sum_ += static_cast<int64_t>(ev.payload.size());
-    }
-    if (ev.global_position == target_)
-      line_->cross();
-    return caf::none;
+    return handle_view(recorded_event_view{ev});
   }
 
   caf::error handle_view(const event_view& ev) override {
