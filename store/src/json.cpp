@@ -12,6 +12,7 @@
 #endif
 #include "rapidjson.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -847,8 +848,10 @@ caf::error tape::parse(std::string_view text, const parse_limits& limits) {
     return err;
   try {
     auto found = copy_for_parsing(text, text_);
-    // A typical payload has an item for every 10 to 20 bytes.
-    items_.reserve(text.size() / 8 + 4);
+    // A typical payload has an item for every 10 to 20 bytes; beyond a
+    // few thousand items the vector grows as needed (a large text may be
+    // one long string).
+    items_.reserve(std::min<size_t>(text.size() / 8 + 4, 4096));
     builder b{*this};
     auto err = guarded_parse(text, text_, found, limits, b);
     if (err)
