@@ -163,8 +163,9 @@ public:
   }
 
   /// Decodes the payload of a view (see `projection::handle_view`) into
-  /// `T`, as `decode_as(const event_data&)`; copies the event only when an
-  /// upcaster has to run.
+  /// `T`, as `decode_as(const event_data&)`; copies the event only when the
+  /// payload is not stored as `T` itself (an upcaster has to run, or the
+  /// type is unknown or another).
   template <typed_event T>
   caf::expected<T> decode_as(const event_view& ev) const {
     T result{};
@@ -213,9 +214,10 @@ private:
                                       std::type_index wanted,
                                       decoded_event* info) const;
 
-  /// Decodes `ev` into `*out`, a `wanted`, if its type and version have the
-  /// codec of `wanted` and no upcaster; sets `err` as `decode_into` would.
-  /// Returns false, doing nothing, for any other payload.
+  /// Decodes `payload`, stored as (`type`, `version`), into `*out`, a
+  /// `wanted`, if that type and version have the codec of `wanted` and no
+  /// upcaster; sets `err` as `decode_into` would. Returns false, doing
+  /// nothing, for any other payload.
   bool decode_direct(std::string_view type, int32_t version,
                      std::string_view payload, std::type_index wanted,
                      void* out, caf::error& err) const;
