@@ -82,6 +82,24 @@ uint64_t content_digest(const event_data& ev) {
   return content_digest(ev.event_type, ev.event_version, ev.payload);
 }
 
+caf::expected<size_t> page_size(size_t max_count, const store_limits& limits) {
+  if (max_count == 0)
+    return make_store_error(store_errc::invalid_argument,
+                            "max_count must be positive");
+  return std::min(max_count, limits.max_page_size);
+}
+
+caf::expected<size_t> feed_page_size(const read_all_options& opts,
+                                     const store_limits& limits) {
+  if (opts.max_count == 0)
+    return make_store_error(store_errc::invalid_argument,
+                            "max_count must be positive");
+  if (opts.after_position < 0)
+    return make_store_error(store_errc::invalid_argument,
+                            "after_position must not be negative");
+  return std::min(opts.max_count, limits.max_page_size);
+}
+
 caf::error check_type_name(std::string_view what, std::string_view name) {
   if (name.empty())
     return invalid(std::string{what} + " must not be empty");

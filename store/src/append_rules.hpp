@@ -1,4 +1,5 @@
-// Rules every adapter applies to an append, shared so they agree exactly.
+// Rules every adapter applies to appends and page reads, shared so they
+// agree exactly.
 #pragma once
 
 #include "es/store/event_registry.hpp"
@@ -15,6 +16,15 @@
 #include <string_view>
 
 namespace es::detail {
+
+/// The most rows a page read returns: `max_count` capped at
+/// `limits.max_page_size`. Returns `invalid_argument` for a `max_count` of 0.
+caf::expected<size_t> page_size(size_t max_count, const store_limits& limits);
+
+/// `page_size` for a read of the feed, which also refuses a negative
+/// `after_position`.
+caf::expected<size_t> feed_page_size(const read_all_options& opts,
+                                     const store_limits& limits);
 
 /// Checks a type name: 1 to 200 characters from [A-Za-z0-9_.:/-], starting
 /// with a letter or underscore. Returns `invalid_argument` naming `what`.

@@ -115,10 +115,10 @@ public:
   caf::expected<all_slice>
   read_correlated(const uuid& correlation_id,
                   const read_all_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    auto count = std::min(opts.max_count, cfg_.limits.max_page_size);
+    auto page = detail::page_size(opts.max_count, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = *page;
     std::shared_lock guard{mtx_};
     all_slice result;
     auto matches = [&](size_t index) {
@@ -151,10 +151,10 @@ public:
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    auto count = std::min(opts.max_count, cfg_.limits.max_page_size);
+    auto page = detail::page_size(opts.max_count, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = *page;
     std::shared_lock guard{mtx_};
     stream_slice result;
     auto i = streams_.find(stream);
@@ -200,13 +200,10 @@ public:
   }
 
   caf::expected<all_slice> read_all(const read_all_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    if (opts.after_position < 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "after_position must not be negative");
-    auto count = std::min(opts.max_count, cfg_.limits.max_page_size);
+    auto page = detail::feed_page_size(opts, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = *page;
     std::shared_lock guard{mtx_};
     all_slice result;
     auto head = static_cast<int64_t>(log_.size());

@@ -560,11 +560,10 @@ public:
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
+    auto page = detail::page_size(opts.max_count, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = static_cast<int64_t>(*page);
     bool forwards = opts.direction == read_direction::forwards;
     constexpr auto max = std::numeric_limits<int64_t>::max();
     int64_t from = forwards ? std::max<int64_t>(opts.from_version, 1)
@@ -668,14 +667,10 @@ public:
   }
 
   caf::expected<all_slice> read_all(const read_all_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    if (opts.after_position < 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "after_position must not be negative");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
+    auto page = detail::feed_page_size(opts, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = static_cast<int64_t>(*page);
     const auto& f = opts.filter;
     int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
     // One statement, one snapshot: the head and the page must agree, or a
@@ -712,11 +707,10 @@ public:
   caf::expected<all_slice>
   read_correlated(const uuid& correlation_id,
                   const read_all_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
+    auto page = detail::page_size(opts.max_count, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = static_cast<int64_t>(*page);
     // The chain up to the head as of this statement's snapshot, through
     // the correlation index and the event id index.
     std::string name = "es_read_corr_";

@@ -217,11 +217,10 @@ public:
   caf::expected<stream_slice>
   read_stream(const stream_id& stream,
               const read_stream_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
+    auto page = detail::page_size(opts.max_count, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = static_cast<int64_t>(*page);
     auto conn = checkout();
     if (!conn)
       return std::move(conn.error());
@@ -324,47 +323,41 @@ public:
   caf::expected<all_slice>
   read_correlated(const uuid& correlation_id,
                   const read_all_options& opts) override {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
-    auto conn = checkout();
-    if (!conn)
-      return std::move(conn.error());
-    read_txn txn{**conn};
-    if (txn.error)
-      return std::move(txn.error);
-    auto head = detail::sqlite::query_int(
-      **conn, "SELECT MAX(global_position) FROM events", 0);
-    if (!head)
-      return std::move(head.error());
-    // Two index lookups: the chain by correlation id, and its root by id.
-    filter_clause clause{opts.filter};
-    std::string sql = "SELECT ";
-    sql += event_columns;
-    sql += " FROM events WHERE global_position > ?1"
-           " AND (correlation_id = ?2 OR event_id = ?2)";
-    sql += clause.sql;
-    sql += " ORDER BY global_position ASC LIMIT ?6";
-    auto st = (*conn)->prepare(sql);
-    if (!st)
-      return std::move(st.error());
-    reset_guard guard{**st};
-    (*st)->bind(1, opts.after_position);
-    (*st)->bind(2, correlation_id);
-    clause.bind(**st);
-    (*st)->bind(6, count);
+    auto page = detail::page_size(opts.max_count, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = static_cast<int64_t>(*page);
     all_slice result;
-    int rc;
-    while ((rc = (*st)->step()) == SQLITE_ROW)
-      result.events.push_back(read_row(**st));
-    if (rc != SQLITE_DONE)
-      return translate(rc, (*conn)->handle(), "read_correlated failed");
-    result.end_of_feed = static_cast<int64_t>(result.events.size()) < count;
-    result.next_position = result.end_of_feed
-                             ? std::max(*head, opts.after_position)
-                             : result.events.back().global_position;
+    auto err = read_at_head([&](connection& conn, int64_t head) -> caf::error {
+      // Two index lookups: the chain by correlation id, and its root by id.
+      filter_clause clause{opts.filter};
+      std::string sql = "SELECT ";
+      sql += event_columns;
+      sql += " FROM events WHERE global_position > ?1"
+             " AND (correlation_id = ?2 OR event_id = ?2)";
+      sql += clause.sql;
+      sql += " ORDER BY global_position ASC LIMIT ?6";
+      auto st = conn.prepare(sql);
+      if (!st)
+        return std::move(st.error());
+      reset_guard guard{**st};
+      (*st)->bind(1, opts.after_position);
+      (*st)->bind(2, correlation_id);
+      clause.bind(**st);
+      (*st)->bind(6, count);
+      int rc;
+      while ((rc = (*st)->step()) == SQLITE_ROW)
+        result.events.push_back(read_row(**st));
+      if (rc != SQLITE_DONE)
+        return translate(rc, conn.handle(), "read_correlated failed");
+      result.end_of_feed = static_cast<int64_t>(result.events.size()) < count;
+      result.next_position = result.end_of_feed
+                               ? std::max(head, opts.after_position)
+                               : result.events.back().global_position;
+      return caf::none;
+    });
+    if (err)
+      return err;
     metrics_.count_read(result.events.size());
     return result;
   }
@@ -495,21 +488,11 @@ private:
     caf::error error;
   };
 
-  /// Reads one page of the feed (`read_all`'s checks and bounds), handing
-  /// each row to `on_row` (false ends the page after that row). Fills
-  /// `result`'s bounds; the rows go wherever `on_row` puts them (with
-  /// `reserve`, into `result.events`, reserved for the page).
-  template <class OnRow>
-  caf::error read_feed(const read_all_options& opts, all_slice& result,
-                       bool reserve, OnRow on_row) {
-    if (opts.max_count == 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "max_count must be positive");
-    if (opts.after_position < 0)
-      return make_store_error(store_errc::invalid_argument,
-                              "after_position must not be negative");
-    auto count = static_cast<int64_t>(
-      std::min(opts.max_count, cfg_.limits.max_page_size));
+  /// Runs `body` with a pooled connection inside a read transaction and
+  /// the head position as of its start: how every read of the feed begins,
+  /// so that a page and the head it reports agree.
+  template <class Body>
+  caf::error read_at_head(Body body) {
     auto conn = checkout();
     if (!conn)
       return std::move(conn.error());
@@ -520,55 +503,72 @@ private:
       **conn, "SELECT MAX(global_position) FROM events", 0);
     if (!head)
       return std::move(head.error());
-    const auto& f = opts.filter;
-    // A filtered page examines at most `window` positions, so one call stays
-    // short even when few events match; the slice then ends early with
-    // `next_position` at the window's end.
-    int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
-    // Saturated: a checkpoint near the largest position must not overflow.
-    auto upper = std::min(
-      *head, opts.after_position > std::numeric_limits<int64_t>::max() - window
-               ? std::numeric_limits<int64_t>::max()
-               : opts.after_position + window);
-    std::string sql = "SELECT ";
-    sql += event_columns;
-    sql += " FROM events WHERE global_position > ?1 AND global_position <= ?2";
-    filter_clause clause{f};
-    sql += clause.sql;
-    sql += " ORDER BY global_position ASC LIMIT ?6";
-    auto st = (*conn)->prepare(sql);
-    if (!st)
-      return std::move(st.error());
-    reset_guard guard{**st};
-    (*st)->bind(1, opts.after_position);
-    (*st)->bind(2, upper);
-    clause.bind(**st);
-    (*st)->bind(6, count);
-    if (reserve)
-      result.events.reserve(static_cast<size_t>(
-        std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
-    int64_t rows = 0;
-    int64_t last = 0;
-    int rc;
-    while ((rc = (*st)->step()) == SQLITE_ROW) {
-      ++rows;
-      last = (*st)->int64_at(0);
-      if (!on_row(static_cast<const statement&>(**st))) {
-        result.next_position = last;
-        result.end_of_feed = false;
-        metrics_.count_read(static_cast<size_t>(rows));
-        return caf::none;
+    return body(**conn, *head);
+  }
+
+  /// Reads one page of the feed (`read_all`'s checks and bounds), handing
+  /// each row to `on_row` (false ends the page after that row). Fills
+  /// `result`'s bounds; the rows go wherever `on_row` puts them (with
+  /// `reserve`, into `result.events`, reserved for the page).
+  template <class OnRow>
+  caf::error read_feed(const read_all_options& opts, all_slice& result,
+                       bool reserve, OnRow on_row) {
+    auto page = detail::feed_page_size(opts, cfg_.limits);
+    if (!page)
+      return std::move(page.error());
+    auto count = static_cast<int64_t>(*page);
+    return read_at_head([&](connection& conn, int64_t head) -> caf::error {
+      const auto& f = opts.filter;
+      // A filtered page examines at most `window` positions, so one call
+      // stays short even when few events match; the slice then ends early
+      // with `next_position` at the window's end.
+      int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
+      // Saturated: a checkpoint near the largest position must not overflow.
+      auto upper = std::min(
+        head, opts.after_position > std::numeric_limits<int64_t>::max() - window
+                ? std::numeric_limits<int64_t>::max()
+                : opts.after_position + window);
+      std::string sql = "SELECT ";
+      sql += event_columns;
+      sql += " FROM events WHERE global_position > ?1"
+             " AND global_position <= ?2";
+      filter_clause clause{f};
+      sql += clause.sql;
+      sql += " ORDER BY global_position ASC LIMIT ?6";
+      auto st = conn.prepare(sql);
+      if (!st)
+        return std::move(st.error());
+      reset_guard guard{**st};
+      (*st)->bind(1, opts.after_position);
+      (*st)->bind(2, upper);
+      clause.bind(**st);
+      (*st)->bind(6, count);
+      if (reserve)
+        result.events.reserve(static_cast<size_t>(
+          std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
+      int64_t rows = 0;
+      int64_t last = 0;
+      int rc;
+      while ((rc = (*st)->step()) == SQLITE_ROW) {
+        ++rows;
+        last = (*st)->int64_at(0);
+        if (!on_row(static_cast<const statement&>(**st))) {
+          result.next_position = last;
+          result.end_of_feed = false;
+          metrics_.count_read(static_cast<size_t>(rows));
+          return caf::none;
+        }
       }
-    }
-    if (rc != SQLITE_DONE)
-      return translate(rc, (*conn)->handle(), "read_all failed");
-    if (rows == count)
-      result.next_position = last;
-    else
-      result.next_position = std::max(upper, opts.after_position);
-    result.end_of_feed = result.next_position >= *head;
-    metrics_.count_read(static_cast<size_t>(rows));
-    return caf::none;
+      if (rc != SQLITE_DONE)
+        return translate(rc, conn.handle(), "read_all failed");
+      if (rows == count)
+        result.next_position = last;
+      else
+        result.next_position = std::max(upper, opts.after_position);
+      result.end_of_feed = result.next_position >= head;
+      metrics_.count_read(static_cast<size_t>(rows));
+      return caf::none;
+    });
   }
 
   caf::expected<pooled> checkout() {
