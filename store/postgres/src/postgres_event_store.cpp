@@ -1,5 +1,6 @@
 #include "es/postgres/postgres.hpp"
 #include "es/store/errors.hpp"
+#include "es/store/event_view.hpp"
 
 #include "append_rules.hpp"
 #include "connection.hpp"
@@ -53,6 +54,63 @@ recorded_event read_event(const result& r, int row, int c) {
   ev.payload = r.text(row, c + 13);
   return ev;
 }
+
+/// A view of the event columns of one row starting at column `c`, valid
+/// while the result lives.
+class row_view final : public event_view {
+public:
+  row_view(const result& r, int row, int c) noexcept : r_(r), row_(row), c_(c) {
+    // nop
+  }
+
+  int64_t global_position() const override {
+    return r_.int8(row_, c_ + 0);
+  }
+  uuid event_id() const override {
+    return r_.uuid_at(row_, c_ + 1);
+  }
+  std::string_view event_type() const override {
+    return r_.view(row_, c_ + 2);
+  }
+  int32_t event_version() const override {
+    return r_.int4(row_, c_ + 3);
+  }
+  std::string_view aggregate_type() const override {
+    return r_.view(row_, c_ + 4);
+  }
+  uuid aggregate_id() const override {
+    return r_.uuid_at(row_, c_ + 5);
+  }
+  int64_t aggregate_version() const override {
+    return r_.int8(row_, c_ + 6);
+  }
+  std::optional<uuid> tenant_id() const override {
+    return r_.opt_uuid(row_, c_ + 7);
+  }
+  timestamp occurred_at() const override {
+    return r_.time_at(row_, c_ + 8);
+  }
+  std::optional<uuid> correlation_id() const override {
+    return r_.opt_uuid(row_, c_ + 9);
+  }
+  std::optional<uuid> causation_id() const override {
+    return r_.opt_uuid(row_, c_ + 10);
+  }
+  std::string_view actor_id() const override {
+    return r_.view(row_, c_ + 11);
+  }
+  std::string_view metadata() const override {
+    return r_.view(row_, c_ + 12);
+  }
+  std::string_view payload() const override {
+    return r_.view(row_, c_ + 13);
+  }
+
+private:
+  const result& r_;
+  int row_;
+  int c_;
+};
 
 const std::string begin_sql = "BEGIN";
 // The overlapping feed's locked path: a transaction lock per stream of the
@@ -667,50 +725,35 @@ public:
   }
 
   caf::expected<all_slice> read_all(const read_all_options& opts) override {
-    auto page = detail::feed_page_size(opts, cfg_.limits);
-    if (!page)
-      return std::move(page.error());
-    auto count = static_cast<int64_t>(*page);
-    const auto& f = opts.filter;
-    int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
-    // One statement, one snapshot: the head and the page must agree, or a
-    // filtered reader could skip events committed between two queries.
-    std::string name = "es_read_all_";
-    std::string where = " WHERE global_position > $1 AND global_position <="
-                        " LEAST(h.p, $2)";
-    params ps;
-    ps.add(opts.after_position);
-    ps.add(opts.after_position > std::numeric_limits<int64_t>::max() - window
-             ? std::numeric_limits<int64_t>::max()
-             : opts.after_position + window);
-    ps.add(count);
-    add_filter(f, where, ps, name);
     all_slice slice;
-    auto head = feed_page(name, where, ps, slice.events);
-    if (!head)
-      return std::move(head.error());
-    // Saturating: a checkpoint near the largest position must not wrap.
-    auto upper
-      = opts.after_position > std::numeric_limits<int64_t>::max() - window
-          ? *head
-          : std::min(*head, opts.after_position + window);
-    if (static_cast<int64_t>(slice.events.size()) == count)
-      slice.next_position = slice.events.back().global_position;
-    else
-      slice.next_position = std::max(upper, opts.after_position);
-    slice.end_of_feed = slice.next_position >= *head;
-    slice.gaps_final = cfg_.feed == postgres_feed::overlapping;
-    metrics_.count_read(slice.events.size());
+    auto err = read_feed(opts, slice, true, [&](const result& r, int row) {
+      slice.events.push_back(read_event(r, row, 1));
+      return true;
+    });
+    if (err)
+      return err;
+    return slice;
+  }
+
+  caf::expected<all_slice>
+  visit_all(const read_all_options& opts,
+            const std::function<bool(const event_view&)>& fn) override {
+    all_slice slice;
+    auto err = read_feed(opts, slice, false, [&](const result& r, int row) {
+      return fn(row_view{r, row, 1});
+    });
+    if (err)
+      return err;
     return slice;
   }
 
   caf::expected<all_slice>
   read_correlated(const uuid& correlation_id,
                   const read_all_options& opts) override {
-    auto page = detail::page_size(opts.max_count, cfg_.limits);
-    if (!page)
-      return std::move(page.error());
-    auto count = static_cast<int64_t>(*page);
+    auto size = detail::page_size(opts.max_count, cfg_.limits);
+    if (!size)
+      return std::move(size.error());
+    auto count = static_cast<int64_t>(*size);
     // The chain up to the head as of this statement's snapshot, through
     // the correlation index and the event id index.
     std::string name = "es_read_corr_";
@@ -722,13 +765,16 @@ public:
     ps.add(correlation_id);
     ps.add(count);
     add_filter(opts.filter, where, ps, name);
+    auto page = feed_page(name, where, ps);
+    if (!page)
+      return std::move(page.error());
     all_slice slice;
-    auto head = feed_page(name, where, ps, slice.events);
-    if (!head)
-      return std::move(head.error());
+    slice.events.reserve(page->order.size());
+    for (auto row : page->order)
+      slice.events.push_back(read_event(page->r, row, 1));
     slice.end_of_feed = static_cast<int64_t>(slice.events.size()) < count;
     slice.next_position = slice.end_of_feed
-                            ? std::max(*head, opts.after_position)
+                            ? std::max(page->head, opts.after_position)
                             : slice.events.back().global_position;
     metrics_.count_read(slice.events.size());
     return slice;
@@ -796,12 +842,21 @@ public:
   }
 
 private:
+  /// A page of the feed as the server sent it.
+  struct feed_rows {
+    result r;
+    /// The rows holding an event, in position order.
+    std::vector<int> order;
+    /// The head position as of the statement's snapshot.
+    int64_t head = 0;
+  };
+
   /// Reads a page of the feed: the events after $1 matching `where`, at
   /// most $3, and the head position, in one statement (one snapshot, so a
-  /// reader continuing from the head misses nothing). Returns the head.
-  caf::expected<int64_t> feed_page(const std::string& name,
-                                   const std::string& where, const params& ps,
-                                   recorded_events& out) {
+  /// reader continuing from the head misses nothing).
+  caf::expected<feed_rows> feed_page(const std::string& name,
+                                     const std::string& where,
+                                     const params& ps) {
     // MATERIALIZED: the head is computed once and the page and the answer
     // use the same value (the overlapping feed's horizon reads the lock
     // table, which two evaluations could see differently).
@@ -823,26 +878,79 @@ private:
     });
     if (!r)
       return std::move(r.error());
-    int64_t head = 0;
-    auto first = out.size();
-    out.reserve(first + static_cast<size_t>(r->rows()));
+    feed_rows page{std::move(*r), {}, 0};
+    const auto& res = page.r;
+    page.order.reserve(static_cast<size_t>(res.rows()));
     bool sorted = true;
-    for (int row = 0; row < r->rows(); ++row) {
-      head = r->int8(row, 0);
-      if (!r->is_null(row, 1)) {
-        out.push_back(read_event(*r, row, 1));
-        sorted = sorted
-                 && (out.size() == first + 1
-                     || out[out.size() - 2].global_position
-                          < out.back().global_position);
-      }
+    int64_t last = 0;
+    for (int row = 0; row < res.rows(); ++row) {
+      page.head = res.int8(row, 0);
+      if (res.is_null(row, 1))
+        continue;
+      auto pos = res.int8(row, 1);
+      sorted = sorted && (page.order.empty() || last < pos);
+      last = pos;
+      page.order.push_back(row);
     }
     if (!sorted)
-      std::sort(out.begin() + static_cast<ptrdiff_t>(first), out.end(),
-                [](const recorded_event& x, const recorded_event& y) {
-                  return x.global_position < y.global_position;
-                });
-    return head;
+      std::sort(page.order.begin(), page.order.end(), [&res](int x, int y) {
+        return res.int8(x, 1) < res.int8(y, 1);
+      });
+    return page;
+  }
+
+  /// Reads one page of the global feed, handing each event's row to
+  /// `visit` in position order until it returns false, and fills in the
+  /// page's bounds (`read_all`, `visit_all`). `owning` reserves room for
+  /// the events in `slice`.
+  template <class Visit>
+  caf::error read_feed(const read_all_options& opts, all_slice& slice,
+                       bool owning, Visit&& visit) {
+    auto size = detail::feed_page_size(opts, cfg_.limits);
+    if (!size)
+      return std::move(size.error());
+    auto count = static_cast<int64_t>(*size);
+    const auto& f = opts.filter;
+    int64_t window = f.empty() ? count : std::max<int64_t>(count * 64, 65536);
+    // One statement, one snapshot: the head and the page must agree, or a
+    // filtered reader could skip events committed between two queries.
+    std::string name = "es_read_all_";
+    std::string where = " WHERE global_position > $1 AND global_position <="
+                        " LEAST(h.p, $2)";
+    // Saturating: a checkpoint near the largest position must not wrap.
+    bool saturated
+      = opts.after_position > std::numeric_limits<int64_t>::max() - window;
+    params ps;
+    ps.add(opts.after_position);
+    ps.add(saturated ? std::numeric_limits<int64_t>::max()
+                     : opts.after_position + window);
+    ps.add(count);
+    add_filter(f, where, ps, name);
+    auto page = feed_page(name, where, ps);
+    if (!page)
+      return std::move(page.error());
+    if (owning)
+      slice.events.reserve(page->order.size());
+    slice.gaps_final = cfg_.feed == postgres_feed::overlapping;
+    size_t seen = 0;
+    for (auto row : page->order) {
+      ++seen;
+      if (!visit(page->r, row)) {
+        slice.next_position = page->r.int8(row, 1);
+        slice.end_of_feed = false;
+        metrics_.count_read(seen);
+        return caf::none;
+      }
+    }
+    auto upper = saturated ? page->head
+                           : std::min(page->head, opts.after_position + window);
+    if (static_cast<int64_t>(seen) == count)
+      slice.next_position = page->r.int8(page->order.back(), 1);
+    else
+      slice.next_position = std::max(upper, opts.after_position);
+    slice.end_of_feed = slice.next_position >= page->head;
+    metrics_.count_read(seen);
+    return caf::none;
   }
 
   /// In the overlapping feed, adds the two parameters of `es_horizon` to

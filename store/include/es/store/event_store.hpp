@@ -396,7 +396,8 @@ public:
   /// ended it, `next_position` is that event's position and `end_of_feed`
   /// is false. Events reach `fn` inside the store's read (SQLite: its read
   /// transaction), so `fn` should be quick. The default reads an owning
-  /// page and hands out views of it; SQLite hands out its row buffers.
+  /// page and hands out views of it; SQLite and PostgreSQL hand out their
+  /// row buffers.
   [[nodiscard]] virtual caf::expected<all_slice>
   visit_all(const read_all_options& options,
             const std::function<bool(const event_view&)>& fn);
