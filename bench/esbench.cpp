@@ -324,13 +324,16 @@ void caf_main(caf::actor_system& sys, const esbench_config& cfg) {
       std::exit(2);
     }
     std::vector<es::bench::run_result> store_runs;
+    std::vector<es::bench::run_result> in_place_runs;
     std::vector<es::bench::run_result> raw_runs;
     for (int i = 0; i < std::max(1, cfg.repeat); ++i) {
       store_runs.push_back(es::bench::run_read_all(p));
+      in_place_runs.push_back(es::bench::run_read_all(p, true));
       raw_runs.push_back(es::bench::run_raw_read_all(p));
     }
-    std::vector<es::bench::run_result> rows{es::bench::median_run(store_runs),
-                                            es::bench::median_run(raw_runs)};
+    std::vector<es::bench::run_result> rows{
+      es::bench::median_run(store_runs), es::bench::median_run(in_place_runs),
+      es::bench::median_run(raw_runs)};
     for (const auto& r : rows)
       es::bench::print_json(r);
     es::bench::print_table(rows);

@@ -28,8 +28,10 @@ run_result run_raw_postgres_append(const bench_params& params);
 
 /// Fills a store with `params.events` events, then reads the whole feed in
 /// pages of 1,000 and decodes every payload into a struct: catch-up
-/// throughput in events per second. Backend sqlite or postgres.
-run_result run_read_all(const bench_params& params);
+/// throughput in events per second. Backend sqlite or postgres. With
+/// `in_place` the pages come from `visit_all` and payloads are decoded from
+/// the store's buffers; otherwise from `read_all` as owning events.
+run_result run_read_all(const bench_params& params, bool in_place = false);
 
 /// The same rows read with the plain driver in pages of 1,000 (keyset), no
 /// decoding: backend raw-postgres or raw-sqlite.

@@ -65,8 +65,8 @@ run 2 --backend=memory --scenario=commands --events=2000 --writers=4 \
 run 2 --backend=sqlite --scenario=commands --events=200 --writers=4 \
   --aggregates=20 --sync=off
 run 1 --backend=memory --scenario=idle-memory --idle-aggregates=2000
-run 2 --backend=sqlite --scenario=read-all --events=2000
-run 2 --backend=postgres "${pg[@]}" --scenario=read-all --events=2000
+run 3 --backend=sqlite --scenario=read-all --events=2000
+run 3 --backend=postgres "${pg[@]}" --scenario=read-all --events=2000
 run 2 --backend=postgres "${pg[@]}" --scenario=recover --events=500
 run 2 --backend=sqlite --scenario=project --events=2000 --max-single=50
 run 2 --scenario=bus-publish --bus=redis --redis-url="$ES_TEST_REDIS_URL" \
