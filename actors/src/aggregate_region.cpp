@@ -59,11 +59,11 @@ struct region_state {
 
 using region_actor = caf::stateful_actor<region_state>;
 
-void touch(region_actor* self, child_entry& entry, const uuid& id) {
+void touch(region_actor* self, child_entry& entry) {
   auto& st = self->state;
   entry.last_used = self->clock().now();
-  st.lru.erase(entry.lru_pos);
-  entry.lru_pos = st.lru.insert(st.lru.end(), id);
+  // Moves the node: no allocation per command, and the iterator stays valid.
+  st.lru.splice(st.lru.end(), st.lru, entry.lru_pos);
 }
 
 void passivate(region_actor* self, child_entry& entry) {
@@ -137,7 +137,7 @@ caf::result<caf::message> route(region_actor* self, caf::message_view& x) {
     ++st.stats.commands_stashed;
     return rp;
   }
-  touch(self, entry, id);
+  touch(self, entry);
   return pass_on(self, entry.actor, x.move_content_to_message());
 }
 
