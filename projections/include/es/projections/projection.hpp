@@ -41,8 +41,8 @@ public:
   /// copy). The projection actor calls this instead of `handle` for every
   /// event it handles, unless the projection is transactional. The default
   /// calls `handle`, with a copy of the event when the view is not of an
-  /// owning one (while catching up from SQLite). Override it to read only
-  /// what the handler needs, straight from the store's buffer.
+  /// owning one (while catching up from SQLite or PostgreSQL). Override it
+  /// to read only what the handler needs, straight from the store's buffer.
   virtual caf::error handle_view(const event_view& ev);
 
   /// Clears the read model, for a rebuild from the beginning.
