@@ -164,6 +164,31 @@ struct filter_clause {
   }
 };
 
+/// Prepares a page of the feed and binds it: the events after ?1 (`after`)
+/// that meet `condition` on ?2 (`second`) and `clause`, in position order,
+/// at most ?6 (`count`). Texts are bound without a copy: `clause` must
+/// outlive the statement's use, and the caller resets it (`reset_guard`).
+template <class Second>
+caf::expected<statement*>
+prepare_feed_page(connection& conn, const char* condition,
+                  const filter_clause& clause, int64_t after,
+                  const Second& second, int64_t count) {
+  std::string sql = "SELECT ";
+  sql += event_columns;
+  sql += " FROM events WHERE global_position > ?1 AND ";
+  sql += condition;
+  sql += clause.sql;
+  sql += " ORDER BY global_position ASC LIMIT ?6";
+  auto st = conn.prepare(sql);
+  if (!st)
+    return st;
+  (*st)->bind(1, after);
+  (*st)->bind(2, second);
+  clause.bind(**st);
+  (*st)->bind(6, count);
+  return st;
+}
+
 class sqlite_event_store final : public event_store {
 public:
   sqlite_event_store(sqlite_config cfg, std::unique_ptr<connection> writer)
@@ -331,20 +356,12 @@ public:
     auto err = read_at_head([&](connection& conn, int64_t head) -> caf::error {
       // Two index lookups: the chain by correlation id, and its root by id.
       filter_clause clause{opts.filter};
-      std::string sql = "SELECT ";
-      sql += event_columns;
-      sql += " FROM events WHERE global_position > ?1"
-             " AND (correlation_id = ?2 OR event_id = ?2)";
-      sql += clause.sql;
-      sql += " ORDER BY global_position ASC LIMIT ?6";
-      auto st = conn.prepare(sql);
+      auto st
+        = prepare_feed_page(conn, "(correlation_id = ?2 OR event_id = ?2)",
+                            clause, opts.after_position, correlation_id, count);
       if (!st)
         return std::move(st.error());
       reset_guard guard{**st};
-      (*st)->bind(1, opts.after_position);
-      (*st)->bind(2, correlation_id);
-      clause.bind(**st);
-      (*st)->bind(6, count);
       int rc;
       while ((rc = (*st)->step()) == SQLITE_ROW)
         result.events.push_back(read_row(**st));
@@ -528,21 +545,12 @@ private:
         head, opts.after_position > std::numeric_limits<int64_t>::max() - window
                 ? std::numeric_limits<int64_t>::max()
                 : opts.after_position + window);
-      std::string sql = "SELECT ";
-      sql += event_columns;
-      sql += " FROM events WHERE global_position > ?1"
-             " AND global_position <= ?2";
       filter_clause clause{f};
-      sql += clause.sql;
-      sql += " ORDER BY global_position ASC LIMIT ?6";
-      auto st = conn.prepare(sql);
+      auto st = prepare_feed_page(conn, "global_position <= ?2", clause,
+                                  opts.after_position, upper, count);
       if (!st)
         return std::move(st.error());
       reset_guard guard{**st};
-      (*st)->bind(1, opts.after_position);
-      (*st)->bind(2, upper);
-      clause.bind(**st);
-      (*st)->bind(6, count);
       if (reserve)
         result.events.reserve(static_cast<size_t>(
           std::min(count, std::max<int64_t>(upper - opts.after_position, 0))));
