@@ -328,24 +328,32 @@ caf::error parse_error(const rapidjson::Reader& reader,
   }
 }
 
+/// Most `{` and `[` bytes a text may hold to be parsed by RapidJSON's
+/// recursive reader (a few hundred bytes of stack per level).
+constexpr size_t max_recursive_openers = 64;
+
 /// What a scan of a text found.
 struct text_scan {
   /// Every byte is below 0x80.
   bool ascii;
   /// A byte from 0x1A to 0x1F stands somewhere.
   bool high_controls;
+  /// `{` and `[` bytes, in strings too: no value nests deeper.
+  size_t openers;
 };
 
 text_scan scan(std::string_view text) noexcept {
   // Branch-free over all bytes: the compiler turns this into vector code.
   unsigned char any = 0;
   unsigned char controls = 0;
+  size_t openers = 0;
   for (auto c : text) {
     auto b = static_cast<unsigned char>(c);
     any |= b;
     controls |= static_cast<unsigned char>(b - 0x1A) < 6 ? 1 : 0;
+    openers += (b | 0x20) == '{' ? 1 : 0;
   }
-  return {any < 0x80, controls != 0};
+  return {any < 0x80, controls != 0, openers};
 }
 
 /// Copies `text` into `buf` for parsing in situ: NUL-terminated, with room
@@ -391,9 +399,19 @@ caf::error guarded_parse(std::string_view text, std::string& buf,
     = !found.ascii || text.find('\\') != std::string_view::npos;
   input_guard<Handler> guard{next, text, in, limits.max_depth,
                              check_surrogates};
-  bool ok = found.ascii
-              ? reader.Parse<detail::ascii_parse_flags>(in, guard)
-              : reader.Parse<detail::untrusted_parse_flags>(in, guard);
+  // The iterative reader keeps deep nesting off the stack; a text with few
+  // `{` and `[` cannot nest deeply, and the recursive reader is quicker.
+  constexpr auto recursive = ~unsigned{rapidjson::kParseIterativeFlag};
+  bool shallow = found.openers <= max_recursive_openers;
+  bool ok;
+  if (found.ascii)
+    ok = shallow
+           ? reader.Parse<detail::ascii_parse_flags & recursive>(in, guard)
+           : reader.Parse<detail::ascii_parse_flags>(in, guard);
+  else
+    ok = shallow
+           ? reader.Parse<detail::untrusted_parse_flags & recursive>(in, guard)
+           : reader.Parse<detail::untrusted_parse_flags>(in, guard);
   if (ok)
     return caf::none;
   return parse_error(reader, guard, limits);

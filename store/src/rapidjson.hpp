@@ -36,7 +36,8 @@
 namespace es::detail {
 
 /// Parse flags for untrusted input: no recursion (deep nesting cannot
-/// overflow the stack), UTF-8 validated, numbers handed over as text, in
+/// overflow the stack; json.cpp drops the flag for texts that cannot nest
+/// deeply), UTF-8 validated, numbers handed over as text, in
 /// situ (strings are decoded inside a copy of the text the caller owns).
 ///
 /// Numbers come as text because RapidJSON 1.1.0's own conversion is wrong

@@ -307,7 +307,7 @@ TEST_CASE("validation refuses hostile JSON without crashing", "[json]") {
   CHECK(code("{\"a\":\"\xC3\x28\"}") == store_errc::malformed_payload);
   CHECK(code("{\"a\":\"\xF0\x9F\x98\x80\"}") == store_errc{});
   CHECK(code(std::string(5000, ' ')) == store_errc::payload_too_large);
-  // Deep nesting is refused by the limit (and parsed without recursion).
+  // Deep nesting is refused by the limit.
   std::string deep(31, '[');
   deep.insert(0, "{\"a\":");
   deep += std::string(31, ']') + "}";
@@ -329,6 +329,53 @@ TEST_CASE("validation refuses hostile JSON without crashing", "[json]") {
   CHECK_FALSE(json::validate(very_deep, huge, false));
   auto doc = json::document::parse(very_deep, huge);
   CHECK(doc);
+}
+
+TEST_CASE("texts with few brackets are read as those with many", "[json]") {
+  // A text with at most 64 `{` and `[` bytes is parsed recursively, others
+  // iteratively. Padding a text with a string member holding 64 `[` moves
+  // it to the other reader: the verdict must stay the same, and an error's
+  // offset move by the padding's length.
+  json::parse_limits limits;
+  limits.max_depth = 4;
+  const std::string pad = "\"pad\":\"" + std::string(64, '[') + "\",";
+  auto padded = [&](std::string_view text) {
+    return "{" + pad + std::string{text.substr(1)};
+  };
+  auto message = [&](std::string_view text) {
+    auto err = json::validate(text, limits, true);
+    return err ? error_description(err) : std::string{"ok"};
+  };
+  auto shifted = [&](std::string msg) {
+    // "invalid JSON at offset N: reason" -> offset N + pad.size().
+    const std::string prefix = "invalid JSON at offset ";
+    if (msg.rfind(prefix, 0) != 0)
+      return msg;
+    auto colon = msg.find(':', prefix.size());
+    auto offset = std::stoul(msg.substr(prefix.size(), colon - prefix.size()));
+    return prefix + std::to_string(offset + pad.size()) + msg.substr(colon);
+  };
+  for (std::string_view text :
+       {R"({"a":1})",         R"({"a":[1,{"b":null}],"c":"x"})",
+        R"({"a":1,})",        R"({"a" 1})",
+        R"({"a":[1,2})",      R"({"a":tru})",
+        R"({"a":"\u12"})",    R"({"a":1}})",
+        R"({"a":01})",        R"({"a":1e999})",
+        R"({"a":"\ud800"})",  R"({"a":[[[1]]]})",
+        R"({"a":[[[[1]]]]})", R"({"a":"x)",
+        R"({"a":-})",         R"({"a":[1 2]})",
+        R"({1:2})",           "{\"a\":\"\x01\"}",
+        "{\"a\":\"\x1C\"}",   "{\"a\":\"\xC3\x28\"}"}) {
+    INFO(text);
+    auto shallow = message(text);
+    auto deep = message(padded(text));
+    CHECK(deep == shifted(shallow));
+    auto doc = json::document::parse(text, limits);
+    auto padded_doc = json::document::parse(padded(text), limits);
+    REQUIRE(static_cast<bool>(doc) == static_cast<bool>(padded_doc));
+    if (doc)
+      CHECK(padded_doc->root().size() == doc->root().size() + 1);
+  }
 }
 
 TEST_CASE("documents expose values and write them back", "[json]") {
