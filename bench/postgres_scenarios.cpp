@@ -79,6 +79,8 @@ read_fixture& shared_read_fixture(const bench_params& p) {
     fx.pg_dsn = schema->dsn();
     postgres_config cfg;
     cfg.dsn = fx.pg_dsn;
+    cfg.feed = p.pg_feed == "overlapping" ? postgres_feed::overlapping
+                                          : postgres_feed::serialized;
     auto res = make_postgres_event_store(cfg);
     if (!res)
       fail(describe(res.error()));
