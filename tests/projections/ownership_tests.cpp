@@ -9,7 +9,9 @@
 #include "es/store/sql.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/after.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/system_messages.hpp>
 
 #include "read_model_helpers.hpp"
 #include "temp_dir.hpp"
@@ -247,8 +249,20 @@ TEST_CASE("with leases one instance applies while the other stands by, "
   CHECK(standby.model->calls == 0);
   CHECK(t.reader->total() == 200);
   // The holder ends (its lease with it); the standby takes over from the
-  // checkpoint and applies only what is new.
+  // checkpoint and applies only what is new. The events come after the
+  // holder is gone: sent earlier, the holder could still apply them.
+  t.self->monitor(holder.actor);
   t.self->send_exit(holder.actor, caf::exit_reason::user_shutdown);
+  bool ended = false;
+  t.self->receive(
+    [&](const caf::down_msg&) {
+      ended = true;
+    },
+    caf::after(std::chrono::seconds(30)) >>
+      [] {
+        // nop
+      });
+  REQUIRE(ended);
   holder.actor = projection_actor_handle{};
   fill(*t.events, 4, 5);
   t.wait_until(
