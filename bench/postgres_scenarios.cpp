@@ -68,6 +68,12 @@ void check(PGresult* res, PGconn* conn, const char* what) {
     fail(std::string{what} + ": " + PQerrorMessage(conn));
 }
 
+/// The feed `--pg-feed` names.
+postgres_feed feed_of(const bench_params& p) {
+  return p.pg_feed == "overlapping" ? postgres_feed::overlapping
+                                    : postgres_feed::serialized;
+}
+
 } // namespace
 
 read_fixture& shared_read_fixture(const bench_params& p) {
@@ -79,8 +85,7 @@ read_fixture& shared_read_fixture(const bench_params& p) {
     fx.pg_dsn = schema->dsn();
     postgres_config cfg;
     cfg.dsn = fx.pg_dsn;
-    cfg.feed = p.pg_feed == "overlapping" ? postgres_feed::overlapping
-                                          : postgres_feed::serialized;
+    cfg.feed = feed_of(p);
     auto res = make_postgres_event_store(cfg);
     if (!res)
       fail(describe(res.error()));
@@ -130,8 +135,7 @@ event_store_ptr open_postgres_store(const bench_params& p,
   }
   cfg.writer_connections = static_cast<size_t>(p.pg_writer_connections);
   cfg.group_gather = std::chrono::microseconds{p.pg_group_gather_us};
-  cfg.feed = p.pg_feed == "overlapping" ? postgres_feed::overlapping
-                                        : postgres_feed::serialized;
+  cfg.feed = feed_of(p);
   auto res = make_postgres_event_store(cfg);
   if (!res)
     fail(describe(res.error()));
