@@ -335,7 +335,7 @@ TEST_CASE("texts with few brackets are read as those with many", "[json]") {
   // A text with at most 64 `{` and `[` bytes is parsed recursively, others
   // iteratively. Padding a text with a string member holding 64 `[` moves
   // it to the other reader: the verdict must stay the same, and an error's
-  // offset move by the padding's length.
+  // offset moves by the padding's length.
   json::parse_limits limits;
   limits.max_depth = 4;
   const std::string pad = "\"pad\":\"" + std::string(64, '[') + "\",";
