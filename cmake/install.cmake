@@ -40,6 +40,8 @@ if(ES_WITH_OPS)
 endif()
 string(APPEND ES_PC_LIBS " -les_projections -les_actors -les_brokers")
 set(ES_PC_PRIVATE "-lsqlite3 -luuid")
+# The store parses JSON with simdjson (a shared library with a .pc file).
+string(APPEND ES_PC_REQUIRES_PRIVATE " simdjson")
 if(ES_WITH_REDIS)
   # Before the bus, which it builds on; hiredis has a .pc file of its own.
   string(APPEND ES_PC_LIBS " -les_redis")

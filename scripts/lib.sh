@@ -5,7 +5,7 @@ ES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Build and test dependencies, all from Debian's archive.
 ES_BUILD_PACKAGES=(
   cmake make g++ pkg-config git ca-certificates
-  libcaf-dev libsqlite3-dev libpq-dev rapidjson-dev catch2 uuid-dev sqlite3
+  libcaf-dev libsqlite3-dev libpq-dev rapidjson-dev libsimdjson-dev catch2 uuid-dev sqlite3
   libhiredis-dev redis-server redis-tools librabbitmq-dev
   librdkafka-dev libcli11-dev libcpp-httplib-dev libsodium-dev
 )

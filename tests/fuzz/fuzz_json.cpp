@@ -1,9 +1,11 @@
-// Fuzzes the JSON layer: es::json::validate, document::parse, walking the
-// value tree and re-writing it with es::json::writer.
+// Fuzzes the JSON layer: es::json::validate, document::parse, tapes,
+// walking the value tree and re-writing it with es::json::writer.
 //
 // The input is the JSON text. Invariants:
-// - validate (any value) and parse accept the same texts, and refuse the
-//   others with the same error; validate with require_object accepts exactly
+// - validate (any value), parse and a tape accept the same texts, and
+//   refuse the others with the same error (validation and tapes try
+//   simdjson first, documents parse with RapidJSON only); a tape reads the
+//   tree a document reads; validate with require_object accepts exactly
 //   the accepted texts whose root is an object;
 // - errors are malformed_payload or payload_too_large; no exception escapes;
 // - an accepted text is valid UTF-8, nests at most max_depth levels, and
@@ -101,6 +103,44 @@ bool equal(const json::value& x, const json::value& y) {
   return false;
 }
 
+/// Returns whether a document's value and a tape's are the same tree.
+bool equal(const json::value& x, json::tape::value y) {
+  if (x.type() != y.type() || x.size() != y.size())
+    return false;
+  switch (x.type()) {
+    case json::kind::null: return true;
+    case json::kind::boolean: return x.as_bool() == y.as_bool();
+    case json::kind::number: {
+      if (x.as_int64() != y.as_int64() || x.as_uint64() != y.as_uint64())
+        return false;
+      auto dx = *x.as_double();
+      auto dy = *y.as_double();
+      return dx == dy && std::signbit(dx) == std::signbit(dy);
+    }
+    case json::kind::string: return x.as_string() == y.as_string();
+    case json::kind::array: {
+      size_t at = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        auto e = y.next_element(at);
+        if (!e || !equal(x.at(i), *e))
+          return false;
+      }
+      return true;
+    }
+    case json::kind::object: {
+      size_t at = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        auto m = y.next_member(at);
+        if (!m || x.member_name(i) != m->first
+            || !equal(x.member_value(i), m->second))
+          return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string write(const json::value& v) {
   json::writer out;
   v.write_to(out);
@@ -113,7 +153,14 @@ void run(std::string_view text) {
   auto any = json::validate(text, limits, false);
   auto object = json::validate(text, limits, true);
   auto doc = json::document::parse(text, limits);
+  // One tape for all inputs, as the thread's tape is reused in decoding.
+  static json::tape tape;
+  auto tape_err = tape.parse(text, limits);
   if (!doc) {
+    check(static_cast<bool>(tape_err), "a tape accepts what parse refuses");
+    check(describe(tape_err) == describe(doc.error()),
+          "a tape and parse refuse differently: " + describe(tape_err) + " vs "
+            + describe(doc.error()));
     fuzz::check_code(
       doc.error(),
       {store_errc::malformed_payload, store_errc::payload_too_large}, "parse");
@@ -128,7 +175,9 @@ void run(std::string_view text) {
     return;
   }
   check(!any, "validate refuses what parse accepts: " + describe(any));
+  check(!tape_err, "a tape refuses what parse accepts: " + describe(tape_err));
   auto root = doc->root();
+  check(equal(root, tape.root()), "a tape and a document read differently");
   auto is_object = root.type() == json::kind::object;
   check(static_cast<bool>(object) != is_object,
         "validate(object) disagrees with the root's kind");

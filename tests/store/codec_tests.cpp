@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 using namespace es;
 
@@ -469,6 +471,129 @@ TEST_CASE("tapes read values as documents do", "[json]") {
   auto big = tape.parse(std::string(100, ' ') + "1", small);
   REQUIRE(big);
   CHECK(static_cast<store_errc>(big.code()) == store_errc::payload_too_large);
+}
+
+namespace {
+
+/// Returns whether a tape's value and a document's value are the same
+/// tree: kinds, numbers (with the sign of zero), strings, member order.
+bool same_tree(json::tape::value x, json::value y) {
+  if (x.type() != y.type() || x.size() != y.size())
+    return false;
+  switch (x.type()) {
+    case json::kind::null: return true;
+    case json::kind::boolean: return x.as_bool() == y.as_bool();
+    case json::kind::number:
+      return x.as_int64() == y.as_int64() && x.as_uint64() == y.as_uint64()
+             && x.as_double() == y.as_double()
+             && std::signbit(*x.as_double()) == std::signbit(*y.as_double());
+    case json::kind::string: return x.as_string() == y.as_string();
+    case json::kind::array: {
+      size_t i = 0;
+      size_t at = 0;
+      while (auto e = x.next_element(at))
+        if (!same_tree(*e, y.at(i++)))
+          return false;
+      return i == y.size();
+    }
+    case json::kind::object: {
+      size_t i = 0;
+      size_t at = 0;
+      while (auto m = x.next_member(at)) {
+        if (m->first != y.member_name(i)
+            || !same_tree(m->second, y.member_value(i)))
+          return false;
+        ++i;
+      }
+      return i == y.size();
+    }
+  }
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("tapes and validation agree with documents on every text", "[json]") {
+  // Tapes and validation parse with simdjson first and hand RapidJSON what
+  // simdjson reads differently from the store; documents parse with
+  // RapidJSON only. Texts of both kinds, accepted and refused, must get
+  // the same verdict, error and tree.
+  auto deep = [](size_t levels) {
+    return std::string(levels, '[') + "1" + std::string(levels, ']');
+  };
+  std::vector<std::string> texts{
+    R"({"a":[1,-2,1.5,1E2,true,false,null,"x"],"o":{"k":{}},"e":[]})",
+    "\t\r\n [ 1 ,\n2 ] \n",
+    R"({"k\u00e9y":"v\n\"q\"\/\\\t","n":"\u0000"})",
+    R"(["\ud834\udd1e","ü€𝄞"])",
+    // Integers at and beyond the 64-bit bounds.
+    R"([9223372036854775807,9223372036854775808,18446744073709551615])",
+    R"([-9223372036854775808,-9223372036854775809,18446744073709551616])",
+    R"([123456789012345678901234567890,-0,0])",
+    // Zeros, subnormals and numbers that round to zero or infinity.
+    "[0.0,-0.0,0e5,-0E-3]",
+    "[4.9e-324,2.2250738585072011e-308,1.7976931348623157e308]",
+    "[1e-400]",
+    "[-1e-400]",
+    "[2e-324]",
+    "[1e999]",
+    "[-1e309]",
+    // Surrogates, a byte order mark, bytes that are not JSON.
+    R"(["\ud800"])",
+    R"(["\udc00"])",
+    R"({"\udc00":1})",
+    R"(["\ud800\u0041"])",
+    "[\"\xED\xA0\x80\"]",
+    "\xEF\xBB\xBF{}",
+    "[\"\x1C\"]",
+    "\x1F[1]",
+    "[\"\xC0\x80\"]",
+    "[\"\xF4\x90\x80\x80\"]",
+    "[\"\xFF\"]",
+    // Syntax.
+    "[1,]",
+    "{\"a\":1,}",
+    "[01]",
+    "[1.]",
+    "[.5]",
+    "[1] x",
+    "",
+    " ",
+    "tru",
+    R"({"a" 1})",
+    R"(["\x"])",
+    // Depth: the limit and one past it.
+    deep(64),
+    deep(65),
+    deep(2000),
+  };
+  json::tape tape;
+  for (const auto& text : texts) {
+    INFO(text);
+    auto doc = json::document::parse(text);
+    auto from_tape = tape.parse(text);
+    auto valid = json::validate(text, {}, false);
+    if (doc) {
+      CHECK_FALSE(from_tape);
+      CHECK_FALSE(valid);
+      if (!from_tape)
+        CHECK(same_tree(tape.root(), doc->root()));
+    } else {
+      REQUIRE(from_tape);
+      CHECK(error_text(from_tape) == error_text(doc.error()));
+      CHECK(error_text(valid) == error_text(doc.error()));
+    }
+  }
+  // A lower limit is kept on both paths.
+  json::parse_limits two;
+  two.max_depth = 2;
+  CHECK_FALSE(tape.parse("[[1]]", two));
+  CHECK_FALSE(json::validate(R"({"a":{}})", two, true));
+  auto err = tape.parse("[[[1]]]", two);
+  REQUIRE(err);
+  CHECK(error_text(err).find("nested deeper than 2") != std::string::npos);
+  CHECK(error_text(json::validate(R"({"a":{"b":{}}})", two, true))
+        == error_text(err));
 }
 
 TEST_CASE("decoding from text and from a document agree", "[json]") {

@@ -1,6 +1,8 @@
 // JSON numbers and string escapes: every number reads as the correctly
 // rounded double (or stays an exact integer) or is refused as out of range,
-// checked against glibc's strtod; lone surrogate escapes are refused.
+// checked against glibc's strtod, by validation, documents and tapes alike
+// (tapes and validation parse with simdjson first); lone surrogate escapes
+// are refused.
 #include "es/store/codec.hpp"
 #include "es/store/errors.hpp"
 #include "es/store/json.hpp"
@@ -26,12 +28,12 @@ namespace {
 
 // -- running our side ---------------------------------------------------------
 
-/// What our parser made of one number, read four ways: validated and parsed,
+/// What our parser made of one number, read five ways: validated and parsed,
 /// as the member of an object (`{"x":N}`) and as the element of an array
-/// (`[N]`).
+/// (`[N]`), and on a tape as the member of an object.
 struct our_reading {
   bool accepted = false;
-  /// Set when the four readings disagree, an exception escaped, or a refusal
+  /// Set when the five readings disagree, an exception escaped, or a refusal
   /// did not read "number out of range" at the number's offset.
   std::string problem;
   std::optional<int64_t> as_int64;
@@ -68,9 +70,13 @@ our_reading read_number(const std::string& number) {
     auto array_err = json::validate(array, {}, false);
     auto object_doc = json::document::parse(object);
     auto array_doc = json::document::parse(array);
+    // Tapes parse with simdjson first, documents with RapidJSON only.
+    json::tape object_tape;
+    auto object_tape_err = object_tape.parse(object);
     result.accepted = !object_err;
     if (!array_err != result.accepted || bool{object_doc} != result.accepted
-        || bool{array_doc} != result.accepted) {
+        || bool{array_doc} != result.accepted
+        || !object_tape_err != result.accepted) {
       result.problem = "validate and parse disagree";
       return result;
     }
@@ -78,6 +84,7 @@ our_reading read_number(const std::string& number) {
       result.error = error_description(object_err);
       for (auto problem :
            {check_out_of_range(object_err, 5), check_out_of_range(array_err, 1),
+            check_out_of_range(object_tape_err, 5),
             check_out_of_range(object_doc.error(), 5),
             check_out_of_range(array_doc.error(), 1)})
         if (!problem.empty()) {
@@ -100,6 +107,11 @@ our_reading read_number(const std::string& number) {
         || in_array.as_uint64() != result.as_uint64
         || bits(in_array.as_double().value_or(-1)) != bits(result.as_double))
       result.problem = "object and array read different values";
+    auto in_tape = object_tape.root().find("x");
+    if (!in_tape || in_tape->as_int64() != result.as_int64
+        || in_tape->as_uint64() != result.as_uint64
+        || bits(in_tape->as_double().value_or(-1)) != bits(result.as_double))
+      result.problem = "tape and document read different values";
   } catch (const std::exception& e) {
     result.problem = std::string{"exception: "} + e.what();
   } catch (...) {

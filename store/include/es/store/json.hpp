@@ -233,7 +233,13 @@ public:
 private:
   friend class value;
   struct builder;
+  struct fast_parser;
 
+  /// simdjson's parser, made on the first parse; texts it accepts are
+  /// read from its tree, others go to RapidJSON (see json.cpp).
+  std::unique_ptr<fast_parser> fast_;
+  /// The parsed text (strings lie in it) or, after the fast parse, the
+  /// decoded strings one after another.
   std::string text_;
   std::vector<item> items_;
   /// While parsing: the objects and arrays not closed yet.
