@@ -19,7 +19,6 @@
 #include <cstring>
 #include <exception>
 #include <limits>
-#include <optional>
 #include <system_error>
 
 namespace es::json {
@@ -448,7 +447,7 @@ caf::error check_size(std::string_view text, const parse_limits& limits) {
 // simdjson finds a text's structure 64 bytes at a time and parses a typical
 // payload about four times as fast as RapidJSON's reader. Its verdicts are
 // not the store's in every case, so it only serves texts it accepts and
-// whose tree passes the checks of `walk_tree`; RapidJSON parses every other
+// whose tape passes the checks of `walk_tape`; RapidJSON parses every other
 // text again, which keeps the refusals' messages and offsets, and the
 // store's reading of what simdjson refuses but the store accepts:
 // - integers beyond 64 bits (simdjson refuses them, the store reads them
@@ -471,14 +470,16 @@ constexpr size_t max_fast_bytes = 16384;
 
 /// Parses `text` with simdjson from a copy in `buf` with the padding
 /// simdjson reads past the end. Returns whether simdjson accepted the text
-/// (then `root` is its value, valid until `parser` parses again).
+/// (then `parser.doc` holds its tape until `parser` parses again).
 bool fast_parse(simdjson::dom::parser& parser, std::string_view text,
-                std::string& buf, simdjson::dom::element& root) {
+                std::string& buf) {
   if (text.size() > max_fast_bytes || text.substr(0, 3) == "\xEF\xBB\xBF")
     return false;
   buf.reserve(text.size() + simdjson::SIMDJSON_PADDING);
-  buf.assign(text);
-  return parser.parse(buf.data(), buf.size(), false).get(root)
+  // clear and append: assign's aliasing checks cost more than the copy.
+  buf.clear();
+  buf.append(text);
+  return parser.parse(buf.data(), buf.size(), false).error()
          == simdjson::SUCCESS;
 }
 
@@ -493,7 +494,7 @@ bool has_digit_run(std::string_view text, size_t n) noexcept {
   return false;
 }
 
-/// What `walk_tree` knows of the text whose tree it walks.
+/// What `walk_tape` knows of the text whose tape it walks.
 struct walk_context {
   std::string_view text;
   const parse_limits& limits;
@@ -502,8 +503,9 @@ struct walk_context {
   bool check_surrogates;
   /// Whether the text has a run of digits as long as the integer part of
   /// a number RapidJSON's scanner may refuse; found out on the first
-  /// floating number.
-  std::optional<bool> long_digit_run = std::nullopt;
+  /// floating number (`digits_scanned`).
+  bool long_digit_run = false;
+  bool digits_scanned = false;
 
   walk_context(std::string_view text, const parse_limits& limits)
     : text(text), limits(limits),
@@ -512,98 +514,106 @@ struct walk_context {
   }
 };
 
-/// Walks the tree of a text simdjson accepted, depth first in text order,
-/// telling `out` what it finds (`open` returns a handle that `close` gets
-/// back with the number of members or elements). Returns false, having
-/// told `out` only part of the tree, where the store's verdict could
-/// differ from simdjson's (see above): RapidJSON must parse the text.
+/// Walks simdjson's tape of the text its parser last accepted, in text
+/// order, telling `out` what it finds: `open(tag, count)` and `close()`
+/// around arrays and objects, `text(str, offset)` for strings and member
+/// names (`offset`: where the bytes lie in the parser's string buffer),
+/// and the scalars. Returns false, having told `out` only part of the
+/// text, where the store's verdict could differ from simdjson's (see
+/// above): RapidJSON must parse the text.
+///
+/// The tape is in simdjson's format (its doc/tape.md; CMake asks for
+/// simdjson 3): a 64-bit word per value with the type's character in the top
+/// byte and a payload in the low 56 bits; a number's value in the word after
+/// it; for a string, the offset of its 4-byte length and bytes in the string
+/// buffer; for `[` and `{`, the number of elements or members in bits 32
+/// to 55 (saturated at 0xFFFFFF); the root's first word holds the index
+/// after its last. The tape holds no numbers beyond those types, and each
+/// string is valid UTF-8.
 template <class Sink>
-bool walk_tree(simdjson::dom::element x, size_t depth, walk_context& ctx,
+bool walk_tape(const simdjson::dom::document& doc, walk_context& ctx,
                Sink& out) {
-  using simdjson::dom::element_type;
   using tag = tape::item::tag;
-  switch (x.type()) {
-    case element_type::ARRAY: {
-      if (depth >= ctx.limits.max_depth)
-        return false;
-      auto handle = out.open(tag::array);
-      uint32_t n = 0;
-      // A copy: value_unsafe() of a temporary result is a reference into it.
-      simdjson::dom::array elements = x.get_array().value_unsafe();
-      for (auto child : elements) {
-        if (!walk_tree(child, depth + 1, ctx, out))
+  constexpr uint64_t payload_mask = 0x00FF'FFFF'FFFF'FFFF;
+  constexpr uint32_t saturated = 0xFF'FFFF;
+  const uint64_t* words = doc.tape.get();
+  const uint8_t* strings = doc.string_buf.get();
+  // The root's two words enclose the value.
+  auto last = static_cast<size_t>(words[0] & payload_mask) - 1;
+  size_t depth = 0;
+  for (size_t i = 1; i < last; ++i) {
+    auto word = words[i];
+    auto payload = word & payload_mask;
+    switch (static_cast<char>(word >> 56)) {
+      case '[':
+      case '{': {
+        auto count = static_cast<uint32_t>(payload >> 32) & saturated;
+        if (++depth > ctx.limits.max_depth || count == saturated)
           return false;
-        ++n;
+        out.open(static_cast<char>(word >> 56) == '[' ? tag::array
+                                                      : tag::object,
+                 count);
+        break;
       }
-      out.close(handle, n);
-      return true;
-    }
-    case element_type::OBJECT: {
-      if (depth >= ctx.limits.max_depth)
-        return false;
-      auto handle = out.open(tag::object);
-      uint32_t n = 0;
-      simdjson::dom::object members = x.get_object().value_unsafe();
-      for (auto member : members) {
-        if (ctx.check_surrogates
-            && has_encoded_surrogate(member.key.data(), member.key.size()))
+      case ']':
+      case '}':
+        --depth;
+        out.close();
+        break;
+      case '"': {
+        uint32_t len = 0;
+        std::memcpy(&len, strings + payload, sizeof(len));
+        auto offset = static_cast<size_t>(payload) + sizeof(len);
+        auto str = reinterpret_cast<const char*>(strings + offset);
+        if (ctx.check_surrogates && has_encoded_surrogate(str, len))
           return false;
-        out.text(tag::key, member.key);
-        if (!walk_tree(member.value, depth + 1, ctx, out))
-          return false;
-        ++n;
+        out.text(std::string_view{str, len}, offset);
+        break;
       }
-      out.close(handle, n);
-      return true;
+      case 'l': {
+        int64_t x = 0;
+        std::memcpy(&x, words + ++i, sizeof(x));
+        // As RapidJSON reads it: a non-negative integer is unsigned too.
+        if (x >= 0)
+          out.unsigned_integer(static_cast<uint64_t>(x));
+        else
+          out.negative_integer(x);
+        break;
+      }
+      case 'u': out.unsigned_integer(words[++i]); break;
+      case 'd': {
+        double x = 0;
+        std::memcpy(&x, words + ++i, sizeof(x));
+        if (x == 0 || !std::isfinite(x))
+          return false;
+        if (!ctx.digits_scanned) {
+          ctx.long_digit_run = has_digit_run(ctx.text, 309);
+          ctx.digits_scanned = true;
+        }
+        if (ctx.long_digit_run)
+          return false;
+        out.floating(x);
+        break;
+      }
+      case 't': out.boolean(true); break;
+      case 'f': out.boolean(false); break;
+      case 'n': out.null(); break;
+      default: return false; // Not in simdjson 3's format.
     }
-    case element_type::INT64: {
-      auto i = x.get_int64().value_unsafe();
-      // As RapidJSON reads it: a non-negative integer is unsigned too.
-      if (i >= 0)
-        out.unsigned_integer(static_cast<uint64_t>(i));
-      else
-        out.negative_integer(i);
-      return true;
-    }
-    case element_type::UINT64:
-      out.unsigned_integer(x.get_uint64().value_unsafe());
-      return true;
-    case element_type::DOUBLE: {
-      auto d = x.get_double().value_unsafe();
-      if (d == 0 || !std::isfinite(d))
-        return false;
-      if (!ctx.long_digit_run)
-        ctx.long_digit_run = has_digit_run(ctx.text, 309);
-      if (*ctx.long_digit_run)
-        return false;
-      out.floating(d);
-      return true;
-    }
-    case element_type::STRING: {
-      auto str = x.get_string().value_unsafe();
-      if (ctx.check_surrogates && has_encoded_surrogate(str.data(), str.size()))
-        return false;
-      out.text(tag::string, str);
-      return true;
-    }
-    case element_type::BOOL:
-      out.boolean(x.get_bool().value_unsafe());
-      return true;
-    case element_type::NULL_VALUE: out.null(); return true;
   }
-  return false;
+  return true;
 }
 
-/// A `walk_tree` sink that keeps nothing: used for validation only.
+/// A `walk_tape` sink that keeps nothing: used for validation only.
 struct null_sink {
   using tag = tape::item::tag;
-  int open(tag) noexcept {
-    return 0;
-  }
-  void close(int, uint32_t) noexcept {
+  void open(tag, uint32_t) noexcept {
     // nop
   }
-  void text(tag, std::string_view) noexcept {
+  void close() noexcept {
+    // nop
+  }
+  void text(std::string_view, size_t) noexcept {
     // nop
   }
   void negative_integer(int64_t) noexcept {
@@ -647,11 +657,10 @@ caf::error validate(std::string_view text, const parse_limits& limits,
     thread_local validation_state state;
     if (state.buf.capacity() > 65536)
       std::string{}.swap(state.buf);
-    simdjson::dom::element root;
     null_sink ignore;
     walk_context ctx{text, limits};
-    if (fast_parse(state.parser, text, state.buf, root)
-        && walk_tree(root, 0, ctx, ignore))
+    if (fast_parse(state.parser, text, state.buf)
+        && walk_tape(state.parser.doc, ctx, ignore))
       return caf::none;
     auto found = copy_for_parsing(text, state.buf);
     null_handler sink;
@@ -1043,25 +1052,34 @@ struct tape::builder {
   }
 };
 
-/// Reads the tree of a text simdjson accepted into a tape (a `walk_tree`
-/// sink), copying the decoded strings into the tape's `text_`.
+/// Reads the tape of a text simdjson accepted into a tape (a `walk_tape`
+/// sink); the tape's `text_` then holds simdjson's string buffer.
 struct tape::fast_parser {
   simdjson::dom::parser parser;
   tape* out = nullptr;
+  /// Whether the next string is a member name.
+  bool name_next = false;
+  /// The end of the last string in the string buffer.
+  size_t strings_end = 0;
 
   /// Parses `text` into `t`. Returns false where RapidJSON must parse the
-  /// text (see `walk_tree`); `t` then holds part of the text's items.
+  /// text (see `walk_tape`); `t` then holds part of the text's items.
   bool run(tape& t, std::string_view text, const parse_limits& limits) {
-    simdjson::dom::element root;
-    if (!fast_parse(parser, text, t.text_, root))
+    if (!fast_parse(parser, text, t.text_))
       return false;
-    // The tree holds all it needs from the copy of the text: from here on
-    // `text_` takes the decoded strings, which are never longer.
-    t.text_.clear();
     t.items_.reserve(std::min<size_t>(text.size() / 8 + 4, 4096));
     out = &t;
+    name_next = false;
+    strings_end = 0;
     walk_context ctx{text, limits};
-    return walk_tree(root, 0, ctx, *this);
+    if (!walk_tape(parser.doc, ctx, *this))
+      return false;
+    // The items point into the string buffer by offset: a copy of the part
+    // in use replaces the text, which the tape no longer needs.
+    auto strings = reinterpret_cast<const char*>(parser.doc.string_buf.get());
+    t.text_.clear();
+    t.text_.append(strings, strings_end);
+    return true;
   }
 
   void push(item::tag type, uint32_t size = 0) {
@@ -1072,37 +1090,55 @@ struct tape::fast_parser {
     x.u = 0;
     out->items_.push_back(x);
   }
-  size_t open(item::tag type) {
-    push(type);
-    return out->items_.size() - 1;
+  /// After a value: a name comes next if the value is a member's.
+  void value_done() {
+    name_next = !out->open_.empty()
+                && out->items_[out->open_.back()].type == item::tag::object;
   }
-  void close(size_t at, uint32_t n) {
-    auto& x = out->items_[at];
-    x.size = n;
+  void open(item::tag type, uint32_t count) {
+    out->open_.push_back(static_cast<uint32_t>(out->items_.size()));
+    push(type, count);
+    name_next = type == item::tag::object;
+  }
+  void close() {
+    auto& x = out->items_[out->open_.back()];
+    out->open_.pop_back();
     x.next = static_cast<uint32_t>(out->items_.size());
+    value_done();
   }
-  void text(item::tag type, std::string_view str) {
-    push(type, static_cast<uint32_t>(str.size()));
-    out->items_.back().u = out->text_.size();
-    out->text_.append(str);
+  void text(std::string_view str, size_t offset) {
+    bool name = name_next;
+    push(name ? item::tag::key : item::tag::string,
+         static_cast<uint32_t>(str.size()));
+    out->items_.back().u = offset;
+    strings_end = offset + str.size();
+    if (name)
+      name_next = false;
+    else
+      value_done();
   }
   void negative_integer(int64_t i) {
     push(item::tag::negative);
     out->items_.back().i = i;
+    value_done();
   }
   void unsigned_integer(uint64_t u) {
     push(item::tag::nonnegative);
     out->items_.back().u = u;
+    value_done();
   }
   void floating(double d) {
     push(item::tag::floating);
     out->items_.back().d = d;
+    value_done();
   }
   void boolean(bool b) {
     push(b ? item::tag::true_value : item::tag::false_value);
+    value_done();
   }
   void null() {
     push(item::tag::null);
+    value_done();
   }
 };
 
@@ -1117,14 +1153,18 @@ tape& tape::operator=(tape&&) noexcept = default;
 caf::error tape::parse(std::string_view text, const parse_limits& limits) {
   items_.clear();
   open_.clear();
+  parsed_fast_ = false;
   if (auto err = check_size(text, limits))
     return err;
   try {
     if (fast_ == nullptr)
       fast_ = std::make_unique<fast_parser>();
-    if (fast_->run(*this, text, limits))
+    if (fast_->run(*this, text, limits)) {
+      parsed_fast_ = true;
       return caf::none;
+    }
     items_.clear();
+    open_.clear();
     auto found = copy_for_parsing(text, text_);
     // A typical payload has an item for every 10 to 20 bytes; beyond a
     // few thousand items the vector grows as needed (a large text may be

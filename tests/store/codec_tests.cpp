@@ -584,6 +584,26 @@ TEST_CASE("tapes and validation agree with documents on every text", "[json]") {
       CHECK(error_text(valid) == error_text(doc.error()));
     }
   }
+  // Typical texts take the fast path; the cases RapidJSON must read do not.
+  for (std::string_view text :
+       {R"({"a":[1,-2,1.5,1E2,true,false,null,"x"],"o":{"k":{}},"e":[]})",
+        R"({"k\u00e9y":"v\n","n":[18446744073709551615,-9223372036854775808]})",
+        "\"only\"", "5", "[]"}) {
+    INFO(text);
+    REQUIRE_FALSE(tape.parse(text));
+    CHECK(tape.parsed_fast());
+  }
+  for (std::string_view text :
+       {"[0.0]", "[18446744073709551616]", R"(["\udc00"])", "[1e-400]"}) {
+    INFO(text);
+    static_cast<void>(tape.parse(text));
+    CHECK_FALSE(tape.parsed_fast());
+  }
+  auto long_text = "[\"" + std::string(20000, 'x') + "\"]";
+  REQUIRE_FALSE(tape.parse(long_text));
+  CHECK_FALSE(tape.parsed_fast());
+  size_t at = 0;
+  CHECK(tape.root().next_element(at)->as_string() == std::string(20000, 'x'));
   // A lower limit is kept on both paths.
   json::parse_limits two;
   two.max_depth = 2;

@@ -199,6 +199,12 @@ public:
   /// Gives up memory beyond `bytes` kept from earlier texts.
   void shrink(size_t bytes) noexcept;
 
+  /// Whether the last successful parse took the fast path (simdjson)
+  /// rather than RapidJSON; the results are the same either way.
+  bool parsed_fast() const noexcept {
+    return parsed_fast_;
+  }
+
   /// One item; an object's members are a key item followed by the value.
   struct item {
     enum class tag : uint8_t {
@@ -238,6 +244,7 @@ private:
   /// simdjson's parser, made on the first parse; texts it accepts are
   /// read from its tree, others go to RapidJSON (see json.cpp).
   std::unique_ptr<fast_parser> fast_;
+  bool parsed_fast_ = false;
   /// The parsed text (strings lie in it) or, after the fast parse, the
   /// decoded strings one after another.
   std::string text_;
