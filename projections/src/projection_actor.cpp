@@ -311,16 +311,24 @@ void release_acks(projection_actor* self) {
   st.acks.erase(st.acks.begin(), i);
 }
 
-void advance(projection_actor* self, const event_view& ev, bool handled) {
+/// Moves the projection past `ev`. With `stamp`, a handled event also sets
+/// the time of the last processing; pages handled in place set it once,
+/// after the page (`read_page`), sparing a clock read per event.
+void advance(projection_actor* self, const event_view& ev, bool handled,
+             bool stamp = true) {
   auto& st = self->state;
   st.position = ev.global_position();
   if (handled) {
     ++st.processed;
     ++st.processed_since_save;
-    st.last_processed_at = now_utc();
+    if (stamp)
+      st.last_processed_at = now_utc();
     st.last_event_time = ev.occurred_at();
     st.last_event_id = ev.event_id();
-    st.last_event_type = ev.event_type();
+    // Consecutive events mostly share a type: compare before copying.
+    auto type = ev.event_type();
+    if (type != st.last_event_type)
+      st.last_event_type.assign(type.data(), type.size());
   }
   st.head = std::max(st.head, st.position);
 }
@@ -746,7 +754,7 @@ bool handle_in_place(projection_actor* self, const event_view& ev,
     return st.proj->handle_view(ev);
   });
   if (!err) {
-    advance(self, ev, true);
+    advance(self, ev, true, false);
     st.attempt = 0;
     return true;
   }
@@ -785,8 +793,11 @@ bool read_page(projection_actor* self) {
     stopped = !handle_in_place(self, row, opts.filter.empty());
     return !stopped;
   };
+  auto processed_before = st.processed;
   auto page = in_place ? st.cfg.store->visit_all(opts, visit)
                        : st.cfg.store->read_all(opts);
+  if (st.processed != processed_before)
+    st.last_processed_at = now_utc();
   if (!page) {
     fail(self, std::move(page.error()));
     return false;
