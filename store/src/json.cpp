@@ -498,8 +498,9 @@ bool has_digit_run(std::string_view text, size_t n) noexcept {
 struct walk_context {
   std::string_view text;
   const parse_limits& limits;
-  /// The text holds a \u escape: a decoded string may hold a surrogate (a
-  /// text simdjson accepted is valid UTF-8, so nothing else makes one).
+  /// The text holds a backslash, so a decoded string may hold a surrogate
+  /// from a \u escape (a text simdjson accepted is valid UTF-8, so
+  /// nothing else makes one).
   bool check_surrogates;
   /// Whether the text has a run of digits as long as the integer part of
   /// a number RapidJSON's scanner may refuse; found out on the first
