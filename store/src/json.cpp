@@ -1084,12 +1084,7 @@ struct tape::fast_parser {
   }
 
   void push(item::tag type, uint32_t size = 0) {
-    item x;
-    x.type = type;
-    x.size = size;
-    x.next = static_cast<uint32_t>(out->items_.size() + 1);
-    x.u = 0;
-    out->items_.push_back(x);
+    builder{*out}.push(type, size);
   }
   /// After a value: a name comes next if the value is a member's.
   void value_done() {
