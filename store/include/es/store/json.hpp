@@ -242,11 +242,11 @@ private:
   struct fast_parser;
 
   /// simdjson's parser, made on the first parse; texts it accepts are
-  /// read from its tree, others go to RapidJSON (see json.cpp).
+  /// read from its tape, others go to RapidJSON (see json.cpp).
   std::unique_ptr<fast_parser> fast_;
   bool parsed_fast_ = false;
-  /// The parsed text (strings lie in it) or, after the fast parse, the
-  /// decoded strings one after another.
+  /// The parsed text (strings lie in it) or, after the fast parse, a copy
+  /// of simdjson's string buffer (each string after its length).
   std::string text_;
   std::vector<item> items_;
   /// While parsing: the objects and arrays not closed yet.
