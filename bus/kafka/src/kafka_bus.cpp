@@ -395,6 +395,14 @@ outgoing dead_letter_of(const consumer_state& st, const incoming& m,
   return x;
 }
 
+/// Whether a commit failed because the group's membership changed under it
+/// (a rebalance is under way, or this member was dropped and rejoins).
+bool rebalancing(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS
+         || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION
+         || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID;
+}
+
 /// Handles a batch, then commits the offsets after it.
 caf::error process(consumer_actor* self, const std::vector<incoming>& batch) {
   auto& st = self->state;
@@ -431,12 +439,25 @@ caf::error process(consumer_actor* self, const std::vector<incoming>& batch) {
       = offset;
   auto err = rd_kafka_commit(st.consumer.get(), list, 0);
   rd_kafka_topic_partition_list_destroy(list);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return make_kafka_error(kafka_errc::server_error,
-                            "committing the offsets of group " + st.group
-                              + " failed (the batch comes again): "
-                              + rd_kafka_err2str(err));
-  return caf::none;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    return caf::none;
+  if (rebalancing(err)) {
+    // The group is moving partitions (a member joined or left). Leaving it
+    // now, as after a failure, would start one more rebalance, in which
+    // the other members' commits fail in turn. Staying is enough: whoever
+    // owns these partitions next reads them from the committed offsets.
+    log(log_level::info,
+        "kafka bus: group " + st.group
+          + " is rebalancing; its last batch comes again to the partitions' "
+            "next owners ("
+          + rd_kafka_err2str(err) + ")",
+        log_context{"bus"});
+    return caf::none;
+  }
+  return make_kafka_error(kafka_errc::server_error,
+                          "committing the offsets of group " + st.group
+                            + " failed (the batch comes again): "
+                            + rd_kafka_err2str(err));
 }
 
 caf::error poll_once(consumer_actor* self) {

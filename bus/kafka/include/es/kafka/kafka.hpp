@@ -142,8 +142,11 @@ struct kafka_bus_config {
 /// with local subscriptions polls batches, hands each to the group's local
 /// subscriptions in partition order, and commits its offsets once every
 /// handler finished; on a rebalance a consumer gives up its partitions
-/// between batches, so what it finished is committed. The consumers run
-/// under a supervisor of the bus; a breaker guards the publisher.
+/// between batches, so what it finished is committed. A broker that refuses
+/// that commit because the rebalance already began (librdkafka's mock
+/// cluster does) hands the batch to the partitions' next owners again, and
+/// the consumer stays in the group. The consumers run under a supervisor of
+/// the bus; a breaker guards the publisher.
 caf::expected<event_bus_ptr> make_kafka_bus(caf::actor_system& sys,
                                             kafka_bus_config cfg);
 
