@@ -200,29 +200,49 @@ TEMPLATE_TEST_CASE("the members of one group share its events, none twice",
   require_started(*bus);
   if (other != bus)
     require_started(*other);
-  // Many aggregates, so that every way of sharing gives both members some.
-  auto events = make_events(32, 2);
-  publish_all(*bus, events, 4);
-  std::set<uuid> both;
-  auto wait_union = [&] {
-    for (int i = 0; i < 2000; ++i) {
-      both = a.ids();
-      auto more = b.ids();
-      both.insert(more.begin(), more.end());
-      if (both.size() >= events.size())
-        return true;
-      // Waits on one member's arrivals, then looks at both again.
-      a.wait_for(a.distinct() + 1);
-    }
-    return false;
+  // The group forms first. While it does (on Kafka, a rebalance moves
+  // partitions as the second member joins), a batch handled by one member
+  // may come again to the next owner of its partition: at-least-once. So
+  // events go out in rounds until both members handle some, and only the
+  // events after that are held to "none twice".
+  auto in_both_members = [&] {
+    return a.distinct() > 0 && b.distinct() > 0;
   };
-  REQUIRE(wait_union());
+  int64_t position = 1;
+  for (int round = 0; round < 30 && !in_both_members(); ++round) {
+    auto warm_up = make_events(8, 1, position);
+    position += static_cast<int64_t>(warm_up.size());
+    publish_all(*bus, warm_up);
+    eventually(in_both_members, std::chrono::seconds(1));
+  }
+  REQUIRE(in_both_members());
+  // Many aggregates, so that every way of sharing gives both members some.
+  auto events = make_events(32, 2, position);
+  auto expected = ids_of(events);
+  publish_all(*bus, events, 4);
+  auto counted = [&](const collector& c) {
+    std::vector<uuid> result;
+    for (const auto& ev : c.events())
+      if (expected.count(ev.event_id) > 0)
+        result.push_back(ev.event_id);
+    return result;
+  };
+  std::set<uuid> both;
+  REQUIRE(eventually([&] {
+    auto in_a = counted(a);
+    auto in_b = counted(b);
+    both = std::set<uuid>(in_a.begin(), in_a.end());
+    both.insert(in_b.begin(), in_b.end());
+    return both.size() >= expected.size();
+  }));
   REQUIRE_FALSE(bus->drain(arrival_timeout));
   if (other != bus)
     REQUIRE_FALSE(other->drain(arrival_timeout));
-  CHECK(both == ids_of(events));
-  auto in_a = a.ids();
-  auto in_b = b.ids();
+  CHECK(both == expected);
+  auto a_events = counted(a);
+  auto b_events = counted(b);
+  std::set<uuid> in_a(a_events.begin(), a_events.end());
+  std::set<uuid> in_b(b_events.begin(), b_events.end());
   std::vector<uuid> twice;
   std::set_intersection(in_a.begin(), in_a.end(), in_b.begin(), in_b.end(),
                         std::back_inserter(twice));
@@ -230,8 +250,8 @@ TEMPLATE_TEST_CASE("the members of one group share its events, none twice",
   CHECK_FALSE(in_a.empty());
   CHECK_FALSE(in_b.empty());
   // Within one member, no event twice either.
-  CHECK(a.events().size() == in_a.size());
-  CHECK(b.events().size() == in_b.size());
+  CHECK(a_events.size() == in_a.size());
+  CHECK(b_events.size() == in_b.size());
 }
 
 TEMPLATE_TEST_CASE("an unsubscribed handler gets nothing more",
