@@ -32,61 +32,72 @@ namespace es::testing::bus_contract {
 /// How long a test waits for events that must arrive.
 inline constexpr auto arrival_timeout = std::chrono::seconds(20);
 
-/// Records what a handler saw; waits for counts with a timeout.
+/// Records what a handler saw; waits for counts with a timeout. Handlers
+/// share the record, so a delivery still under way when a test ends early
+/// (a failed REQUIRE before the bus stopped) finds it alive.
 class collector {
 public:
   void add(const recorded_event& ev) {
-    std::lock_guard guard{mtx_};
-    events_.push_back(ev);
-    cv_.notify_all();
+    record_->add(ev);
   }
 
   /// A handler that records and succeeds.
   event_handler_fn handler() {
-    return [this](const recorded_event& ev) {
-      add(ev);
+    return [record = record_](const recorded_event& ev) {
+      record->add(ev);
       return caf::error{};
     };
   }
 
   /// Waits until `n` distinct events arrived; false on timeout.
   bool wait_for(size_t n) {
-    std::unique_lock guard{mtx_};
-    return cv_.wait_for(guard, arrival_timeout, [&] {
-      return distinct_locked() >= n;
+    auto& r = *record_;
+    std::unique_lock guard{r.mtx};
+    return r.cv.wait_for(guard, arrival_timeout, [&] {
+      return r.distinct_locked() >= n;
     });
   }
 
   std::vector<recorded_event> events() const {
-    std::lock_guard guard{mtx_};
-    return events_;
+    std::lock_guard guard{record_->mtx};
+    return record_->events;
   }
 
   /// Event ids seen, each once.
   std::set<uuid> ids() const {
-    std::lock_guard guard{mtx_};
+    std::lock_guard guard{record_->mtx};
     std::set<uuid> result;
-    for (const auto& ev : events_)
+    for (const auto& ev : record_->events)
       result.insert(ev.event_id);
     return result;
   }
 
   size_t distinct() const {
-    std::lock_guard guard{mtx_};
-    return distinct_locked();
+    std::lock_guard guard{record_->mtx};
+    return record_->distinct_locked();
   }
 
 private:
-  size_t distinct_locked() const {
-    std::set<uuid> seen;
-    for (const auto& ev : events_)
-      seen.insert(ev.event_id);
-    return seen.size();
-  }
+  struct record {
+    std::mutex mtx;
+    std::condition_variable cv;
+    std::vector<recorded_event> events;
 
-  mutable std::mutex mtx_;
-  std::condition_variable cv_;
-  std::vector<recorded_event> events_;
+    void add(const recorded_event& ev) {
+      std::lock_guard guard{mtx};
+      events.push_back(ev);
+      cv.notify_all();
+    }
+
+    size_t distinct_locked() const {
+      std::set<uuid> seen;
+      for (const auto& ev : events)
+        seen.insert(ev.event_id);
+      return seen.size();
+    }
+  };
+
+  std::shared_ptr<record> record_ = std::make_shared<record>();
 };
 
 /// Subscribes to the types given at construction.
