@@ -3,142 +3,209 @@
 #include "es/actors/errors.hpp"
 #include "es/actors/type_ids.hpp"
 
+#include <caf/actor_clock.hpp>
+#include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/detail/sync_request_bouncer.hpp>
 #include <caf/mailbox_element.hpp>
-#include <caf/message_view.hpp>
-#include <caf/response_promise.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
 #include <list>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
+
+// A region is two parts behind one handle (an actor pool):
+// - the router, which runs inside `enqueue` on the sender's thread: a command
+//   for a live aggregate goes straight into that aggregate actor's mailbox,
+//   sender and request id untouched, so the aggregate answers the sender and
+//   the region costs a command no message of its own;
+// - the manager, an actor that spawns, passivates and forgets aggregate
+//   actors and answers every other message.
+// Both work on the routing table under one mutex. Commands for an aggregate
+// without a live actor (not spawned yet, or passivating) wait in its entry
+// and go, in order, to its next actor.
 
 namespace es {
 
 namespace {
 
-struct stashed_command {
-  caf::message msg;
-  caf::response_promise rp;
-  /// The sender of an asynchronous message (a part of a joint command),
-  /// which a response promise does not keep.
-  caf::strong_actor_ptr sender;
-};
-
 struct child_entry {
+  /// Empty while the manager spawns the actor.
   caf::actor actor;
   caf::actor_clock::time_point last_used;
+  /// Valid while `actor` is set.
   std::list<uuid>::iterator lru_pos;
   bool passivating = false;
-  /// Commands that arrived during a passivation, oldest first. A vector, not
-  /// a deque: an empty deque allocates, and there is one entry per live
+  /// Commands waiting for the next actor, oldest first. A vector, not a
+  /// deque: an empty deque allocates, and there is one entry per live
   /// aggregate.
-  std::vector<stashed_command> stash;
+  std::vector<caf::mailbox_element_ptr> stash;
+};
+
+struct region_core {
+  region_core(region_options o, caf::actor_clock& c) : opts(o), clock(&c) {
+    // nop
+  }
+
+  std::mutex mtx;
+  const region_options opts;
+  caf::actor_clock* clock;
+  std::unordered_map<uuid, child_entry> children;
+  /// Entries with an actor, least recently used first.
+  std::list<uuid> lru;
+  /// Entries with an actor that is not being passivated.
+  size_t active = 0;
+  region_stats stats;
+  /// The manager ended: nothing is routed any more.
+  bool closed = false;
+};
+
+using core_ptr = std::shared_ptr<region_core>;
+
+void bounce(const caf::mailbox_element& x) {
+  caf::detail::sync_request_bouncer f{
+    caf::make_error(caf::exit_reason::user_shutdown)};
+  f(x);
+}
+
+/// Marks a use of `entry` (for the idle check and the LRU order). Call with
+/// the lock held.
+void touch(region_core& core, child_entry& entry) {
+  if (core.opts.idle_timeout.count() > 0)
+    entry.last_used = core.clock->now();
+  // Moves the node: no allocation per command, and the iterator stays valid.
+  core.lru.splice(core.lru.end(), core.lru, entry.lru_pos);
+}
+
+/// The router: called by the pool with its lock held.
+void route(region_core& core, const caf::actor& manager,
+           caf::mailbox_element_ptr& ptr, caf::execution_unit* host) {
+  auto id = ptr->content().get_as<command_envelope>(0).aggregate_id;
+  std::unique_lock<std::mutex> guard{core.mtx};
+  if (core.closed) {
+    guard.unlock();
+    bounce(*ptr);
+    return;
+  }
+  ++core.stats.commands_routed;
+  auto [i, added] = core.children.try_emplace(id);
+  auto& entry = i->second;
+  if (!added && entry.actor && !entry.passivating) {
+    touch(core, entry);
+    // Under the lock: a passivation marks the entry and sends its message
+    // under it too, so a command either precedes that message in the
+    // actor's mailbox or waits for the next actor.
+    entry.actor->enqueue(std::move(ptr), host);
+    return;
+  }
+  if (entry.passivating)
+    ++core.stats.commands_stashed;
+  entry.stash.push_back(std::move(ptr));
+  if (added) {
+    guard.unlock();
+    manager->enqueue(nullptr, caf::make_message_id(),
+                     caf::make_message(caf::spawn_atom_v, id), host);
+  }
+}
+
+/// The pool's dispatch: commands to the router, the rest to the manager (the
+/// pool's only worker).
+struct region_policy {
+  core_ptr core;
+
+  void operator()(caf::actor_system&, caf::actor_pool::uplock& guard,
+                  const caf::actor_pool::actor_vec& workers,
+                  caf::mailbox_element_ptr& ptr, caf::execution_unit* host) {
+    const auto& content = ptr->content();
+    if (!content.empty() && content.match_element<command_envelope>(0)) {
+      route(*core, workers.front(), ptr, host);
+      return;
+    }
+    auto manager = workers.front();
+    guard.unlock();
+    manager->enqueue(std::move(ptr), host);
+  }
 };
 
 struct region_state {
   static inline const char* name = "es.aggregate_region";
 
-  region_options opts;
+  core_ptr core;
   aggregate_spawner spawner;
-  std::unordered_map<uuid, child_entry> children;
   std::unordered_map<caf::actor_addr, uuid> by_addr;
-  /// Least recently used first.
-  std::list<uuid> lru;
-  /// Children not being passivated.
-  size_t active = 0;
-  region_stats stats;
 
   ~region_state() {
-    for (auto& [id, entry] : children)
-      caf::anon_send_exit(entry.actor, caf::exit_reason::user_shutdown);
+    if (!core)
+      return;
+    std::vector<caf::mailbox_element_ptr> waiting;
+    {
+      std::lock_guard<std::mutex> guard{core->mtx};
+      core->closed = true;
+      for (auto& [id, entry] : core->children) {
+        if (entry.actor)
+          caf::anon_send_exit(entry.actor, caf::exit_reason::user_shutdown);
+        for (auto& x : entry.stash)
+          waiting.push_back(std::move(x));
+      }
+      core->children.clear();
+      core->lru.clear();
+    }
+    for (auto& x : waiting)
+      bounce(*x);
   }
 };
 
 using region_actor = caf::stateful_actor<region_state>;
 
-void touch(region_actor* self, child_entry& entry) {
-  auto& st = self->state;
-  entry.last_used = self->clock().now();
-  // Moves the node: no allocation per command, and the iterator stays valid.
-  st.lru.splice(st.lru.end(), st.lru, entry.lru_pos);
-}
-
-void passivate(region_actor* self, child_entry& entry) {
-  if (entry.passivating)
+/// Starts passivating `entry`. Call with the lock held.
+void passivate(region_actor* self, region_core& core, child_entry& entry) {
+  if (entry.passivating || !entry.actor)
     return;
   entry.passivating = true;
-  --self->state.active;
-  // Commands already sent to the child run first; then it ends and the
+  --core.active;
+  // Commands already in the actor's mailbox run first; then it ends and the
   // down handler either forgets it or starts its successor.
   self->send(entry.actor, passivate_atom_v);
 }
 
-child_entry& spawn_child(region_actor* self, const uuid& id) {
+/// Spawns the actor of `id`, whose entry waits for one, and hands it the
+/// commands that wait there.
+void spawn_child(region_actor* self, const uuid& id) {
   auto& st = self->state;
-  // Make room: passivate the least recently used active aggregates.
-  for (auto i = st.lru.begin();
-       st.active >= st.opts.max_live && i != st.lru.end(); ++i) {
-    auto& victim = st.children[*i];
-    if (!victim.passivating)
-      passivate(self, victim);
+  auto& core = *st.core;
+  {
+    std::lock_guard<std::mutex> guard{core.mtx};
+    auto i = core.children.find(id);
+    if (i == core.children.end() || i->second.actor)
+      return;
+    // Make room: passivate the least recently used active aggregates.
+    for (auto j = core.lru.begin();
+         core.active >= core.opts.max_live && j != core.lru.end(); ++j)
+      passivate(self, core, core.children[*j]);
   }
   auto child = st.spawner(self, id);
   self->monitor(child);
   st.by_addr[child.address()] = id;
-  auto& entry = st.children[id];
-  entry.actor = std::move(child);
-  entry.passivating = false;
-  entry.last_used = self->clock().now();
-  entry.lru_pos = st.lru.insert(st.lru.end(), id);
-  ++st.active;
-  ++st.stats.spawned;
-  st.stats.live = st.children.size();
-  return entry;
-}
-
-/// Passes a command on to its aggregate actor. A request is delegated (the
-/// aggregate answers the requester); an asynchronous message, the part of
-/// a joint command, goes with its sender, to whom the aggregate offers its
-/// events and answers.
-caf::result<caf::message> pass_on(region_actor* self, const caf::actor& dest,
-                                  caf::message msg) {
-  if (self->current_message_id().is_request())
-    return self->delegate(dest, std::move(msg));
-  dest->enqueue(caf::make_mailbox_element(self->current_sender(),
-                                          caf::make_message_id(), {},
-                                          std::move(msg)),
-                self->context());
-  return caf::delegated<caf::message>{};
-}
-
-caf::result<caf::message> route(region_actor* self, caf::message_view& x) {
-  auto& content = x.content();
-  if (content.empty() || !content.match_element<command_envelope>(0))
-    return caf::make_error(actors_errc::invalid_command,
-                           std::string{"a region takes (command_envelope, "
-                                       "command) messages"});
-  auto id = content.get_as<command_envelope>(0).aggregate_id;
-  auto& st = self->state;
-  ++st.stats.commands_routed;
-  auto i = st.children.find(id);
-  if (i == st.children.end())
-    return pass_on(self, spawn_child(self, id).actor,
-                   x.move_content_to_message());
-  auto& entry = i->second;
-  if (entry.passivating) {
-    auto rp = self->make_response_promise();
-    entry.stash.push_back({x.move_content_to_message(), rp,
-                           self->current_message_id().is_request()
-                             ? nullptr
-                             : self->current_sender()});
-    ++st.stats.commands_stashed;
-    return rp;
+  std::lock_guard<std::mutex> guard{core.mtx};
+  auto i = core.children.find(id);
+  if (i == core.children.end()) {
+    // Only when closing.
+    caf::anon_send_exit(child, caf::exit_reason::user_shutdown);
+    return;
   }
-  touch(self, entry);
-  return pass_on(self, entry.actor, x.move_content_to_message());
+  auto& entry = i->second;
+  entry.actor = child;
+  entry.passivating = false;
+  entry.last_used = core.clock->now();
+  entry.lru_pos = core.lru.insert(core.lru.end(), id);
+  ++core.active;
+  ++core.stats.spawned;
+  for (auto& x : entry.stash)
+    child->enqueue(std::move(x), self->context());
+  std::vector<caf::mailbox_element_ptr>{}.swap(entry.stash);
 }
 
 void on_down(region_actor* self, caf::down_msg& dm) {
@@ -148,42 +215,40 @@ void on_down(region_actor* self, caf::down_msg& dm) {
     return;
   auto id = a->second;
   st.by_addr.erase(a);
-  auto i = st.children.find(id);
-  if (i == st.children.end())
-    return;
-  auto& entry = i->second;
-  if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
-    ++st.stats.crashed;
-  else if (entry.passivating)
-    ++st.stats.passivated;
-  auto stash = std::move(entry.stash);
-  if (!entry.passivating)
-    --st.active;
-  st.lru.erase(entry.lru_pos);
-  st.children.erase(i);
-  if (!stash.empty()) {
+  auto& core = *st.core;
+  {
+    std::lock_guard<std::mutex> guard{core.mtx};
+    auto i = core.children.find(id);
+    if (i == core.children.end() || i->second.actor.address() != dm.source)
+      return;
+    auto& entry = i->second;
+    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+      ++core.stats.crashed;
+    else if (entry.passivating)
+      ++core.stats.passivated;
+    if (!entry.passivating)
+      --core.active;
+    core.lru.erase(entry.lru_pos);
+    if (entry.stash.empty()) {
+      core.children.erase(i);
+      return;
+    }
     // Commands that arrived during the passivation go, in order, to the
     // aggregate's next actor.
-    auto& fresh = spawn_child(self, id);
-    for (auto& s : stash) {
-      if (s.sender)
-        fresh.actor->enqueue(caf::make_mailbox_element(std::move(s.sender),
-                                                       caf::make_message_id(),
-                                                       {}, std::move(s.msg)),
-                             self->context());
-      else
-        s.rp.delegate(fresh.actor, std::move(s.msg));
-    }
+    entry.actor = nullptr;
+    entry.passivating = false;
   }
-  st.stats.live = st.children.size();
+  spawn_child(self, id);
 }
 
 void check_idle(region_actor* self) {
-  auto& st = self->state;
-  auto now = self->clock().now();
-  for (auto& [id, entry] : st.children)
-    if (!entry.passivating && now - entry.last_used >= st.opts.idle_timeout)
-      passivate(self, entry);
+  auto& core = *self->state.core;
+  std::lock_guard<std::mutex> guard{core.mtx};
+  auto now = core.clock->now();
+  for (auto& [id, entry] : core.children)
+    if (entry.actor && !entry.passivating
+        && now - entry.last_used >= core.opts.idle_timeout)
+      passivate(self, core, entry);
 }
 
 caf::timespan tick_interval(const region_options& opts) {
@@ -191,51 +256,68 @@ caf::timespan tick_interval(const region_options& opts) {
                                  std::chrono::milliseconds(10));
 }
 
-caf::behavior region_impl(region_actor* self, region_options opts,
+caf::behavior region_impl(region_actor* self, core_ptr core,
                           aggregate_spawner spawner) {
-  self->state.opts = opts;
+  self->state.core = core;
   self->state.spawner = std::move(spawner);
-  self->set_default_handler(
-    [](caf::scheduled_actor* ptr,
-       caf::message_view& x) -> caf::result<caf::message> {
-      return route(static_cast<region_actor*>(ptr), x);
-    });
   self->set_down_handler([self](caf::down_msg& dm) {
     on_down(self, dm);
   });
-  if (opts.idle_timeout.count() > 0)
-    self->delayed_send(self, tick_interval(opts), caf::tick_atom_v);
+  self->set_default_handler(
+    [](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
+      return caf::make_error(actors_errc::invalid_command,
+                             std::string{"a region takes (command_envelope, "
+                                         "command) messages"});
+    });
+  if (core->opts.idle_timeout.count() > 0)
+    self->delayed_send(self, tick_interval(core->opts), caf::tick_atom_v);
   return {
+    [self](caf::spawn_atom, const uuid& id) {
+      spawn_child(self, id);
+    },
     [self](caf::tick_atom) {
       check_idle(self);
-      self->delayed_send(self, tick_interval(self->state.opts),
+      self->delayed_send(self, tick_interval(self->state.core->opts),
                          caf::tick_atom_v);
     },
     [self](passivate_atom, const uuid& id) -> bool {
-      auto i = self->state.children.find(id);
-      if (i == self->state.children.end())
+      auto& core = *self->state.core;
+      std::lock_guard<std::mutex> guard{core.mtx};
+      auto i = core.children.find(id);
+      if (i == core.children.end() || !i->second.actor)
         return false;
-      passivate(self, i->second);
+      passivate(self, core, i->second);
       return true;
     },
     [self](passivate_atom, const shard_set& shards) -> uint64_t {
+      auto& core = *self->state.core;
+      std::lock_guard<std::mutex> guard{core.mtx};
       uint64_t n = 0;
-      for (auto& [id, entry] : self->state.children)
-        if (!entry.passivating && shards.owns(id)) {
-          passivate(self, entry);
+      for (auto& [id, entry] : core.children)
+        if (entry.actor && !entry.passivating && shards.owns(id)) {
+          passivate(self, core, entry);
           ++n;
         }
       return n;
     },
     [self](snapshot_atom, const uuid& id) -> caf::result<caf::message> {
-      auto i = self->state.children.find(id);
-      if (i == self->state.children.end() || i->second.passivating)
+      caf::actor dest;
+      {
+        auto& core = *self->state.core;
+        std::lock_guard<std::mutex> guard{core.mtx};
+        auto i = core.children.find(id);
+        if (i != core.children.end() && !i->second.passivating)
+          dest = i->second.actor;
+      }
+      if (!dest)
         return caf::make_message(false);
-      return self->delegate(i->second.actor, snapshot_atom_v);
+      return self->delegate(dest, snapshot_atom_v);
     },
     [self](region_stats_atom) -> region_stats {
-      auto result = self->state.stats;
-      result.live = self->state.children.size();
+      auto& core = *self->state.core;
+      std::lock_guard<std::mutex> guard{core.mtx};
+      auto result = core.stats;
+      result.live = core.children.size();
       return result;
     },
   };
@@ -245,7 +327,12 @@ caf::behavior region_impl(region_actor* self, region_options opts,
 
 caf::actor spawn_region_with(caf::actor_system& sys, region_options opts,
                              aggregate_spawner spawner) {
-  return sys.spawn(region_impl, opts, std::move(spawner));
+  auto core = std::make_shared<region_core>(opts, sys.clock());
+  auto manager = sys.spawn(region_impl, core, std::move(spawner));
+  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(),
+                                    region_policy{std::move(core)});
+  caf::anon_send(pool, caf::sys_atom_v, caf::put_atom_v, manager);
+  return pool;
 }
 
 } // namespace es

@@ -37,11 +37,14 @@ caf::actor spawn_region_with(caf::actor_system& sys, region_options opts,
 ///
 /// Protocol:
 /// - `(command_envelope, Cmd) -> command_result`: routed to the aggregate
-///   actor for `envelope.aggregate_id`, spawned on demand. The aggregate
-///   answers the sender directly (a request's sender, and the sender of an
-///   asynchronous message: the coordinator of a joint command, see
-///   joint_command.hpp). Commands for an aggregate that is being
-///   passivated wait in the region and go, in order, to its next actor.
+///   actor for `envelope.aggregate_id`, spawned on demand. A command for a
+///   live aggregate is put into its actor's mailbox during the send (the
+///   region is an actor pool whose dispatch looks the aggregate up), so the
+///   region adds no message to it. The aggregate answers the sender
+///   directly (a request's sender, and the sender of an asynchronous
+///   message: the coordinator of a joint command, see joint_command.hpp).
+///   Commands for an aggregate whose actor is being spawned or passivated
+///   wait in the region and go, in order, to its next actor.
 /// - `(passivate_atom, uuid) -> bool`: passivates one aggregate now.
 /// - `(passivate_atom, shard_set) -> uint64_t`: passivates the live
 ///   aggregates of those shards (a cluster node that lost them); returns
