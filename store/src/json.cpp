@@ -20,6 +20,7 @@
 #include <exception>
 #include <limits>
 #include <system_error>
+#include <vector>
 
 namespace es::json {
 
@@ -679,12 +680,44 @@ struct writer::impl {
   bool ok = true;
 };
 
-writer::writer() : impl_(std::make_unique<impl>()) {
-  // nop
+namespace {
+
+/// Writers this thread finished with, kept with their buffers: encoding an
+/// event then allocates only its text. A few, since writers may nest (an
+/// encoder that encodes a part on its own).
+struct writer_cache {
+  static constexpr size_t max_kept = 4;
+  /// Texts beyond this size give their buffer back to the heap.
+  static constexpr size_t max_buffer = 64 * 1024;
+  std::vector<std::unique_ptr<writer::impl>> kept;
+};
+
+writer_cache& this_threads_writers() {
+  thread_local writer_cache cache;
+  return cache;
+}
+
+} // namespace
+
+writer::writer() {
+  auto& cache = this_threads_writers();
+  if (cache.kept.empty()) {
+    impl_ = std::make_unique<impl>();
+    return;
+  }
+  impl_ = std::move(cache.kept.back());
+  cache.kept.pop_back();
 }
 
 writer::~writer() {
-  // nop
+  auto& cache = this_threads_writers();
+  if (impl_ == nullptr || cache.kept.size() >= writer_cache::max_kept
+      || impl_->buf.GetSize() > writer_cache::max_buffer)
+    return;
+  impl_->buf.Clear();
+  impl_->out.Reset(impl_->buf);
+  impl_->ok = true;
+  cache.kept.push_back(std::move(impl_));
 }
 
 void writer::begin_object() {

@@ -90,8 +90,10 @@ public:
   /// Returns the text written so far.
   std::string str() const;
 
-private:
+  /// Opaque; each thread keeps a few finished ones for reuse.
   struct impl;
+
+private:
   std::unique_ptr<impl> impl_;
 };
 
