@@ -43,6 +43,10 @@ struct writer_state {
   bool keep_events = false;
   size_t pending_publishes = 0;
   std::vector<pending_append> pending;
+  /// The group being committed, and the callers it answers: kept to reuse
+  /// their memory.
+  std::vector<pending_append> batch;
+  std::vector<size_t> answer;
   /// Appends waiting for their retry, and when the next retry is due.
   std::vector<pending_append> retrying;
   std::chrono::milliseconds backoff{0};
@@ -120,8 +124,9 @@ void schedule_retry(writer_actor* self, pending_append p) {
 void flush(writer_actor* self) {
   auto& st = self->state;
   st.flush_scheduled = false;
-  auto batch = std::move(st.pending);
-  st.pending.clear();
+  auto& batch = st.batch;
+  batch.clear();
+  batch.swap(st.pending);
   std::vector<append_request> requests;
   requests.reserve(batch.size());
   for (auto& p : batch) {
@@ -164,8 +169,8 @@ void flush(writer_actor* self) {
   bool any_ok = false;
   // Callers are answered after the publish is sent, so a caller that hears
   // of its commit and then drains the bus finds its events there.
-  std::vector<size_t> answer;
-  answer.reserve(batch.size());
+  auto& answer = st.answer;
+  answer.clear();
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& p = batch[i];
     auto& res = results[i];
@@ -200,6 +205,7 @@ void flush(writer_actor* self) {
     else
       batch[i].rp.deliver(std::move(results[i].error()));
   }
+  batch.clear();
 }
 
 caf::behavior store_writer(writer_actor* self, event_store_ptr store,

@@ -139,14 +139,27 @@ caf::error normalize_append(const stream_id& stream, expected_version expected,
                               + std::to_string(limits.max_append_bytes));
   json::parse_limits payload_limits{limits.max_payload_bytes, 64};
   json::parse_limits metadata_limits{limits.max_metadata_bytes, 64};
+  // Small batches (a command's events) compare ids pairwise and allocate
+  // nothing; large ones use a set.
+  constexpr size_t pairwise_limit = 32;
   std::unordered_set<uuid> ids;
-  ids.reserve(events.size());
+  if (events.size() > pairwise_limit)
+    ids.reserve(events.size());
+  auto repeats = [&](size_t i) {
+    const auto& id = events[i].event_id;
+    if (events.size() > pairwise_limit)
+      return !ids.insert(id).second;
+    for (size_t j = 0; j < i; ++j)
+      if (events[j].event_id == id)
+        return true;
+    return false;
+  };
   const auto& tenant = events.front().tenant_id;
   for (size_t i = 0; i < events.size(); ++i) {
     auto& ev = events[i];
     if (ev.event_id.is_nil())
       return invalid(event_label(i, ev) + ": event_id must not be nil");
-    if (!ids.insert(ev.event_id).second)
+    if (repeats(i))
       return invalid(event_label(i, ev) + ": event_id repeats in the batch");
     if (auto err = check_type_name("event_type", ev.event_type))
       return invalid(event_label(i, ev) + ": " + error_description(err));
@@ -402,13 +415,14 @@ check_and_assign_versions(const stream_id& stream, expected_version expected,
 caf::expected<std::optional<append_result>>
 check_replay(const stream_id& stream, const event_batch& events,
              const location_lookup& lookup, bool check_all) {
-  std::vector<std::optional<stored_location>> found;
-  found.reserve(events.size());
   auto first = lookup(events.front().event_id);
   if (!first)
     return std::move(first.error());
-  if (!*first && !check_all)
+  // A new event alone (a command's usual append) needs no more.
+  if (!*first && (!check_all || events.size() == 1))
     return std::nullopt;
+  std::vector<std::optional<stored_location>> found;
+  found.reserve(events.size());
   found.push_back(std::move(*first));
   for (size_t i = 1; i < events.size(); ++i) {
     auto loc = lookup(events[i].event_id);
