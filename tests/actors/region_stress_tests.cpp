@@ -49,13 +49,14 @@ size_t target(size_t c, size_t k) {
   return (c + k * 5) % aggregates;
 }
 
-/// Keeps `window` commands in flight until it sent `per_client`, then
-/// reports to `done` when every answer arrived.
+/// Commands a client sent, and those not answered yet.
 struct client_state {
   size_t next = 0;
   size_t open = 0;
 };
 
+/// Keeps `window` commands in flight until it sent `per_client`, then
+/// reports to `done` when every answer arrived.
 caf::behavior
 pipelining_client(caf::stateful_actor<client_state>* self, caf::actor region,
                   std::shared_ptr<std::vector<uuid>> ids, size_t index,
