@@ -124,8 +124,8 @@ void schedule_retry(writer_actor* self, pending_append p) {
 void flush(writer_actor* self) {
   auto& st = self->state;
   st.flush_scheduled = false;
+  // Empty here: each flush clears it when done.
   auto& batch = st.batch;
-  batch.clear();
   batch.swap(st.pending);
   std::vector<append_request> requests;
   requests.reserve(batch.size());
