@@ -62,6 +62,15 @@ struct projection_actor_state {
   std::optional<timestamp> last_event_time;
   uuid last_event_id;
   std::string last_event_type;
+  /// The position of the last handled event, and the one whose id and time
+  /// `last_event_id` and `last_event_time` hold: a page handled in place
+  /// reads those two near its end only, and looks them up when its last
+  /// handled event came earlier (`read_page`).
+  int64_t last_event_position = 0;
+  int64_t last_details_position = 0;
+  /// Rows in the last page read in place that did not end the feed (0
+  /// after the feed's end or a stop): the expected size of the next page.
+  size_t expected_page_rows = 0;
 
   std::deque<recorded_event> queue;
   std::vector<pending_ack> acks;
@@ -110,6 +119,7 @@ using projection_actor
   = projection_impl_actor::stateful_base<projection_actor_state>;
 
 void pump(projection_actor* self);
+void settle_details(projection_actor* self);
 
 /// What the projection does with an event of the feed.
 enum class disposition {
@@ -273,6 +283,7 @@ caf::error save_checkpoint(projection_actor* self) {
   if (st.position <= st.saved_position || st.tx_proj != nullptr
       || st.state == projection_state::standby)
     return caf::none;
+  settle_details(self);
   checkpoint cp{st.checkpoint_name,
                 st.position,
                 st.last_event_id,
@@ -313,9 +324,12 @@ void release_acks(projection_actor* self) {
 
 /// Moves the projection past `ev`. With `stamp`, a handled event also sets
 /// the time of the last processing; pages handled in place set it once,
-/// after the page (`read_page`), sparing a clock read per event.
+/// after the page (`read_page`), sparing a clock read per event. Without
+/// `details`, the handled event's id and time are not read (each read is
+/// a call into the database library on a store's row): `read_page` then
+/// reads them later if the event stays the last one handled.
 void advance(projection_actor* self, const event_view& ev, bool handled,
-             bool stamp = true) {
+             bool stamp = true, bool details = true) {
   auto& st = self->state;
   st.position = ev.global_position();
   if (handled) {
@@ -323,8 +337,12 @@ void advance(projection_actor* self, const event_view& ev, bool handled,
     ++st.processed_since_save;
     if (stamp)
       st.last_processed_at = now_utc();
-    st.last_event_time = ev.occurred_at();
-    st.last_event_id = ev.event_id();
+    st.last_event_position = st.position;
+    if (details) {
+      st.last_event_time = ev.occurred_at();
+      st.last_event_id = ev.event_id();
+      st.last_details_position = st.position;
+    }
     // Consecutive events mostly share a type: compare before copying.
     auto type = ev.event_type();
     if (type != st.last_event_type)
@@ -729,9 +747,10 @@ private:
 /// position when `reads_every_position` (a hole, unless the store's gaps
 /// are final), or a handler that failed (retry, dead letter, stop). Such an
 /// event is copied to the queue, as the page's last, and a failed handler
-/// counts as its first attempt.
+/// counts as its first attempt. `details`: whether a handled event's id
+/// and time are read now (see `advance`).
 bool handle_in_place(projection_actor* self, const event_view& ev,
-                     bool reads_every_position) {
+                     bool reads_every_position, bool details) {
   auto& st = self->state;
   auto pos = ev.global_position();
   if (pos <= st.position)
@@ -754,7 +773,7 @@ bool handle_in_place(projection_actor* self, const event_view& ev,
     return st.proj->handle_view(ev);
   });
   if (!err) {
-    advance(self, ev, true, false);
+    advance(self, ev, true, false, details);
     st.attempt = 0;
     return true;
   }
@@ -762,6 +781,34 @@ bool handle_in_place(projection_actor* self, const event_view& ev,
   if (settle_failure(self, st.queue.front(), err))
     st.queue.pop_front();
   return false;
+}
+
+/// Rows at the end of a page handled in place whose handled events have
+/// their id and time read as they pass (see `read_page`).
+constexpr size_t details_tail = 16;
+
+/// Reads the id and time of the last handled event when its page skipped
+/// them (see `advance`): one event, read by its position. If the event is
+/// gone (erased meanwhile) or the store fails, both are left empty rather
+/// than naming another event; a failing store fails the next read.
+void settle_details(projection_actor* self) {
+  auto& st = self->state;
+  auto pos = st.last_event_position;
+  if (pos == st.last_details_position)
+    return;
+  st.last_details_position = pos;
+  read_all_options opts;
+  opts.after_position = pos - 1;
+  opts.max_count = 1;
+  auto page = st.cfg.store->read_all(opts);
+  if (page && !page->events.empty()
+      && page->events.front().global_position == pos) {
+    st.last_event_id = page->events.front().event_id;
+    st.last_event_time = page->events.front().occurred_at;
+    return;
+  }
+  st.last_event_id = uuid{};
+  st.last_event_time.reset();
 }
 
 /// Reads the next page from the store: into the queue, or handled as it is
@@ -786,11 +833,18 @@ bool read_page(projection_actor* self) {
   size_t seen = 0;
   bool stopped = false;
   bool in_place = handles_in_place(st);
+  // Only the last handled event's id and time are kept, and reading them
+  // costs two calls into the database per row. In a page expected to be as
+  // long as the last one, only its last rows read them; if the page ends
+  // sooner, or its last handled event came before those rows, they are
+  // looked up once after the page (`settle_details`).
+  auto expected = st.expected_page_rows;
   auto visit = [&](const event_view& ev) {
     memo_view row{ev};
     ++seen;
     last = row.global_position();
-    stopped = !handle_in_place(self, row, opts.filter.empty());
+    bool details = expected <= details_tail || seen + details_tail > expected;
+    stopped = !handle_in_place(self, row, opts.filter.empty(), details);
     return !stopped;
   };
   auto processed_before = st.processed;
@@ -801,6 +855,10 @@ bool read_page(projection_actor* self) {
   if (!page) {
     fail(self, std::move(page.error()));
     return false;
+  }
+  if (in_place) {
+    st.expected_page_rows = stopped || page->end_of_feed ? 0 : seen;
+    settle_details(self);
   }
   if (!in_place) {
     for (auto& ev : page->events) {

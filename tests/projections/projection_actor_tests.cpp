@@ -428,6 +428,51 @@ recorded_events whole_feed(event_store& store) {
   return result;
 }
 
+/// Keeps every checkpoint saved through it, then saves it in memory.
+class saved_checkpoints : public checkpoint_store {
+public:
+  bool blocking() const override {
+    return false;
+  }
+
+  caf::expected<checkpoint> save(const checkpoint& cp) override {
+    saved_.push_back(cp);
+    return inner_->save(cp);
+  }
+
+  caf::expected<checkpoint> save_if(const checkpoint& cp,
+                                    int64_t expected_position) override {
+    saved_.push_back(cp);
+    return inner_->save_if(cp, expected_position);
+  }
+
+  caf::expected<projection_lease_ptr>
+  try_lease(const std::string& name) override {
+    return inner_->try_lease(name);
+  }
+
+  caf::expected<std::optional<checkpoint>>
+  load(const std::string& projection) override {
+    return inner_->load(projection);
+  }
+
+  caf::expected<bool> reset(const std::string& projection) override {
+    return inner_->reset(projection);
+  }
+
+  caf::expected<std::vector<checkpoint>> list() override {
+    return inner_->list();
+  }
+
+  const std::vector<checkpoint>& saved() const {
+    return saved_;
+  }
+
+private:
+  checkpoint_store_ptr inner_ = make_memory_checkpoint_store();
+  std::vector<checkpoint> saved_;
+};
+
 } // namespace
 
 TEST_CASE_METHOD(sqlite_projection_fixture,
@@ -496,4 +541,57 @@ TEST_CASE_METHOD(sqlite_projection_fixture,
   REQUIRE(cp->has_value());
   CHECK((*cp)->position == 15);
   CHECK(status(a).errors.sent_to_dlq == 2);
+}
+
+TEST_CASE_METHOD(sqlite_projection_fixture,
+                 "every checkpoint of pages read in place names the last "
+                 "event handled",
+                 "[projections][in-place]") {
+  // The second partition of two skips the streams of the first.
+  partition_spec part{1, 2};
+  auto write = [&](bool owned, int n) {
+    auto s = new_stream();
+    while (part.owns(s.aggregate_id) != owned)
+      s = new_stream();
+    event_batch batch;
+    for (int i = 0; i < n; ++i)
+      batch.push_back(
+        make_test_event(s, i, i % 3 == 0 ? "NoteWritten" : "ItemAdded"));
+    REQUIRE(store->append(s, expected_version::no_stream(), batch));
+  };
+  // Pages of 40. The first reads the id and time of every event it
+  // handles; the later ones, expected to be as long, only in their last
+  // rows. Page 2 handles its first half only (its last handled event is
+  // looked up after the page), page 3 handles its last event among its
+  // last rows, and page 4 ends the feed early (looked up again).
+  write(true, 40);
+  write(true, 20);
+  write(false, 20);
+  write(true, 29);
+  write(false, 11);
+  write(true, 5);
+  auto checkpoints = std::make_shared<saved_checkpoints>();
+  auto c = sqlite_config();
+  c.page_size = 40;
+  c.partition = part;
+  c.checkpoints = checkpoints;
+  auto proj = std::make_shared<recording_projection>("in-place-checkpoints");
+  auto a = spawn(proj, c);
+  auto feed = whole_feed(*store);
+  REQUIRE(feed.size() == 125);
+  CHECK(proj->seen().size() == 94);
+  CHECK(status(a).position == 125);
+  std::vector<int64_t> positions;
+  for (const auto& cp : checkpoints->saved()) {
+    positions.push_back(cp.position);
+    // The last event at or below the checkpoint that the partition owns.
+    auto i = static_cast<size_t>(cp.position);
+    while (i > 0 && !part.owns(feed[i - 1].aggregate_id))
+      --i;
+    REQUIRE(i > 0);
+    INFO("checkpoint at " << cp.position);
+    CHECK(cp.event_id == feed[i - 1].event_id);
+    CHECK(cp.event_type == feed[i - 1].event_type);
+  }
+  CHECK(positions == std::vector<int64_t>{40, 80, 120, 125});
 }
