@@ -57,7 +57,10 @@ public:
   void submit(write_job& job) {
     std::unique_lock guard{mtx_};
     queue_.push_back(&job);
-    if (gathering_ != nullptr)
+    // A gathering leader waits for the size of the last group: wake it
+    // only then, not for every caller on the way (each wake-up is a system
+    // call and a context switch).
+    if (gathering_ != nullptr && queue_.size() >= last_jobs_)
       gathering_->cv.notify_one();
     while (!job.done && (queue_.front() != &job || leaders_ >= max_leaders_))
       job.cv.wait(guard);
