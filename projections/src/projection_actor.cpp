@@ -859,8 +859,7 @@ bool read_page(projection_actor* self) {
   if (in_place) {
     st.expected_page_rows = stopped || page->end_of_feed ? 0 : seen;
     settle_details(self);
-  }
-  if (!in_place) {
+  } else {
     for (auto& ev : page->events) {
       last = ev.global_position;
       st.queue.push_back(std::move(ev));
