@@ -65,7 +65,8 @@ struct projection_actor_state {
   /// The position of the last handled event, and the one whose id and time
   /// `last_event_id` and `last_event_time` hold: a page handled in place
   /// reads those two near its end only, and looks them up when its last
-  /// handled event came earlier (`read_page`).
+  /// handled event came earlier; `read_page` settles both before it
+  /// returns, so they agree between messages.
   int64_t last_event_position = 0;
   int64_t last_details_position = 0;
   /// Rows in the last page read in place that did not end the feed (0
@@ -119,7 +120,6 @@ using projection_actor
   = projection_impl_actor::stateful_base<projection_actor_state>;
 
 void pump(projection_actor* self);
-void settle_details(projection_actor* self);
 
 /// What the projection does with an event of the feed.
 enum class disposition {
@@ -283,7 +283,6 @@ caf::error save_checkpoint(projection_actor* self) {
   if (st.position <= st.saved_position || st.tx_proj != nullptr
       || st.state == projection_state::standby)
     return caf::none;
-  settle_details(self);
   checkpoint cp{st.checkpoint_name,
                 st.position,
                 st.last_event_id,
