@@ -50,10 +50,19 @@ void print_table(const std::vector<run_result>& rows) {
               "p50 us", "p99 us", "ratio to raw");
   for (const auto& r : rows) {
     std::string ratio;
+    // An untimed run (no request timeouts) is held against untimed
+    // baselines only.
+    auto untimed = [](const std::string& backend) {
+      const std::string tail = "-untimed";
+      return backend.size() > tail.size()
+             && backend.compare(backend.size() - tail.size(), tail.size(), tail)
+                  == 0;
+    };
     if (r.backend.rfind("raw-", 0) != 0) {
       for (const auto& raw : rows)
         if (raw.backend.rfind("raw-", 0) == 0 && raw.scenario == r.scenario
-            && raw.events_per_sec() > 0) {
+            && raw.events_per_sec() > 0
+            && (!untimed(r.backend) || untimed(raw.backend))) {
           char buf[64];
           std::snprintf(
             buf, sizeof(buf), "%s%.2fx %s", ratio.empty() ? "" : ", ",

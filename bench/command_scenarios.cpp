@@ -49,15 +49,19 @@ struct client_state {
 
 using client_actor = caf::stateful_actor<client_state>;
 
-/// Sends one command at a time to `region`, for ids[first + k * stride].
+/// Sends one command at a time to `region`, for ids[first + k * stride],
+/// each with a 60 s timeout or, without `timed`, none.
 caf::behavior command_client(client_actor* self, caf::actor region,
                              std::shared_ptr<std::vector<uuid>> ids,
-                             int64_t count, int64_t first, caf::actor done) {
+                             int64_t count, int64_t first, caf::actor done,
+                             bool timed) {
   self->state.remaining = count;
   self->state.next_target = first;
   self->state.latencies.reserve(static_cast<size_t>(count));
   auto step = std::make_shared<std::function<void()>>();
-  *step = [self, region, ids, done, step] {
+  auto timeout = timed ? caf::duration{std::chrono::seconds(60)}
+                       : caf::duration{caf::infinite};
+  *step = [self, region, ids, done, step, timeout] {
     auto& st = self->state;
     if (st.remaining-- == 0) {
       self->send(done, std::move(st.latencies));
@@ -67,7 +71,7 @@ caf::behavior command_client(client_actor* self, caf::actor region,
     auto id = (*ids)[static_cast<size_t>(st.next_target++) % ids->size()];
     auto start = clock::now();
     self
-      ->request(region, std::chrono::seconds(60), command_envelope::to(id),
+      ->request(region, timeout, command_envelope::to(id),
                 counter_bench::increment{1})
       .then(
         [self, step, start](command_result&) {
@@ -140,7 +144,7 @@ double rss_bytes() {
 } // namespace
 
 run_result run_commands(caf::actor_system& sys, const bench_params& p,
-                        int aggregates) {
+                        int aggregates, bool timed) {
   auto store = open_store(p, "esbench-commands.db");
   auto handle = spawn_store_actor(sys, store);
   aggregate_options ao;
@@ -158,17 +162,17 @@ run_result run_commands(caf::actor_system& sys, const bench_params& p,
     auto per = (aggregates + p.writers - 1) / p.writers;
     for (int c = 0; c < p.writers; ++c)
       sys.spawn(command_client, region, ids, per, static_cast<int64_t>(c) * per,
-                caf::actor{self});
+                caf::actor{self}, timed);
     collect(self, p.writers);
   }
   auto per_client = std::max<int64_t>(1, p.events / p.writers);
   auto start = clock::now();
   for (int c = 0; c < p.writers; ++c)
     sys.spawn(command_client, region, ids, per_client,
-              static_cast<int64_t>(c) * 7919, caf::actor{self});
+              static_cast<int64_t>(c) * 7919, caf::actor{self}, timed);
   auto lat = collect(self, p.writers);
   run_result r;
-  r.backend = p.backend;
+  r.backend = timed ? p.backend : p.backend + "-untimed";
   r.scenario = "commands";
   r.seconds = micros_since(start) / 1e6;
   r.events = static_cast<int64_t>(lat.size());

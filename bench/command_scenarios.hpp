@@ -11,9 +11,11 @@ namespace es::bench {
 
 /// K client actors send `events` commands in total through one region to
 /// `aggregates` counter aggregates (each command appends one event). The
-/// aggregates are created before the clock starts.
+/// aggregates are created before the clock starts. With `timed`, each
+/// command carries a 60 s timeout, as a client would send it; without, none
+/// (the row `<backend>-untimed`, beside `raw-caf-untimed`).
 run_result run_commands(caf::actor_system& sys, const bench_params& params,
-                        int aggregates);
+                        int aggregates, bool timed);
 
 /// K client actors each do request/response with their own responder actor
 /// that adds a number: what CAF itself costs for the same message count.
