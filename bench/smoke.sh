@@ -60,9 +60,9 @@ run 2 --backend=postgres "${pg[@]}" --scenario=append --events=200 --writers=4 \
   --pg-feed=overlapping --pg-writer-connections=2
 run 2 --backend=postgres "${pg[@]}" --scenario=append-batch --events=1000 \
   --writers=1
-run 2 --backend=memory --scenario=commands --events=2000 --writers=4 \
+run 4 --backend=memory --scenario=commands --events=2000 --writers=4 \
   --aggregates=50
-run 2 --backend=sqlite --scenario=commands --events=200 --writers=4 \
+run 4 --backend=sqlite --scenario=commands --events=200 --writers=4 \
   --aggregates=20 --sync=off
 run 1 --backend=memory --scenario=idle-memory --idle-aggregates=2000
 run 3 --backend=sqlite --scenario=read-all --events=2000
