@@ -44,20 +44,25 @@ void print_json(const run_result& r) {
   std::cout << out.str() << std::endl;
 }
 
+namespace {
+
+/// Whether `backend` names a run without request timeouts, which is held
+/// against untimed baselines only.
+bool untimed(const std::string& backend) {
+  const std::string tail = "-untimed";
+  return backend.size() > tail.size()
+         && backend.compare(backend.size() - tail.size(), tail.size(), tail)
+              == 0;
+}
+
+} // namespace
+
 void print_table(const std::vector<run_result>& rows) {
   std::printf("\n%-14s %-13s %9s %7s %5s %9s %12s %9s %9s  %s\n", "backend",
               "scenario", "events", "writers", "batch", "seconds", "events/s",
               "p50 us", "p99 us", "ratio to raw");
   for (const auto& r : rows) {
     std::string ratio;
-    // An untimed run (no request timeouts) is held against untimed
-    // baselines only.
-    auto untimed = [](const std::string& backend) {
-      const std::string tail = "-untimed";
-      return backend.size() > tail.size()
-             && backend.compare(backend.size() - tail.size(), tail.size(), tail)
-                  == 0;
-    };
     if (r.backend.rfind("raw-", 0) != 0) {
       for (const auto& raw : rows)
         if (raw.backend.rfind("raw-", 0) == 0 && raw.scenario == r.scenario

@@ -49,8 +49,16 @@ struct client_state {
 
 using client_actor = caf::stateful_actor<client_state>;
 
+/// The wait of every request a client sends, framework and raw alike: 60 s,
+/// or none without `timed`. CAF keeps each timeout on its clock and cancels
+/// it on the answer; the untimed runs show what that costs.
+caf::duration client_timeout(bool timed) {
+  return timed ? caf::duration{std::chrono::seconds(60)}
+               : caf::duration{caf::infinite};
+}
+
 /// Sends one command at a time to `region`, for ids[first + k * stride],
-/// each with a 60 s timeout or, without `timed`, none.
+/// each with `client_timeout(timed)`.
 caf::behavior command_client(client_actor* self, caf::actor region,
                              std::shared_ptr<std::vector<uuid>> ids,
                              int64_t count, int64_t first, caf::actor done,
@@ -59,8 +67,7 @@ caf::behavior command_client(client_actor* self, caf::actor region,
   self->state.next_target = first;
   self->state.latencies.reserve(static_cast<size_t>(count));
   auto step = std::make_shared<std::function<void()>>();
-  auto timeout = timed ? caf::duration{std::chrono::seconds(60)}
-                       : caf::duration{caf::infinite};
+  auto timeout = client_timeout(timed);
   *step = [self, region, ids, done, step, timeout] {
     auto& st = self->state;
     if (st.remaining-- == 0) {
@@ -99,11 +106,7 @@ caf::behavior raw_client(client_actor* self, caf::actor server, int64_t count,
   self->state.remaining = count;
   self->state.latencies.reserve(static_cast<size_t>(count));
   auto step = std::make_shared<std::function<void()>>();
-  // The framework's clients wait at most 60 s for an answer; so does the
-  // timed baseline. CAF keeps each timeout in its clock, and cancels it on
-  // the answer; the untimed baseline shows what that costs.
-  auto timeout = timed ? caf::duration{std::chrono::seconds(60)}
-                       : caf::duration{caf::infinite};
+  auto timeout = client_timeout(timed);
   *step = [self, server, done, step, timeout] {
     auto& st = self->state;
     if (st.remaining-- == 0) {
